@@ -1,0 +1,47 @@
+# Two entry points on a fresh Linux machine with Python 3.11:
+#   make run    set up .venv and serve the dashboard on the bundled MNIST project
+#   make test   set up .venv (and Debian's chromium for the browser tests) and run the whole test suite
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+PROJECT ?= mnist
+PORT   ?= 5006
+export NUMBA_CACHE_DIR := $(CURDIR)/.cache/numba
+
+.PHONY: setup run info test test-fast lint chromium bench clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[cpu,test]'
+	touch $(STAMP)
+
+# Browser tests drive Debian's chromium (Playwright cannot download browsers here).
+chromium:
+	@test -x /usr/bin/chromium || { \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null; }
+
+run: setup
+	$(BIN)/latent-inspector serve $(PROJECT) --port $(PORT) --show
+
+info: setup
+	$(BIN)/latent-inspector info $(PROJECT)
+
+test: setup chromium
+	$(BIN)/python -m pytest
+
+test-fast: setup
+	$(BIN)/python -m pytest -m "not ui and not slow"
+
+lint: setup
+	$(BIN)/ruff check .
+
+bench: setup
+	$(BIN)/python -m benchmarks
+
+clean:
+	rm -rf .cache .pytest_cache build *.egg-info

@@ -1,0 +1,130 @@
+"""The ``latent-inspector`` command.
+
+Every user error (bad project, file, layer or parameter) prints one line on stderr and exits with status 2;
+``--debug`` shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+from .errors import InspectorError
+
+
+class Progress:
+    """A one-line progress bar on stderr: ``label  [#####.....]  5,000/10,000 rows  3,512 rows/s``."""
+
+    def __init__(self, label: str, unit: str = "rows", stream=None):
+        self.label, self.unit = label, unit
+        self.stream = stream or sys.stderr
+        self.t0 = time.perf_counter()
+        self.last = 0.0
+
+    def __call__(self, done: int, total: int) -> None:
+        now = time.perf_counter()
+        if done < total and now - self.last < 0.1:
+            return
+        self.last = now
+        rate = done / max(now - self.t0, 1e-9)
+        bar = "#" * int(30 * done / max(total, 1))
+        end = "\n" if done >= total else ""
+        counts = f"{done:,}/{total:,} {self.unit}  {rate:,.0f} {self.unit}/s"
+        self.stream.write(f"\r{self.label}  [{bar:<30}]  {counts}{end}")
+        self.stream.flush()
+
+
+def _project(args):
+    from .project import load_project
+
+    return load_project(args.project, root=args.root)
+
+
+def cmd_info(args) -> int:
+    from .split import list_layers
+
+    project = _project(args)
+    x = project.inputs()
+    y = project.labels()
+    print(f"project   {project.name}  ({project.path})")
+    if project.title and project.title != project.name:
+        print(f"title     {project.title}")
+    print(f"model     {project.model_path.name}  sha256:{project.model_hash()}")
+    print(f"inputs    {project.inputs_path.name}{f' [{project.inputs_key}]' if project.inputs_key else ''}  "
+          f"{x.shape} {x.dtype}")
+    if y is None:
+        print("labels    none")
+    else:
+        names = project.label_names()
+        print(f"labels    {len(y):,} in {len(names)} classes: {', '.join(names)}")
+    for note in project.inferred:
+        print(f"inferred  {note}")
+    print()
+    layers = list_layers(project.model())
+    width = max(len(info.name) for info in layers)
+    print(f"{'layer':<{width}}  {'type':<20} {'output shape':<20} cut")
+    for info in layers:
+        mark = "yes" if info.valid_cut else f"no: {info.reason}"
+        default = "  (default)" if info.name == project.default_layer else ""
+        print(f"{info.name:<{width}}  {info.class_name:<20} {str(info.output_shape):<20} {mark}{default}")
+    return 0
+
+
+def cmd_propagate(args) -> int:
+    from .propagate import activations, cache_path
+
+    project = _project(args)
+    layer = args.layer or project.default_layer
+    if layer is None:
+        raise InspectorError(f"project {project.name!r} has no default_layer; pass --layer NAME")
+    path = cache_path(project, layer, args.cache_dir)
+    hit = path.is_file()
+    t0 = time.perf_counter()
+    z = activations(project, layer, cache_dir=args.cache_dir, progress=Progress(f"propagate {layer}"))
+    dt = time.perf_counter() - t0
+    how = "read from cache" if hit else f"{len(z) / dt:,.0f} rows/s"
+    print(f"{layer}: {z.shape} float32 in {dt:.2f} s ({how})")
+    print(f"cached at {path}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="latent-inspector",
+        description="Inspect what a trained Keras network does inside: split it at a layer, map the layer's "
+        "activations to 2-D, decode any point.",
+    )
+    parser.add_argument("--debug", action="store_true", help="show tracebacks of errors")
+    parser.add_argument("--root", default=None, help="projects root (default: ./projects or LATENT_INSPECTOR_PROJECTS)")
+    parser.add_argument("--cache-dir", default=None, help="cache folder (default: .cache or LATENT_INSPECTOR_CACHE)")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("info", help="list the project's layers, their shapes and which are valid cuts")
+    p.add_argument("project")
+    p.set_defaults(func=cmd_info)
+
+    p = sub.add_parser("propagate", help="propagate the dataset to a layer and cache the activations")
+    p.add_argument("project")
+    p.add_argument("--layer", help="layer name (default: the project's default_layer)")
+    p.set_defaults(func=cmd_propagate)
+    return parser
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except InspectorError as exc:
+        if args.debug:
+            raise
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,349 @@
+"""Split a Keras model at any layer into an exact prefix and suffix.
+
+A layer is a valid cut when every path from the model's inputs to its outputs passes through the layer's output
+tensor: a layer of a sequential chain, the ``Add`` that closes a residual block, the boundary between a nested
+encoder and decoder. A cut inside a residual block or across a U-Net skip is rejected, naming the tensor that
+crosses it.
+
+How: the model is first re-traced into one flat functional graph with the library's own graph runner
+(``Function._run_through_graph``), descending into nested sub-models so that their inner layers become
+selectable. This also sidesteps a pitfall of ``.h5`` files: a Sequential model loaded from one carries several
+inbound nodes per layer, and ``layer.output`` (node 0) is not connected to the model's inputs. The prefix is then
+``keras.Model(inputs, cut)`` and the suffix ``keras.Model(cut, outputs)``: Keras builds both, nothing is re-called
+by hand.
+"""
+
+from __future__ import annotations
+
+import threading
+import weakref
+from collections import Counter, defaultdict, deque
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from . import backend
+from .errors import CutError, ModelError
+
+
+@dataclass(frozen=True)
+class LayerInfo:
+    """One selectable layer of a (flattened) model.
+
+    Attributes
+    ----------
+    name : str
+        Name to pass to :func:`split`. Inner layers of nested models keep their own name unless it collides with
+        another layer's, in which case it is qualified as ``"outer/inner"``.
+    class_name : str
+        Keras class (``Dense``, ``Conv2D``, ``Functional`` for a nested model's output...).
+    output_shape : tuple
+        Output shape with ``None`` for the batch dimension.
+    valid_cut : bool
+    reason : str or None
+        Why the layer is not a valid cut.
+    """
+
+    name: str
+    class_name: str
+    output_shape: tuple
+    valid_cut: bool
+    reason: str | None = None
+
+    @property
+    def units(self) -> int:
+        """Number of scalar activations per sample at this layer."""
+        return int(np.prod([d for d in self.output_shape[1:] if d is not None], dtype=np.int64))
+
+
+@dataclass
+class _Entry:
+    name: str
+    layer: object
+    class_name: str
+    inputs: list  # input KerasTensors
+    outputs: list  # output KerasTensors
+    alias: bool = False  # a nested model's output, recorded after its inner layers
+    path: tuple = ()  # names of the nested models around the layer
+
+
+@dataclass
+class _Graph:
+    inputs: list
+    outputs: list
+    entries: list = field(default_factory=list)
+
+    def consumers(self):
+        out = defaultdict(list)
+        for e in self.entries:
+            if not e.alias:
+                for t in e.inputs:
+                    out[id(t)].append(e)
+        return out
+
+
+_lock = threading.RLock()
+_graphs: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _is_nested(op) -> bool:
+    keras = backend.keras()
+
+    return isinstance(op, keras.Model) and (
+        getattr(op, "_functional", None) is not None or hasattr(op, "_nodes_by_depth")
+    )
+
+
+def _flatten(tensors):
+    tree = backend.keras().tree
+
+    return [t for t in tree.flatten(tensors) if hasattr(t, "shape") and hasattr(t, "_keras_history")]
+
+
+def _trace(model, inputs, path: tuple, entries: list):
+    """Run ``model`` on symbolic ``inputs``, descending into nested models; record every layer call."""
+    keras = backend.keras()
+
+    graph_model = model
+    if isinstance(model, keras.Sequential):
+        graph_model = getattr(model, "_functional", None)
+        if graph_model is None:  # a Sequential that was never built with an Input: its layers run in order
+            x = inputs
+            for layer in model.layers:
+                x = _call(layer, (x,), {}, path + (model.name,), entries)
+            return x
+
+    def operation_fn(op):
+        return lambda *args, **kwargs: _call(op, args, kwargs, path + (model.name,), entries)
+
+    return graph_model._run_through_graph(inputs, operation_fn=operation_fn)
+
+
+def _call(op, args, kwargs, path, entries):
+    if _is_nested(op):
+        sub_inputs = args[0] if len(args) == 1 else list(args)
+        out = _trace(op, sub_inputs, path, entries)
+        entries.append(_Entry(op.name, op, type(op).__name__, _flatten(sub_inputs), _flatten(out), True, path[1:]))
+        return out
+    out = op(*args, **kwargs)
+    # path[0] is the top model's own name, which does not qualify anything
+    entries.append(_Entry(op.name, op, type(op).__name__, _flatten((args, kwargs)), _flatten(out), False, path[1:]))
+    return out
+
+
+def _graph(model) -> _Graph:
+    """The model as one flat functional graph (cached per model object)."""
+    keras = backend.keras()
+
+    with _lock:
+        cached = _graphs.get(model)
+        if cached is not None:
+            return cached
+        if not getattr(model, "inputs", None):
+            raise ModelError(f"model {model.name!r} has no defined inputs; save it as a Functional or Sequential model")
+        inputs = [
+            keras.Input(shape=tuple(t.shape[1:]), dtype=t.dtype, name=t._keras_history[0].name)
+            for t in model.inputs
+        ]
+        entries = [
+            _Entry(t._keras_history[0].name, t._keras_history[0], "InputLayer", [], [t]) for t in inputs
+        ]
+        try:
+            outputs = _trace(model, inputs if len(inputs) > 1 else inputs[0], (), entries)
+        except Exception as exc:
+            raise ModelError(f"model {model.name!r}: cannot trace its graph ({type(exc).__name__}: {exc})") from exc
+        graph = _Graph(inputs, _flatten(outputs), entries)
+        _disambiguate(graph)
+        _graphs[model] = graph
+        return graph
+
+
+def _disambiguate(graph: _Graph) -> None:
+    """Qualify colliding names ("decoder/dense"), and rename the layer objects so Keras accepts the flat graph."""
+    by_name = defaultdict(set)
+    for e in graph.entries:
+        by_name[e.name].add(id(e.layer))
+    for e in graph.entries:
+        if len(by_name[e.name]) > 1 and e.path:
+            qualified = "/".join(e.path + (e.name,))
+            e.layer.name = qualified.replace("/", "__")  # Keras forbids "/" in layer names
+            e.name = qualified
+
+
+def list_layers(model) -> list[LayerInfo]:
+    """Every layer of the model, flattened, in graph order, with its output shape and whether it is a valid cut.
+
+    Parameters
+    ----------
+    model : keras.Model
+
+    Returns
+    -------
+    list of LayerInfo
+
+    Example
+    -------
+    >>> [l.name for l in list_layers(model) if l.valid_cut]  # doctest: +SKIP
+    ['input', 'conv1', 'conv2', 'flatten', 'bottleneck', ...]
+    """
+    graph = _graph(model)
+    calls = Counter(id(e.layer) for e in graph.entries if not e.alias)
+    consumers = graph.consumers()
+    infos = []
+    for e in graph.entries:
+        shape = tuple(e.outputs[0].shape) if len(e.outputs) == 1 else tuple(tuple(t.shape) for t in e.outputs)
+        reason = _why_not(graph, e, calls, consumers)
+        infos.append(LayerInfo(e.name, e.class_name, shape, reason is None, reason))
+    return infos
+
+
+def _why_not(graph: _Graph, entry: _Entry, calls: Counter, consumers) -> str | None:
+    if len(entry.outputs) != 1:
+        return f"layer {entry.name!r} returns {len(entry.outputs)} tensors; a cut must be a single tensor"
+    if not entry.alias and calls[id(entry.layer)] > 1:
+        return f"layer {entry.name!r} is shared (called {calls[id(entry.layer)]} times); cut at a layer called once"
+    cut = id(entry.outputs[0])
+    # Everything reachable from the inputs without passing through the cut.
+    before = set()
+    queue = deque(id(t) for t in graph.inputs if id(t) != cut)
+    while queue:
+        tid = queue.popleft()
+        if tid in before:
+            continue
+        before.add(tid)
+        for e in consumers.get(tid, ()):
+            queue.extend(id(t) for t in e.outputs if id(t) != cut)
+    leaking = [t for t in graph.outputs if id(t) in before]
+    if not leaking:
+        return None
+    # Name the tensor that crosses: computed before the cut, consumed by a layer after it.
+    after = {cut}
+    queue = deque([cut])
+    while queue:
+        for e in consumers.get(queue.popleft(), ()):
+            for t in e.outputs:
+                if id(t) not in after:
+                    after.add(id(t))
+                    queue.append(id(t))
+    producer = {id(t): e for e in graph.entries if not e.alias for t in e.outputs}
+    for e in graph.entries:
+        if e.alias or not any(id(t) in after for t in e.inputs):
+            continue
+        for t in e.inputs:
+            if id(t) in before:
+                src = producer.get(id(t))
+                src_name = src.name if src else "an input"
+                return (
+                    f"the output of {src_name!r} (shape {tuple(t.shape)}) bypasses layer {entry.name!r} and is used "
+                    f"by {e.name!r} after it (a skip or residual connection crosses the cut); cut at a layer that "
+                    "every path passes through, such as the Add/Concatenate that closes the block"
+                )
+    names = ", ".join(repr(producer[id(t)].name) if id(t) in producer else "an input" for t in leaking)
+    return f"the model output {names} does not depend on layer {entry.name!r}"
+
+
+class Split:
+    """A model cut at one layer: ``suffix(prefix(x)) == model(x)``.
+
+    Parameters
+    ----------
+    model : keras.Model
+    layer : str
+        A name from :func:`list_layers` (a nested model's name cuts at its output).
+
+    Raises
+    ------
+    CutError
+        The layer does not exist, or the cut is crossed by another tensor.
+
+    Example
+    -------
+    >>> s = Split(model, "bottleneck")          # doctest: +SKIP
+    >>> z = s.encode(x); y = s.decode(z)        # doctest: +SKIP
+    """
+
+    def __init__(self, model, layer: str):
+        keras = backend.keras()
+
+        graph = _graph(model)
+        matches = [e for e in graph.entries if e.name == layer]
+        if not matches:
+            names = [e.name for e in graph.entries]
+            close = [n for n in names if layer.lower() in n.lower()][:5]
+            hint = f"; did you mean {', '.join(map(repr, close))}?" if close else f"; layers are: {', '.join(names)}"
+            raise CutError(f"model {model.name!r} has no layer {layer!r}{hint}")
+        entry = matches[-1]
+        calls = Counter(id(e.layer) for e in graph.entries if not e.alias)
+        reason = _why_not(graph, entry, calls, graph.consumers())
+        if reason is not None:
+            raise CutError(f"cannot cut model {model.name!r} at {layer!r}: {reason}")
+        cut = entry.outputs[0]
+        outputs = graph.outputs[0] if len(graph.outputs) == 1 else graph.outputs
+        inputs = graph.inputs[0] if len(graph.inputs) == 1 else graph.inputs
+        with _lock:
+            self.prefix = keras.Model(inputs, cut, name=f"prefix_{entry.layer.name}")
+            if len(graph.outputs) == 1 and graph.outputs[0] is cut:  # cut at the output: the suffix is identity
+                z = keras.Input(shape=tuple(cut.shape[1:]), dtype=cut.dtype)
+                self.suffix = keras.Model(z, z, name=f"suffix_{entry.layer.name}")
+            else:
+                self.suffix = keras.Model(cut, outputs, name=f"suffix_{entry.layer.name}")
+        self.model = model
+        self.layer = layer
+        self.latent_shape = tuple(int(d) for d in cut.shape[1:])
+        self.input_shape = tuple(int(d) if d is not None else None for d in graph.inputs[0].shape[1:])
+        self.input_dtype = str(graph.inputs[0].dtype)
+        out0 = graph.outputs[0]
+        self.output_shape = tuple(int(d) if d is not None else None for d in out0.shape[1:])
+        self._encode = self._decode = None
+
+    @property
+    def latent_size(self) -> int:
+        return int(np.prod(self.latent_shape, dtype=np.int64))
+
+    def _compile(self):
+        tf = backend.tensorflow()
+
+        with _lock:
+            if self._encode is None:
+                prefix, suffix = self.prefix, self.suffix
+                in_spec = tf.TensorSpec((None, *self.input_shape), self.input_dtype)
+                z_spec = tf.TensorSpec((None, *self.latent_shape), tf.float32)
+                self._encode = tf.function(lambda x: prefix(x, training=False), input_signature=[in_spec])
+                self._decode = tf.function(lambda z: suffix(z, training=False), input_signature=[z_spec])
+
+    def encode(self, x) -> np.ndarray:
+        """Activations at the cut for a batch of inputs (inference mode), float32."""
+        self._compile()
+        x = np.asarray(x)
+        if x.shape[1:] != self.input_shape and None not in self.input_shape:
+            raise ModelError(
+                f"model {self.model.name!r} expects inputs of shape (n, {', '.join(map(str, self.input_shape))}), "
+                f"got {x.shape}"
+            )
+        return np.asarray(self._encode(x.astype(self.input_dtype, copy=False)))
+
+    def decode(self, z) -> np.ndarray:
+        """Model outputs for a batch of activations at the cut (inference mode); one compiled call."""
+        self._compile()
+        z = np.asarray(z, dtype=np.float32)
+        if z.shape[1:] != self.latent_shape:
+            if z.ndim == 2 and z.shape[1] == self.latent_size:
+                z = z.reshape((len(z), *self.latent_shape))
+            else:
+                raise ModelError(
+                    f"layer {self.layer!r} has activations of shape {self.latent_shape} per sample, got {z.shape[1:]}"
+                )
+        return np.asarray(self._decode(z))
+
+
+_splits: dict = {}
+
+
+def split(model, layer: str) -> Split:
+    """The :class:`Split` of ``model`` at ``layer``, built once per model and layer in this process."""
+    key = (id(model), layer)
+    with _lock:
+        hit = _splits.get(key)
+        if hit is None or hit.model is not model:
+            hit = _splits[key] = Split(model, layer)
+        return hit

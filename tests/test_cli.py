@@ -1,0 +1,55 @@
+"""The `latent-inspector` command, run as a real subprocess: output and exit codes."""
+
+import subprocess
+import sys
+
+import numpy as np
+
+from conftest import build_models, write_project
+
+
+def run(*args, root, cache=None):
+    cmd = [sys.executable, "-m", "engine.cli", "--root", str(root)]
+    if cache is not None:
+        cmd += ["--cache-dir", str(cache)]
+    return subprocess.run(cmd + list(args), capture_output=True, text=True, timeout=300)
+
+
+def test_info_lists_layers_and_cuts(tiny_project):
+    r = run("info", "tiny", root=tiny_project)
+    assert r.returncode == 0, r.stderr
+    assert "bottleneck" in r.stdout and "(None, 5)" in r.stdout and "(default)" in r.stdout
+    assert "labels    300 in 3 classes: a, b, c" in r.stdout
+
+
+def test_propagate_then_cache_hit(tiny_project, tmp_path):
+    r = run("propagate", "tiny", "--layer", "bottleneck", root=tiny_project, cache=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "(300, 5) float32" in r.stdout and "rows/s" in r.stdout
+    r = run("propagate", "tiny", root=tiny_project, cache=tmp_path)  # default layer, now cached
+    assert r.returncode == 0 and "read from cache" in r.stdout
+
+
+def test_errors_are_one_line_exit_2_no_traceback(tiny_project, tmp_path):
+    for args, needle in [
+        (("info", "nope"), "no project 'nope'"),
+        (("info", "../x"), "invalid project name"),
+        (("propagate", "tiny", "--layer", "nonexistent"), "has no layer 'nonexistent'"),
+    ]:
+        r = run(*args, root=tiny_project, cache=tmp_path)
+        assert r.returncode == 2, (args, r.stderr)
+        assert needle in r.stderr
+        assert "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1
+
+
+def test_residual_cut_error_names_crossing_tensor(tmp_path):
+    model, x = build_models()["residual"]
+    write_project(tmp_path, "res", model, np.repeat(x, 3, axis=0))
+    r = run("propagate", "res", "--layer", "res_b", root=tmp_path, cache=tmp_path / "c")
+    assert r.returncode == 2 and "'stem'" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_debug_shows_the_traceback(tiny_project):
+    r = subprocess.run([sys.executable, "-m", "engine.cli", "--debug", "--root", str(tiny_project), "info", "nope"],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode != 0 and "Traceback" in r.stderr and "ProjectError" in r.stderr

@@ -1,0 +1,75 @@
+"""Batched propagation equals the model; the disk cache is reused and never left half-written."""
+
+import numpy as np
+import pytest
+
+from engine.errors import ModelError
+from engine.model import load_model
+from engine.project import load_project
+from engine.propagate import activations, cache_path, propagate
+from engine.split import split
+
+
+def test_propagation_equals_the_model_on_random_data(model_files):
+    path, _, _ = model_files["conv2d", ".h5"]
+    model = load_model(path)
+    x = np.random.default_rng(5).random((1000, 16, 16, 1)).astype("float32")
+    s = split(model, "bottleneck")
+    seen = []
+    z = propagate(s, x, batch_size=128, progress=lambda done, total: seen.append((done, total)))
+    np.testing.assert_allclose(z, np.asarray(s.prefix(x, training=False)), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(s.decode(z), np.asarray(model(x, training=False)), rtol=1e-5, atol=1e-5)
+    assert seen[-1] == (1000, 1000) and len(seen) == 8  # ceil(1000 / 128) batches
+
+
+def test_propagation_reads_a_memory_map_and_writes_one(tmp_path, model_files):
+    path, _, _ = model_files["conv1d", ".keras"]
+    s = split(load_model(path), "gap")
+    x = np.random.default_rng(6).normal(size=(500, 32, 3)).astype("float32")
+    np.save(tmp_path / "x.npy", x)
+    xm = np.load(tmp_path / "x.npy", mmap_mode="r")
+    out = np.lib.format.open_memmap(tmp_path / "z.npy", mode="w+", dtype=np.float32, shape=(500, 4))
+    propagate(s, xm, batch_size=64, out=out)
+    out.flush()
+    np.testing.assert_allclose(np.load(tmp_path / "z.npy"), s.encode(x), rtol=1e-5, atol=1e-6)
+
+
+def test_flat_inputs_are_reshaped_and_wrong_shapes_named(model_files):
+    s = split(load_model(model_files["conv2d", ".keras"][0]), "bottleneck")
+    x = np.random.default_rng(0).random((4, 16, 16, 1)).astype("float32")
+    np.testing.assert_allclose(propagate(s, x.reshape(4, 256)), s.encode(x), rtol=1e-6)
+    with pytest.raises(ModelError, match=r"expects inputs of shape \(n, 16, 16, 1\); the data has shape \(4, 100\)"):
+        propagate(s, np.zeros((4, 100), np.float32))
+
+
+def test_activation_cache_is_reused(tiny_project, tmp_path):
+    project = load_project("tiny", root=tiny_project)
+    calls = []
+    z1 = activations(project, "bottleneck", cache_dir=tmp_path, progress=lambda d, t: calls.append(d))
+    assert calls and calls[-1] == 300
+    path = cache_path(project, "bottleneck", tmp_path)
+    assert path.is_file()
+    mtime = path.stat().st_mtime_ns
+    calls.clear()
+    z2 = activations(load_project("tiny", root=tiny_project), "bottleneck", cache_dir=tmp_path,
+                     progress=lambda d, t: calls.append(d))
+    assert calls == []  # read back, not recomputed
+    assert path.stat().st_mtime_ns == mtime
+    np.testing.assert_array_equal(z1, z2)
+    model = project.model()
+    np.testing.assert_allclose(z2, split(model, "bottleneck").encode(project.inputs()), rtol=1e-5, atol=1e-6)
+
+
+def test_failed_propagation_leaves_no_cache_entry(tiny_project, tmp_path):
+    project = load_project("tiny", root=tiny_project)
+
+    def boom(done, total):
+        if done >= 100:
+            raise RuntimeError("killed mid-run")
+
+    with pytest.raises(RuntimeError):
+        activations(project, "flat", cache_dir=tmp_path, progress=boom, batch_size=50)
+    folder = tmp_path / "activations"
+    assert not list(folder.iterdir())  # neither the entry nor its temporary file
+    z = activations(project, "flat", cache_dir=tmp_path)  # and the next run computes it whole
+    assert z.shape == (300, 128)
