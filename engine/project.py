@@ -128,7 +128,7 @@ class Project:
     inferred: list[str] = field(default_factory=list)
 
     def __post_init__(self):
-        self._inputs = self._labels = None
+        self._inputs = self._labels = self._hooks = None
 
     # -- data -----------------------------------------------------------------------------------------------------
 
@@ -190,11 +190,54 @@ class Project:
     def model_hash(self) -> str:
         return model_hash(self.model_path)
 
+    # -- hooks ----------------------------------------------------------------------------------------------------
+
+    @property
+    def hooks_path(self) -> Path | None:
+        path = self.path / "hooks.py"
+        return path if path.is_file() else None
+
+    def hooks(self):
+        """The project's ``hooks.py`` as a module, or None. It is the project's own code, loaded on purpose: only
+        from a project folder inside the projects root (symlinks that lead out are refused), once per process.
+
+        Recognised names: ``preprocess(batch) -> batch`` applied to every input batch before the model, and
+        ``views``, a mapping of view kind to ``draw(sample) -> Panel/HoloViews object`` for the dashboard.
+        """
+        path = self.hooks_path
+        if path is None:
+            return None
+        real = path.resolve()
+        if self.path.resolve() not in real.parents:
+            raise ProjectError(f"{path}: hooks.py resolves to {real}, outside the project folder; refused")
+        if getattr(self, "_hooks", None) is None:
+            import importlib.util
+
+            spec = importlib.util.spec_from_file_location(f"latent_inspector_hooks_{self.name}", real)
+            module = importlib.util.module_from_spec(spec)
+            try:
+                spec.loader.exec_module(module)
+            except Exception as exc:
+                raise ProjectError(f"{path}: the project's hooks failed to load ({type(exc).__name__}: {exc})") from exc
+            self._hooks = module
+        return self._hooks
+
+    def preprocess(self):
+        """The hooks' ``preprocess`` function, or None."""
+        hooks = self.hooks()
+        fn = getattr(hooks, "preprocess", None) if hooks is not None else None
+        if fn is not None and not callable(fn):
+            raise ProjectError(f"{self.hooks_path}: preprocess must be a function of one batch")
+        return fn
+
     def data_hash(self) -> str:
         """Hash of the inputs file (content), for cache keys."""
         from .model import file_hash
 
-        return file_hash(self.inputs_path) + (f"-{self.inputs_key}" if self.inputs_key else "")
+        key = file_hash(self.inputs_path) + (f"-{self.inputs_key}" if self.inputs_key else "")
+        if self.hooks_path is not None:  # preprocessing changes what reaches the model
+            key += "-h" + file_hash(self.hooks_path, 8)
+        return key
 
 
 def load_project(name, root=None) -> Project:

@@ -28,7 +28,9 @@ _locks: dict[str, threading.Lock] = {}
 _locks_guard = threading.Lock()
 
 
-def propagate(split_: Split, inputs, *, batch_size: int = DEFAULT_BATCH, progress=None, out=None) -> np.ndarray:
+def propagate(
+    split_: Split, inputs, *, batch_size: int = DEFAULT_BATCH, progress=None, out=None, preprocess=None
+) -> np.ndarray:
     """Activations of ``inputs`` at the split's cut, computed in batches by one compiled function.
 
     Parameters
@@ -40,6 +42,8 @@ def propagate(split_: Split, inputs, *, batch_size: int = DEFAULT_BATCH, progres
     progress : callable(done, total), optional
     out : array-like, shape (n, *latent_shape), optional
         Where to write (for example a writable memory map); default a new float32 array.
+    preprocess : callable(batch) -> batch, optional
+        Applied to each input batch before the model (a project's hook).
 
     Returns
     -------
@@ -51,12 +55,16 @@ def propagate(split_: Split, inputs, *, batch_size: int = DEFAULT_BATCH, progres
     >>> z = propagate(split(model, "bottleneck"), x, progress=lambda d, t: print(d, t))  # doctest: +SKIP
     """
     n = len(inputs)
-    inputs = _conform(split_, inputs)
+    if preprocess is None:
+        inputs = _conform(split_, inputs)
     if out is None:
         out = np.empty((n, *split_.latent_shape), dtype=np.float32)
     for start in range(0, n, batch_size):
         stop = min(start + batch_size, n)
-        out[start:stop] = split_.encode(np.asarray(inputs[start:stop]))
+        batch = np.asarray(inputs[start:stop])
+        if preprocess is not None:
+            batch = _conform(split_, np.asarray(preprocess(batch)))
+        out[start:stop] = split_.encode(batch)
         if progress is not None:
             progress(stop, n)
     return out
@@ -118,7 +126,7 @@ def activations(project, layer: str, *, cache_dir=None, progress=None, batch_siz
         tmp = path.with_name(f".{path.stem}.{os.getpid()}.{threading.get_ident()}.tmp.npy")
         try:
             out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(len(x), *s.latent_shape))
-            propagate(s, x, batch_size=batch_size, progress=progress, out=out)
+            propagate(s, x, batch_size=batch_size, progress=progress, out=out, preprocess=project.preprocess())
             out.flush()
             del out
             with open(tmp, "rb+") as fh:

@@ -73,3 +73,18 @@ def test_failed_propagation_leaves_no_cache_entry(tiny_project, tmp_path):
     assert not list(folder.iterdir())  # neither the entry nor its temporary file
     z = activations(project, "flat", cache_dir=tmp_path)  # and the next run computes it whole
     assert z.shape == (300, 128)
+
+
+def test_project_hook_preprocesses_every_batch(tmp_path):
+    from conftest import build_models, write_project
+
+    model, _ = build_models()["sequential"]
+    x = np.random.default_rng(2).normal(size=(40, 6)).astype("float32")  # half the features the model takes
+    folder = write_project(tmp_path, "hooked", model, x)
+    (folder / "hooks.py").write_text("import numpy as np\n\ndef preprocess(batch):\n"
+                                     "    return np.concatenate([batch, -batch], axis=1)\n")
+    project = load_project("hooked", root=tmp_path)
+    z = activations(project, "bottleneck", cache_dir=tmp_path / "cache", batch_size=16)
+    expected = split(project.model(), "bottleneck").encode(np.concatenate([x, -x], axis=1))
+    np.testing.assert_allclose(z, expected, rtol=1e-5, atol=1e-6)
+    assert "-h" in cache_path(project, "bottleneck", tmp_path / "cache").name  # the hook is part of the key
