@@ -1,0 +1,48 @@
+"""``python -m benchmarks [--quick] [--only NAME ...]``: run the cases, print a table, write JSON and Markdown."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+import time
+import traceback
+from pathlib import Path
+
+os.environ.setdefault("NUMBA_CACHE_DIR", str(Path(__file__).resolve().parent.parent / ".cache" / "numba"))
+
+from benchmarks.cases import CASES  # noqa: E402
+from benchmarks.harness import machine, table, write_report  # noqa: E402
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="small sizes: every case in about two minutes")
+    parser.add_argument("--only", nargs="+", choices=CASES, help="run only these cases")
+    args = parser.parse_args(argv)
+    results, failed = [], []
+    for name in args.only or CASES:
+        module = importlib.import_module(f"benchmarks.cases.{name}")
+        print(f"== {name}: {module.__doc__.strip().splitlines()[0]}", flush=True)
+        t0 = time.perf_counter()
+        try:
+            got = module.run(quick=args.quick)
+        except Exception:
+            traceback.print_exc()
+            failed.append(name)
+            continue
+        results.extend(got)
+        print(table(got), f"\n({time.perf_counter() - t0:.0f} s)\n", flush=True)
+    if results:
+        json_path, md_path = write_report(results, machine(), args.quick)
+        print(table(results))
+        print(f"\nwritten {json_path} and {md_path}")
+    if failed:
+        print(f"failed cases: {', '.join(failed)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
