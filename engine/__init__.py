@@ -11,8 +11,9 @@ __version__ = "0.1.0"
 _REPO = Path(__file__).resolve().parent.parent
 
 
-def _default_cache_dir() -> Path:
-    """Where caches live: ``LATENT_INSPECTOR_CACHE``, else ``<repo>/.cache`` for a source checkout."""
+def cache_dir() -> Path:
+    """Where caches live: ``LATENT_INSPECTOR_CACHE``, else ``<repo>/.cache`` for a source checkout, else
+    ``~/.cache/latent-inspector``. Read at every call, so a CLI flag or test can move it."""
     env = os.environ.get("LATENT_INSPECTOR_CACHE")
     if env:
         return Path(env)
@@ -21,10 +22,8 @@ def _default_cache_dir() -> Path:
     return Path.home() / ".cache" / "latent-inspector"
 
 
-CACHE_DIR = _default_cache_dir()
-
 # numba (UMAP, pynndescent, datashader) compiles on first use; caching the machine code inside the project lets
 # every later process, test run and dashboard reuse it. Must happen before anything imports numba.
-os.environ.setdefault("NUMBA_CACHE_DIR", str(CACHE_DIR / "numba"))
+os.environ.setdefault("NUMBA_CACHE_DIR", str(cache_dir() / "numba"))
 # TensorFlow's C++ start-up chatter is noise for a CLI user; errors still show.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")

@@ -7,8 +7,10 @@ Every user error (bad project, file, layer or parameter) prints one line on stde
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
+from pathlib import Path
 
 from .errors import InspectorError
 
@@ -89,6 +91,22 @@ def cmd_propagate(args) -> int:
     return 0
 
 
+def cmd_serve(args) -> int:
+    try:
+        from dashboard.serve import serve
+    except ImportError as exc:
+        raise InspectorError(f"the dashboard is not installed ({exc}); run `pip install -e .`") from None
+    # the server's sessions resolve projects and caches through the environment
+    if args.root:
+        os.environ["LATENT_INSPECTOR_PROJECTS"] = str(Path(args.root).resolve())
+    if args.cache_dir:
+        os.environ["LATENT_INSPECTOR_CACHE"] = str(Path(args.cache_dir).resolve())
+    if args.project is not None:
+        _project(args)  # a bad project is one clear line here, not a broken page later
+    serve(args.project, port=args.port, address=args.address, show=args.show)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="latent-inspector",
@@ -108,6 +126,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("project")
     p.add_argument("--layer", help="layer name (default: the project's default_layer)")
     p.set_defaults(func=cmd_propagate)
+
+    p = sub.add_parser("serve", help="serve the dashboard (Panel) on 127.0.0.1")
+    p.add_argument("project", nargs="?", help="project opened first (default: the first project)")
+    p.add_argument("--port", type=int, default=5006)
+    p.add_argument("--address", default="127.0.0.1", help="bind address (default 127.0.0.1: this machine only)")
+    p.add_argument("--show", action="store_true", help="open a browser")
+    p.set_defaults(func=cmd_serve)
     return parser
 
 

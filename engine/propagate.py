@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import CACHE_DIR
+from . import cache_dir as default_cache_dir
 from .errors import ModelError
 from .split import Split, split
 
@@ -86,7 +86,7 @@ def _conform(split_: Split, inputs):
 
 def cache_path(project, layer: str, cache_dir=None) -> Path:
     """Where the activations of ``project`` at ``layer`` are cached."""
-    cache_dir = Path(cache_dir) if cache_dir is not None else CACHE_DIR
+    cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     safe = re.sub(r"[^A-Za-z0-9_.-]", "_", layer)
     key = f"{project.name}-{project.model_hash()}-{safe}-{project.data_hash()}"
     return cache_dir / "activations" / f"{key}.npy"
@@ -100,7 +100,7 @@ def activations(project, layer: str, *, cache_dir=None, progress=None, batch_siz
     project : Project
     layer : str
     cache_dir : str or Path, optional
-        Default: :data:`engine.CACHE_DIR`.
+        Default: :func:`engine.cache_dir`.
     progress : callable(done, total), optional
         Not called on a cache hit.
 
