@@ -16,7 +16,8 @@ from types import ModuleType
 _lock = threading.Lock()
 
 
-def _quiet_import(name: str) -> ModuleType:
+def _quiet_import(name: str, then=None) -> ModuleType:
+    """Import ``name`` (and run ``then(module)``) with file descriptor 2 silenced."""
     if name in sys.modules:
         return sys.modules[name]
     with _lock:
@@ -28,22 +29,30 @@ def _quiet_import(name: str) -> ModuleType:
         saved, devnull = os.dup(fd), os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, fd)
         try:
-            return importlib.import_module(name)
+            module = importlib.import_module(name)
+            if then is not None:
+                then(module)
+            return module
         finally:
             os.dup2(saved, fd)
             os.close(saved)
             os.close(devnull)
 
 
+def _init_devices(tf) -> None:
+    # Device discovery (cuInit on a machine without a GPU) logs at the first operation, not at import.
+    tf.config.list_logical_devices()
+
+
 def keras() -> ModuleType:
     """The ``keras`` module (Keras 3 on the TensorFlow backend), imported on first use."""
-    _quiet_import("tensorflow")
+    tensorflow()
     return _quiet_import("keras")
 
 
 def tensorflow() -> ModuleType:
-    """The ``tensorflow`` module, imported on first use."""
-    return _quiet_import("tensorflow")
+    """The ``tensorflow`` module, imported (and its devices discovered) on first use."""
+    return _quiet_import("tensorflow", then=_init_devices)
 
 
 def gpu_available() -> bool:
