@@ -29,10 +29,12 @@ class Progress:
         if done < total and now - self.last < 0.1:
             return
         self.last = now
-        rate = done / max(now - self.t0, 1e-9)
+        elapsed = now - self.t0
         bar = "#" * int(30 * done / max(total, 1))
         end = "\n" if done >= total else ""
-        counts = f"{done:,}/{total:,} {self.unit}  {rate:,.0f} {self.unit}/s"
+        counts = f"{done:,}/{total:,} {self.unit}"
+        if elapsed > 0.05:  # a rate over no time (a cache hit) means nothing
+            counts += f"  {done / elapsed:,.0f} {self.unit}/s"
         self.stream.write(f"\r{self.label}  [{bar:<30}]  {counts}{end}")
         self.stream.flush()
 
@@ -98,6 +100,69 @@ def cmd_propagate(args) -> int:
     return 0
 
 
+def _inspection(args):
+    from .inspection import Inspection
+
+    project = _project(args)
+    bar = {}
+
+    def progress(stage, done, total):
+        if stage not in bar:
+            bar[stage] = Progress(stage)
+        bar[stage](done, total)
+
+    params = {}
+    for item in args.param or ():
+        name, _, value = item.partition("=")
+        if not value:
+            raise InspectorError(f"--param {item!r}: expected NAME=VALUE, such as n_neighbors=15")
+        params[name] = _number(value)
+    return Inspection(project, args.layer, method=args.method, inverse=args.inverse, params=params,
+                      seed=args.seed, cache_dir=args.cache_dir, progress=progress)
+
+
+def _number(text: str):
+    for cast in (int, float):
+        try:
+            return cast(text)
+        except ValueError:
+            pass
+    return text
+
+
+def cmd_reduce(args) -> int:
+    insp = _inspection(args)
+    print(insp.quality.to_text() if hasattr(insp.quality, "to_text") else insp.quality)
+    out = Path(args.output or f"embedding-{insp.project.name}-{insp.layer}-{insp.method}.npz")
+    from .formats import write_array
+
+    arrays = {"embedding": insp.embedding}
+    if insp.labels is not None:
+        arrays["labels"] = insp.labels
+    write_array(out, arrays)
+    print(f"embedding {insp.embedding.shape} written to {out}")
+    return 0
+
+
+def cmd_render(args) -> int:
+    from .render import write_png
+    from .views import to_image
+
+    insp = _inspection(args)
+    view = insp.project.output_view
+
+    def decode_fn(xy):
+        return insp.decode_batch(xy)[1]
+
+    path = write_png(
+        args.output, insp.embedding, insp.labels, class_names=insp.project.label_names(),
+        decode_fn=decode_fn, draw_fn=lambda out: to_image(out, view, size=args.tile), grid=args.grid,
+        tile=args.tile, title=f"{insp.project.title or insp.project.name}: {insp.layer}, {insp.method}",
+    )
+    print(f"written {path}")
+    return 0
+
+
 def cmd_serve(args) -> int:
     try:
         from dashboard.serve import serve
@@ -133,6 +198,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("project")
     p.add_argument("--layer", help="layer name (default: the project's default_layer)")
     p.set_defaults(func=cmd_propagate)
+
+    def projection_args(p):
+        p.add_argument("project")
+        p.add_argument("--layer", help="layer name (default: the project's default_layer)")
+        p.add_argument("--method", choices=("pca", "umap", "tsne"), default="pca")
+        p.add_argument("--inverse", choices=("auto", "exact", "mlp", "knn", "native"), default="auto",
+                       help="inverse map (auto: exact for PCA, the learned MLP otherwise)")
+        p.add_argument("--param", action="append", metavar="NAME=VALUE",
+                       help="reducer parameter, e.g. n_neighbors=30 or perplexity=50 (repeatable)")
+        p.add_argument("--seed", type=int, default=0)
+
+    p = sub.add_parser("reduce", help="fit (or read from cache) a 2-D projection and its inverse; print its quality")
+    projection_args(p)
+    p.add_argument("-o", "--output", help="where to write the embedding (.npz; default embedding-*.npz here)")
+    p.set_defaults(func=cmd_reduce)
+
+    p = sub.add_parser("render", help="PNG of the latent space coloured by label, with a grid of decodes")
+    projection_args(p)
+    p.add_argument("-o", "--output", default="latent.png")
+    p.add_argument("--grid", type=int, default=6, help="decodes on a GRID x GRID lattice")
+    p.add_argument("--tile", type=int, default=64, help="size of each decode tile in pixels")
+    p.set_defaults(func=cmd_render)
 
     p = sub.add_parser("serve", help="serve the dashboard (Panel) on 127.0.0.1")
     p.add_argument("project", nargs="?", help="project opened first (default: the first project)")

@@ -53,3 +53,29 @@ def test_debug_shows_the_traceback(tiny_project):
     r = subprocess.run([sys.executable, "-m", "engine.cli", "--debug", "--root", str(tiny_project), "info", "nope"],
                        capture_output=True, text=True, timeout=120)
     assert r.returncode != 0 and "Traceback" in r.stderr and "ProjectError" in r.stderr
+
+
+def test_reduce_prints_quality_and_writes_embedding(tiny_project, tmp_path):
+    out = tmp_path / "emb.npz"
+    r = run("reduce", "tiny", "--method", "pca", "-o", str(out), root=tiny_project, cache=tmp_path / "c")
+    assert r.returncode == 0, r.stderr
+    assert "trustworthiness" in r.stdout and "explained variance" in r.stdout
+    with np.load(out) as z:
+        assert z["embedding"].shape == (300, 2) and z["labels"].shape == (300,)
+
+
+def test_render_writes_a_png_with_decodes(tiny_project, tmp_path):
+    from PIL import Image
+
+    out = tmp_path / "latent.png"
+    r = run("render", "tiny", "--method", "pca", "--grid", "3", "-o", str(out), root=tiny_project,
+            cache=tmp_path / "c")
+    assert r.returncode == 0, r.stderr
+    img = np.asarray(Image.open(out).convert("RGB"))
+    assert img.shape[0] > 200 and img.shape[1] > 400
+    assert len(np.unique(img.reshape(-1, 3), axis=0)) > 20  # a drawn picture, not a blank canvas
+
+
+def test_bad_reducer_parameter_is_one_line(tiny_project, tmp_path):
+    r = run("reduce", "tiny", "--param", "nonsense", root=tiny_project, cache=tmp_path)
+    assert r.returncode == 2 and "NAME=VALUE" in r.stderr and "Traceback" not in r.stderr

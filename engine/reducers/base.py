@@ -1,0 +1,305 @@
+"""What every reducer does the same way: validate, look in the cache, sample, tune, fit, embed the rest in chunks,
+fit the inverse map and the trust model, write the cache.
+
+A concrete reducer (:class:`~engine.reducers.PCAReducer`, :class:`~engine.reducers.UMAPReducer`,
+:class:`~engine.reducers.TSNEReducer`) only says how to fit its backend model on rows that fit in memory
+(``_fit_model``) and how to place new rows (``_transform_model``); this class composes the rest.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+
+import numpy as np
+from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, TransformerMixin, clone
+from sklearn.utils import check_random_state
+from sklearn.utils.validation import validate_data
+
+from engine.reducers.backend import resolve_backend
+from engine.reducers.cache import ProjectionCache, activations_hash, array_digest, projection_key
+from engine.reducers.inverse import BaseInverse, make_inverse
+from engine.reducers.trust import Trust, TrustModel
+from engine.reducers.tuning import tune_parameter
+from engine.reducers.validation import ReducerValueError, check_fitted, check_int
+
+__all__ = ["BaseReducer"]
+
+
+def _is_memmap(X) -> bool:
+    return isinstance(X, np.memmap) or isinstance(getattr(X, "base", None), np.memmap)
+
+
+def _mean_variance(X, chunk_size) -> float:
+    """Mean per-feature variance of ``X``, in chunks (no full-size temporary for a large memmap)."""
+    mean = X.mean(axis=0, dtype=np.float64)
+    total = 0.0
+    for lo in range(0, len(X), chunk_size):
+        total += float(np.sum((X[lo : lo + chunk_size] - mean) ** 2))
+    return total / X.size
+
+
+def seed_of(random_state):
+    """An int seed for libraries that take one (``None`` stays ``None``: unseeded, possibly parallel)."""
+    if random_state is None:
+        return None
+    if isinstance(random_state, (int, np.integer)):
+        return int(random_state)
+    return int(check_random_state(random_state).randint(np.iinfo(np.int32).max))
+
+
+class BaseReducer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
+    """Base class of the reducers; not used directly.
+
+    Shared parameters (documented on each subclass): ``n_components``, ``inverse``, ``fit_sample``,
+    ``chunk_size``, ``backend``, ``random_state``, ``cache_dir``, ``progress``.
+
+    Shared fitted attributes
+    ------------------------
+    embedding_ : ndarray of shape (n, n_components), float32
+        Embedding of every row of the fitted ``X``.
+    fit_index_ : ndarray of int
+        Rows of ``X`` the backend model was fitted on (all rows unless ``fit_sample`` was smaller).
+    backend_ : {"cpu", "gpu"}
+    tuning_ : Tuning or None
+        Report of the self-tuning, when the tuned parameter was ``"auto"``.
+    inverse_ : fitted inverse map or None
+    trust_ : TrustModel
+    activation_variance_ : float
+        Mean per-feature variance of the fitted rows (errors are expressed relative to it).
+    cache_hit_ : bool
+        True when this fit was read from ``cache_dir`` instead of computed.
+    cache_key_ : str or None
+    fit_seconds_ : float
+        Wall time of the fit that computed the projection (the original one, for a cache hit).
+    """
+
+    method = ""
+    _tuned_param: str | None = None  # name of the parameter that may be "auto"
+    _tune_default = None
+
+    # ---- to be provided by subclasses -------------------------------------------------------------------------
+    def _fit_model(self, X, backend, tuned_value, report):
+        raise NotImplementedError
+
+    def _transform_model(self, X):
+        raise NotImplementedError
+
+    def _can_transform(self, backend) -> bool:
+        return True
+
+    def _extra_work(self, X, on_disk) -> int:
+        """Rows of progress the model fit reports itself (beyond the n rows embedded)."""
+        return 0
+
+    # ---- estimator API ----------------------------------------------------------------------------------------
+    def _validate(self, X, reset):
+        return validate_data(
+            self, X, reset=reset, dtype=np.float32, ensure_min_samples=2 if reset else 1, accept_sparse=False
+        )
+
+    def _check_common_params(self):
+        check_int(self.n_components, "n_components", owner=type(self).__name__)
+        if self.fit_sample is not None:
+            check_int(self.fit_sample, "fit_sample", minimum=2, owner=type(self).__name__)
+        check_int(self.chunk_size, "chunk_size", owner=type(self).__name__)
+        if self.progress is not None and not callable(self.progress):
+            raise ReducerValueError(f"progress must be a callable(done, total) or None, got {self.progress!r}.")
+        inverse = self.inverse
+        if not (inverse is None or isinstance(inverse, BaseInverse) or isinstance(inverse, str)):
+            raise ReducerValueError(f"inverse must be a name, an inverse estimator or None, got {inverse!r}.")
+        if isinstance(inverse, str):
+            make_inverse(inverse, method=self.method)  # raises for unknown names
+
+    def _report(self, done, total):
+        if self.progress is not None:
+            self.progress(int(done), int(total))
+
+    def fit(self, X, y=None):
+        """Fit the projection of ``X`` (n, d), its inverse map and its trust model.
+
+        Parameters
+        ----------
+        X : array-like or np.memmap of shape (n_samples, n_features)
+            Activations, one flattened sample per row; converted to float32 chunk by chunk where possible.
+        y : ignored
+
+        Returns
+        -------
+        self
+
+        Raises
+        ------
+        ReducerValueError
+            Bad parameters or data (also a ``ValueError``).
+        BackendUnavailableError
+            ``backend="gpu"`` without cuML/CuPy/a device (also an ``ImportError``).
+        """
+        start = time.perf_counter()
+        on_disk = _is_memmap(X)
+        self._check_common_params()
+        X = self._validate(X, reset=True)
+        self._check_params(len(X))
+        backend = resolve_backend(self.backend)
+        n = len(X)
+
+        cache = ProjectionCache(self.cache_dir) if self.cache_dir is not None else None
+        key = projection_key(self, activations_hash(X), backend) if cache is not None else None
+        if cache is not None:
+            state = cache.load(type(self).__name__, key)
+            if state is not None and state.get("n_features_in_") == X.shape[1] and len(state["embedding_"]) == n:
+                self.__dict__.update(state)
+                self.cache_hit_, self.cache_key_ = True, key
+                self._report(n, n)
+                return self
+
+        rng = check_random_state(self.random_state)
+        if self.fit_sample is None or self.fit_sample >= n or not self._can_transform(backend):
+            fit_index = np.arange(n)
+        else:
+            fit_index = np.sort(rng.choice(n, size=self.fit_sample, replace=False))
+        X_fit = np.ascontiguousarray(X if len(fit_index) == n else X[fit_index], dtype=np.float32)
+
+        extra = self._extra_work(X, on_disk)
+        total = n + extra
+        done = [0]
+
+        def report(rows):
+            done[0] += rows
+            self._report(done[0], total)
+
+        self._on_disk = on_disk
+        tuned_value, tuning, reuse = self._tune(X_fit, backend, rng)
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*n_jobs value.*overridden.*")
+            model, emb_fit = reuse if reuse is not None else self._fit_model(X_fit, backend, tuned_value, report)
+        del self._on_disk
+        self.model_ = model
+        self.backend_ = backend
+        self.tuning_ = tuning
+        if self._tuned_param is not None:
+            setattr(self, self._tuned_param + "_", tuned_value)
+
+        embedding = np.empty((n, self.n_components), dtype=np.float32)
+        embedding[fit_index] = np.asarray(emb_fit, dtype=np.float32).reshape(len(fit_index), -1)
+        done[0] = extra + len(fit_index)
+        self._report(done[0], total)
+        if len(fit_index) < n:
+            rest = np.setdiff1d(np.arange(n), fit_index, assume_unique=True)
+            for lo in range(0, len(rest), self.chunk_size):
+                rows = rest[lo : lo + self.chunk_size]
+                embedding[rows] = self._transform_model(np.ascontiguousarray(X[rows], dtype=np.float32))
+                report(len(rows))
+        self.embedding_ = embedding
+        self.fit_index_ = fit_index
+        self._fit_shape = X.shape
+        self._fit_digest = array_digest(X)
+
+        self.activation_variance_ = _mean_variance(X_fit, self.chunk_size)
+        self.inverse_ = self._fit_inverse(embedding[fit_index], X_fit)
+        inv = self.inverse_
+        self.trust_ = TrustModel(random_state=0).fit(
+            embedding,
+            error_points=None if inv is None else inv.holdout_points_,
+            errors=None if inv is None else inv.holdout_error_,
+            variance=self.activation_variance_,
+        )
+        self.cache_hit_ = False
+        self.cache_key_ = key
+        self.fit_seconds_ = time.perf_counter() - start
+        if cache is not None:
+            cache.save(type(self).__name__, key, self._fitted_state())
+        return self
+
+    def _fitted_state(self) -> dict:
+        return {k: v for k, v in vars(self).items() if k.endswith("_") or k in ("_fit_shape", "_fit_digest")}
+
+    def _tune(self, X_fit, backend, rng):
+        """Return ``(value, Tuning or None, reusable (model, embedding) or None)``."""
+        if self._tuned_param is None:
+            return None, None, None
+        value = getattr(self, self._tuned_param)
+        if value != "auto":
+            return value, None, None
+        sample = check_int(self.tune_sample, "tune_sample", minimum=3, owner=type(self).__name__)
+        X_tune = X_fit if len(X_fit) <= sample else X_fit[np.sort(rng.choice(len(X_fit), sample, replace=False))]
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*n_jobs value.*overridden.*")
+            tuning, fitted = tune_parameter(
+                lambda Xs, v: self._fit_model(Xs, backend, v, lambda rows: None),
+                X_tune,
+                param=self._tuned_param,
+                grid=tuple(self.tune_grid),
+                default=self._tune_default,
+                seconds=float(self.tune_seconds),
+            )
+        reuse = fitted[tuning.chosen] if len(X_tune) == len(X_fit) else None
+        return tuning.chosen, tuning, reuse
+
+    def _fit_inverse(self, embedding, X_fit):
+        if self.inverse is None:
+            return None
+        if isinstance(self.inverse, str):
+            params = {"random_state": seed_of(self.random_state)} if self.inverse in ("auto", "mlp") else {}
+            inverse = make_inverse(self.inverse, method=self.method, **params)
+        else:
+            inverse = clone(self.inverse)
+        return inverse.fit(embedding, X_fit, reducer=self)
+
+    def transform(self, X):
+        """Embed rows of ``X`` (n, d) into (n, n_components), in chunks (with progress).
+
+        Passing the very array the reducer was fitted on returns ``embedding_`` (same values as
+        ``fit_transform``), as umap-learn does.
+        """
+        check_fitted(self, "embedding_")
+        X = self._validate(X, reset=False)
+        if X.shape == self._fit_shape and array_digest(X) == self._fit_digest:
+            return self.embedding_.copy()
+        if not self._can_transform(self.backend_):
+            raise ReducerValueError(
+                f"{type(self).__name__} fitted with backend={self.backend_!r} cannot embed new points; "
+                "refit with backend='cpu'."
+            )
+        out = np.empty((len(X), self.n_components), dtype=np.float32)
+        for lo in range(0, len(X), self.chunk_size):
+            out[lo : lo + self.chunk_size] = self._transform_model(
+                np.ascontiguousarray(X[lo : lo + self.chunk_size], dtype=np.float32)
+            )
+            self._report(min(lo + self.chunk_size, len(X)), len(X))
+        return out
+
+    def fit_transform(self, X, y=None):
+        """Fit and return ``embedding_`` (a copy)."""
+        return self.fit(X).embedding_.copy()
+
+    def inverse_transform(self, Y):
+        """Map 2-D points (k, n_components) back to the layer (k, d) with the fitted inverse map.
+
+        Raises
+        ------
+        ReducerValueError
+            If the reducer was fitted with ``inverse=None``.
+        """
+        check_fitted(self, "embedding_")
+        if self.inverse_ is None:
+            raise ReducerValueError(
+                f"{type(self).__name__} was fitted with inverse=None: set inverse='auto', 'mlp', 'knn', "
+                "'exact' or 'native' and fit again."
+            )
+        return self.inverse_.transform(Y)
+
+    def trust(self, Y) -> Trust:
+        """Trust measures of decoding each 2-D point (see :class:`~engine.reducers.trust.Trust`)."""
+        check_fitted(self, "trust_")
+        return self.trust_.evaluate(Y)
+
+    @property
+    def _n_features_out(self):
+        return self.n_components
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.transformer_tags.preserves_dtype = ["float32"]
+        tags.input_tags.sparse = False
+        return tags

@@ -1,0 +1,255 @@
+"""Inverse maps (exact PCA, NNInv MLP, k-NN, native UMAP) and the trust measure, on real autoencoder activations."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+_spec = importlib.util.spec_from_file_location("reducer_test_digits", Path(__file__).with_name("test_reducers_data.py"))
+if _spec.name not in sys.modules:
+    sys.modules[_spec.name] = importlib.util.module_from_spec(_spec)
+    _spec.loader.exec_module(sys.modules[_spec.name])
+digits_data = sys.modules[_spec.name]
+
+from sklearn.decomposition import PCA  # noqa: E402
+from sklearn.utils.estimator_checks import parametrize_with_checks  # noqa: E402
+
+from engine.reducers import (  # noqa: E402
+    KNNInverse,
+    MLPInverse,
+    NativeInverse,
+    PCAInverse,
+    PCAReducer,
+    ReducerValueError,
+    TrustModel,
+    TSNEReducer,
+    UMAPReducer,
+    gpu_available,
+    make_inverse,
+    quality_report,
+)
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return digits_data.digits_autoencoder()
+
+
+@pytest.fixture(scope="module")
+def umap_digits(digits):
+    return UMAPReducer(n_neighbors=15, inverse="knn", random_state=0).fit(digits.activations)
+
+
+def _split(n, seed=0, test=0.2):
+    perm = np.random.default_rng(seed).permutation(n)
+    k = int(test * n)
+    return np.sort(perm[k:]), np.sort(perm[:k])
+
+
+def _relative_error(pred, truth):
+    return float(np.mean((pred - truth) ** 2) / np.mean((truth - truth.mean(axis=0)) ** 2))
+
+
+# ---- exact PCA inverse -----------------------------------------------------------------------------------------
+
+
+def test_pca_inverse_is_exact(digits):
+    A = digits.activations
+    reducer = PCAReducer(random_state=0).fit(A)
+    reference = PCA(n_components=2).fit(A)
+    Y = reducer.embedding_
+    X_hat = reducer.inverse_transform(Y)
+
+    assert reducer.inverse_.kind == "exact" and reducer.inverse_.exact_
+    # the rank-2 reconstruction, as scikit-learn computes it
+    np.testing.assert_allclose(X_hat, reference.inverse_transform(reference.transform(A)), atol=2e-4)
+    # and projecting a decoded point gives the point back, anywhere in the plane (far outside too)
+    far = np.array([[40.0, -25.0], [0.0, 0.0]], np.float32)
+    np.testing.assert_allclose(reducer.transform(reducer.inverse_transform(far)), far, atol=1e-3)
+    np.testing.assert_allclose(reducer.transform(X_hat), Y, atol=1e-4)
+
+
+def test_linear_inverse_without_a_pca_is_fitted_by_least_squares(digits):
+    A = digits.activations
+    reducer = PCAReducer().fit(A)
+    lstsq = PCAInverse().fit(reducer.embedding_, A)  # no reducer given: learned from the pairs alone
+    assert not lstsq.exact_
+    Y = reducer.embedding_[:50]
+    np.testing.assert_allclose(lstsq.transform(Y), reducer.inverse_transform(Y), atol=1e-3)
+
+
+# ---- learned inverses ------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def mlp_vs_knn(digits, umap_digits):
+    """NNInv and the k-NN baseline trained on 80% of the (embedding, activation) pairs, tested on the rest."""
+    A, Y = digits.activations, umap_digits.embedding_
+    train, test = _split(len(A))
+    mlp = MLPInverse(random_state=0).fit(Y[train], A[train])
+    knn = KNNInverse().fit(Y[train], A[train])
+    return mlp, knn, Y[test], A[test], A[train]
+
+
+def test_mlp_inverse_beats_the_knn_baseline_on_held_out_points(mlp_vs_knn):
+    mlp, knn, Y_test, A_test, _ = mlp_vs_knn
+    mlp_error = _relative_error(mlp.transform(Y_test), A_test)
+    knn_error = _relative_error(knn.transform(Y_test), A_test)
+    print(f"held-out relative round-trip error: mlp {mlp_error:.4f}  knn {knn_error:.4f}")
+    assert mlp_error < knn_error
+    assert mlp.stop_reason_ in ("early_stopping", "max_epochs", "max_seconds")
+
+
+def test_mlp_query_is_float32_array_math_on_the_extracted_weights(mlp_vs_knn):
+    mlp, _, Y_test, _, A_train = mlp_vs_knn
+    one = mlp.transform(Y_test[:1])
+    many = mlp.transform(Y_test)
+    assert one.dtype == np.float32 and one.shape == (1, 8) and many.shape == (len(Y_test), 8)
+    np.testing.assert_allclose(one[0], many[0], rtol=1e-5, atol=1e-5)  # vectorised == one at a time
+    assert all(W.dtype == np.float32 for W in mlp.coefs_)
+    # held-out errors are the errors of the validation samples it did not train on
+    truth = A_train[mlp.holdout_index_]
+    np.testing.assert_allclose(np.mean((mlp.holdout_predict() - truth) ** 2, axis=1), mlp.holdout_error_, rtol=1e-4)
+    assert 0 < len(mlp.holdout_index_) < len(A_train)
+    assert mlp.round_trip_error() == pytest.approx(float(np.mean(mlp.holdout_error_)))
+
+
+def test_knn_inverse_returns_the_activation_at_an_embedded_point(digits, umap_digits):
+    A, Y = digits.activations, umap_digits.embedding_
+    knn = KNNInverse(n_neighbors=5).fit(Y, A)
+    np.testing.assert_allclose(knn.transform(Y[:20]), A[:20], atol=1e-5)
+    # its held-out errors are leave-one-out, not zero
+    assert knn.round_trip_error() > 0.01
+
+
+def test_any_reducer_composes_with_any_inverse(digits):
+    A = digits.activations[:500]
+    reducer = TSNEReducer(
+        perplexity=20, n_iter=150, early_exaggeration_iter=100, random_state=0, inverse=KNNInverse(n_neighbors=7)
+    ).fit(A)
+    assert isinstance(reducer.inverse_, KNNInverse) and reducer.inverse_.n_neighbors == 7
+    assert reducer.inverse_transform(reducer.embedding_[:3]).shape == (3, 8)
+    pca_knn = PCAReducer(inverse="knn").fit(A)
+    assert pca_knn.inverse_.kind == "knn"
+    pca_native = PCAReducer(inverse="native").fit(A)  # PCA's native inverse is its exact one
+    np.testing.assert_allclose(
+        pca_native.inverse_transform(pca_native.embedding_[:5]),
+        PCAReducer().fit(A).inverse_transform(pca_native.embedding_[:5]),
+        atol=1e-4,
+    )
+    assert make_inverse("auto", method="pca").kind == "exact"
+    assert make_inverse("auto", method="umap").kind == "mlp"
+    with pytest.raises(ReducerValueError, match="inverse must be one of"):
+        make_inverse("spline")
+
+
+def test_native_umap_inverse_is_an_option(digits, umap_digits):
+    native = NativeInverse(max_holdout=5).fit(umap_digits.embedding_, digits.activations, reducer=umap_digits)
+    X_hat = native.transform(umap_digits.embedding_[:2])
+    assert X_hat.shape == (2, 8) and np.isfinite(X_hat).all()
+    assert native.round_trip_error() < float(np.var(digits.activations, axis=0).mean())
+    with pytest.raises(ReducerValueError, match="needs a fitted reducer"):
+        NativeInverse().fit(umap_digits.embedding_, digits.activations)
+
+
+def test_inverse_rejects_malformed_queries(mlp_vs_knn):
+    mlp, knn, _, _, _ = mlp_vs_knn
+    for inverse in (mlp, knn):
+        with pytest.raises(ReducerValueError, match="Reshape"):
+            inverse.transform(np.zeros(2))
+        with pytest.raises(ReducerValueError, match="2 features"):
+            inverse.transform(np.zeros((1, 3)))
+        with pytest.raises(ReducerValueError, match="NaN"):
+            inverse.transform(np.array([[np.nan, 0.0]]))
+
+
+# ---- trust -----------------------------------------------------------------------------------------------------
+
+
+def test_trust_is_clearly_worse_far_outside_the_data(umap_digits):
+    reducer = umap_digits
+    E = reducer.embedding_
+    lo, hi = E.min(axis=0), E.max(axis=0)
+    span = hi - lo
+    inside = E[::9] + 0.002 * span  # next to embedded points
+    far = np.array([hi + 3 * span, lo - 5 * span, [lo[0] - 2 * span[0], hi[1] + 2 * span[1]]])
+
+    t_in, t_far = reducer.trust(inside), reducer.trust(far)
+    assert len(t_in) == len(inside) and len(t_far) == 3
+    assert t_far.out_of_bounds.all() and t_far.outside_hull.all() and t_far.outside_support.all()
+    assert t_in.out_of_bounds.mean() < 0.05
+    assert t_far.distance.min() > 10 * np.median(t_in.distance)
+    assert t_far.relative_distance.min() > 50
+    assert t_far.error.min() > 10 * np.median(t_in.error)
+    # the error estimate grows with the distance from the data
+    ray = np.array([hi + f * span for f in (0.5, 1, 2, 4)])
+    assert np.all(np.diff(reducer.trust(ray).error) > 0)
+    record = t_far.record(0)
+    assert json.dumps(record) and record["out_of_bounds"] is True
+    assert json.dumps(t_in.to_dict())
+
+
+def test_trust_flags_gaps_inside_the_hull():
+    rng = np.random.default_rng(0)
+    E = np.vstack([rng.normal(-5, 0.3, (300, 2)), rng.normal(5, 0.3, (300, 2))])  # two blobs
+    trust = TrustModel().fit(E).evaluate(np.array([[0.0, 0.0], [-5.0, -5.0], [5.0, 5.0]]))
+    assert trust.outside_support.tolist() == [True, False, False]
+    assert not trust.outside_hull[0]  # between the blobs: inside the hull, but no data there
+    assert np.isnan(trust.error).all()  # no held-out errors given, no error estimate
+
+
+# ---- scikit-learn's estimator checks ---------------------------------------------------------------------------
+
+
+def _expected_failed_checks(estimator):
+    expected = {
+        # The inverse maps return float32 activations by design (the layer's dtype, and the engine's contract);
+        # scikit-learn expects float64 predictions from a multi-output regressor.
+        "check_regressor_multioutput": "float32 output by design",
+    }
+    if isinstance(estimator, MLPInverse):
+        # float32 matrix products give results that differ in the last bit (~1e-7 relative) depending on where a
+        # row falls in the BLAS blocks of its batch; the check asks for bit-equal rows.
+        expected["check_methods_sample_order_invariance"] = "float32 BLAS rounding depends on the batch layout"
+    return expected
+
+
+@parametrize_with_checks([PCAInverse(), KNNInverse()], expected_failed_checks=_expected_failed_checks)
+def test_scikit_learn_estimator_checks(estimator, check):
+    check(estimator)
+
+
+# Each check refits the network; a Keras model build + trace costs seconds, ~5 minutes for the whole set on two
+# cores, so these run with the slow tests.
+@pytest.mark.slow
+@parametrize_with_checks(
+    [MLPInverse(hidden_layer_sizes=(32, 32), max_epochs=30, patience=5, epoch_samples=512, random_state=0)],
+    expected_failed_checks=_expected_failed_checks,
+)
+def test_scikit_learn_estimator_checks_mlp(estimator, check):
+    check(estimator)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not gpu_available(), reason="needs CuPy and a CUDA device")
+def test_inverse_maps_keep_cupy_arrays_on_the_device(mlp_vs_knn):
+    import cupy
+
+    mlp, knn, Y_test, _, _ = mlp_vs_knn
+    for inverse in (mlp, knn):
+        out = inverse.transform(cupy.asarray(Y_test))
+        assert isinstance(out, cupy.ndarray) and out.dtype == cupy.float32
+        np.testing.assert_allclose(out.get(), inverse.transform(Y_test), rtol=1e-4, atol=1e-4)
+
+
+def test_quality_report_of_a_learned_inverse_uses_held_out_samples(digits, umap_digits):
+    reducer = umap_digits
+    report = quality_report(reducer, digits.activations, decode=digits.decode)
+    assert report.inverse == "knn" and report.inverse_holdout == len(digits.activations)
+    assert 0.02 < report.inverse_error < 1.0  # leave-one-out: not the zero error of the fitted points
+    assert report.output_error is not None

@@ -1,0 +1,37 @@
+"""Samples drawn as pictures for each view kind."""
+
+import numpy as np
+
+from engine.project import ViewSpec
+from engine.views import to_image
+
+
+def test_image_view_keeps_absolute_scale():
+    a = np.zeros((28, 28), np.float32)
+    a[10:18, 10:18] = 1.0
+    img = to_image(a.reshape(-1), ViewSpec("image", (28, 28)), size=28)  # flat samples are reshaped
+    assert img.shape == (28, 28, 3)
+    assert img[14, 14, 0] == 255 and img[0, 0, 0] == 0
+    dim = to_image(a * 0.5, ViewSpec("image", (28, 28)), size=28)
+    assert dim[14, 14, 0] == 127  # a half-bright output stays half bright
+
+
+def test_series_view_draws_one_colour_per_channel():
+    t = np.linspace(0, 6, 100)
+    series = np.stack([np.sin(t), np.cos(t), t / 6], axis=1)
+    img = to_image(series, ViewSpec("series", (100, 3)), size=64)
+    colours = {tuple(c) for c in img.reshape(-1, 3)} - {(255, 255, 255)}
+    assert len(colours) >= 3
+
+
+def test_probabilities_use_a_fixed_scale():
+    low = to_image(np.array([0.1, 0.0]), ViewSpec("probabilities"), size=32)
+    high = to_image(np.array([1.0, 0.0]), ViewSpec("probabilities"), size=32)
+    assert (high != 255).sum() > 3 * (low != 255).sum()
+
+
+def test_vector_bars_are_proportional():
+    img = to_image(np.array([0.25, 1.0]), ViewSpec("vector"), size=34)
+    drawn = (img != 255).any(axis=2)
+    left, right = drawn[:, :17].sum(), drawn[:, 17:].sum()
+    assert 3 * left < right < 5 * left
