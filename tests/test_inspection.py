@@ -1,0 +1,80 @@
+"""Inspection on the bundled MNIST project: propagate -> reduce -> decode any 2-D point."""
+
+import numpy as np
+import pytest
+
+from engine.inspection import Inspection
+from engine.project import load_project
+from engine.split import split
+
+
+@pytest.fixture(scope="module")
+def mnist_pca(tmp_path_factory):
+    stages = []
+    insp = Inspection(load_project("mnist"), "bottleneck", method="pca",
+                      cache_dir=tmp_path_factory.mktemp("cache"), progress=lambda s, d, t: stages.append(s))
+    return insp, stages
+
+
+def test_stages_report_progress_and_shapes(mnist_pca):
+    insp, stages = mnist_pca
+    assert stages[0] == "propagate" and "reduce" in stages
+    assert insp.embedding.shape == (10_000, 2) and insp.embedding.dtype == np.float32
+    assert insp.labels.shape == (10_000,)
+    assert insp.latent_shape == (10,) and insp.output_shape == (28, 28, 1)
+
+
+def test_decode_is_inverse_then_suffix(mnist_pca):
+    insp, _ = mnist_pca
+    x, y = map(float, insp.embedding[123])
+    d = insp.decode(x, y)
+    z = insp.reducer.inverse_transform(np.array([[x, y]], np.float32))
+    expected = split(insp.project.model(), "bottleneck").decode(z)[0]
+    np.testing.assert_allclose(d.output, expected, rtol=1e-5, atol=1e-6)
+    assert d.output.shape == (28, 28, 1) and 0 <= d.output.min() and d.output.max() <= 1
+    assert d.nearest == 123 or np.allclose(insp.embedding[d.nearest], insp.embedding[123])
+
+
+def test_decoding_far_outside_the_data_works_and_is_flagged(mnist_pca):
+    insp, _ = mnist_pca
+    inside = insp.decode(*map(float, insp.embedding.mean(axis=0)))
+    far = insp.decode(1e4, -1e4)
+    assert np.isfinite(far.output).all()
+    assert not inside.trust.out_of_bounds[0] and far.trust.out_of_bounds[0]
+    assert far.trust.distance[0] > 100 * max(inside.trust.distance[0], 1e-3)
+    assert far.trust.error[0] > inside.trust.error[0]
+
+
+def test_batch_decode_matches_single_decodes(mnist_pca):
+    insp, _ = mnist_pca
+    xy = np.array([[0.0, 0.0], [5.0, -3.0], [-20.0, 12.0]], np.float32)
+    acts, outs, trust = insp.decode_batch(xy)
+    assert acts.shape == (3, 10) and outs.shape == (3, 28, 28, 1) and len(trust) == 3
+    for i, (x, y) in enumerate(xy):
+        np.testing.assert_allclose(insp.decode(x, y).output, outs[i], rtol=1e-5, atol=1e-6)
+
+
+def test_nearest_agrees_with_brute_force(mnist_pca):
+    insp, _ = mnist_pca
+    rng = np.random.default_rng(0)
+    for x, y in rng.normal(scale=10, size=(20, 2)):
+        brute = int(np.argmin(((insp.embedding - [x, y]) ** 2).sum(axis=1)))
+        assert np.allclose(insp.embedding[insp.nearest(x, y)], insp.embedding[brute])
+
+
+def test_quality_report_in_layer_and_output_space(mnist_pca):
+    insp, _ = mnist_pca
+    q = insp.quality
+    assert q.method == "pca" and len(q.explained_variance_ratio) == 2
+    assert 0.5 < q.trustworthiness <= 1 and 0.5 < q.continuity <= 1
+    assert q.inverse_error > 0 and np.isfinite(q.inverse_error)
+    assert "trustworthiness" in q.to_text()
+
+
+def test_conv_layer_inspection_decodes(tmp_path):
+    """A cut whose activations are not flat (7 x 7 x 32): flattened for the reducer, reshaped for the suffix."""
+    insp = Inspection(load_project("mnist"), "encoder_relu", method="pca", cache_dir=tmp_path)
+    assert insp.activations.shape == (10_000, 7 * 7 * 32)
+    d = insp.decode(0.0, 0.0)
+    assert d.activation.shape == (7, 7, 32) and d.output.shape == (28, 28, 1)
+    assert np.isfinite(insp.quality.inverse_error)
