@@ -253,3 +253,13 @@ def test_quality_report_of_a_learned_inverse_uses_held_out_samples(digits, umap_
     assert report.inverse == "knn" and report.inverse_holdout == len(digits.activations)
     assert 0.02 < report.inverse_error < 1.0  # leave-one-out: not the zero error of the fitted points
     assert report.output_error is not None
+
+
+def test_native_umap_inverse_on_read_only_activations(digits, umap_digits):
+    """Activations come from a read-only memory map; umap-learn's inverse writes into its training data."""
+    from engine.reducers import UMAPReducer
+
+    frozen = np.array(digits.activations, dtype=np.float32)
+    frozen.setflags(write=False)
+    reducer = UMAPReducer(n_neighbors=15, inverse=NativeInverse(max_holdout=3), random_state=0).fit(frozen)
+    assert reducer.inverse_transform(reducer.embedding_[:1]).shape == (1, frozen.shape[1])

@@ -136,7 +136,9 @@ class UMAPReducer(BaseReducer):
                 f"got n_samples = {len(X)}."
             )
         model = umap.UMAP(**common, n_jobs=self.n_jobs, init="spectral" if len(X) > 10 else "random")
-        embedding = model.fit_transform(X)
+        # umap-learn keeps X as its _raw_data and its native inverse_transform writes into it: a read-only input
+        # (the activation cache is a read-only memory map) must be copied, or inverse="native" fails in numba.
+        embedding = model.fit_transform(np.require(X, requirements="W"))
         return model, np.asarray(embedding, dtype=np.float32)
 
     def _transform_model(self, X):
