@@ -153,8 +153,10 @@ def machine() -> dict:
 def _fmt(side: Side | None, unit: str) -> tuple[str, str]:
     if side is None or not side.samples:
         return ("-", "-")
-    if unit == "ms":
+    if unit == "ms":  # samples are seconds, shown in milliseconds
         return (f"{side.median * 1e3:,.2f}", f"{side.p95 * 1e3:,.2f}")
+    if unit == "s":
+        return (f"{side.median:,.2f}", f"{side.p95:,.2f}")
     return (f"{side.median:,.0f}", f"{side.p95:,.0f}")
 
 
