@@ -12,6 +12,7 @@ import os
 import re
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -59,14 +60,27 @@ def propagate(
         inputs = _conform(split_, inputs)
     if out is None:
         out = np.empty((n, *split_.latent_shape), dtype=np.float32)
-    for start in range(0, n, batch_size):
-        stop = min(start + batch_size, n)
-        batch = np.asarray(inputs[start:stop])
+    dtype = split_.input_dtype
+
+    def load(start):
+        # Read (from a memory map), preprocess and cast one batch: done on a second thread while TensorFlow,
+        # which releases the GIL, computes the previous batch.
+        batch = np.asarray(inputs[start : start + batch_size])
         if preprocess is not None:
             batch = _conform(split_, np.asarray(preprocess(batch)))
-        out[start:stop] = split_.encode(batch)
-        if progress is not None:
-            progress(stop, n)
+        return batch.astype(dtype, copy=False)
+
+    starts = range(0, n, batch_size)
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="propagate-load") as loader:
+        pending = loader.submit(load, 0)
+        for i, start in enumerate(starts):
+            batch = pending.result()
+            if i + 1 < len(starts):
+                pending = loader.submit(load, starts[i + 1])
+            stop = start + len(batch)
+            out[start:stop] = split_.encode(batch)
+            if progress is not None:
+                progress(stop, n)
     return out
 
 
