@@ -1,0 +1,27 @@
+"""Latent Inspector's dashboard, served with ``panel serve dashboard/app.py`` or ``latent-inspector serve``.
+
+The project to open comes from the URL (``?project=mnist``), else from ``LATENT_INSPECTOR_PROJECT`` (set by
+``latent-inspector serve PROJECT``), else the bundled MNIST project.
+"""
+
+import os
+import sys
+from pathlib import Path
+
+try:
+    import engine  # noqa: F401
+except ImportError:  # `panel serve dashboard/app.py` from a checkout that is not pip-installed
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import panel as pn
+
+from dashboard.template import Dashboard, extension
+
+extension()
+if pn.config.nthreads is None:
+    # Widget events (a new project, layer or reducer: they start work and update many views) run on a thread pool,
+    # so that one session's callbacks do not hold the event loop every session shares.
+    pn.config.nthreads = 4
+
+project = pn.state.session_args.get("project", [b""])[0].decode() or os.environ.get("LATENT_INSPECTOR_PROJECT")
+Dashboard(project=project or None).template().servable(title="Latent Inspector")

@@ -1,0 +1,147 @@
+"""The sidebar: what to inspect and how, progress of the work under way, quality of the current projection."""
+
+from __future__ import annotations
+
+import dataclasses
+import html
+import re
+
+import numpy as np
+import panel as pn
+import param
+
+from .state import METHOD_PARAMS, Inspector
+
+
+def _text(text: str) -> str:
+    return html.escape(str(text), quote=False)
+
+
+def _shape(shape) -> str:
+    return "(" + ", ".join("?" if d is None else str(d) for d in shape[1:]) + ")"
+
+
+def quality_rows(report) -> list[tuple[str, str]]:
+    """(name, text) rows of the engine's quality report, worded and formatted by the engine (``to_text``)."""
+    if hasattr(report, "to_text"):
+        rows = []
+        for line in report.to_text().splitlines():
+            match = re.match(r"^(\S.*?)\s{2,}(.*)$", line)
+            if match:
+                rows.append((match.group(1), match.group(2)))
+            elif rows:
+                rows[-1] = (rows[-1][0], rows[-1][1] + " " + line.strip())
+        return rows
+    fields = dataclasses.asdict(report) if dataclasses.is_dataclass(report) else dict(vars(report))
+    rows = []
+    for key, value in fields.items():
+        if value is None:
+            continue
+        if isinstance(value, (list, tuple, np.ndarray)):
+            value = ", ".join(f"{v:.3g}" if isinstance(v, (float, np.floating)) else str(v) for v in value)
+        elif isinstance(value, (float, np.floating)):
+            value = f"{value:.3g}"
+        rows.append((key.replace("_", " "), str(value)))
+    return rows
+
+
+class Controls(pn.viewable.Viewer):
+    """Project, layer (with output shapes; invalid cuts disabled, with the reason), reducer and inverse map with
+    their parameters, colouring, point size, live decoding, progress and the quality report."""
+
+    store = param.ClassSelector(class_=Inspector)
+
+    def __init__(self, **params):
+        super().__init__(**params)
+        p = self.store.param
+        self.project = pn.widgets.Select.from_param(p.project, label="Project", sizing_mode="stretch_width",
+                                                 css_classes=["project-select"])
+        self.layer = pn.widgets.Select.from_param(p.layer, label="Layer (output shape)", sizing_mode="stretch_width",
+                                               css_classes=["layer-select"])
+        self.method = pn.widgets.RadioButtonGroup.from_param(p.method, label="Reducer", sizing_mode="stretch_width",
+                                                             color="primary", variant="outline")
+        self.inverse = pn.widgets.Select.from_param(p.inverse, label="Inverse map", sizing_mode="stretch_width")
+        # a refit takes seconds: the reducer's slider applies when released (throttled), not while it moves
+        self.n_neighbors = pn.widgets.Select.from_param(p.n_neighbors, label="UMAP neighbours",
+                                                        sizing_mode="stretch_width")
+        self.min_dist = pn.widgets.FloatSlider.from_param(p.min_dist, label="UMAP min distance",
+                                                          sizing_mode="stretch_width", throttled=True)
+        self.perplexity = pn.widgets.Select.from_param(p.perplexity, label="t-SNE perplexity",
+                                                       sizing_mode="stretch_width")
+        self.color_by = pn.widgets.Select.from_param(p.color_by, label="Colour by", sizing_mode="stretch_width")
+        self.spread = pn.widgets.IntSlider.from_param(p.spread, label="Point size (spread, px)",
+                                                      sizing_mode="stretch_width", throttled=True)
+        self.live = pn.widgets.Checkbox.from_param(p.live, label="Live decoding under the cursor",
+                                                   margin=(12, 10, 6, 10), css_classes=["live-toggle"])
+        self.store.param.watch(self._layers_changed, "layers")
+        self._layers_changed()
+
+    def _layers_changed(self, *_):
+        layers = self.store.layers
+        if not layers:
+            return
+        options = {f"{i.name}  {_shape(i.output_shape)}": i.name for i in layers}
+        self.layer.param.update(options=options, disabled_options=[i.name for i in layers if not i.valid_cut])
+
+    def _method_params(self, method):
+        widgets = [getattr(self, name) for name in METHOD_PARAMS[method]]
+        return pn.Column(*widgets, sizing_mode="stretch_width", margin=0)
+
+    def _invalid_cuts(self, layers):
+        bad = [i for i in layers if not i.valid_cut]
+        if not bad:
+            return None
+        items = "\n".join(f"- **{_text(i.name)}**: {_text(i.reason or '')}" for i in bad)
+        return pn.Card(pn.pane.Markdown(items, sizing_mode="stretch_width"),
+                       title=f"{len(bad)} layer{'s' if len(bad) > 1 else ''} cannot be cut", collapsed=True,
+                       sizing_mode="stretch_width", header_background="transparent")
+
+    def _progress(self, busy, progress, status):
+        if not busy:
+            return pn.pane.Markdown(f"<small>{html.escape(status)}</small>" if status else "", margin=(0, 10))
+        value = -1 if progress is None else int(100 * progress)
+        return pn.Column(pn.indicators.Progress(value=value, max=100, active=busy, sizing_mode="stretch_width",
+                                                bar_color="primary", height=12),
+                         pn.pane.Markdown(f"<small>{html.escape(status)}</small>", margin=(0, 10)),
+                         sizing_mode="stretch_width")
+
+    def _quality(self, inspection):
+        if inspection is None:
+            return None
+        report = getattr(inspection, "quality", None)
+        if report is None:
+            return None
+        rows = quality_rows(report)
+        body = "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>" for k, v in rows)
+        table = pn.pane.HTML(f"<table class='quality'>{body}</table>", sizing_mode="stretch_width",
+                             stylesheets=[":host table th {text-align:left; vertical-align:top; padding-right:0.8em;"
+                                          " font-weight:500; color:#555;} :host table {font-size:12px;}"])
+        return pn.Column(pn.pane.Markdown("#### Projection quality", margin=(10, 10, 0, 10)), table,
+                         sizing_mode="stretch_width")
+
+    def _project_info(self, project):
+        if project is None:
+            return None
+        text = f"**{html.escape(project.title or project.name)}**"
+        if project.description:
+            text += f"  \n<small>{html.escape(project.description)}</small>"
+        return pn.pane.Markdown(text, sizing_mode="stretch_width", margin=(0, 10))
+
+    def __panel__(self):
+        s = self.store.param
+        return pn.Column(
+            self.project,
+            pn.bind(self._project_info, s.project_obj),
+            self.layer,
+            pn.bind(self._invalid_cuts, s.layers),
+            pn.pane.Markdown("Reducer", margin=(5, 10, -10, 10)),
+            self.method,
+            pn.bind(self._method_params, s.method),
+            self.inverse,
+            self.color_by,
+            self.spread,
+            self.live,
+            pn.bind(self._progress, s.busy, s.progress, s.status),
+            pn.bind(self._quality, s.inspection),
+            sizing_mode="stretch_width",
+        )

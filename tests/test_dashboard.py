@@ -1,0 +1,242 @@
+"""The dashboard without a browser: drive its state and streams, check what its views now hold.
+
+A small real project (a dense autoencoder with a residual block, so that one layer is not a valid cut) is written
+to a temporary projects root; the dashboard runs on it in-process, the engine computes, nothing is mocked.
+Outside a server the store's long work runs synchronously, so every assertion follows the action directly.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+pn = pytest.importorskip("panel")
+
+CLASSES = ["red", "green", "blue"]
+
+
+def _build_tiny(path):
+    import keras
+    from keras import layers
+
+    path.mkdir()
+    rng = np.random.default_rng(0)
+    y = np.repeat(np.arange(3), 100)
+    centres = rng.normal(scale=3.0, size=(3, 8)).astype(np.float32)
+    x = centres[y] + rng.normal(scale=0.5, size=(300, 8)).astype(np.float32)
+    np.save(path / "x.npy", x)
+    np.save(path / "y.npy", y)
+    keras.utils.set_random_seed(0)
+    inp = keras.Input((8,), name="x")
+    enc = layers.Dense(6, activation="tanh", name="enc")(inp)
+    inner = layers.Dense(6, activation="tanh", name="inner")(enc)
+    block = layers.Add(name="add")([enc, inner])
+    code = layers.Dense(3, name="bottleneck")(block)
+    out = layers.Dense(8, name="output")(layers.Dense(6, activation="tanh", name="dec")(code))
+    keras.Model(inp, out).save(path / "model.keras")
+    (path / "project.toml").write_text(
+        'title = "Tiny"\nmodel = "model.keras"\ninputs = "x.npy"\nlabels = "y.npy"\ndefault_layer = "bottleneck"\n'
+        f"class_names = {CLASSES!r}\n".replace("'", '"')
+        + '[input_view]\nkind = "vector"\n[output_view]\nkind = "vector"\n'
+    )
+
+
+def _build_tiny_images(path):
+    """4 x 4 grey images of two kinds, and a dense autoencoder with a 2-unit bottleneck."""
+    import keras
+    from keras import layers
+
+    path.mkdir()
+    rng = np.random.default_rng(1)
+    y = np.repeat(np.arange(2), 60)
+    x = np.stack([np.eye(4), np.fliplr(np.eye(4))])[y] + rng.normal(scale=0.1, size=(120, 4, 4))
+    np.save(path / "x.npy", x.astype(np.float32))
+    np.save(path / "y.npy", y)
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([
+        keras.Input((4, 4)), layers.Flatten(name="flat"), layers.Dense(2, name="bottleneck"),
+        layers.Dense(16, activation="sigmoid", name="dec"), layers.Reshape((4, 4), name="image"),
+    ])
+    model.save(path / "model.keras")
+    (path / "project.toml").write_text(
+        'model = "model.keras"\ninputs = "x.npy"\nlabels = "y.npy"\ndefault_layer = "bottleneck"\n'
+        '[input_view]\nkind = "image"\nshape = [4, 4]\n[output_view]\nkind = "image"\nshape = [4, 4]\n'
+    )
+
+
+@pytest.fixture(scope="module")
+def root(tmp_path_factory):
+    root = tmp_path_factory.mktemp("projects")
+    _build_tiny(root / "tiny")
+    _build_tiny_images(root / "images")
+    mp = pytest.MonkeyPatch()
+    mp.setenv("LATENT_INSPECTOR_PROJECTS", str(root))
+    yield root
+    mp.undo()
+
+
+@pytest.fixture
+def app(root):
+    from dashboard.template import Dashboard
+
+    dash = Dashboard(project="tiny")
+    assert dash.store.error == "", dash.store.error
+    assert dash.store.inspection is not None
+    return dash
+
+
+def _source_values(model, name="decoded-output-source"):
+    """The values the rendered output figure holds (what Bokeh would send to the browser)."""
+    source = model.select_one({"name": name})
+    assert source is not None, f"no Bokeh model named {name!r}"
+    return source
+
+
+def test_tap_puts_the_engine_decode_in_the_output_view_and_marks_the_plot(app):
+    store = app.store
+    root_model = pn.panel(app.output).get_root()
+    x, y = (float(v) for v in np.asarray(store.inspection.embedding)[5] + 0.25)
+
+    app.latent.tap.event(x=x, y=y)
+
+    assert store.decode.xy == (x, y)
+    expected = store.inspection.decode(x, y).output
+    np.testing.assert_allclose(store.decode.output, expected, rtol=1e-6)
+    element = app.output.plot[()]  # what the output view's DynamicMap draws now
+    np.testing.assert_allclose(element.dimension_values("value"), np.ravel(expected), rtol=1e-6)
+    source = _source_values(root_model)
+    np.testing.assert_allclose(np.asarray(source.data["value"], dtype=float), np.ravel(expected), rtol=1e-5)
+    assert store.history[-1] is store.decode
+    markers = app.latent.marker_data()
+    assert (markers["x"][-1], markers["y"][-1]) == (x, y)  # the current point, drawn over the raster
+
+def test_image_decodes_reach_the_figure_upright(root):
+    from dashboard.template import Dashboard
+
+    app = Dashboard(project="images")
+    assert app.store.error == "", app.store.error
+    root_model = pn.panel(app.output).get_root()
+    x, y = (float(v) for v in np.asarray(app.store.inspection.embedding)[7])
+    app.latent.tap.event(x=x, y=y)
+    expected = app.store.inspection.decode(x, y).output.reshape(4, 4)
+    image = np.asarray(_source_values(root_model).data["image"][0])
+    np.testing.assert_allclose(np.flipud(image), expected, rtol=1e-6)  # Bokeh's first row is the bottom one
+
+
+def test_tap_far_from_the_data_warns(app):
+    emb = np.asarray(app.store.inspection.embedding)
+    far = emb.max(axis=0) + 50 * (emb.max(axis=0) - emb.min(axis=0))
+    app.latent.tap.event(x=float(far[0]), y=float(far[1]))
+    decode = app.store.decode
+    assert bool(np.asarray(decode.trust.out_of_bounds).ravel()[0])
+    assert "Outside the data" in app.output._trust.object
+    emb = np.asarray(app.store.inspection.embedding)
+    app.latent.tap.event(x=float(emb[3, 0]), y=float(emb[3, 1]))  # on a sample: no warning
+    assert not bool(np.asarray(app.store.decode.trust.out_of_bounds).ravel()[0])
+    assert "Outside the data" not in app.output._trust.object
+
+
+def test_taps_stream_into_the_history_strip_and_restore(app):
+    store = app.store
+    emb = np.asarray(store.inspection.embedding)
+    for i in (0, 120, 250):
+        app.latent.tap.event(x=float(emb[i, 0]), y=float(emb[i, 1]))
+    assert [d.xy for d in store.history] == [tuple(map(float, emb[i])) for i in (0, 120, 250)]
+    items = app.history.strip.items
+    assert [item["caption"] for item in items] == ["({:.2f}, {:.2f})".format(*d.xy) for d in store.history]
+    assert all(item["src"].startswith("data:image/png;base64,") for item in items)
+    app.history.strip._handle_msg({"key": items[0]["key"]})  # what a click on the first thumbnail sends
+    assert store.decode is store.history[0]
+
+
+def test_pointer_names_the_nearest_sample_and_live_mode_streams_decodes(app):
+    store = app.store
+    emb = np.asarray(store.inspection.embedding)
+    x, y = float(emb[42, 0]), float(emb[42, 1])
+    app.latent.pointer.event(x=x, y=y)
+    assert store.hovered["index"] == store.inspection.nearest(x, y)
+    assert store.hovered["label"] == CLASSES[int(store.inspection.labels[store.hovered["index"]])]
+    assert store.decode is None  # hovering does not decode unless live
+
+    store.live = True
+    app.latent.pointer.event(x=x + 0.1, y=y)
+    assert store.decode.xy == (x + 0.1, y)
+    np.testing.assert_allclose(store.decode.output, store.inspection.decode(x + 0.1, y).output, rtol=1e-6)
+    assert store.history == []  # live decodes are not recorded; taps are
+
+
+def test_invalid_cut_is_disabled_with_its_reason(app):
+    controls = app.controls
+    assert "inner" in controls.layer.disabled_options
+    assert "bottleneck" not in controls.layer.disabled_options
+    assert any(label.startswith("bottleneck") and "(3)" in label for label in controls.layer.options)
+    info = next(i for i in app.store.layers if i.name == "inner")
+    card = controls._invalid_cuts(app.store.layers)
+    assert info.reason in card.objects[0].object
+
+    from dashboard.state import Inspector
+
+    store = Inspector(project="tiny")  # without the widget, which refuses a disabled option by itself
+    store.layer = "inner"
+    assert "inner" in store.error and info.reason in store.error
+    assert store.inspection is not None  # the last good projection stays
+
+
+def test_bad_project_is_an_alert_and_the_app_stays_usable(root):
+    from dashboard.template import Dashboard
+
+    dash = Dashboard(project="nope")
+    assert "nope" in dash.store.error and "tiny" in dash.store.error
+    assert dash._alert.visible
+    dash.store.project = "tiny"
+    assert dash.store.error == "" and dash.store.inspection is not None
+    assert not dash._alert.visible
+
+
+def test_failed_fit_is_an_alert_and_the_previous_projection_stays(app):
+    store = app.store
+    before = store.inspection
+    store.param.update(method="tsne", inverse="native")  # t-SNE has no native inverse: the engine refuses
+    assert "native" in store.error
+    assert store.inspection is before and not store.busy  # still showing the last good projection
+    assert app._alert.visible
+    store.param.update(method="pca", inverse="auto")
+    assert store.error == "" and store.inspection is not None
+
+
+def test_inspections_are_shared_across_sessions(root):
+    from dashboard.state import Inspector
+
+    a, b = Inspector(project="tiny"), Inspector(project="tiny")
+    assert a.inspection is b.inspection
+
+
+def test_latent_plot_renders_a_named_figure_with_the_points_and_markers(app):
+    model = pn.panel(app.latent).get_root()
+    figure = model.select_one({"name": "latent-figure"})
+    assert figure is not None
+    assert "300 points" in figure.title.text
+    assert app.store.points["label"].cat.categories.tolist() == CLASSES
+    x, y = (float(v) for v in np.asarray(app.store.inspection.embedding)[9])
+    app.latent.tap.event(x=x, y=y)
+    markers = model.select_one({"name": "decode-markers-source"})
+    assert (markers.data["x"][-1], markers.data["y"][-1]) == (x, y)
+
+
+def test_quality_report_is_shown(app):
+    quality = app.controls._quality(app.store.inspection)
+    assert quality is not None and "<table" in quality.objects[1].object
+
+
+def test_the_app_displays_inline_as_in_a_notebook(app):
+    model = pn.panel(app).get_root()  # what a notebook cell showing `app` renders
+    assert model.select_one({"name": "latent-figure"}) is not None
+    assert model.select_one({"name": "decoded-output-source"}) is not None or app.output.plot is not None
+
+
+def test_serve_refuses_an_unknown_project_before_serving(root):
+    from dashboard.serve import serve
+    from engine.errors import ProjectError
+
+    with pytest.raises(ProjectError, match="nope"):
+        serve("nope", port=0)

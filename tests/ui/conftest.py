@@ -1,0 +1,153 @@
+"""Browser tests: the dashboard served on 127.0.0.1 in a subprocess, driven by Playwright in Debian's Chromium.
+
+Playwright cannot download its browsers here, so the plugin's ``browser`` fixture is pointed at
+``/usr/bin/chromium``. One server serves every test of the session from a projects root holding a copy of the
+bundled MNIST project and a synthetic project of 1,000,000 points. Screenshots go to the test's output folder
+(``test-results/<test>/``, pytest-playwright's ``output_path``).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+CHROMIUM = os.environ.get("LATENT_INSPECTOR_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+    "--disable-sync", "--no-first-run",
+]
+MILLION = 1_000_000
+
+
+def pytest_collection_modifyitems(config, items):
+    here = Path(__file__).parent
+    for item in items:
+        if here in Path(item.fspath).parents:
+            item.add_marker(pytest.mark.ui)
+
+
+@pytest.fixture(scope="session")
+def browser_type_launch_args(browser_type_launch_args):
+    if not os.access(CHROMIUM, os.X_OK):
+        pytest.skip(f"no Chromium at {CHROMIUM} (make chromium installs Debian's)")
+    return {**browser_type_launch_args, "executable_path": CHROMIUM, "args": CHROMIUM_ARGS, "headless": True}
+
+
+@pytest.fixture(scope="session")
+def browser_context_args(browser_context_args):
+    return {**browser_context_args, "viewport": {"width": 1500, "height": 950}}
+
+
+def make_million_project(root: Path, n: int = MILLION) -> Path:
+    """A project of ``n`` 4-D samples in 8 labelled clusters and a small dense autoencoder (untrained: the
+    dashboard only needs a model to cut and decode)."""
+    import keras
+    from keras import layers
+
+    path = root / "million"
+    path.mkdir()
+    rng = np.random.default_rng(7)
+    y = rng.integers(0, 8, n)
+    centres = rng.normal(scale=4.0, size=(8, 4)).astype(np.float32)
+    x = centres[y] + rng.normal(size=(n, 4)).astype(np.float32)
+    np.save(path / "x.npy", x.astype(np.float32))
+    np.save(path / "y.npy", y.astype(np.int64))
+    keras.utils.set_random_seed(3)
+    model = keras.Sequential([
+        keras.Input((4,), name="x"),
+        layers.Dense(16, activation="tanh", name="hidden"),
+        layers.Dense(3, name="bottleneck"),
+        layers.Dense(16, activation="tanh", name="expand"),
+        layers.Dense(4, name="output"),
+    ])
+    model.save(path / "model.keras")
+    (path / "project.toml").write_text(
+        'title = "Synthetic million"\n'
+        'model = "model.keras"\ninputs = "x.npy"\nlabels = "y.npy"\ndefault_layer = "bottleneck"\n'
+        'class_names = ["a", "b", "c", "d", "e", "f", "g", "h"]\n'
+        '[input_view]\nkind = "vector"\n[output_view]\nkind = "vector"\n'
+    )
+    return path
+
+
+@pytest.fixture(scope="session")
+def projects_root(tmp_path_factory):
+    """mnist (copied from projects/) and million, in a root of their own."""
+    root = tmp_path_factory.mktemp("projects")
+    src = REPO / "projects" / "mnist"
+    if not (src / "project.toml").is_file():
+        pytest.skip("projects/mnist is not built")
+    shutil.copytree(src, root / "mnist", ignore=shutil.ignore_patterns("build", "__pycache__"))
+    make_million_project(root)
+    return root
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def server(projects_root, tmp_path_factory):
+    """Base URL of the dashboard served by ``python -m dashboard.serve mnist`` (warmed: MNIST is ready)."""
+    port = _free_port()
+    log = tmp_path_factory.mktemp("server") / "server.log"
+    env = dict(os.environ, LATENT_INSPECTOR_PROJECTS=str(projects_root), LATENT_INSPECTOR_PROBE="1",
+               PYTHONUNBUFFERED="1")
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "dashboard.serve", "mnist", "--port", str(port)],
+            cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 300
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"dashboard server exited with {proc.returncode}:\n{log.read_text()[-4000:]}")
+            try:
+                with urllib.request.urlopen(f"{base}/app", timeout=5) as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(f"dashboard server not up after 300 s:\n{log.read_text()[-4000:]}")
+            time.sleep(0.5)
+        yield base
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+        print(f"dashboard server log: {log}")
+
+
+@pytest.fixture(scope="session")
+def engine_projects(projects_root, monkeypatch_session):
+    """The engine in the test process, reading the same projects root as the server."""
+    monkeypatch_session.setenv("LATENT_INSPECTOR_PROJECTS", str(projects_root))
+    return projects_root
+
+
+@pytest.fixture(scope="session")
+def monkeypatch_session():
+    mp = pytest.MonkeyPatch()
+    yield mp
+    mp.undo()

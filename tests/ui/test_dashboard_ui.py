@@ -1,0 +1,190 @@
+"""The dashboard in a real browser: what a person sees and clicks.
+
+The server runs with ``LATENT_INSPECTOR_PROBE=1``: the page then carries the decoded values it received in a hidden
+element, and each test compares them with the engine's own decode, computed here, for the same coordinates.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from dashboard_page import (
+    OUTPUT,
+    click_and_decode,
+    figure,
+    frame_pixels,
+    inked,
+    install_latency_probe,
+    latency_samples,
+    open_dashboard,
+    probe,
+    to_page,
+    wait_until,
+)
+
+pytestmark = pytest.mark.ui
+
+
+@pytest.fixture(scope="module")
+def mnist(engine_projects):
+    """The engine's inspection of MNIST at the bottleneck with PCA, built in this process."""
+    from engine.inspection import Inspection
+    from engine.project import load_project
+
+    return Inspection(load_project("mnist"), "bottleneck", method="pca")
+
+
+def _select_layer(page, name: str):
+    select = page.locator(".layer-select select")
+    values = select.evaluate("s => [...s.options].map(o => o.value)")
+    value = next(v for v in values if v.split()[0] == name)
+    select.select_option(value=value)
+    wait_until(lambda: (f := figure(page)) and f" {name} " in f["title"], 240, f"the plot of layer {name}")
+
+
+def _save(out: Path, name: str) -> Path:
+    out.mkdir(parents=True, exist_ok=True)
+    return out / name
+
+
+def _assert_engine_decode(insp, got):
+    expected = insp.decode(got["x"], got["y"])
+    np.testing.assert_allclose(got["values"], np.asarray(expected.output, np.float32).reshape(got["values"].shape),
+                               rtol=1e-4, atol=1e-5)
+    return expected
+
+
+def test_mnist_tap_in_cluster_and_in_empty_space(page, server, mnist, output_path):
+    out = Path(output_path)
+    open_dashboard(page, server, "mnist")
+    _select_layer(page, "bottleneck")
+    frame = figure(page)
+    page.screenshot(path=_save(out, "loaded.png"))
+
+    # Inside a cluster: the middle of the densest class (the embedded samples of digit 1).
+    emb, labels = np.asarray(mnist.embedding), np.asarray(mnist.labels)
+    cx, cy = np.median(emb[labels == 1], axis=0)
+    first = click_and_decode(page, float(cx), float(cy))
+    width = frame["x1"] - frame["x0"]
+    assert abs(first["x"] - cx) < 0.01 * width and abs(first["y"] - cy) < 0.01 * (frame["y1"] - frame["y0"])
+    inside = _assert_engine_decode(mnist, first)
+    assert not bool(np.asarray(inside.trust.out_of_bounds).ravel()[0])
+    wait_until(lambda: figure(page, OUTPUT), 30, "the decoded image")
+    image_first = frame_pixels(page, OUTPUT)
+    page.screenshot(path=_save(out, "tap_cluster.png"))
+
+    # Empty space: the top-left corner of the plot, beyond every embedded sample.
+    ex, ey = frame["x0"] + 0.03 * width, frame["y1"] - 0.03 * (frame["y1"] - frame["y0"])
+    second = click_and_decode(page, ex, ey)
+    outside = _assert_engine_decode(mnist, second)
+    assert bool(np.asarray(outside.trust.out_of_bounds).ravel()[0])
+    assert second["sha"] != first["sha"]
+    wait_until(lambda: not np.array_equal(frame_pixels(page, OUTPUT), image_first), 10, "the image to change")
+    assert page.get_by_text("Outside the data.").is_visible()
+    page.screenshot(path=_save(out, "tap_empty.png"))
+
+    # The history strip holds both decodes; clicking the first shows it again.
+    cards = page.locator(".strip .card")
+    wait_until(lambda: cards.count() == 2, 10, "two thumbnails in the history strip")
+    cards.first.click()
+    again = wait_until(lambda: (p := probe(page)) and p["seq"] > second["seq"] and p, 10, "the restored decode")
+    assert again["sha"] == first["sha"] and (again["x"], again["y"]) == (first["x"], first["y"])
+
+
+def test_tap_to_decode_latency(page, server, mnist, output_path):
+    """50 clicks across the plot; every one reaches the page as the engine's decode. The click-to-paint times
+    are written to latency.json in the test's output folder (a measurement, not an assertion)."""
+    out = Path(output_path)
+    open_dashboard(page, server, "mnist")
+    frame = figure(page)
+    install_latency_probe(page)
+    rng = np.random.default_rng(0)
+    clicks = 50
+    for i in range(clicks):
+        fx, fy = rng.uniform(0.1, 0.9, size=2)
+        x = frame["x0"] + fx * (frame["x1"] - frame["x0"])
+        y = frame["y0"] + fy * (frame["y1"] - frame["y0"])
+        got = click_and_decode(page, x, y)
+        if i % 10 == 0:
+            _assert_engine_decode(mnist, got)
+        page.wait_for_timeout(150)  # a person clicks at most a few times a second
+    samples = wait_until(lambda: len(s := latency_samples(page)) >= clicks and s, 10, "all paint times")
+    ms = np.asarray(samples[:clicks])
+    report = {"clicks": clicks, "median_ms": float(np.median(ms)), "p95_ms": float(np.percentile(ms, 95)),
+              "max_ms": float(ms.max()), "samples_ms": ms.round(1).tolist()}
+    _save(out, "latency.json").write_text(json.dumps(report, indent=1))
+    print(f"tap-to-decode in the browser: median {report['median_ms']:.0f} ms, p95 {report['p95_ms']:.0f} ms")
+    page.screenshot(path=_save(out, "after_50_clicks.png"))
+
+
+def test_million_points_render(page, server, output_path):
+    out = Path(output_path)
+    open_dashboard(page, server, "million", timeout=420)
+    frame = figure(page)
+    assert "1,000,000 points" in frame["title"]
+    pixels = frame_pixels(page)
+    page.screenshot(path=_save(out, "million.png"))
+    # A non-blank canvas: a good share of the frame is coloured by points, in several colours (the 8 labels).
+    assert inked(pixels) > 0.02 * pixels.shape[0] * pixels.shape[1]
+    colours = {tuple(c) for c in pixels.reshape(-1, 3)[pixels.reshape(-1, 3).sum(axis=1) < 600] // 32}
+    assert len(colours) >= 4
+
+
+def test_bad_project_is_an_alert_and_the_page_stays_usable(page, server, output_path):
+    """An unknown project in the URL: the alert names it and the projects there are; the default project opens."""
+    page.goto(f"{server}/app?project=no-such-project")
+    alert = page.get_by_text("No project 'no-such-project'")
+    alert.wait_for(timeout=60_000)
+    wait_until(lambda: (f := figure(page)) and "mnist" in f["title"], 120, "the default project's plot")
+    page.screenshot(path=_save(Path(output_path), "bad_project.png"))
+    page.get_by_role("button", name="Dismiss").click()
+    wait_until(lambda: not alert.is_visible(), 10, "the alert to go")
+
+
+def test_live_mode_streams_decodes_under_the_cursor(page, server, mnist, output_path):
+    """With live decoding on, moving the cursor streams decodes into the output view; the history is for taps."""
+    open_dashboard(page, server, "mnist")
+    page.locator(".live-toggle input").check()
+    frame = figure(page)
+    first = probe(page)
+    seq = first["seq"] if first else 0
+    y = frame["y0"] + 0.5 * (frame["y1"] - frame["y0"])
+    x0, y0 = to_page(page, frame["x0"] + 0.2 * (frame["x1"] - frame["x0"]), y)
+    x1, y1 = to_page(page, frame["x0"] + 0.8 * (frame["x1"] - frame["x0"]), y)
+    page.mouse.move(x0, y0)
+    page.mouse.move(x1, y1, steps=40)
+    last = wait_until(lambda: (p := probe(page)) and p["seq"] >= seq + 3 and p, 20, "decodes streamed while moving")
+    page.wait_for_timeout(500)
+    last = probe(page)
+    _assert_engine_decode(mnist, last)
+    assert last["x"] > frame["x0"] + 0.5 * (frame["x1"] - frame["x0"])  # the stream followed the cursor
+    page.screenshot(path=_save(Path(output_path), "live.png"))
+
+
+@pytest.mark.skipif(not os.environ.get("LATENT_INSPECTOR_DOCS_SCREENSHOT"), reason="refreshes docs/dashboard.png")
+def test_docs_screenshot(page, server):
+    """``LATENT_INSPECTOR_DOCS_SCREENSHOT=1 pytest tests/ui -k docs`` refreshes the README's screenshot: MNIST's
+    bottleneck through UMAP, a few decodes in clusters and between them."""
+    from engine.inspection import Inspection
+    from engine.project import load_project
+
+    open_dashboard(page, server, "mnist")
+    page.get_by_role("button", name="UMAP").click()
+    wait_until(lambda: "UMAP" in (figure(page) or {}).get("title", ""), 600, "the UMAP projection")
+    wait_until(lambda: inked(frame_pixels(page)) > 200, 60, "points drawn")
+    insp = Inspection(load_project("mnist"), "bottleneck", method="umap")
+    emb, labels = np.asarray(insp.embedding), np.asarray(insp.labels)
+    centres = {d: np.median(emb[labels == d], axis=0) for d in range(10)}
+    for a, b in ((0, 6), (1, 7), (4, 9)):
+        click_and_decode(page, *(float(v) for v in centres[a]))
+        click_and_decode(page, *(float(v) for v in (centres[a] + centres[b]) / 2))
+    page.get_by_role("button", name="Keep this point").click()
+    click_and_decode(page, *(float(v) for v in centres[3]))
+    px, py = to_page(page, *(float(v) for v in centres[3]))
+    page.mouse.move(px + 3, py + 3)
+    page.wait_for_timeout(1500)
+    page.screenshot(path=Path(__file__).resolve().parents[2] / "docs" / "dashboard.png")
