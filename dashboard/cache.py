@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 class Request:
     """What to inspect: everything an :class:`~engine.inspection.Inspection` depends on."""
 
+    root: str  # the projects root the name is resolved in
     project: str
     layer: str
     method: str = "pca"
@@ -24,8 +25,11 @@ class Request:
     params: tuple = field(default_factory=tuple)  # sorted (name, value) pairs of the reducer's parameters
 
     @classmethod
-    def make(cls, project, layer, method="pca", inverse="auto", params=None):
-        return cls(project, layer, method, inverse, tuple(sorted((params or {}).items())))
+    def make(cls, project, layer, method="pca", inverse="auto", params=None, root=None):
+        from engine.project import projects_root
+
+        root = str(root if root is not None else projects_root())
+        return cls(root, project, layer, method, inverse, tuple(sorted((params or {}).items())))
 
 
 class InspectionCache:

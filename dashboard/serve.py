@@ -24,6 +24,21 @@ def free_port(address: str = "127.0.0.1") -> int:
         return s.getsockname()[1]
 
 
+def own_hosts(address: str) -> list[str]:
+    """The host names under which a browser reaches a server bound to ``address``: the only websocket origins
+    allowed (a page served elsewhere cannot drive the dashboard)."""
+    if address in ("127.0.0.1", "localhost", "::1"):
+        return ["127.0.0.1", "localhost"]
+    if address in ("0.0.0.0", "::", ""):  # every interface: this machine's names and addresses
+        hosts = {"127.0.0.1", "localhost", socket.gethostname(), socket.getfqdn()}
+        try:
+            hosts |= {info[4][0] for info in socket.getaddrinfo(socket.gethostname(), None)}
+        except OSError:
+            pass
+        return sorted(hosts)
+    return [address]
+
+
 def url(address: str, port: int, project: str | None = None) -> str:
     host = "localhost" if address in ("0.0.0.0", "::") else address
     return f"http://{host}:{port}/{ROUTE}" + (f"?project={project}" if project else "")
@@ -63,9 +78,7 @@ def serve(project: str | None = None, port: int = 5006, address: str = "127.0.0.
         os.environ["LATENT_INSPECTOR_PROJECT"] = project
     if port == 0:
         port = free_port(address)
-    origins = [f"{address}:{port}"]
-    if address in ("127.0.0.1", "localhost"):
-        origins = [f"127.0.0.1:{port}", f"localhost:{port}"]
+    origins = [f"{host}:{port}" for host in own_hosts(address)]
     pn.config.nthreads = threads
     page = url(address, port, project)
     if warm:

@@ -51,7 +51,7 @@ def _build(request: Request, progress):
     from engine.inspection import Inspection
     from engine.project import load_project
 
-    project = load_project(request.project)
+    project = load_project(request.project, root=request.root)
     inspection = Inspection(
         project, request.layer, method=request.method, inverse=request.inverse, params=dict(request.params),
         progress=progress,

@@ -234,6 +234,13 @@ def test_the_app_displays_inline_as_in_a_notebook(app):
     assert model.select_one({"name": "decoded-output-source"}) is not None or app.output.plot is not None
 
 
+def test_serve_allows_only_its_own_origin():
+    from dashboard.serve import own_hosts
+
+    assert own_hosts("127.0.0.1") == ["127.0.0.1", "localhost"]
+    assert own_hosts("10.1.2.3") == ["10.1.2.3"]
+
+
 def test_serve_refuses_an_unknown_project_before_serving(root):
     from dashboard.serve import serve
     from engine.errors import ProjectError

@@ -139,15 +139,10 @@ def server(projects_root, tmp_path_factory):
         print(f"dashboard server log: {log}")
 
 
-@pytest.fixture(scope="session")
-def engine_projects(projects_root, monkeypatch_session):
-    """The engine in the test process, reading the same projects root as the server."""
-    monkeypatch_session.setenv("LATENT_INSPECTOR_PROJECTS", str(projects_root))
-    return projects_root
-
-
-@pytest.fixture(scope="session")
-def monkeypatch_session():
+@pytest.fixture(scope="module")
+def engine_projects(projects_root):
+    """The engine in the test process, reading the same projects root as the server (for this module only)."""
     mp = pytest.MonkeyPatch()
-    yield mp
+    mp.setenv("LATENT_INSPECTOR_PROJECTS", str(projects_root))
+    yield projects_root
     mp.undo()
