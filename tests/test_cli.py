@@ -4,8 +4,7 @@ import subprocess
 import sys
 
 import numpy as np
-
-from conftest import build_models, write_project
+from builders import build_models, write_project
 
 
 def run(*args, root, cache=None):

@@ -4,8 +4,8 @@ import os
 
 import numpy as np
 import pytest
+from builders import build_models, write_project
 
-from conftest import build_models, write_project
 from engine.errors import DataError, ProjectError
 from engine.project import ViewSpec, list_projects, load_project
 

@@ -76,7 +76,7 @@ def test_failed_propagation_leaves_no_cache_entry(tiny_project, tmp_path):
 
 
 def test_project_hook_preprocesses_every_batch(tmp_path):
-    from conftest import build_models, write_project
+    from builders import build_models, write_project
 
     model, _ = build_models()["sequential"]
     x = np.random.default_rng(2).normal(size=(40, 6)).astype("float32")  # half the features the model takes
