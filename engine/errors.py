@@ -29,3 +29,8 @@ class CutError(ModelError):
 
 class ReducerError(InspectorError):
     """A reducer or inverse map was given bad parameters, failed to fit, or was used before fitting."""
+
+
+class ProbeUnavailable(InspectorError):
+    """A probe classifier cannot be trained: the project has no labels, one class only, or a class too rare to
+    stratify; the message says which and what to add."""
