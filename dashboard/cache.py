@@ -1,9 +1,9 @@
 """Inspections shared by every session of the process.
 
 Building an :class:`engine.inspection.Inspection` propagates the dataset and fits a reducer and an inverse map:
-seconds to minutes. The result depends only on the request (project, layer, reducer, inverse map, parameters),
-never on who asked, so one process keeps the last few and hands the same object to every session. Two sessions
-asking for the same request at once compute it once: the second waits on the first's lock.
+seconds to minutes. The result depends only on the request (project, model version, layer, reducer, inverse map,
+parameters), never on who asked, so one process keeps the last few and hands the same object to every session.
+Two sessions asking for the same request at once compute it once: the second waits on the first's lock.
 """
 
 from __future__ import annotations
@@ -23,13 +23,14 @@ class Request:
     method: str = "pca"
     inverse: str = "auto"
     params: tuple = field(default_factory=tuple)  # sorted (name, value) pairs of the reducer's parameters
+    model: str = ""  # a fine-tuned version's file, relative to the project folder; "" for the project's own model
 
     @classmethod
-    def make(cls, project, layer, method="pca", inverse="auto", params=None, root=None):
+    def make(cls, project, layer, method="pca", inverse="auto", params=None, root=None, model=""):
         from engine.project import projects_root
 
         root = str(root if root is not None else projects_root())
-        return cls(root, project, layer, method, inverse, tuple(sorted((params or {}).items())))
+        return cls(root, project, layer, method, inverse, tuple(sorted((params or {}).items())), str(model or ""))
 
 
 class InspectionCache:

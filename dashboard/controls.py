@@ -58,6 +58,10 @@ class Controls(pn.viewable.Viewer):
                                                  css_classes=["project-select"])
         self.layer = pn.widgets.Select.from_param(p.layer, label="Layer (output shape)", sizing_mode="stretch_width",
                                                css_classes=["layer-select"])
+        self.model_version = pn.widgets.Select.from_param(
+            p.model_version, label="Model version",
+            sizing_mode="stretch_width", css_classes=["model-select"],
+        )
         self.method = pn.widgets.RadioButtonGroup.from_param(p.method, label="Reducer", sizing_mode="stretch_width",
                                                              color="primary", variant="outline")
         self.inverse = pn.widgets.Select.from_param(p.inverse, label="Inverse map", sizing_mode="stretch_width")
@@ -134,6 +138,7 @@ class Controls(pn.viewable.Viewer):
             pn.bind(self._project_info, s.project_obj),
             self.layer,
             pn.bind(self._invalid_cuts, s.layers),
+            self.model_version,
             pn.pane.Markdown("Reducer", margin=(5, 10, -10, 10)),
             self.method,
             pn.bind(self._method_params, s.method),

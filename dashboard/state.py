@@ -52,6 +52,10 @@ def _build(request: Request, progress):
     from engine.project import load_project
 
     project = load_project(request.project, root=request.root)
+    if request.model:
+        from engine.finetune import with_model
+
+        project = with_model(project, request.model)
     inspection = Inspection(
         project, request.layer, method=request.method, inverse=request.inverse, params=dict(request.params),
         progress=progress,
@@ -69,6 +73,14 @@ def _build(request: Request, progress):
 INSPECTIONS = InspectionCache(_build)
 #: The plot's table of each inspection alive, shared likewise.
 _FRAMES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+#: Probes trained on a layer, shared likewise: keyed by (projects root, project, model file, layer).
+_PROBES: dict[tuple, object] = {}
+#: The plot's table with the probe's columns, per inspection and probe.
+_PROBE_FRAMES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+#: Colour choices that need a trained probe.
+PROBE_COLORS = ("prediction", "misclassified")
+#: Categories of the "misclassified" colouring.
+AGREES, DISAGREES = "probe agrees with label", "misclassified"
 
 
 class _Progress:
@@ -130,6 +142,9 @@ class Inspector(param.Parameterized):
     color_by = param.Selector(default="label", objects=["label", "none"], doc="Colour of the points")
     spread = param.Integer(default=3, bounds=(0, 8), doc="Point size: maximum spread in pixels in sparse areas")
     live = param.Boolean(default=False, doc="Decode continuously under the cursor")
+    model_version = param.Selector(default="", objects=[""], doc="Model file: '' for the project's own model, else "
+                                   "a fine-tuned version's path relative to the project folder")
+    dataset = param.String(default="generated", doc="Generated dataset that saves go to")
 
     # -- what the engine answered --------------------------------------------------------------------------------
     project_obj = param.Parameter(default=None, doc="engine.project.Project of the current project")
@@ -138,7 +153,15 @@ class Inspector(param.Parameterized):
     points = param.DataFrame(default=None, allow_None=True, doc="Embedding with label columns, for the plot")
     decode = param.Parameter(default=None, doc="The current engine Decode")
     history = param.List(default=[], doc="The last decodes, oldest first")
-    saved = param.List(default=[], doc="Decodes the user kept")
+    saved = param.List(default=[], doc="Saved records of the dataset that lie on the current plot (markers)")
+    records = param.List(default=[], doc="Every record of the current generated dataset (engine Record), oldest first")
+    datasets = param.List(default=[], doc="Generated datasets of the project")
+    probe = param.Parameter(default=None, doc="engine.probe.Probe trained on the current layer, or None")
+    probe_note = param.String(default="", doc="Why no probe can be trained here, when that is so")
+    prediction = param.Parameter(default=None, doc="The probe's engine Prediction for the current decode")
+    compare = param.Parameter(default=None, doc="The original model's output for the current decode's activation, "
+                              "when a fine-tuned version is shown")
+    notice = param.String(default="", doc="Outcome of the last dataset or fine-tuning action")
     hovered = param.Dict(default=None, allow_None=True, doc="The sample nearest to the cursor")
 
     busy = param.Boolean(default=False)
@@ -154,6 +177,7 @@ class Inspector(param.Parameterized):
         self.param.project.objects = list(projects) if projects is not None else list_projects()
         self._generation = 0
         self._opening = False
+        self.param.watch(self._predict, "decode", precedence=50)  # after the decoded image, which the user waits for
         self._lock = threading.Lock()
         objects = self.param.project.objects
         default = "mnist" if "mnist" in objects else (objects[0] if objects else None)
@@ -258,16 +282,20 @@ class Inspector(param.Parameterized):
         try:
             self.param.layer.objects = [info.name for info in layers]
             self.param.update(project_obj=project, layers=layers, inspection=None, points=None, decode=None,
-                              history=[], saved=[], hovered=None)
+                              history=[], saved=[], hovered=None, probe=None, prediction=None, compare=None,
+                              notice="")
+            self._refresh_versions()
             self.layer = layer
         finally:
             self._opening = False
+        self._load_records()
         if layer is None:
             self.error = f"project {project.name!r}: the model has no layer where it can be cut"
         else:
             self._inspect(clear_error=False)
 
-    @param.depends("layer", "method", "inverse", "n_neighbors", "min_dist", "perplexity", watch=True)
+    @param.depends("layer", "method", "inverse", "n_neighbors", "min_dist", "perplexity", "model_version",
+                   watch=True)
     def _inspect(self, clear_error: bool = True):
         if self._opening or self.project_obj is None or self.layer is None or self.project_obj.name != self.project:
             return
@@ -295,13 +323,23 @@ class Inspector(param.Parameterized):
         """The engine request for the current choices."""
         params = {name: getattr(self, name) for name in METHOD_PARAMS[self.method]}
         params = {k: v for k, v in params.items() if v != "auto"}  # absent: the engine tunes it
-        return Request.make(self.project, self.layer, self.method, self.inverse, params)
+        root = self.project_obj.path.parent if self.project_obj is not None else None
+        return Request.make(self.project, self.layer, self.method, self.inverse, params, root=root,
+                            model=self.model_version)
 
     def _inspected(self, inspection):
-        self.param.update(inspection=inspection, points=self._frame(inspection), decode=None, hovered=None)
+        probe = _PROBES.get(self._probe_key(inspection))
+        frame = self._frame(inspection) if probe is None else self._probe_frame(inspection, probe)
+        self.param.update(inspection=inspection, points=frame, decode=None, hovered=None, probe=probe,
+                          prediction=None, compare=None)
+        self._colors(inspection, probe)
+        self.probe_note = self._probe_unavailable()
+        self._mark_saved()
+
+    def _colors(self, inspection, probe):
         colors = ["label", "none"] if inspection.labels is not None else ["none"]
-        if getattr(inspection, "predictions", None) is not None:
-            colors.insert(len(colors) - 1, "prediction")
+        if probe is not None:
+            colors[-1:-1] = ["prediction", "misclassified"] if inspection.labels is not None else ["prediction"]
         self.param.color_by.objects = colors
         if self.color_by not in colors:
             self.color_by = colors[0]
@@ -319,6 +357,20 @@ class Inspector(param.Parameterized):
             if predictions is not None:
                 frame["prediction"] = points_frame(inspection.embedding, predictions, names)["label"]
             _FRAMES[inspection] = frame
+        return frame
+
+    def _probe_frame(self, inspection, probe) -> pd.DataFrame:
+        """The plot's table plus the probe's predicted class and, with labels, whether it agrees with the label."""
+        per_probe = _PROBE_FRAMES.setdefault(inspection, weakref.WeakKeyDictionary())
+        frame = per_probe.get(probe)
+        if frame is None:
+            frame = self._frame(inspection).copy(deep=False)
+            names = list(probe.class_names_)
+            frame["prediction"] = pd.Categorical(probe.predict_names(inspection.activations), categories=names)
+            if inspection.labels is not None:
+                wrong = probe.misclassified(inspection.activations, inspection.labels)
+                frame["misclassified"] = pd.Categorical.from_codes(wrong.astype("int8"), [AGREES, DISAGREES])
+            per_probe[probe] = frame
         return frame
 
     def class_names(self) -> list[str]:
@@ -347,18 +399,31 @@ class Inspector(param.Parameterized):
             self.decode = decoded
         return decoded
 
+    def _predict(self, *_):
+        """The probe's label for the current decode and, with a fine-tuned version, the original model's output."""
+        decoded, probe = self.decode, self.probe
+        prediction = compare = None
+        if decoded is not None:
+            if probe is not None:
+                prediction = probe.predict_one(decoded.activation)
+            if self.model_version and self.project_obj is not None:
+                from engine.finetune import decode_with, model_versions
+
+                try:
+                    original = model_versions(self.project_obj)[0]
+                    compare = decode_with(self.project_obj, original, self.layer, decoded.activation[None])[0]
+                except InspectorError as exc:
+                    self.error = str(exc)
+        self.param.update(prediction=prediction, compare=compare)
+
     def restore(self, decode):
         """Show an earlier decode of the history again."""
         if any(decode is d for d in self.history):
             self.decode = decode
 
-    def save_current(self):
-        """Keep the current decode as a marker on the plot."""
-        if self.decode is not None:
-            self.saved = self.saved + [self.decode]
-
-    def clear_markers(self):
-        self.param.update(saved=[], history=[])
+    def clear_history(self):
+        """Forget the history of decodes (saved records stay: they are the dataset's)."""
+        self.param.update(history=[])
 
     def hover_at(self, x, y):
         """Record the sample nearest to (x, y), and decode there in live mode."""
@@ -379,3 +444,221 @@ class Inspector(param.Parameterized):
 
     def dismiss_error(self, *_):
         self.error = ""
+
+    # -- probe -----------------------------------------------------------------------------------------------------
+
+    def _probe_key(self, inspection) -> tuple:
+        project = inspection.project
+        return (str(project.path.parent), project.name, str(project.model_path), inspection.layer)
+
+    def _probe_unavailable(self) -> str:
+        """Why no probe can be trained on this project, or '' when one can."""
+        if self.project_obj is None:
+            return ""
+        from engine.probe import probe_status
+
+        return probe_status(self.project_obj) or ""
+
+    def train_probe(self, *_):
+        """Train the engine's logistic-regression probe on the current layer's activations and labels."""
+        inspection = self.inspection
+        if inspection is None:
+            return
+        names = self.class_names() or None
+
+        def work(progress):
+            from engine.probe import train_probe
+
+            progress("fitting", 0, 2)
+            probe = train_probe(inspection, class_names=names)
+            progress("predicting every sample", 1, 2)
+            return probe, self._probe_frame(inspection, probe)
+
+        def apply(result):
+            probe, frame = result
+            _PROBES[self._probe_key(inspection)] = probe
+            if self.inspection is not inspection:
+                return
+            self.param.update(probe=probe, points=frame)
+            self._colors(inspection, probe)
+            self._predict()
+
+        self._submit(f"probe on {inspection.layer}", work, apply)
+
+    # -- generated datasets ----------------------------------------------------------------------------------------
+
+    def _dataset(self):
+        """This session's handle on the current dataset: its undo takes back this session's own last save."""
+        from engine.generated import GeneratedDataset
+
+        key = (str(self.project_obj.path), self.dataset)
+        if getattr(self, "_open_dataset", (None, None))[0] != key:
+            self._open_dataset = (key, GeneratedDataset(self.project_obj, self.dataset))
+        return self._open_dataset[1]
+
+    @param.depends("dataset", watch=True)
+    def _load_records(self):
+        """Read the current dataset's records (and the project's dataset names) from disk."""
+        if self.project_obj is None:
+            return
+        from engine.generated import list_datasets
+
+        try:
+            records = self._dataset().records()
+        except (InspectorError, ValueError) as exc:
+            self.param.update(records=[], saved=[], error=str(exc))
+            return
+        self.param.update(records=records, datasets=list_datasets(self.project_obj))
+        self._mark_saved()
+
+    def _mark_saved(self):
+        inspection = self.inspection
+        self.saved = [r for r in self.records if inspection is not None and r.matches(inspection)]
+
+    def save_current(self, label=None):
+        """Save the current decode, labelled ``label`` (default: the probe's prediction), to the dataset.
+
+        Returns the record's id, or None when nothing was saved (the reason is in :attr:`error`).
+        """
+        prediction = self.prediction
+        return self.save_decode(self.decode, label, suggestion=prediction.name if prediction is not None else None)
+
+    def save_decode(self, decoded, label=None, *, suggestion=None):
+        """Save any engine Decode of the current inspection (a tap, an edited activation, an interpolation step)
+        to the dataset, labelled ``label`` (else ``suggestion``). Returns the record's id or None (see :attr:`error`).
+        """
+        inspection = self.inspection
+        if decoded is None or inspection is None:
+            return None
+        if label is None or not str(label).strip():
+            if suggestion is None:
+                self.error = "Give the point a label before saving it (no probe is trained to suggest one)."
+                return None
+            label = suggestion
+        from engine.generated import record_from_decode
+
+        try:
+            record_id = self._dataset().save(record_from_decode(inspection, decoded, str(label).strip(), self.probe))
+        except (InspectorError, ValueError, OSError) as exc:
+            self.error = f"Not saved: {exc}"
+            return None
+        self.notice = f"Saved as {label!r} to {self.dataset!r} ({record_id})."
+        self._load_records()
+        return record_id
+
+    def undo_save(self, *_):
+        """Take back the newest record of the dataset (it is moved aside, not destroyed)."""
+        try:
+            record = self._dataset().undo()
+        except (InspectorError, ValueError, OSError) as exc:
+            self.error = str(exc)
+            return None
+        self.notice = f"Took back {record.id} ({record.user_label!r})." if record else "Nothing to take back."
+        self._load_records()
+        return record
+
+    def delete_record(self, record_id: str):
+        """Delete one record of the dataset by id."""
+        try:
+            record = self._dataset().delete(record_id)
+        except (InspectorError, ValueError, OSError, KeyError) as exc:
+            self.error = str(exc)
+            return None
+        self.notice = f"Deleted {record.id} ({record.user_label!r})."
+        self._load_records()
+        return record
+
+    def export_dataset(self, format: str):
+        """Write the dataset as ``.npz``, ``.csv`` or ``.h5`` (x = decoded outputs, y = labels) into a temporary
+        folder and return the file's path (for a download), or None on failure."""
+        import tempfile
+        from pathlib import Path
+
+        folder = Path(tempfile.mkdtemp(prefix="latent-inspector-export-"))
+        try:
+            return self._dataset().export(folder / f"{self.dataset}.{format}", format)
+        except (InspectorError, ValueError, OSError) as exc:
+            self.error = str(exc)
+            return None
+
+    # -- fine-tuning and model versions ----------------------------------------------------------------------------
+
+    def _refresh_versions(self, select: str | None = None):
+        from engine.finetune import model_versions
+
+        project = self.project_obj
+        found = model_versions(project)
+        names = {f"original ({found[0].name})": ""}
+        names |= {str(v.path.relative_to(project.path)): str(v.path.relative_to(project.path)) for v in found[1:]}
+        versions = list(names.values())
+        self.param.model_version.objects = names
+        if select is not None:
+            self.model_version = select
+        elif self.model_version not in versions:
+            self.model_version = ""
+
+    @property
+    def suffix_trainable(self) -> bool:
+        """True when the model's output is drawn as class probabilities, so its suffix can learn the dataset's
+        labels (the engine checks the outputs themselves before training)."""
+        inspection = self.inspection
+        return bool(inspection is not None and len(inspection.output_shape) == 1 and inspection.output_shape[0] > 1
+                    and getattr(self.project_obj.output_view, "kind", None) == "probabilities")
+
+    def finetune(self, *, epochs: int = 5):
+        """Fine-tune the model's suffix on the dataset's records; the new version is saved and then shown."""
+        project, dataset = self.project_obj, self.dataset
+        if project is None:
+            return
+        from engine.project import load_project
+
+        def work(progress):
+            from engine.finetune import finetune_suffix, with_model
+
+            current = with_model(project, self.model_version) if self.model_version else project
+            return finetune_suffix(current, dataset, epochs=epochs, unknown_labels="skip",
+                                   progress=lambda done, total: progress("training", done, total))
+
+        def apply(result):
+            self.project_obj = load_project(project.name, project.path.parent)
+            self.notice = (
+                f"Fine-tuned on {result.n_records} records of {dataset!r}"
+                + (f" ({result.skipped} with labels outside the model's classes skipped)" if result.skipped else "")
+                + f": their loss {result.loss_before:.3f} → {result.loss_after:.3f}, accuracy "
+                f"{result.accuracy_before:.0%} → {result.accuracy_after:.0%}. Saved as {result.path.name}; "
+                "the original model is unchanged."
+            )
+            self._refresh_versions(select=str(result.path.relative_to(project.path)))
+
+        self._submit(f"fine-tuning on {dataset}", work, apply)
+
+    def refit_probe(self, *_, record_weight: float = 10.0):
+        """Refit the probe on the project's labelled activations plus the dataset's records (each weighing as much
+        as ``record_weight`` samples: a few corrections among thousands of samples would barely move it)."""
+        inspection, dataset = self.inspection, self.dataset
+        if inspection is None:
+            return
+
+        def work(progress):
+            from engine.finetune import finetune_probe
+
+            layer = self._dataset().manifest()["layer"] if self._dataset().exists else None
+            if layer is not None and layer != inspection.layer:
+                raise InspectorError(f"dataset {dataset!r} holds activations of layer {layer!r}; the plot shows "
+                                     f"{inspection.layer!r}: switch to that layer to refit the probe with it")
+            progress("fitting", 0, 2)
+            probe = finetune_probe(inspection.project, dataset, record_weight=record_weight)
+            progress("predicting every sample", 1, 2)
+            return probe, self._probe_frame(inspection, probe)
+
+        def apply(result):
+            probe, frame = result
+            _PROBES[self._probe_key(inspection)] = probe
+            self.notice = (f"Probe refitted with the records of {dataset!r} (each weighing {record_weight:g} "
+                           f"samples): validation accuracy {probe.validation_accuracy_:.1%}.")
+            if self.inspection is inspection:
+                self.param.update(probe=probe, points=frame)
+                self._colors(inspection, probe)
+                self._predict()
+
+        self._submit(f"probe with {dataset}", work, apply)

@@ -7,6 +7,7 @@ import panel as pn
 import param
 
 from .controls import Controls
+from .dataset import DatasetView, LabelBox, ProbeView
 from .latent import LatentView
 from .output import CursorView, HistoryView, OutputView
 from .state import Inspector
@@ -69,23 +70,21 @@ class Dashboard(pn.viewable.Viewer):
                                     width=90, margin=(5, 5, 0, 5))
         dismiss.on_click(store.dismiss_error)
         self._errors = pn.Row(self._alert, dismiss, sizing_mode="stretch_width")
-        self._buttons = self._marker_buttons()
-
-    def _marker_buttons(self):
-        save = pn.widgets.Button(label="Keep this point", color="primary", variant="outline", width=140,
-                                 disabled=pn.bind(lambda d: d is None, self.store.param.decode))
-        save.on_click(lambda _e: self.store.save_current())
-        clear = pn.widgets.Button(label="Clear markers", color="light", width=120)
-        clear.on_click(lambda _e: self.store.clear_markers())
-        return pn.Row(save, clear, margin=0)
+        self.label = LabelBox(store=store)
+        self.probe = ProbeView(store=store)
+        self.dataset = DatasetView(store=store)
 
     def main(self):
         """The main area: a grid of cards."""
-        grid = pn.GridSpec(sizing_mode="stretch_width", height=900, mode="override")
+        grid = pn.GridSpec(sizing_mode="stretch_width", height=1350, mode="override")
         grid[0:9, 0:7] = _card("Latent space · tap to decode, hover to inspect", self.latent)
-        grid[0:9, 7:12] = _card("Decoded output", self._buttons, self.output)
-        grid[9:12, 0:8] = _card("History · click a decode to show it again", self.history)
+        grid[0:9, 7:12] = _card("Decoded output · label it and save it to the dataset", self.label, self.output)
+        clear = pn.widgets.Button(label="Clear history", color="light", width=110, margin=(0, 5))
+        clear.on_click(lambda _e: self.store.clear_history())
+        grid[9:12, 0:8] = _card("History · click a decode to show it again", self.history, clear)
         grid[9:12, 8:12] = _card("Nearest sample under the cursor", self.cursor)
+        grid[12:18, 0:4] = _card("Probe classifier", self.probe)
+        grid[12:18, 4:12] = _card("Generated dataset · saved decodes, ready to train on", self.dataset)
         return pn.Column(self._errors, grid, sizing_mode="stretch_width")
 
     def template(self) -> pn.template.BaseTemplate:
@@ -103,4 +102,4 @@ class Dashboard(pn.viewable.Viewer):
 def extension():
     """Load the Bokeh/HoloViews front-end once per process."""
     hv.extension("bokeh", logo=False)
-    pn.extension(raw_css=[CSS])
+    pn.extension("tabulator", raw_css=[CSS])

@@ -10,15 +10,11 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
-import subprocess
-import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import numpy as np
 import pytest
+from dashboard_server import running_server
 
 REPO = Path(__file__).resolve().parents[2]
 CHROMIUM = os.environ.get("LATENT_INSPECTOR_CHROMIUM", "/usr/bin/chromium")
@@ -92,51 +88,11 @@ def projects_root(tmp_path_factory):
     return root
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="session")
 def server(projects_root, tmp_path_factory):
-    """Base URL of the dashboard served by ``python -m dashboard.serve mnist`` (warmed: MNIST is ready)."""
-    port = _free_port()
-    log = tmp_path_factory.mktemp("server") / "server.log"
-    env = dict(os.environ, LATENT_INSPECTOR_PROJECTS=str(projects_root), LATENT_INSPECTOR_PROBE="1",
-               PYTHONUNBUFFERED="1")
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "dashboard.serve", "mnist", "--port", str(port)],
-            cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
-        )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 300
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"dashboard server exited with {proc.returncode}:\n{log.read_text()[-4000:]}")
-            try:
-                with urllib.request.urlopen(f"{base}/app", timeout=5) as response:
-                    if response.status == 200:
-                        break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"dashboard server not up after 300 s:\n{log.read_text()[-4000:]}")
-            time.sleep(0.5)
+    """Base URL of the dashboard served by ``python -m dashboard.serve mnist`` for the whole session."""
+    with running_server(projects_root, tmp_path_factory.mktemp("server") / "server.log") as base:
         yield base
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
-        print(f"dashboard server log: {log}")
 
 
 @pytest.fixture(scope="module")

@@ -33,6 +33,8 @@ _FIGURE_JS = """
 _TO_PAGE_JS = """
 ([name, x, y]) => {
   const view = [...Bokeh.index.all_views()].find(v => v.model && v.model.name === name && v.frame != null);
+  const el = view.canvas_view.el, box = el.getBoundingClientRect();
+  if (box.top < 0 || box.bottom > window.innerHeight) el.scrollIntoView({block: "center"});
   const rect = view.canvas_view.el.getBoundingClientRect();
   return [rect.left + view.frame.x_scale.compute(x), rect.top + view.frame.y_scale.compute(y)];
 }

@@ -176,13 +176,15 @@ def test_docs_screenshot(page, server):
     page.get_by_role("button", name="UMAP").click()
     wait_until(lambda: "UMAP" in (figure(page) or {}).get("title", ""), 600, "the UMAP projection")
     wait_until(lambda: inked(frame_pixels(page)) > 200, 60, "points drawn")
+    page.get_by_role("button", name="Train probe on this layer").click()
+    wait_until(lambda: "Validation accuracy" in page.locator(".probe-summary").inner_text(), 120, "the probe")
     insp = Inspection(load_project("mnist"), "bottleneck", method="umap")
     emb, labels = np.asarray(insp.embedding), np.asarray(insp.labels)
     centres = {d: np.median(emb[labels == d], axis=0) for d in range(10)}
     for a, b in ((0, 6), (1, 7), (4, 9)):
         click_and_decode(page, *(float(v) for v in centres[a]))
         click_and_decode(page, *(float(v) for v in (centres[a] + centres[b]) / 2))
-    page.get_by_role("button", name="Keep this point").click()
+    page.get_by_role("button", name="Save", exact=True).click()  # labelled by the probe
     click_and_decode(page, *(float(v) for v in centres[3]))
     px, py = to_page(page, *(float(v) for v in centres[3]))
     page.mouse.move(px + 3, py + 3)

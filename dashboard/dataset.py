@@ -1,0 +1,234 @@
+"""Views of the probe and the generated dataset: label a decode, save it, manage the records, fine-tune on them.
+
+:class:`ProbeView` trains the engine's logistic-regression probe on the inspected layer and shows its validation
+accuracy, its confusion matrix and its class probabilities for the current decode. :class:`LabelBox` sits under the
+decoded output: the probe's predicted label in an editable box, and Save / Undo. :class:`DatasetView` is the
+generated dataset: its records in a table (delete any), exports for training, fine-tuning of the model's suffix or
+of the probe, and the original model's decode beside a fine-tuned version's.
+
+Every number shown here is the engine's (:mod:`engine.probe`, :mod:`engine.generated`, :mod:`engine.finetune`).
+"""
+
+from __future__ import annotations
+
+import html
+
+import pandas as pd
+import panel as pn
+import param
+
+from . import sample
+from .state import Inspector
+
+PROBE_CSS = """
+:host table.confusion { border-collapse: collapse; font-size: 11px; margin-top: 4px; }
+:host table.confusion th, :host table.confusion td { padding: 1px 4px; text-align: right; }
+:host table.confusion th { color: #555; font-weight: 500; }
+:host table.confusion td.diag { background: #dbe8f7; font-weight: 600; }
+:host table.confusion td.off { color: #b02a37; }
+:host .bars { display: grid; grid-template-columns: max-content 1fr max-content; gap: 2px 6px; font-size: 12px;
+              align-items: center; }
+:host .bar { height: 10px; background: #3b5b92; border-radius: 2px; }
+:host .bar.top { background: #d62728; }
+:host .muted { color: #666; }
+"""
+#: Class probabilities listed for a decode: the most likely ones.
+TOP_CLASSES = 10
+
+
+def confusion_html(probe) -> str:
+    """The probe's validation confusion matrix (rows: true class, columns: predicted) as an HTML table."""
+    names = [html.escape(str(n)) for n in probe.class_names_]
+    matrix = probe.confusion_matrix_
+    head = "".join(f"<th>{n}</th>" for n in names)
+    rows = []
+    for i, name in enumerate(names):
+        cells = "".join(
+            f"<td class='{'diag' if i == j else ('off' if v else '')}'>{int(v)}</td>" for j, v in enumerate(matrix[i])
+        )
+        rows.append(f"<tr><th>{name}</th>{cells}</tr>")
+    return (f"<table class='confusion'><tr><th title='true class ↓, predicted →'>true\\pred</th>{head}</tr>"
+            f"{''.join(rows)}</table>")
+
+
+def probabilities_html(prediction) -> str:
+    """The probe's class probabilities for one decode, as bars, the most likely first."""
+    ranked = sorted(prediction.probabilities.items(), key=lambda kv: -kv[1])[:TOP_CLASSES]
+    cells = []
+    for i, (name, p) in enumerate(ranked):
+        cells.append(f"<span>{html.escape(str(name))}</span>"
+                     f"<div class='bar{' top' if i == 0 else ''}' style='width:{100 * p:.1f}%'></div>"
+                     f"<span>{p:.1%}</span>")
+    return f"<div class='bars'>{''.join(cells)}</div>"
+
+
+class ProbeView(pn.viewable.Viewer):
+    """Train the probe on the current layer; its validation accuracy, confusion matrix and current prediction."""
+
+    store = param.ClassSelector(class_=Inspector)
+
+    def __init__(self, **params):
+        super().__init__(**params)
+        store = self.store
+        self.train = pn.widgets.Button(
+            label="Train probe on this layer", color="primary", css_classes=["train-probe"], margin=(5, 10),
+            disabled=pn.bind(lambda i, note, busy: i is None or bool(note) or busy, store.param.inspection,
+                             store.param.probe_note, store.param.busy),
+        )
+        self.train.on_click(store.train_probe)
+        self._summary = pn.pane.HTML(pn.bind(self._summary_html, store.param.probe, store.param.probe_note,
+                                             store.param.inspection),
+                                     stylesheets=[PROBE_CSS], sizing_mode="stretch_width", margin=(0, 10))
+        self._prediction = pn.pane.HTML(pn.bind(self._prediction_html, store.param.prediction),
+                                        stylesheets=[PROBE_CSS], sizing_mode="stretch_width", margin=(0, 10))
+
+    @staticmethod
+    def _summary_html(probe, note, inspection) -> str:
+        return f"<div class='probe-summary'>{ProbeView._summary_body(probe, note, inspection)}</div>"
+
+    @staticmethod
+    def _summary_body(probe, note, inspection) -> str:
+        if note:
+            return f"<p><b>Probe unavailable.</b> {html.escape(note)}</p>"
+        if probe is None:
+            layer = html.escape(inspection.layer) if inspection is not None else "the layer"
+            return (f"<p class='muted'>A logistic regression on the activations of {layer}, standardized, "
+                    "validated on a stratified split: how linearly the layer separates the classes, and a "
+                    "label for every decode.</p>")
+        kind = "binary" if probe.binary_ else f"{len(probe.classes_)} classes"
+        return (f"<p>Validation accuracy <b>{probe.validation_accuracy_:.1%}</b> "
+                f"<span class='muted'>(chance {probe.chance_:.1%}, {kind}, "
+                f"{len(probe.validation_index_):,} held-out samples)</span></p>{confusion_html(probe)}")
+
+    @staticmethod
+    def _prediction_html(prediction) -> str:
+        if prediction is None:
+            return ""
+        return (f"<div class='probe-prediction'><p style='margin:6px 0 2px'>This decode looks like "
+                f"<b class='predicted-label'>{html.escape(str(prediction.name))}</b>:</p>"
+                f"{probabilities_html(prediction)}</div>")
+
+    def __panel__(self):
+        return pn.Column(self.train, self._summary, self._prediction, sizing_mode="stretch_both", scroll=True)
+
+
+class LabelBox(pn.viewable.Viewer):
+    """The label of the current decode (the probe's prediction, editable: a class or any new label) and Save."""
+
+    store = param.ClassSelector(class_=Inspector)
+
+    def __init__(self, **params):
+        super().__init__(**params)
+        store = self.store
+        self.label = pn.widgets.AutocompleteInput(
+            placeholder="label (a class, or type a new one)", restrict=False, min_characters=0,
+            case_sensitive=False, search_strategy="includes", width=200, margin=(5, 5),
+            css_classes=["label-input"], options=self._options(),
+        )
+        self.save = pn.widgets.Button(label="Save", color="primary", width=70, margin=(5, 5),
+                                      css_classes=["save-point"], disabled=store.param.decode.rx.is_(None))
+        self.save.on_click(self._save)
+        self.undo = pn.widgets.Button(label="Undo save", color="light", width=90, margin=(5, 5),
+                                      css_classes=["undo-save"], disabled=store.param.records.rx.len() == 0)
+        self.undo.on_click(store.undo_save)
+        store.param.watch(self._suggest, "prediction")
+        store.param.watch(lambda *_: setattr(self.label, "options", self._options()), ["records", "project_obj"])
+
+    def _options(self) -> list[str]:
+        names = list(self.store.class_names())
+        return names + sorted({r.user_label for r in self.store.records} - set(names))
+
+    def _suggest(self, event):
+        if event.new is not None:
+            self.label.param.update(value=str(event.new.name), value_input=str(event.new.name))
+
+    def _save(self, *_):
+        label = (self.label.value_input or self.label.value or "").strip()
+        self.store.save_current(label or None)
+
+    def __panel__(self):
+        return pn.Row(self.label, self.save, self.undo, margin=0, sizing_mode="stretch_width")
+
+
+class DatasetView(pn.viewable.Viewer):
+    """The generated dataset: records in a table, delete and export, fine-tuning, before/after comparison."""
+
+    store = param.ClassSelector(class_=Inspector)
+    COLUMNS = ("id", "timestamp", "user_label", "probe_label", "probe_confidence", "x", "y", "on_plot")
+
+    def __init__(self, **params):
+        super().__init__(**params)
+        store = self.store
+        self.dataset_name = pn.widgets.AutocompleteInput.from_param(
+            store.param.dataset, label="Dataset", restrict=False, min_characters=0, width=180, margin=(0, 10, 5, 10),
+            css_classes=["dataset-name"],
+        )
+        store.param.watch(lambda e: setattr(self.dataset_name, "options", list(e.new)), "datasets")
+        self.table = pn.widgets.Tabulator(
+            self._frame(), show_index=False, disabled=True, height=210, sizing_mode="stretch_width",
+            buttons={"delete": "✕"}, css_classes=["records-table"], layout="fit_data_fill",
+            titles={"user_label": "label", "probe_label": "probe", "probe_confidence": "conf.", "on_plot": "here"},
+            formatters={"probe_confidence": {"type": "progress", "max": 1},
+                        "x": {"type": "money", "precision": 4, "symbol": ""},
+                        "y": {"type": "money", "precision": 4, "symbol": ""}},
+        )
+        self.table.on_click(self._clicked)
+        store.param.watch(lambda *_: setattr(self.table, "value", self._frame()), ["records", "saved"])
+        self.downloads = pn.Row(*(self._download(fmt) for fmt in ("npz", "csv", "h5")), margin=0)
+        self.tune = pn.widgets.Button(
+            label="Fine-tune the model's suffix", color="primary", variant="outline", margin=(5, 10),
+            css_classes=["finetune-suffix"],
+            disabled=pn.bind(lambda i, r, busy: busy or not r or not self.store.suffix_trainable,
+                             store.param.inspection, store.param.records, store.param.busy),
+            description="Train the layers after the cut on the records' activations and labels, a few epochs; saved "
+            "as a new model version (only for a model whose output is a vector of class probabilities)",
+        )
+        self.tune.on_click(lambda _e: store.finetune())
+        self.refit = pn.widgets.Button(
+            label="Refit the probe with these records", color="light", margin=(5, 10), css_classes=["refit-probe"],
+            disabled=pn.bind(lambda r, note, busy: busy or not r or bool(note), store.param.records,
+                             store.param.probe_note, store.param.busy),
+        )
+        self.refit.on_click(store.refit_probe)
+        self.notice = pn.pane.HTML(pn.bind(lambda t: f"<p class='dataset-notice'>{html.escape(t)}</p>" if t else "",
+                                           store.param.notice), sizing_mode="stretch_width", margin=(0, 10))
+        self.compare = pn.Row(pn.bind(self._compare, store.param.compare, store.param.decode), margin=0)
+
+    def _frame(self) -> pd.DataFrame:
+        on_plot = {id(r) for r in self.store.saved}
+        rows = [{**{k: r.summary()[k] for k in self.COLUMNS[:-1]}, "on_plot": id(r) in on_plot}
+                for r in reversed(self.store.records)]
+        frame = pd.DataFrame(rows, columns=list(self.COLUMNS))
+        frame["timestamp"] = frame["timestamp"].astype(str).str.slice(0, 19).str.replace("T", " ")
+        return frame
+
+    def _clicked(self, event):
+        if event.column == "delete":
+            record_id = self.table.value.iloc[event.row]["id"]
+            self.store.delete_record(str(record_id))
+
+    def _download(self, fmt: str):
+        return pn.widgets.FileDownload(
+            callback=lambda: self.store.export_dataset(fmt), filename=f"dataset.{fmt}", label=f".{fmt}",
+            color="light", width=70, margin=(5, 5), css_classes=[f"export-{fmt}"],
+            disabled=self.store.param.records.rx.len() == 0,
+        )
+
+    def _compare(self, compare, decode):
+        if compare is None or decode is None:
+            return None
+        project, names = self.store.project_obj, self.store.class_names()
+        spec = project.output_view
+        return pn.Row(
+            pn.Column(pn.pane.HTML("<small>original model</small>", margin=0),
+                      sample.draw(project, spec, compare, names, width=90, height=90)),
+            pn.Column(pn.pane.HTML(f"<small>{html.escape(self.store.model_version)}</small>", margin=0),
+                      sample.draw(project, spec, decode.output, names, width=90, height=90)),
+            margin=(0, 10),
+        )
+
+    def __panel__(self):
+        hint = pn.pane.HTML("<small>export x = outputs, y = labels:</small>", margin=(12, 0, 0, 10))
+        header = pn.Row(self.dataset_name, hint, self.downloads, margin=0, sizing_mode="stretch_width")
+        return pn.Column(header, self.table, pn.Row(self.tune, self.refit, margin=0), self.notice, self.compare,
+                         sizing_mode="stretch_both", scroll=True)

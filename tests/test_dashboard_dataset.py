@@ -1,0 +1,240 @@
+"""The probe, label and generated-dataset views of the dashboard, driven in-process on real projects.
+
+Two small real projects in a temporary projects root: ``blobs``, a dense classifier (softmax output) on three
+labelled clusters, whose suffix can be fine-tuned; ``unlabelled``, an autoencoder without labels. The store's long
+work runs synchronously outside a server, so each assertion follows its action.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+pn = pytest.importorskip("panel")
+
+CLASSES = ["cat", "dog", "fox"]
+
+
+def _build_blobs(path):
+    import keras
+    from keras import layers
+
+    path.mkdir()
+    rng = np.random.default_rng(0)
+    y = np.repeat(np.arange(3), 120)
+    centres = rng.normal(scale=3.0, size=(3, 6)).astype(np.float32)
+    x = centres[y] + rng.normal(scale=0.8, size=(360, 6)).astype(np.float32)
+    np.save(path / "x.npy", x)
+    np.save(path / "y.npy", y)
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([
+        keras.Input((6,)), layers.Dense(8, activation="tanh", name="hidden"), layers.Dense(4, name="code"),
+        layers.Dense(8, activation="relu", name="head"), layers.Dense(3, activation="softmax", name="probs"),
+    ])
+    model.compile("adam", "sparse_categorical_crossentropy")
+    model.fit(x, y, epochs=30, verbose=0)
+    model.save(path / "model.keras")
+    (path / "project.toml").write_text(
+        'model = "model.keras"\ninputs = "x.npy"\nlabels = "y.npy"\ndefault_layer = "code"\n'
+        f"class_names = {CLASSES!r}\n".replace("'", '"')
+        + '[input_view]\nkind = "vector"\n[output_view]\nkind = "probabilities"\n'
+    )
+
+
+def _build_unlabelled(path):
+    import keras
+    from keras import layers
+
+    path.mkdir()
+    x = np.random.default_rng(2).normal(size=(200, 5)).astype(np.float32)
+    np.save(path / "x.npy", x)
+    keras.Sequential([keras.Input((5,)), layers.Dense(2, name="bottleneck"), layers.Dense(5, name="out")]).save(
+        path / "model.keras")
+    (path / "project.toml").write_text('model = "model.keras"\ninputs = "x.npy"\ndefault_layer = "bottleneck"\n')
+
+
+@pytest.fixture(scope="module")
+def root(tmp_path_factory):
+    root = tmp_path_factory.mktemp("projects")
+    _build_blobs(root / "blobs")
+    _build_unlabelled(root / "unlabelled")
+    mp = pytest.MonkeyPatch()
+    mp.setenv("LATENT_INSPECTOR_PROJECTS", str(root))
+    yield root
+    mp.undo()
+
+
+@pytest.fixture
+def app(root, request):
+    from dashboard.template import Dashboard
+
+    dash = Dashboard(project="blobs")
+    assert dash.store.error == "", dash.store.error
+    dash.store.dataset = request.node.name.replace("[", "-").replace("]", "")[:90]  # one dataset per test
+    return dash
+
+
+def _tap(store, i, offset=0.0):
+    x, y = (float(v) + offset for v in np.asarray(store.inspection.embedding)[i])
+    return store.decode_at(x, y)
+
+
+def test_probe_trains_on_the_layer_and_labels_every_decode(app):
+    store = app.store
+    assert not app.probe.train.disabled
+    app.probe.train.clicks += 1
+    probe = store.probe
+    assert probe is not None and store.error == ""
+    assert probe.validation_accuracy_ > 0.8  # three well separated clusters
+    assert set(store.param.color_by.objects) >= {"label", "prediction", "misclassified"}
+    assert list(store.points["prediction"].cat.categories) == CLASSES
+    wrong = probe.misclassified(store.inspection.activations, store.inspection.labels)
+    assert (store.points["misclassified"] == "misclassified").sum() == wrong.sum()
+    html = app.probe._summary.object
+    assert f"{probe.validation_accuracy_:.1%}" in html and "<table class='confusion'>" in html
+
+    decoded = _tap(store, 10)
+    expected = probe.predict_one(decoded.activation)
+    assert store.prediction.name == expected.name
+    assert store.prediction.probabilities == pytest.approx(expected.probabilities)
+    assert app.label.label.value == expected.name  # the suggestion is in the editable box
+    assert expected.name in app.probe._prediction.object
+
+
+def test_probe_is_shared_and_survives_a_reducer_change(app, root):
+    from dashboard.template import Dashboard
+
+    app.probe.train.clicks += 1
+    probe = app.store.probe
+    other = Dashboard(project="blobs")
+    assert other.store.probe is probe  # the probe depends on the layer only, like the activations
+    app.store.method = "umap" if app.store.method != "umap" else "pca"
+    assert app.store.probe is probe and "prediction" in app.store.points
+
+
+def test_unlabelled_project_says_why_there_is_no_probe(root):
+    from dashboard.template import Dashboard
+
+    dash = Dashboard(project="unlabelled")
+    assert dash.store.inspection is not None
+    assert "no labels" in dash.store.probe_note
+    assert dash.probe.train.disabled
+    assert "Probe unavailable" in dash.probe._summary.object
+    dash.store.train_probe()  # even called directly: an alert, no crash
+    assert dash.store.probe is None
+    dash.store.dataset = "blank-labels"
+    _tap(dash.store, 2)
+    assert dash.store.save_current("   ") is None  # no label, and no probe to suggest one
+    assert "label" in dash.store.error and dash.store.records == []
+
+
+def test_label_save_table_marker_undo_and_delete(app, root):
+    from engine.generated import GeneratedDataset
+
+    store = app.store
+    d1 = _tap(store, 3)
+    app.label.label.value_input = "not a number"  # a new label, typed
+    app.label.save.clicks += 1
+    assert store.error == "", store.error
+    records = GeneratedDataset(store.project_obj, store.dataset).records()
+    assert [r.user_label for r in records] == ["not a number"]
+    assert records[0].xy == d1.xy
+    np.testing.assert_array_equal(records[0].output, d1.output)
+    np.testing.assert_array_equal(records[0].activation, d1.activation)
+    table = app.dataset.table.value
+    assert list(table["user_label"]) == ["not a number"] and bool(table["on_plot"].iloc[0])
+    stars = [(x, y) for x, y, m in zip(*(app.latent.marker_data()[k] for k in ("x", "y", "marker"))) if m == "star"]
+    assert stars == [d1.xy]
+    assert "not a number" in app.label._options()  # offered again for the next points
+
+    d2 = _tap(store, 200)
+    store.save_current("dog")
+    assert [r.user_label for r in store.records] == ["not a number", "dog"]
+    app.label.undo.clicks += 1  # takes back this session's last save: "dog"
+    assert [r.user_label for r in store.records] == ["not a number"]
+    assert d2.xy not in [r.xy for r in store.saved]
+
+    record_id = app.dataset.table.value["id"].iloc[0]
+    app.dataset._clicked(type("Click", (), {"column": "delete", "row": 0})())
+    assert store.records == [] and store.saved == []
+    assert GeneratedDataset(store.project_obj, store.dataset).ids() == []
+    assert record_id in store.notice
+
+
+def test_saved_records_reload_in_a_new_session_and_only_mark_their_own_plot(app):
+    from dashboard.template import Dashboard
+
+    store = app.store
+    decoded = _tap(store, 7, offset=0.3)
+    assert store.save_current("fox")
+    again = Dashboard(project="blobs")
+    again.store.dataset = store.dataset
+    assert [r.xy for r in again.store.records] == [decoded.xy]
+    assert [r.xy for r in again.store.saved] == [decoded.xy]
+    again.store.method = "umap"  # another plane: the record's (x, y) means nothing there
+    assert len(again.store.records) == 1 and again.store.saved == []
+
+
+def test_save_without_a_label_or_into_a_bad_name_is_an_alert_and_nothing_is_lost(app):
+    store = app.store
+    name = store.dataset
+    _tap(store, 1)
+    assert store.save_current("cat")
+    kept = [r.id for r in store.records]
+    store.dataset = "../escape"
+    assert "invalid dataset name" in store.error and store.records == []
+    store.dismiss_error()
+    assert store.save_current("cat") is None and "invalid dataset name" in store.error
+    store.dataset = name
+    assert [r.id for r in store.records] == kept
+
+
+def test_exports_are_ready_to_train_on(app, tmp_path):
+    store = app.store
+    outputs = []
+    for i, label in ((0, "cat"), (150, "dog"), (300, "not a number")):
+        outputs.append(_tap(store, i).output)
+        assert store.save_current(label)
+    for fmt in ("npz", "csv", "h5"):
+        path = app.dataset.downloads[("npz", "csv", "h5").index(fmt)].callback()
+        assert path.suffix == f".{fmt}" and path.is_file()
+    data = np.load(store.export_dataset("npz"))
+    np.testing.assert_allclose(data["x"], np.stack(outputs), rtol=1e-6)
+    names = list(data["names"])
+    assert [names[c] for c in data["y"]] == ["cat", "dog", "not a number"]
+
+
+def test_finetune_saves_a_version_switches_to_it_and_compares_with_the_original(app, root):
+    store = app.store
+    original = (root / "blobs" / "model.keras").read_bytes()
+    for i in range(0, 360, 30):  # relabel a dozen points as "fox"
+        _tap(store, i)
+        assert store.save_current("fox")
+    assert not app.dataset.tune.disabled
+    app.dataset.tune.clicks += 1
+    assert store.error == "", store.error
+    assert store.model_version.startswith("models/model-") and store.model_version.endswith(".keras")
+    assert (root / "blobs" / "model.keras").read_bytes() == original  # never overwritten
+    assert str(store.inspection.project.model_path).endswith(store.model_version)
+    assert "loss" in store.notice and "→" in store.notice
+
+    decoded = _tap(store, 0)
+    assert store.compare is not None  # the original model's output at the same activation
+    assert not np.allclose(store.compare, decoded.output)
+    fox = CLASSES.index("fox")
+    assert decoded.output[fox] > store.compare[fox]  # the version learned the new labels
+    store.model_version = ""
+    assert store.inspection.project.model_path.name == "model.keras"
+    assert _tap(store, 0) is not None and store.compare is None
+
+
+def test_refit_probe_with_records_learns_a_new_class(app):
+    store = app.store
+    store.train_probe()
+    for i in range(40, 48):
+        _tap(store, i, offset=0.05 * (i - 40))
+        assert store.save_current("odd one")
+    app.dataset.refit.clicks += 1
+    assert store.error == "", store.error
+    assert "odd one" in store.probe.class_names_
+    assert "Probe refitted" in store.notice

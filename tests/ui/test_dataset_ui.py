@@ -1,0 +1,96 @@
+"""Labelling and saving decodes in a real browser, and the saved dataset surviving a server restart.
+
+This module starts servers of its own (on the session's projects root) because it stops one and starts another.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from dashboard_page import click_and_decode, open_dashboard, wait_until
+from dashboard_server import running_server
+
+pytestmark = pytest.mark.ui
+
+DATASET = "generated"  # the dashboard's default dataset name
+NEW_LABEL = "not a number"
+
+# The markers of the latent figure on screen (an earlier figure, replaced when the plot was redrawn, may linger in
+# the document with a marker source of the same name).
+_MARKERS_JS = """() => {
+  const view = [...Bokeh.index.all_views()].find(v => v.model && v.model.name === 'latent-figure' && v.frame != null);
+  if (view == null) return null;
+  const renderer = view.model.renderers.find(r => r.name === 'decode-markers');
+  if (renderer == null) return null;
+  const d = renderer.data_source.data;
+  return {x: [...d.x], y: [...d.y], marker: [...d.marker]};
+}"""
+
+
+_FIGURE_IDS_JS = """() => [...Bokeh.index.all_views()]
+  .filter(v => v.model && v.model.name === 'latent-figure' && v.frame != null).map(v => v.model.id)"""
+
+
+def _stars(page) -> list[tuple[float, float]]:
+    data = page.evaluate(_MARKERS_JS) or {"x": [], "y": [], "marker": []}
+    return [(x, y) for x, y, m in zip(data["x"], data["y"], data["marker"]) if m == "star"]
+
+
+def _table_text(page) -> str:
+    cells = page.locator(".records-table .tabulator-cell")
+    return " | ".join(cells.all_inner_texts())
+
+
+def test_tap_label_save_shows_in_table_and_plot_and_survives_a_restart(page, projects_root, engine_projects,
+                                                                        tmp_path, output_path):
+    from engine.generated import GeneratedDataset
+    from engine.inspection import Inspection
+    from engine.project import load_project
+
+    project = load_project("mnist")
+    insp = Inspection(project, "bottleneck", method="pca")
+    emb, labels = np.asarray(insp.embedding), np.asarray(insp.labels)
+    x, y = (float(v) for v in np.median(emb[labels == 1], axis=0))  # among the ones
+    out = Path(output_path)
+    out.mkdir(parents=True, exist_ok=True)
+    before = GeneratedDataset(project, DATASET).ids()
+
+    with running_server(projects_root, tmp_path / "first.log") as base:
+        open_dashboard(page, base, "mnist")
+        first = page.evaluate(_FIGURE_IDS_JS)
+        page.get_by_role("button", name="Train probe on this layer").click()
+        wait_until(lambda: "Validation accuracy" in page.locator(".probe-summary").inner_text(), 120,
+                   "the probe's validation accuracy")
+        # the plot is redrawn with the probe's colourings: tap the new figure, not the one leaving the page
+        wait_until(lambda: (ids := page.evaluate(_FIGURE_IDS_JS)) and not set(ids) & set(first), 60,
+                   "the latent plot redrawn with the probe's predictions")
+        decoded = click_and_decode(page, x, y)
+        label_box = page.locator(".label-input input")
+        predicted = wait_until(lambda: label_box.input_value(), 30, "the probe's label in the label box")
+        assert predicted == insp.project.label_names()[int(labels[insp.nearest(x, y)])] or predicted.isdigit()
+        assert predicted in page.locator(".probe-prediction").inner_text()
+
+        label_box.fill(NEW_LABEL)
+        page.get_by_role("button", name="Save", exact=True).click()
+        wait_until(lambda: NEW_LABEL in _table_text(page), 30, "the saved record in the table")
+        stars = wait_until(lambda: _stars(page), 30, "a star marker on the latent plot")
+        assert stars[-1] == pytest.approx((decoded["x"], decoded["y"]))
+        page.screenshot(path=out / "saved.png")
+        card = page.locator(".records-table")
+        card.scroll_into_view_if_needed()
+        page.screenshot(path=out / "saved-table.png")
+
+    ids = GeneratedDataset(project, DATASET).ids()
+    assert len(ids) == len(before) + 1
+    record = GeneratedDataset(project, DATASET).load(ids[-1])
+    assert record.user_label == NEW_LABEL and record.probe_label == predicted
+    assert record.xy == pytest.approx((decoded["x"], decoded["y"]))
+
+    with running_server(projects_root, tmp_path / "second.log") as base:  # a new process: only the disk remembers
+        open_dashboard(page, base, "mnist")
+        wait_until(lambda: NEW_LABEL in _table_text(page), 60, "the saved record after the restart")
+        stars = wait_until(lambda: _stars(page), 30, "the saved point's marker after the restart")
+        assert (decoded["x"], decoded["y"]) in [pytest.approx(s) for s in stars]
+        page.screenshot(path=out / "after-restart.png")
