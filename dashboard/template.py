@@ -73,9 +73,16 @@ class Dashboard(pn.viewable.Viewer):
         self.label = LabelBox(store=store)
         self.probe = ProbeView(store=store)
         self.dataset = DatasetView(store=store)
+        from .explore import Explorer, ExploreView
+        from .linked import Linked, LinkedView
+
+        self.explorer = Explorer(store=store)
+        self.linked = Linked(store=store)
+        self.explore = ExploreView(explorer=self.explorer, card=_card)
+        self.linked_views = LinkedView(linked=self.linked, card=_card)
 
     def main(self):
-        """The main area: a grid of cards."""
+        """The main area: the Inspect grid of cards, and the Explore and Linked views tabs."""
         grid = pn.GridSpec(sizing_mode="stretch_width", height=1350, mode="override")
         grid[0:9, 0:7] = _card("Latent space · tap to decode, hover to inspect", self.latent)
         grid[0:9, 7:12] = _card("Decoded output · label it and save it to the dataset", self.label, self.output)
@@ -85,7 +92,15 @@ class Dashboard(pn.viewable.Viewer):
         grid[9:12, 8:12] = _card("Nearest sample under the cursor", self.cursor)
         grid[12:18, 0:4] = _card("Probe classifier", self.probe)
         grid[12:18, 4:12] = _card("Generated dataset · saved decodes, ready to train on", self.dataset)
-        return pn.Column(self._errors, grid, sizing_mode="stretch_width")
+        # Only the open tab is rendered, and the explorer and linked views work only while theirs is open.
+        tabs = pn.Tabs(("Inspect", grid), ("Explore", self.explore), ("Linked views", self.linked_views),
+                       dynamic=True, sizing_mode="stretch_width", css_classes=["main-tabs"])
+
+        def opened(event):
+            self.explorer.active, self.linked.active = event.new == 1, event.new == 2
+
+        tabs.param.watch(opened, "active")
+        return pn.Column(self._errors, tabs, sizing_mode="stretch_width")
 
     def template(self) -> pn.template.BaseTemplate:
         """The served page: controls in the sidebar, the grid in the main area."""
