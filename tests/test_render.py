@@ -152,3 +152,184 @@ def test_to_rgb_array(image, expected):
     rgb = render.to_rgb_array(image)
     assert rgb.dtype == np.uint8 and rgb.shape == (*np.asarray(expected).shape, 3)
     np.testing.assert_array_equal(rgb[..., 0], expected)
+
+
+# -- the per-view path: PointIndex -> aggregate_colors -> shade_colors, the same pixels as count_cat + tf.shade ------
+
+CLASSES = [f"class {i}" for i in range(6)]
+
+
+def _frame(n=20_000, seed=0, spread=1.0):
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, len(CLASSES), n)
+    centres = rng.uniform(-5, 5, size=(len(CLASSES), 2))
+    E = centres[labels] + rng.normal(scale=spread, size=(n, 2)) * rng.uniform(0.3, 1.5, (len(CLASSES), 1))[labels]
+    return render.points_frame(E, labels, CLASSES)
+
+
+def _stock(frame, canvas, **shade):
+    """What datashader and HoloViews give: count_cat, tf.shade, and transparent pixels zeroed (HoloViews' RGB)."""
+    import datashader as ds
+    import datashader.transfer_functions as tf
+
+    agg = canvas.points(frame, "x", "y", agg=ds.count_cat("label"))
+    img = tf.shade(agg, color_key=render.color_key(CLASSES), **shade)
+    rgba = img.data.view(np.uint8).reshape(*img.shape, 4).copy()
+    rgba[rgba[..., 3] == 0] = 0
+    return agg, rgba
+
+
+def _ours(frame, canvas, **shade):
+    index = render.index_frame(frame, "label")
+    agg = render.aggregate_colors(index, canvas=canvas, colors=render.color_key(CLASSES))
+    img = render.shade_colors(agg, **shade)
+    return agg, img, img.data.view(np.uint8).reshape(*img.shape, 4)
+
+
+VIEWS = {
+    "full": dict(width=160, height=120, x_range=None, y_range=None),
+    "zoom": dict(width=90, height=70, x_range=(-1.0, 2.5), y_range=(0.5, 3.0)),
+    "beyond the data": dict(width=40, height=40, x_range=(20.0, 30.0), y_range=(-1.0, 1.0)),
+    "edges on points": dict(width=64, height=64, x_range=(-2.0, 2.0), y_range=(-2.0, 2.0)),
+}
+
+
+@pytest.mark.parametrize("view", VIEWS)
+def test_colour_aggregate_counts_what_count_cat_counts(view):
+    from datashader.colors import rgb
+
+    frame = _frame()
+    if view == "edges on points":  # points exactly on the upper edges belong to the last pixel, as in datashader
+        frame.loc[:3, ["x", "y"]] = [[2.0, 2.0], [-2.0, 2.0], [2.0, -2.0], [0.0, 2.0]]
+    canvas = render.make_canvas(frame[["x", "y"]].to_numpy(), **VIEWS[view])
+    ref, _ = _stock(frame, canvas)
+    agg, _, _ = _ours(frame, canvas)
+    counts = ref.values  # (H, W, categories), rows from the bottom
+    assert agg.shape == (*counts.shape[:2], 4) and list(agg.coords["channel"].values) == ["count", "r", "g", "b"]
+    np.testing.assert_array_equal(agg.data[..., 0], counts.sum(axis=2))
+    table = np.array([rgb(render.color_key(CLASSES)[c]) for c in CLASSES])
+    np.testing.assert_array_equal(agg.data[..., 1:], counts.astype(np.int64) @ table)
+    np.testing.assert_allclose(agg.coords["x"].values, ref.coords["x"].values)
+    np.testing.assert_allclose(agg.coords["y"].values, ref.coords["y"].values)
+
+
+@pytest.mark.parametrize("how", ["eq_hist", "log", "cbrt", "linear"])
+@pytest.mark.parametrize(("min_alpha", "rescale"), [(40, True), (90, True), (200, False)])
+@pytest.mark.parametrize("view", ["full", "zoom"])
+def test_shade_colors_gives_the_pixels_of_tf_shade(how, min_alpha, rescale, view):
+    frame = _frame()
+    canvas = render.make_canvas(frame[["x", "y"]].to_numpy(), **VIEWS[view])
+    shade = dict(how=how, min_alpha=min_alpha, rescale_discrete_levels=rescale)
+    _, stock = _stock(frame, canvas, **shade)
+    _, img, ours = _ours(frame, canvas, **shade)
+    np.testing.assert_array_equal(ours, stock)
+    assert (ours[..., 3] > 0).any() and (ours[..., 3] == 0).any()
+
+
+@pytest.mark.parametrize("case", ["every pixel inked", "one pixel far denser", "a handful of points"])
+def test_shade_colors_on_unusual_count_distributions(case):
+    """The integer eq_hist of datashader (no empty pixel), counts spread wider than the histogram, few levels."""
+    frame = _frame(n=40_000, spread=0.2)
+    if case == "every pixel inked":
+        canvas = render.make_canvas(width=12, height=9, x_range=(-0.5, 0.5), y_range=(-0.5, 0.5))
+        frame = render.points_frame(np.random.default_rng(1).uniform(-0.5, 0.5, (40_000, 2)),
+                                    np.arange(40_000) % len(CLASSES), CLASSES)
+    elif case == "one pixel far denser":
+        E = np.r_[frame[["x", "y"]].to_numpy(), np.zeros((100_000, 2))]
+        frame = render.points_frame(E, np.r_[frame["label"].cat.codes, np.zeros(100_000, int)], CLASSES)
+        canvas = render.make_canvas(E, width=50, height=50)
+    else:
+        frame = frame.iloc[:7]
+        canvas = render.make_canvas(frame[["x", "y"]].to_numpy(), width=30, height=30)
+    for how in ("eq_hist", "log"):
+        _, stock = _stock(frame, canvas, how=how, min_alpha=40, rescale_discrete_levels=True)
+        _, _, ours = _ours(frame, canvas, how=how, min_alpha=40, rescale_discrete_levels=True)
+        np.testing.assert_array_equal(ours, stock)
+    if case == "every pixel inked":
+        assert (ours[..., 3] > 0).all()
+
+
+def test_per_view_image_goes_on_through_datashader():
+    import datashader.transfer_functions as tf
+
+    E = np.random.default_rng(2).uniform(-1, 1, (40, 2))  # scattered: isolated pixels that dynspread grows
+    frame = render.points_frame(E, np.arange(40) % len(CLASSES), CLASSES)
+    canvas = render.make_canvas(E, width=100, height=80)
+    _, img, _ = _ours(frame, canvas, min_alpha=90)
+    spread = tf.dynspread(img, threshold=0.5, max_px=3)
+    assert (spread.data >> 24 > 0).sum() > (img.data >> 24 > 0).sum()  # sparse points grew
+    pil = tf.set_background(spread, "white").to_pil()
+    assert pil.size == (100, 80)
+
+
+def test_point_index_orders_points_by_cell_and_leaves_out_what_is_not_drawn():
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=1000), rng.normal(size=1000)
+    codes = rng.integers(0, 3, 1000).astype(np.int8)
+    x[:5], y[5:8], codes[8:10] = np.nan, np.inf, -1  # pandas' code for a missing category
+    index = render.index_points(x, y, codes, ["a", "b", "c"], grid=16)
+    assert len(index) == 990 and index.offsets[-1] == 990 and len(index.offsets) == 16 * 16 + 1
+    assert np.all(np.diff(index.offsets) >= 0) and index.codes.dtype == np.uint8
+    kept = np.isfinite(x) & np.isfinite(y) & (codes >= 0)
+    assert sorted(zip(index.x, index.y, index.codes)) == sorted(zip(x[kept], y[kept], codes[kept]))
+    x0, x1, y0, y1 = index.bounds
+    assert (x0, x1) == (x[kept].min(), x[kept].max()) and (y0, y1) == (y[kept].min(), y[kept].max())
+    kx, ky = index.cell_scale
+    cells = np.minimum((index.y - y0) * ky, 15).astype(int) * 16 + np.minimum((index.x - x0) * kx, 15).astype(int)
+    assert np.all(np.diff(cells) >= 0)  # in cell order
+    for cell in (0, 37, 255):
+        assert np.all(cells[index.offsets[cell] : index.offsets[cell + 1]] == cell)
+
+
+def test_point_index_errors():
+    with pytest.raises(ValueError, match="one length"):
+        render.index_points(np.zeros(3), np.zeros(2), np.zeros(3, int), ["a"])
+    with pytest.raises(ValueError, match="integer category codes"):
+        render.index_points(np.zeros(3), np.zeros(3), np.zeros(3), ["a"])
+    with pytest.raises(ValueError, match="not a categorical column"):
+        render.index_frame(render.points_frame(np.zeros((3, 2))), "label")
+    index = render.index_points(np.zeros(3), np.zeros(3), np.zeros(3, int), ["a", "b"])
+    with pytest.raises(ValueError, match=r"no colour for categories \['b'\]"):
+        render.aggregate_colors(index, canvas=render.make_canvas(width=4, height=4, x_range=(0, 1), y_range=(0, 1)),
+                                colors={"a": "red"})
+    with pytest.raises(ValueError, match="how must be one of"):
+        render.shade_colors(render.aggregate_colors(index, canvas=render.make_canvas(
+            width=4, height=4, x_range=(-1, 1), y_range=(-1, 1))), how="sqrt")
+
+
+def test_dashboard_plot_shades_the_pixels_of_stock_datashade_and_keeps_its_legend():
+    """The latent view's operation against stock HoloViews, both re-run by a RangeXY stream as on a pan."""
+    import datashader as ds
+    import holoviews as hv
+    import holoviews.plotting.bokeh  # noqa: F401 (the backend the legend's options are for)
+    import param
+    from holoviews.operation.datashader import datashade, dynspread
+    from holoviews.plotting.util import categorical_legend
+
+    from dashboard.latent import category_colors, shade_categories
+
+    frame = _frame(n=5000, spread=2.0)
+    colors = dict(zip(CLASSES, category_colors(CLASSES)))
+    element = hv.Points(frame, ["x", "y"], ["label"])
+
+    class Store(param.Parameterized):
+        spread = param.Integer(default=3)
+
+    store = Store()
+    streams = {name: (hv.streams.RangeXY(), hv.streams.PlotSize(width=150, height=110)) for name in ("ours", "stock")}
+    ours = shade_categories(element, aggregator=ds.by("label", ds.count()), color_key=colors, min_alpha=90,
+                            threshold=0.5, max_px=store.param.spread, streams=list(streams["ours"]))
+    stock = dynspread(datashade(element, aggregator=ds.count_cat("label"), color_key=colors, min_alpha=90,
+                                streams=list(streams["stock"])), threshold=0.5, max_px=store.param.spread)
+
+    def rgba(dmap, name, view):
+        streams[name][0].event(x_range=view[0], y_range=view[1])
+        return np.dstack([dmap[()].dimension_values(d, flat=False) for d in "RGBA"])
+
+    for spread, view in ((3, ((-12, 12), (-12, 12))), (3, ((-2, 3), (0, 4))), (0, ((-12, 12), (-12, 12)))):
+        store.spread = spread
+        a, b = rgba(ours, "ours", view), rgba(stock, "stock", view)
+        assert a.shape == (110, 150, 4)
+        np.testing.assert_array_equal(a, b)
+    legend = categorical_legend(ours[()], backend="bokeh")
+    assert legend is not None and legend.opts.get().kwargs["cmap"] == colors
