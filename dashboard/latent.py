@@ -37,15 +37,21 @@ from engine.render import PointIndex, aggregate_colors, color_key, index_frame, 
 
 from .push import push
 from .sample import name_models
-from .state import Inspector
+from .state import AGREES, DISAGREES, Inspector
 
 #: How long after the decoded image the markers follow (see ``_update_markers``).
 MARKER_DELAY_MS = 40
 
 
+#: Colours of categories that mean something in themselves: the probe's disagreements stand out in red.
+FIXED_COLORS = {AGREES: "#c3c8d1", DISAGREES: "#d62728"}
+
+
 def category_colors(names) -> list[str]:
     """The engine's colour of each category (:func:`engine.render.color_key`), so that the dashboard and the
-    PNGs of ``latent-inspector render`` agree."""
+    PNGs of ``latent-inspector render`` agree; the probe's agree/disagree categories in grey and red."""
+    if set(map(str, names)) <= set(FIXED_COLORS):
+        return [FIXED_COLORS[str(n)] for n in names]
     key = color_key(names)
     return [key[str(n)] for n in names]
 

@@ -90,6 +90,11 @@ def test_probe_trains_on_the_layer_and_labels_every_decode(app):
     assert list(store.points["prediction"].cat.categories) == CLASSES
     wrong = probe.misclassified(store.inspection.activations, store.inspection.labels)
     assert (store.points["misclassified"] == "misclassified").sum() == wrong.sum()
+    from dashboard.latent import category_colors
+
+    store.color_by = "misclassified"  # the disagreements in red over grey
+    assert category_colors(list(store.points["misclassified"].cat.categories)) == ["#c3c8d1", "#d62728"]
+    assert app.latent._plot(store.points, store.color_by) is not None
     html = app.probe._summary.object
     assert f"{probe.validation_accuracy_:.1%}" in html and "<table class='confusion'>" in html
 
