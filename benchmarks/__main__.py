@@ -1,4 +1,5 @@
-"""``python -m benchmarks [--quick] [--only NAME ...]``: run the cases, print a table, write JSON and Markdown."""
+"""``python -m benchmarks [--quick] [--only NAME ...] [--results DIR]``: run the cases, print a table, write JSON and
+Markdown (also ``latent-inspector bench``)."""
 
 from __future__ import annotations
 
@@ -11,17 +12,25 @@ import traceback
 from pathlib import Path
 
 os.environ.setdefault("NUMBA_CACHE_DIR", str(Path(__file__).resolve().parent.parent / ".cache" / "numba"))
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 from benchmarks.cases import CASES  # noqa: E402
-from benchmarks.harness import machine, table, write_report  # noqa: E402
+from benchmarks.harness import RESULTS, machine, table, write_report  # noqa: E402
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="small sizes: every case in about two minutes")
-    parser.add_argument("--only", nargs="+", choices=CASES, help="run only these cases")
+    parser.add_argument("--only", nargs="+", choices=CASES, metavar="NAME",
+                        help=f"run only these cases ({', '.join(CASES)})")
+    parser.add_argument("--results", type=Path, default=RESULTS, metavar="DIR",
+                        help="where the JSON and Markdown reports go (default benchmarks/results)")
     args = parser.parse_args(argv)
+    info = machine()
+    print(f"{info['cpu']}, {info['cores']} cores, {info['memory_gib']} GiB, {'a GPU' if info['gpu'] else 'no GPU'}; "
+          f"load average {info['load_avg_start']}{' (quick)' if args.quick else ''}", flush=True)
     results, failed = [], []
+    t_all = time.perf_counter()
     for name in args.only or CASES:
         module = importlib.import_module(f"benchmarks.cases.{name}")
         print(f"== {name}: {module.__doc__.strip().splitlines()[0]}", flush=True)
@@ -35,9 +44,9 @@ def main(argv=None) -> int:
         results.extend(got)
         print(table(got), f"\n({time.perf_counter() - t0:.0f} s)\n", flush=True)
     if results:
-        json_path, md_path = write_report(results, machine(), args.quick)
+        json_path, md_path = write_report(results, info, args.quick, args.results)
         print(table(results))
-        print(f"\nwritten {json_path} and {md_path}")
+        print(f"\n{time.perf_counter() - t_all:.0f} s in all; written {json_path} and {md_path}")
     if failed:
         print(f"failed cases: {', '.join(failed)}", file=sys.stderr)
         return 1

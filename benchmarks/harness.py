@@ -1,7 +1,9 @@
 """Measure our path against its baseline in the same run: alternating, after a warm-up; median, p95 and ratio.
 
 A case is a function ``case(quick: bool) -> Iterable[Comparison]``. Each :class:`Comparison` holds the samples of
-both sides, so the report can show every figure next to its baseline and the JSON keeps every sample.
+both sides, so the report can show every figure next to its baseline and the JSON keeps every sample. A comparison
+that cannot run here (a GPU case without a GPU, a browser case without Chromium) is reported with ``skipped`` set
+to the reason, never with a made-up figure.
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ class Comparison:
     target: str = ""  # e.g. "< 5 ms p95"
     met: bool | None = None
     extra: dict = field(default_factory=dict)  # peak memory and other context
+    skipped: str = ""  # why nothing was measured, e.g. "no GPU"
 
     @property
     def higher_is_better(self) -> bool:
@@ -133,7 +136,7 @@ def machine() -> dict:
         mem_gb = float("nan")
     versions = {}
     for pkg in ("numpy", "tensorflow-cpu", "tensorflow", "keras", "scikit-learn", "umap-learn", "openTSNE",
-                "datashader", "holoviews", "panel", "bokeh", "numba"):
+                "datashader", "holoviews", "panel", "bokeh", "numba", "pandas", "playwright"):
         try:
             versions[pkg] = md.version(pkg)
         except md.PackageNotFoundError:
@@ -144,10 +147,26 @@ def machine() -> dict:
         "memory_gib": round(mem_gb, 1),
         "python": sys.version.split()[0],
         "platform": platform.platform(),
-        "gpu": False,
+        "gpu": gpu_available(),
+        "load_avg_start": load_average(),
         "versions": versions,
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
     }
+
+
+def load_average() -> float | None:
+    """The 1-minute load average (the machine is shared: other work may be running), None where unknown."""
+    try:
+        return round(os.getloadavg()[0], 2)
+    except OSError:
+        return None
+
+
+def gpu_available() -> bool:
+    """True when CuPy sees a CUDA device (the engine's own test)."""
+    from engine.backend import gpu_available
+
+    return gpu_available()
 
 
 def _fmt(side: Side | None, unit: str) -> tuple[str, str]:
@@ -167,6 +186,8 @@ def table(results: list[Comparison]) -> str:
     for r in results:
         om, op = _fmt(r.ours, r.unit)
         bm, bp = _fmt(r.baseline, r.unit)
+        if r.skipped:
+            om, op, bm, bp = f"skipped: {r.skipped}", "-", "-", "-"
         ratio = f"{r.ratio:,.1f}x better" if r.ratio is not None else ""
         if r.ratio is not None and r.ratio < 1:
             ratio = f"{1 / r.ratio:,.1f}x worse"
@@ -179,27 +200,48 @@ def table(results: list[Comparison]) -> str:
     return "\n".join(rows)
 
 
-def write_report(results: list[Comparison], info: dict, quick: bool) -> tuple[Path, Path]:
-    """Write ``results/<stamp>.json`` (every sample) and ``results/<stamp>.md``; also ``latest.md``."""
-    RESULTS.mkdir(parents=True, exist_ok=True)
+def targets(results: list[Comparison]) -> str:
+    """One line per target: met or not, with the figure it was judged on."""
+    lines = []
+    for r in results:
+        if not r.target:
+            continue
+        verdict = "skipped: " + r.skipped if r.skipped else ("met" if r.met else "NOT met") if r.met is not None else ""
+        lines.append(f"- {r.case} / {r.label}: {r.target}: **{verdict}** (median {_fmt(r.ours, r.unit)[0]}, "
+                     f"p95 {_fmt(r.ours, r.unit)[1]} {r.unit})")
+    return "\n".join(lines)
+
+
+def write_report(results: list[Comparison], info: dict, quick: bool, results_dir=None) -> tuple[Path, Path]:
+    """Write ``<stamp>.json`` (every sample) and ``<stamp>.md`` into ``results_dir`` (default ``results/``); also
+    ``latest.md`` (``latest-quick.md`` for a quick run)."""
+    results_dir = Path(results_dir) if results_dir is not None else RESULTS
+    results_dir.mkdir(parents=True, exist_ok=True)
+    info = {**info, "load_avg_end": load_average()}
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S") + ("-quick" if quick else "")
     payload = {"machine": info, "quick": quick, "results": [
         {**asdict(r), "ratio": r.ratio, "ours_median": r.ours.median, "ours_p95": r.ours.p95} for r in results
     ]}
-    json_path = RESULTS / f"{stamp}.json"
+    json_path = results_dir / f"{stamp}.json"
     json_path.write_text(json.dumps(payload, indent=1, default=float))
     cores = info["cores"]
+    gpu = "a GPU" if info.get("gpu") else "no GPU"
     md = (
         f"# Benchmarks {'(quick)' if quick else ''}\n\nMachine: {info['cpu']}, {cores} cores, "
-        f"{info['memory_gib']} GiB, no GPU, Python {info['python']}; {info['date']}.\n\n"
+        f"{info['memory_gib']} GiB, {gpu}, Python {info['python']}; {info['date']}. Load average "
+        f"{info.get('load_avg_start')} at the start, {info.get('load_avg_end')} at the end (a shared machine: other "
+        "work may run at the same time, so figures are noisy).\n\n"
         "Our path and its baseline were measured in the same run, alternating, after a warm-up.\n\n"
         + table(results) + "\n"
     )
+    verdicts = targets(results)
+    if verdicts:
+        md += "\nTargets:\n" + verdicts + "\n"
     notes = [f"- {r.case} / {r.label}: {r.ours.note or ''} {r.baseline.note if r.baseline else ''} "
              + " ".join(f"{k}={v}" for k, v in r.extra.items()) for r in results if r.extra or r.ours.note]
     if notes:
         md += "\nNotes:\n" + "\n".join(notes) + "\n"
-    md_path = RESULTS / f"{stamp}.md"
+    md_path = results_dir / f"{stamp}.md"
     md_path.write_text(md)
-    (RESULTS / ("latest-quick.md" if quick else "latest.md")).write_text(md)
+    (results_dir / ("latest-quick.md" if quick else "latest.md")).write_text(md)
     return json_path, md_path

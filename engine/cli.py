@@ -179,6 +179,19 @@ def cmd_serve(args) -> int:
     return 0
 
 
+def cmd_bench(args) -> int:
+    import subprocess
+
+    checkout = Path(__file__).resolve().parent.parent
+    if not (checkout / "benchmarks" / "__main__.py").is_file():
+        raise InspectorError(f"the benchmarks are not in this installation ({checkout}); run from a checkout of "
+                             "latent-inspector installed with pip install -e .")
+    argv = [sys.executable, "-m", "benchmarks"] + (["--quick"] if args.quick else [])
+    argv += ["--only", *args.only] if args.only else []
+    argv += ["--results", str(Path(args.results).resolve())] if args.results else []  # the run's cwd is the checkout
+    return subprocess.call(argv, cwd=checkout)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="latent-inspector",
@@ -227,6 +240,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--address", default="127.0.0.1", help="bind address (default 127.0.0.1: this machine only)")
     p.add_argument("--show", action="store_true", help="open a browser")
     p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("bench", help="run the benchmarks (python -m benchmarks): a table, JSON and Markdown reports")
+    p.add_argument("--quick", action="store_true", help="small sizes: every case in about two minutes")
+    p.add_argument("--only", nargs="+", metavar="NAME", help="run only these cases (python -m benchmarks --help)")
+    p.add_argument("--results", metavar="DIR", help="where the reports go (default benchmarks/results)")
+    p.set_defaults(func=cmd_bench)
     return parser
 
 

@@ -18,7 +18,7 @@ def run(quick: bool) -> list[Comparison]:
     s = split(project.model(), project.default_layer)
     x0 = np.asarray(project.inputs())
     results = []
-    sizes = (10_000, 100_000) if quick else (10_000, 1_000_000)
+    sizes = (2_000, 10_000) if quick else (10_000, 100_000, 1_000_000)
     for n in sizes:
         x = np.resize(x0, (n, *x0.shape[1:]))  # tile the 10,000 digits
         repeats = 3 if n <= 100_000 else 2
@@ -37,17 +37,18 @@ def run(quick: bool) -> list[Comparison]:
             Side("prefix.predict (batch 2048)", [n / t for t in b]),
             extra={"peak_rss_mib": round(peak_rss_mb()), "input_mib": round(x.nbytes / 2**20)},
         ))
-    # A per-sample predict loop (the original tool's path): timed on 100 samples, expressed as rows/s.
-    loop = latencies(lambda i: s.prefix.predict(x0[i : i + 1], verbose=0), [(i,) for i in range(100)], warmup=3)
-    one = latencies(lambda i: propagate(s, x0[i : i + 1]), [(i,) for i in range(100)], warmup=3)
+    # A per-sample predict loop (the original tool's path), expressed as rows/s.
+    m = 20 if quick else 100
+    loop = latencies(lambda i: s.prefix.predict(x0[i : i + 1], verbose=0), [(i,) for i in range(m)], warmup=3)
+    one = latencies(lambda i: propagate(s, x0[i : i + 1]), [(i,) for i in range(m)], warmup=3)
     results.append(Comparison(
-        "propagation", "per-sample loop, 100 rows", "rows/s",
+        "propagation", f"per-sample loop, {m} rows", "rows/s",
         Side("engine propagate, one row per call", [1 / t for t in one]),
         Side("prefix.predict, one row per call", [1 / t for t in loop]),
     ))
     # Single-sample suffix latency: what every click costs.
     z = propagate(s, x0[:200])
-    k = 50 if quick else 200
+    k = 20 if quick else 200
     ours = latencies(lambda i: s.decode(z[i : i + 1]), [(i,) for i in range(k)], warmup=5)
     base = latencies(lambda i: s.suffix.predict(z[i : i + 1], verbose=0), [(i,) for i in range(k)], warmup=5)
     results.append(Comparison(

@@ -1,0 +1,111 @@
+"""The pages of the in-browser render benchmark, served by ``python -m benchmarks.pages --port N`` on 127.0.0.1.
+
+``/scatter?n=N``: the original approach, every point sent to the browser as a glyph of a Bokeh WebGL scatter
+(float32 coordinates and uint8 class codes, binary-encoded; coloured by a linear colour mapper: the cheapest way
+Bokeh has to send them). ``/shaded?n=N``: the dashboard's latent plot, :class:`dashboard.latent.shade_categories`
+with the dashboard's options, one server-shaded image per view. Both show the same synthetic points
+(:mod:`benchmarks.synthetic`) in an 800 x 800 frame, with pan and wheel zoom active; their figure is named
+``bench-figure`` and its data source ``bench-figure-source``. Data (and the shaded plot's index) are made once per
+size and process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import sys
+
+SIZE = 800
+NAME = "bench-figure"
+
+
+@functools.cache
+def _frame(n: int):
+    from benchmarks import synthetic
+    from dashboard.latent import point_index
+
+    frame = synthetic.frame(n)
+    point_index(frame, "label")
+    return frame
+
+
+@functools.cache
+def _arrays(n: int):
+    import numpy as np
+
+    from benchmarks import synthetic
+
+    E, labels = synthetic.embedding(n)
+    return E[:, 0].astype(np.float32), E[:, 1].astype(np.float32), labels
+
+
+def _n() -> int:
+    import panel as pn
+
+    return int(pn.state.session_args.get("n", [b"1000"])[0])
+
+
+def scatter_page():
+    import panel as pn
+    from bokeh.models import ColumnDataSource
+    from bokeh.plotting import figure
+    from bokeh.transform import linear_cmap
+
+    from benchmarks import synthetic
+    from engine.render import color_key
+
+    n = _n()
+    x, y, codes = _arrays(n)
+    palette = list(color_key(synthetic.CLASSES).values())
+    fig = figure(frame_width=SIZE, frame_height=SIZE, output_backend="webgl", tools="pan,wheel_zoom,reset",
+                 active_drag="pan", active_scroll="wheel_zoom", name=NAME, title=f"{n:,} points, WebGL scatter")
+    source = ColumnDataSource({"x": x, "y": y, "c": codes}, name=f"{NAME}-source")
+    fig.scatter("x", "y", source=source, size=3, line_color=None, fill_alpha=0.6,
+                fill_color=linear_cmap("c", palette, low=-0.5, high=len(palette) - 0.5))
+    return pn.pane.Bokeh(fig)
+
+
+def shaded_page():
+    import datashader as ds
+    import holoviews as hv
+    import panel as pn
+
+    from dashboard.latent import category_colors, point_index, shade_categories
+    from dashboard.sample import name_models
+
+    n = _n()
+    frame = _frame(n)
+    names = list(frame["label"].cat.categories)
+    element = hv.Points(frame, ["x", "y"], ["label"])
+    raster = shade_categories(element, aggregator=ds.by("label", ds.count()), color_key=dict(zip(names,
+                              category_colors(names))), min_alpha=90, index=point_index(frame, "label"),
+                              threshold=0.5, max_px=3)
+    raster = raster.opts(frame_width=SIZE, frame_height=SIZE, tools=["pan", "wheel_zoom"],
+                         active_tools=["pan", "wheel_zoom"], title=f"{n:,} points, datashaded",
+                         show_legend=True, legend_position="right", hooks=[name_models(NAME)])
+    return pn.pane.HoloViews(raster, linked_axes=False)
+
+
+def health_page():
+    import panel as pn
+
+    return pn.pane.Markdown("ok")
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.pages", description=__doc__.splitlines()[0])
+    parser.add_argument("--port", type=int, required=True)
+    args = parser.parse_args(argv)
+    import holoviews as hv
+    import panel as pn
+
+    hv.extension("bokeh", logo=False)
+    pn.extension()
+    origin = [f"127.0.0.1:{args.port}", f"localhost:{args.port}"]
+    pn.serve({"scatter": scatter_page, "shaded": shaded_page, "health": health_page}, port=args.port,
+             address="127.0.0.1", websocket_origin=origin, show=False, print=False, title="benchmark")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
