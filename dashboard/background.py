@@ -17,7 +17,7 @@ import panel as pn
 
 from engine.errors import InspectorError
 
-from .state import _WORKERS, _in_server_session, _Progress
+from .state import WORKERS, Progress, in_server_session
 
 log = logging.getLogger(__name__)
 
@@ -39,13 +39,13 @@ class Background:
     def submit(self, kind: str, label: str, work, apply):
         """Run ``work(progress)``, then ``apply(result)`` on the event loop, unless a newer job of ``kind`` came."""
         generation = self._generation[kind] = self._generation.get(kind, 0) + 1
-        tracker = _Progress(label)
+        tracker = Progress(label)
         self.running.add(kind)
         self.owner.param.update(status=f"{label}…", error="")
-        if _in_server_session():
+        if in_server_session():
             async def task():
                 loop = asyncio.get_running_loop()
-                future = loop.run_in_executor(_WORKERS, work, tracker)
+                future = loop.run_in_executor(WORKERS, work, tracker)
                 while True:
                     done, _ = await asyncio.wait({future}, timeout=0.25)
                     if done:

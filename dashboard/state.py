@@ -44,7 +44,7 @@ HISTORY_LENGTH = 16
 
 # Two cores: one worker computes while the other core keeps serving every session's events. Requests of several
 # sessions queue here (each page shows its own wait as progress); identical requests are computed once.
-_WORKERS = ThreadPoolExecutor(max_workers=1, thread_name_prefix="latent-inspector-work")
+WORKERS = ThreadPoolExecutor(max_workers=1, thread_name_prefix="latent-inspector-work")
 
 
 def _build(request: Request, progress):
@@ -83,7 +83,7 @@ PROBE_COLORS = ("prediction", "misclassified")
 AGREES, DISAGREES = "probe agrees with label", "misclassified"
 
 
-class _Progress:
+class Progress:
     """Collects progress reports from the worker thread; the event loop reads them."""
 
     def __init__(self, title: str):
@@ -106,7 +106,7 @@ class _Progress:
         return f"{self.label}{pct} ({self.elapsed:.0f} s)"
 
 
-def _in_server_session() -> bool:
+def in_server_session() -> bool:
     doc = pn.state.curdoc
     return bool(doc is not None and doc.session_context is not None)
 
@@ -200,9 +200,9 @@ class Inspector(param.Parameterized):
         with self._lock:
             self._generation += 1
             generation = self._generation
-        tracker = _Progress(label)
+        tracker = Progress(label)
         self.param.update(busy=True, status=label, progress=None, **({"error": ""} if clear_error else {}))
-        if _in_server_session():
+        if in_server_session():
             async def task():
                 await self._run_async(generation, tracker, work, apply)
 
@@ -220,7 +220,7 @@ class Inspector(param.Parameterized):
 
     async def _run_async(self, generation, tracker, work, apply):
         loop = asyncio.get_running_loop()
-        future = loop.run_in_executor(_WORKERS, work, tracker)
+        future = loop.run_in_executor(WORKERS, work, tracker)
         while True:
             done, _ = await asyncio.wait({future}, timeout=0.25)
             if generation == self._generation and not done:
