@@ -1,8 +1,8 @@
-"""A real browser for the in-browser figures: a Panel server on 127.0.0.1 in a subprocess, driven by Playwright in
+"""A real browser against a real server: a Panel server on 127.0.0.1 in a subprocess, driven by Playwright in
 Debian's Chromium (headless, software WebGL through SwiftShader: there is no GPU).
 
-The page helpers follow ``tests/ui/dashboard_page.py`` (Bokeh views found through ``Bokeh.index`` by their model's
-name); they are copied rather than imported, since benchmarks do not depend on the tests.
+The one home of the page helpers (Bokeh views found through ``Bokeh.index`` by their model's name), the Chromium
+flags and the server launcher: the benchmarks use them, and so do the browser tests (``tests/ui``).
 """
 
 from __future__ import annotations
@@ -38,6 +38,10 @@ def unavailable() -> str:
     return ""
 
 
+class ServerError(RuntimeError):
+    """The server under test exited or did not answer in time."""
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -45,14 +49,16 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def serve(args: list[str], probe: str, env: dict | None = None, timeout: float = 300):
+def serve(args: list[str], probe: str, env: dict | None = None, timeout: float = 300, log: Path | None = None):
     """Run ``python ARGS --port P`` (a Panel server) until the block ends; yields ``http://127.0.0.1:P``.
 
-    Ready when ``GET probe`` (a path) answers 200. The server is stopped by its process group, and its log is
-    kept in a temporary file that is shown if it fails to start.
+    Ready when ``GET probe`` (a path) answers 200; :class:`ServerError` (with the log's end) if the server exits or
+    is not ready within ``timeout`` seconds. The server is stopped by its process group. Its log goes to ``log``,
+    kept, or else to a temporary file deleted afterwards.
     """
     port = free_port()
-    log = Path(tempfile.mkstemp(prefix="bench-server-", suffix=".log")[1])
+    keep = log is not None
+    log = Path(log) if keep else Path(tempfile.mkstemp(prefix="bench-server-", suffix=".log")[1])
     environ = dict(os.environ, PYTHONUNBUFFERED="1", **(env or {}))
     with open(log, "wb") as out:
         proc = subprocess.Popen([sys.executable, *args, "--port", str(port)], cwd=REPO, env=environ, stdout=out,
@@ -62,7 +68,7 @@ def serve(args: list[str], probe: str, env: dict | None = None, timeout: float =
         deadline = time.monotonic() + timeout
         while True:
             if proc.poll() is not None:
-                raise RuntimeError(f"server {args} exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
+                raise ServerError(f"server {args} exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
             try:
                 with urllib.request.urlopen(base + probe, timeout=60) as response:
                     if response.status == 200:
@@ -70,7 +76,7 @@ def serve(args: list[str], probe: str, env: dict | None = None, timeout: float =
             except OSError:
                 pass
             if time.monotonic() > deadline:
-                raise RuntimeError(f"server {args} not up after {timeout:.0f} s:\n{log.read_text()[-3000:]}")
+                raise ServerError(f"server {args} not up after {timeout:.0f} s:\n{log.read_text()[-3000:]}")
             time.sleep(0.5)
         yield base
     finally:
@@ -81,7 +87,8 @@ def serve(args: list[str], probe: str, env: dict | None = None, timeout: float =
             except subprocess.TimeoutExpired:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
-        log.unlink(missing_ok=True)
+        if not keep:
+            log.unlink(missing_ok=True)
 
 
 @contextlib.contextmanager
@@ -107,14 +114,20 @@ def webgl_renderer(page) -> str | None:
     }""")
 
 
+class WaitTimeout(AssertionError):
+    """What a page was waited for did not happen (an assertion failure in a test, an error in a benchmark)."""
+
+
 def wait_until(predicate, timeout: float, what: str, interval: float = 0.05):
+    """The first truthy value of ``predicate()``, polled every ``interval`` seconds; :class:`WaitTimeout` after
+    ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
     while True:
         value = predicate()
         if value:
             return value
         if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out after {timeout:.0f} s waiting for {what}")
+            raise WaitTimeout(f"timed out after {timeout:.0f} s waiting for {what}")
         time.sleep(interval)
 
 
@@ -133,9 +146,12 @@ FIGURE_JS = """
 }
 """
 
+# Page pixels of data coordinates (x, y) in the named figure, scrolled into view first if it is not.
 TO_PAGE_JS = """
 ([name, x, y]) => {
   const view = [...Bokeh.index.all_views()].find(v => v.model && v.model.name === name && v.frame != null);
+  const el = view.canvas_view.el, box = el.getBoundingClientRect();
+  if (box.top < 0 || box.bottom > window.innerHeight) el.scrollIntoView({block: "center"});
   const rect = view.canvas_view.el.getBoundingClientRect();
   return [rect.left + view.frame.x_scale.compute(x), rect.top + view.frame.y_scale.compute(y)];
 }
@@ -187,7 +203,8 @@ async ([name, fx, fy]) => {
 }
 """
 
-# Times from each pointerdown to the second animation frame after the decoded-output source changed.
+# Times from each pointerdown to the second animation frame after the decoded-output source changed (the frame after
+# the one in which the browser paints the new image); kept in window.__latency.samples.
 TAP_JS = """
 () => {
   if (window.__latency) return;
@@ -211,7 +228,8 @@ def figure(page, name: str):
     return page.evaluate(FIGURE_JS, name)
 
 
-def to_page(page, name: str, x: float, y: float) -> tuple[float, float]:
+def to_page(page, x: float, y: float, name: str) -> tuple[float, float]:
+    """Page pixels of data coordinates ``(x, y)`` in the named figure."""
     return tuple(page.evaluate(TO_PAGE_JS, [name, x, y]))
 
 

@@ -16,12 +16,9 @@ import numpy as np
 import pytest
 from dashboard_server import running_server
 
+from benchmarks.browser import CHROMIUM, CHROMIUM_ARGS, VIEWPORT
+
 REPO = Path(__file__).resolve().parents[2]
-CHROMIUM = os.environ.get("LATENT_INSPECTOR_CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-    "--disable-sync", "--no-first-run",
-]
 MILLION = 1_000_000
 
 
@@ -41,7 +38,7 @@ def browser_type_launch_args(browser_type_launch_args):
 
 @pytest.fixture(scope="session")
 def browser_context_args(browser_context_args):
-    return {**browser_context_args, "viewport": {"width": 1500, "height": 950}}
+    return {**browser_context_args, "viewport": VIEWPORT}
 
 
 def make_million_project(root: Path, n: int = MILLION) -> Path:

@@ -2,82 +2,31 @@
 decode the page received.
 
 The latent figure and the decoded-output figure are named Bokeh models (``latent-figure``, ``decoded-output``);
-their views are found through ``Bokeh.index``, which maps data coordinates to pixels exactly as the page does.
+their views are found through ``Bokeh.index``, which maps data coordinates to pixels exactly as the page does. The
+page JavaScript is shared with the browser benchmarks (:mod:`benchmarks.browser`).
 """
 
 from __future__ import annotations
 
 import base64
 import io
-import time
 
 import numpy as np
+
+from benchmarks.browser import FIGURE_JS, TAP_JS, TO_PAGE_JS, wait_until  # noqa: F401 (wait_until: for the tests)
 
 LATENT = "latent-figure"
 OUTPUT = "decoded-output"
 
-_FIGURE_JS = """
-(name) => {
-  const views = [...Bokeh.index.all_views()];
-  const view = views.find(v => v.model && v.model.name === name && v.frame != null);
-  if (view == null) return null;
-  const rect = view.canvas_view.el.getBoundingClientRect();
-  const f = view.frame.bbox;
-  const xr = view.frame.x_range, yr = view.frame.y_range;
-  return {left: rect.left + f.left, top: rect.top + f.top, width: f.width, height: f.height,
-          x0: xr.start, x1: xr.end, y0: yr.start, y1: yr.end,
-          title: view.model.title ? view.model.title.text : ""};
-}
-"""
-
-_TO_PAGE_JS = """
-([name, x, y]) => {
-  const view = [...Bokeh.index.all_views()].find(v => v.model && v.model.name === name && v.frame != null);
-  const el = view.canvas_view.el, box = el.getBoundingClientRect();
-  if (box.top < 0 || box.bottom > window.innerHeight) el.scrollIntoView({block: "center"});
-  const rect = view.canvas_view.el.getBoundingClientRect();
-  return [rect.left + view.frame.x_scale.compute(x), rect.top + view.frame.y_scale.compute(y)];
-}
-"""
-
-# Times from each pointerdown to the first animation frame after the decoded-output source changed (the frame in
-# which the browser paints the new image).
-_LATENCY_JS = """
-() => {
-  if (window.__latency) return;
-  const lat = window.__latency = {t0: null, samples: [], pending: false};
-  document.addEventListener('pointerdown', () => { lat.t0 = performance.now(); lat.pending = true; }, true);
-  for (const doc of Bokeh.documents) {
-    doc.on_change((event) => {
-      const model = event.model;
-      if (!lat.pending || model == null || model.name !== 'decoded-output-source') return;
-      lat.pending = false;
-      const t0 = lat.t0;
-      requestAnimationFrame(() => requestAnimationFrame(() => lat.samples.push(performance.now() - t0)));
-    });
-  }
-}
-"""
-
-
-def wait_until(predicate, timeout: float, what: str, interval: float = 0.25):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(interval)
-
 
 def figure(page, name: str = LATENT):
     """Frame of a named figure in page pixels, with its data ranges and title; None if not rendered."""
-    return page.evaluate(_FIGURE_JS, name)
+    return page.evaluate(FIGURE_JS, name)
 
 
 def to_page(page, x: float, y: float, name: str = LATENT) -> tuple[float, float]:
-    return tuple(page.evaluate(_TO_PAGE_JS, [name, x, y]))
+    """Page pixels of data coordinates ``(x, y)`` in the named figure (scrolled into view first)."""
+    return tuple(page.evaluate(TO_PAGE_JS, [name, x, y]))
 
 
 def frame_pixels(page, name: str = LATENT) -> np.ndarray:
@@ -127,7 +76,8 @@ def click_and_decode(page, x: float, y: float, timeout: float = 30) -> dict:
 
 
 def install_latency_probe(page):
-    page.evaluate(_LATENCY_JS)
+    """Time each tap from pointerdown to the decoded image painted (see ``benchmarks.browser.TAP_JS``)."""
+    page.evaluate(TAP_JS)
 
 
 def latency_samples(page) -> list[float]:
