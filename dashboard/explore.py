@@ -21,19 +21,16 @@ import threading
 import weakref
 from functools import partial
 
-import colorcet as cc
-import datashader as ds
 import holoviews as hv
 import numpy as np
 import panel as pn
 import param
-from holoviews.operation.datashader import datashade, dynspread
 
 from engine.errors import InspectorError
 
 from . import sample
 from .background import Background
-from .latent import category_colors, point_index, shade_categories
+from .latent import embedding_raster
 from .output import HistoryStrip
 from .state import Inspector
 
@@ -62,20 +59,6 @@ def latent_editor(inspection):
     if editor is None:
         editor = _EDITORS[inspection] = LatentEditor.from_inspection(inspection)
     return editor
-
-
-def embedding_raster(points, color_by="label", spread=3):
-    """The embedding ``points`` shaded on the server as on the main latent plot (the engine's colours by label)."""
-    by = color_by if color_by in points.columns else None
-    element = hv.Points(points, ["x", "y"], [c for c in ("label", "prediction") if c in points.columns])
-    if by is None:
-        raster = datashade(element, aggregator=ds.count(), cmap=cc.kbc[::-1][40:], cnorm="eq_hist")
-        return dynspread(raster, threshold=0.5, max_px=spread)
-    names = list(points[by].cat.categories)
-    colors = dict(zip(names, category_colors(names)))
-    raster = shade_categories(element, aggregator=ds.by(by, ds.count()), color_key=colors, min_alpha=90,
-                              index=point_index(points, by), threshold=0.5, max_px=spread)
-    return raster.opts(show_legend=True, legend_position="right", legend_opts={"label_text_font_size": "9pt"})
 
 
 def png_src(png: bytes) -> str:

@@ -113,6 +113,23 @@ class shade_categories(datashade):
         return hv.RGB(rgba, bounds=(x0, y0, x1, y1), kdims=[x, y], vdims=hv.RGB.vdims[:], label=element.label)
 
 
+def embedding_raster(points, color_by="label", spread=3):
+    """The embedding table ``points`` (columns x, y and categories) shaded on the server: by the category
+    ``color_by`` in the engine's colours with a legend (:class:`shade_categories`), or by density when the table has
+    no such column; isolated pixels grown by up to ``spread`` pixels (a number or a parameter to follow). Every latent
+    plot of the dashboard is drawn by it."""
+    by = color_by if color_by in points.columns else None
+    element = hv.Points(points, ["x", "y"], [c for c in ("label", "prediction") if c in points.columns])
+    if by is None:
+        raster = datashade(element, aggregator=ds.count(), cmap=cc.kbc[::-1][40:], cnorm="eq_hist")
+        return dynspread(raster, threshold=0.5, max_px=spread)
+    names = list(points[by].cat.categories)
+    colors = dict(zip(names, category_colors(names)))
+    raster = shade_categories(element, aggregator=ds.by(by, ds.count()), color_key=colors, min_alpha=90,
+                              index=point_index(points, by), threshold=0.5, max_px=spread)
+    return raster.opts(show_legend=True, legend_position="right", legend_opts={"label_text_font_size": "9pt"})
+
+
 class LatentView(pn.viewable.Viewer):
     """The 2-D embedding with its legend, the decode markers, and the tap and pointer streams.
 
@@ -158,18 +175,7 @@ class LatentView(pn.viewable.Viewer):
         if points is None:
             return hv.Points([]).opts(responsive=True, xaxis=None, yaxis=None, toolbar=None)
         store = self.store
-        by = color_by if color_by in points.columns else None
-        vdims = [c for c in ("label", "prediction") if c in points.columns]
-        element = hv.Points(points, ["x", "y"], vdims)
-        if by is not None:
-            names = list(points[by].cat.categories)
-            colors = dict(zip(names, category_colors(names)))
-            raster = shade_categories(element, aggregator=ds.by(by, ds.count()), color_key=colors, min_alpha=90,
-                                      index=point_index(points, by), threshold=0.5, max_px=store.param.spread)
-            raster = raster.opts(show_legend=True, legend_position="right", legend_opts={"label_text_font_size": "9pt"})
-        else:
-            raster = datashade(element, aggregator=ds.count(), cmap=cc.kbc[::-1][40:], cnorm="eq_hist")
-            raster = dynspread(raster, threshold=0.5, max_px=store.param.spread)
+        raster = embedding_raster(points, color_by, store.param.spread)
         # What is under the cursor (nearest sample, its label and input) comes from the pointer stream, not a
         # tooltip. No TapTool: the Tap stream needs none, and a TapTool sends a selection to the server per click.
         raster = raster.opts(tools=["crosshair"], active_tools=["wheel_zoom"])

@@ -34,7 +34,8 @@ from engine.errors import InspectorError
 
 from . import sample
 from .background import Background
-from .explore import EXPLORE_CSS, embedding_raster, status_html, titled
+from .explore import EXPLORE_CSS, status_html, titled
+from .latent import embedding_raster
 from .state import METHODS, Inspector
 
 #: Colours of selected samples on the latent plots, from sparse to dense.
