@@ -303,11 +303,13 @@ def _scatter_cells(x, y, codes, cell, offsets, xs, ys, cs):
 
 
 @numba.njit(cache=True, nogil=True)
-def _accumulate(xs, ys, codes, offsets, grid, gx0, kx, gy0, ky, table, x0, x1, y0, y1, out):
-    """Add each point in ``[x0, x1] x [y0, y1]`` to its pixel of ``out`` (H, W, 4): 1, then its colour's r, g, b.
+def _accumulate(xs, ys, codes, offsets, grid, gx0, kx, gy0, ky, table, x0, x1, y0, y1, out, per_category):
+    """Bin each point in ``[x0, x1] x [y0, y1]`` into its pixel of ``out``.
 
-    Pixels as datashader's ``Canvas.points`` bins them (``int(x * sx + tx)``; the upper edge belongs to the last
-    pixel); only the grid cells overlapping the view are read.
+    ``per_category`` False: ``out`` is (H, W, 4) and a point adds 1, then its colour's r, g, b (``table[code]``).
+    True: ``out`` is (H, W, categories) and a point adds 1 to its category, ``count_cat`` itself (``table``
+    unused). Pixels as datashader's ``Canvas.points`` bins them (``int(x * sx + tx)``; the upper edge belongs to the
+    last pixel); only the grid cells overlapping the view are read.
     """
     height, width = out.shape[0], out.shape[1]
     sx = width / (x1 - x0)
@@ -326,32 +328,13 @@ def _accumulate(xs, ys, codes, offsets, grid, gx0, kx, gy0, ky, table, x0, x1, y
                 if y == y1:
                     yi -= 1
                 c = codes[i]
-                out[yi, xi, 0] += 1
-                out[yi, xi, 1] += table[c, 0]
-                out[yi, xi, 2] += table[c, 1]
-                out[yi, xi, 3] += table[c, 2]
-
-
-@numba.njit(cache=True, nogil=True)
-def _count_categories(xs, ys, codes, offsets, grid, gx0, kx, gy0, ky, x0, x1, y0, y1, out):
-    """``count_cat`` itself: per pixel and category, the number of points (``out`` is (H, W, categories))."""
-    height, width = out.shape[0], out.shape[1]
-    sx = width / (x1 - x0)
-    tx = -x0 * sx
-    sy = height / (y1 - y0)
-    ty = -y0 * sy
-    c0, c1 = _cell(x0, gx0, kx, grid), _cell(x1, gx0, kx, grid)
-    for row in range(_cell(y0, gy0, ky, grid), _cell(y1, gy0, ky, grid) + 1):
-        for i in range(offsets[row * grid + c0], offsets[row * grid + c1 + 1]):
-            x, y = xs[i], ys[i]
-            if x0 <= x <= x1 and y0 <= y <= y1:
-                xi = int(x * sx + tx)
-                yi = int(y * sy + ty)
-                if x == x1:
-                    xi -= 1
-                if y == y1:
-                    yi -= 1
-                out[yi, xi, codes[i]] += 1
+                if per_category:
+                    out[yi, xi, c] += 1
+                else:
+                    out[yi, xi, 0] += 1
+                    out[yi, xi, 1] += table[c, 0]
+                    out[yi, xi, 2] += table[c, 1]
+                    out[yi, xi, 3] += table[c, 2]
 
 
 def index_points(x, y, codes, categories, *, grid: int = GRID) -> PointIndex:
@@ -467,10 +450,11 @@ def aggregate_colors(index: PointIndex, *, canvas, colors=None):
         kx, ky = index.cell_scale
         args = (index.x, index.y, index.codes, index.offsets, index.grid, index.bounds[0], kx, index.bounds[2], ky)
         view = (float(x0), float(x1), float(y0), float(y1))
-        _accumulate(*args, table.astype(dtype), *view, out)
+        table = table.astype(dtype)
+        _accumulate(*args, table, *view, out, False)
         if out[..., 0].min() >= len(index.categories):  # every pixel may hold every category
             counts = np.zeros((height, width, len(index.categories)), np.uint32)
-            _count_categories(*args, *view, counts)
+            _accumulate(*args, table, *view, counts, True)
             category_min = int(counts.min())
     xs = x0 + (np.arange(width) + 0.5) * ((x1 - x0) / width) if width else np.zeros(0)
     ys = y0 + (np.arange(height) + 0.5) * ((y1 - y0) / height) if height else np.zeros(0)
