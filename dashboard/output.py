@@ -22,8 +22,12 @@ import param
 from panel.custom import JSComponent
 
 from . import sample
-from .push import push
+from .push import later, push
 from .state import Inspector
+
+#: How long after the decoded image its trust table follows: the image is what the user waits for, and the table's
+#: layout in the browser (a few ms to tens of ms) would otherwise come before the image's first painted frame.
+TRUST_DELAY_MS = 40
 
 #: Set by the browser tests: the output view then also carries the decoded values (base64 float32) in a hidden
 #: element, so that a test can compare them with the engine's decode in its own process.
@@ -107,8 +111,10 @@ class OutputView(pn.viewable.Viewer):
         self._probe = pn.pane.HTML("", visible=False, css_classes=["decode-probe-pane"], margin=0)
         self._image_source = self._image_spec = None
         self.store.param.watch(self._push_image, "decode")  # first: the image is what the user waits for
-        self.store.param.watch(self._show_trust, "decode", precedence=20)
-        self.store.param.watch(self._update_probe, "decode", precedence=100)  # last: after the image has changed
+        self.store.param.watch(lambda e: later(partial(self._show_trust, e), TRUST_DELAY_MS), "decode", precedence=20)
+        # last: after the image and the table have changed
+        self.store.param.watch(lambda e: later(partial(self._update_probe, e), TRUST_DELAY_MS), "decode",
+                               precedence=100)
         self._layout = pn.Column(
             pn.bind(self._view, self.store.param.inspection),
             self._trust, self._probe,

@@ -34,3 +34,21 @@ def push(source, data: dict, *, delay_ms: int = 0) -> None:
         return
     with pn.io.unlocked():
         source.data = data
+
+
+def later(fn, delay_ms: int) -> None:
+    """Call ``fn()`` ``delay_ms`` later on the server's event loop, under the document lock, so that an urgent
+    update sent before it (the decoded image) reaches the browser and is painted first; at once outside a server.
+
+    Panel's updates made by ``fn`` (a pane's new text, say) then travel in a message of their own: laid out by the
+    browser after the image's frame, not before it.
+    """
+    doc = pn.state.curdoc
+    if doc is None or doc.session_context is None:
+        fn()
+        return
+    schedule = partial(doc.add_timeout_callback, fn, delay_ms)
+    if threading.current_thread() is threading.main_thread():
+        schedule()
+    else:
+        doc.add_next_tick_callback(schedule)
