@@ -92,3 +92,35 @@ def write_project(root: Path, name: str, model, x, y=None, manifest: str | None 
     if manifest is not None:
         (folder / "project.toml").write_text(manifest)
     return folder
+
+
+def projects_root(tmp_path_factory, **builds):
+    """A fixture body: a temporary projects root holding one project per ``name=build`` (``build(folder)`` writes
+    the project into ``folder``), set as ``LATENT_INSPECTOR_PROJECTS`` while the fixture lives.
+
+    Example
+    -------
+    >>> @pytest.fixture(scope="module")                                   # doctest: +SKIP
+    ... def root(tmp_path_factory):
+    ...     yield from projects_root(tmp_path_factory, tiny=_build_tiny)
+    """
+    import pytest
+
+    root = tmp_path_factory.mktemp("projects")
+    for name, build in builds.items():
+        build(root / name)
+    mp = pytest.MonkeyPatch()
+    mp.setenv("LATENT_INSPECTOR_PROJECTS", str(root))
+    try:
+        yield root
+    finally:
+        mp.undo()
+
+
+def blobs(classes: int, per_class: int, dim: int, *, spread: float, seed: int = 0, scale: float = 3.0):
+    """Labelled clusters: ``classes`` gaussian blobs of ``per_class`` float32 points in ``dim`` dimensions, centres
+    drawn with standard deviation ``scale``, points around them with ``spread``; labels in blocks, class by class."""
+    rng = np.random.default_rng(seed)
+    y = np.repeat(np.arange(classes), per_class)
+    centres = rng.normal(scale=scale, size=(classes, dim)).astype(np.float32)
+    return centres[y] + rng.normal(scale=spread, size=(len(y), dim)).astype(np.float32), y

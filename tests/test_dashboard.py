@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from builders import blobs, projects_root
 
 pn = pytest.importorskip("panel")
 
@@ -20,10 +21,7 @@ def _build_tiny(path):
     from keras import layers
 
     path.mkdir()
-    rng = np.random.default_rng(0)
-    y = np.repeat(np.arange(3), 100)
-    centres = rng.normal(scale=3.0, size=(3, 8)).astype(np.float32)
-    x = centres[y] + rng.normal(scale=0.5, size=(300, 8)).astype(np.float32)
+    x, y = blobs(3, 100, 8, spread=0.5)
     np.save(path / "x.npy", x)
     np.save(path / "y.npy", y)
     keras.utils.set_random_seed(0)
@@ -66,13 +64,7 @@ def _build_tiny_images(path):
 
 @pytest.fixture(scope="module")
 def root(tmp_path_factory):
-    root = tmp_path_factory.mktemp("projects")
-    _build_tiny(root / "tiny")
-    _build_tiny_images(root / "images")
-    mp = pytest.MonkeyPatch()
-    mp.setenv("LATENT_INSPECTOR_PROJECTS", str(root))
-    yield root
-    mp.undo()
+    yield from projects_root(tmp_path_factory, tiny=_build_tiny, images=_build_tiny_images)
 
 
 @pytest.fixture

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from builders import blobs, projects_root
 
 pn = pytest.importorskip("panel")
 
@@ -20,10 +21,7 @@ def _build_blobs(path):
     from keras import layers
 
     path.mkdir()
-    rng = np.random.default_rng(0)
-    y = np.repeat(np.arange(3), 120)
-    centres = rng.normal(scale=3.0, size=(3, 6)).astype(np.float32)
-    x = centres[y] + rng.normal(scale=0.8, size=(360, 6)).astype(np.float32)
+    x, y = blobs(3, 120, 6, spread=0.8)
     np.save(path / "x.npy", x)
     np.save(path / "y.npy", y)
     keras.utils.set_random_seed(0)
@@ -55,13 +53,7 @@ def _build_unlabelled(path):
 
 @pytest.fixture(scope="module")
 def root(tmp_path_factory):
-    root = tmp_path_factory.mktemp("projects")
-    _build_blobs(root / "blobs")
-    _build_unlabelled(root / "unlabelled")
-    mp = pytest.MonkeyPatch()
-    mp.setenv("LATENT_INSPECTOR_PROJECTS", str(root))
-    yield root
-    mp.undo()
+    yield from projects_root(tmp_path_factory, blobs=_build_blobs, unlabelled=_build_unlabelled)
 
 
 @pytest.fixture

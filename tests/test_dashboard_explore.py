@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from builders import blobs, projects_root
 
 pn = pytest.importorskip("panel")
 
@@ -32,10 +33,8 @@ def _dense(bottleneck: int, seed: int):
 
 def _build_tiny(path):
     path.mkdir()
-    rng = np.random.default_rng(0)
-    y = np.repeat(np.arange(3), 100)
-    centres = rng.normal(scale=3.0, size=(3, 8)).astype(np.float32)
-    np.save(path / "x.npy", centres[y] + rng.normal(scale=0.5, size=(300, 8)).astype(np.float32))
+    x, y = blobs(3, 100, 8, spread=0.5)
+    np.save(path / "x.npy", x)
     np.save(path / "y.npy", y)
     _dense(3, 0).save(path / "model.keras")
     _dense(5, 1).save(path / "wide.keras")
@@ -69,13 +68,7 @@ def _build_conv(path):
 
 @pytest.fixture(scope="module")
 def root(tmp_path_factory):
-    root = tmp_path_factory.mktemp("projects")
-    _build_tiny(root / "tiny")
-    _build_conv(root / "conv")
-    mp = pytest.MonkeyPatch()
-    mp.setenv("LATENT_INSPECTOR_PROJECTS", str(root))
-    yield root
-    mp.undo()
+    yield from projects_root(tmp_path_factory, tiny=_build_tiny, conv=_build_conv)
 
 
 def _open(project: str, tab: int):
