@@ -180,10 +180,12 @@ class DatasetView(pn.viewable.Viewer):
             css_classes=["finetune-suffix"],
             disabled=pn.bind(lambda i, r, busy: busy or not r or not self.store.suffix_trainable,
                              store.param.inspection, store.param.records, store.param.busy),
-            description="Train the layers after the cut on the records' activations and labels, a few epochs; saved "
-            "as a new model version (only for a model whose output is a vector of class probabilities)",
+            description="Train the layers after the cut on the records' activations and labels; saved as a new "
+            "model version (only for a model whose output is a vector of class probabilities)",
         )
-        self.tune.on_click(lambda _e: store.finetune())
+        self.epochs = pn.widgets.IntInput(name="epochs", value=5, start=1, end=500, width=80, margin=(0, 10),
+                                          css_classes=["finetune-epochs"])
+        self.tune.on_click(lambda _e: store.finetune(epochs=self.epochs.value))
         self.refit = pn.widgets.Button(
             label="Refit the probe with these records", color="light", margin=(5, 10), css_classes=["refit-probe"],
             disabled=pn.bind(lambda r, note, busy: busy or not r or bool(note), store.param.records,
@@ -230,5 +232,6 @@ class DatasetView(pn.viewable.Viewer):
     def __panel__(self):
         hint = pn.pane.HTML("<small>export x = outputs, y = labels:</small>", margin=(12, 0, 0, 10))
         header = pn.Row(self.dataset_name, hint, self.downloads, margin=0, sizing_mode="stretch_width")
-        return pn.Column(header, self.table, pn.Row(self.tune, self.refit, margin=0), self.notice, self.compare,
-                         sizing_mode="stretch_both", scroll=True)
+        actions = pn.Row(self.tune, self.epochs, self.refit, margin=0)
+        return pn.Column(header, self.table, actions, self.notice, self.compare, sizing_mode="stretch_both",
+                         scroll=True)

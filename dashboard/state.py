@@ -622,7 +622,7 @@ class Inspector(param.Parameterized):
         def apply(result):
             self.project_obj = load_project(project.name, project.path.parent)
             self.notice = (
-                f"Fine-tuned on {result.n_records} records of {dataset!r}"
+                f"Fine-tuned for {len(result.history)} epochs on {result.n_records} records of {dataset!r}"
                 + (f" ({result.skipped} with labels outside the model's classes skipped)" if result.skipped else "")
                 + f": their loss {result.loss_before:.3f} → {result.loss_after:.3f}, accuracy "
                 f"{result.accuracy_before:.0%} → {result.accuracy_after:.0%}. Saved as {result.path.name}; "

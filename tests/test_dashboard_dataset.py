@@ -208,12 +208,14 @@ def test_finetune_saves_a_version_switches_to_it_and_compares_with_the_original(
         _tap(store, i)
         assert store.save_current("fox")
     assert not app.dataset.tune.disabled
+    app.dataset.epochs.value = 7
     app.dataset.tune.clicks += 1
     assert store.error == "", store.error
     assert store.model_version.startswith("models/model-") and store.model_version.endswith(".keras")
     assert (root / "blobs" / "model.keras").read_bytes() == original  # never overwritten
     assert str(store.inspection.project.model_path).endswith(store.model_version)
     assert "loss" in store.notice and "→" in store.notice
+    assert "for 7 epochs" in store.notice  # the epochs chosen beside the button
 
     decoded = _tap(store, 0)
     assert store.compare is not None  # the original model's output at the same activation
