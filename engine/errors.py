@@ -34,3 +34,7 @@ class ReducerError(InspectorError):
 class ProbeUnavailable(InspectorError):
     """A probe classifier cannot be trained: the project has no labels, one class only, or a class too rare to
     stratify; the message says which and what to add."""
+
+
+class UnitError(InspectorError):
+    """A unit, layer or objective that the model does not have; the message names the layer and the valid range."""

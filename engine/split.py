@@ -82,7 +82,8 @@ class _Graph:
         return out
 
 
-_lock = threading.RLock()
+#: Held while Keras models are built over the flat graph's tensors (Keras' graph building is not thread-safe).
+GRAPH_LOCK = threading.RLock()
 _graphs: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
@@ -131,11 +132,13 @@ def _call(op, args, kwargs, path, entries):
     return out
 
 
-def _graph(model) -> _Graph:
-    """The model as one flat functional graph (cached per model object)."""
+def flat_graph(model) -> _Graph:
+    """The model as one flat functional graph (cached per model object): its ``inputs``, ``outputs`` and
+    ``entries`` (one per layer call, nested sub-models descended into, names made unique). Build Keras models over
+    its tensors while holding :data:`GRAPH_LOCK`."""
     keras = backend.keras()
 
-    with _lock:
+    with GRAPH_LOCK:
         cached = _graphs.get(model)
         if cached is not None:
             return cached
@@ -186,7 +189,7 @@ def list_layers(model) -> list[LayerInfo]:
     >>> [l.name for l in list_layers(model) if l.valid_cut]  # doctest: +SKIP
     ['input', 'conv1', 'conv2', 'flatten', 'bottleneck', ...]
     """
-    graph = _graph(model)
+    graph = flat_graph(model)
     calls = Counter(id(e.layer) for e in graph.entries if not e.alias)
     consumers = graph.consumers()
     infos = []
@@ -265,7 +268,7 @@ class Split:
     def __init__(self, model, layer: str):
         keras = backend.keras()
 
-        graph = _graph(model)
+        graph = flat_graph(model)
         matches = [e for e in graph.entries if e.name == layer]
         if not matches:
             names = [e.name for e in graph.entries]
@@ -280,7 +283,7 @@ class Split:
         cut = entry.outputs[0]
         outputs = graph.outputs[0] if len(graph.outputs) == 1 else graph.outputs
         inputs = graph.inputs[0] if len(graph.inputs) == 1 else graph.inputs
-        with _lock:
+        with GRAPH_LOCK:
             self.prefix = keras.Model(inputs, cut, name=f"prefix_{entry.layer.name}")
             if len(graph.outputs) == 1 and graph.outputs[0] is cut:  # cut at the output: the suffix is identity
                 z = keras.Input(shape=tuple(cut.shape[1:]), dtype=cut.dtype)
@@ -303,7 +306,7 @@ class Split:
     def _compile(self):
         tf = backend.tensorflow()
 
-        with _lock:
+        with GRAPH_LOCK:
             if self._encode is None:
                 prefix, suffix = self.prefix, self.suffix
                 in_spec = tf.TensorSpec((None, *self.input_shape), self.input_dtype)
@@ -342,7 +345,7 @@ _splits: dict = {}
 def split(model, layer: str) -> Split:
     """The :class:`Split` of ``model`` at ``layer``, built once per model and layer in this process."""
     key = (id(model), layer)
-    with _lock:
+    with GRAPH_LOCK:
         hit = _splits.get(key)
         if hit is None or hit.model is not model:
             hit = _splits[key] = Split(model, layer)
