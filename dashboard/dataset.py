@@ -183,7 +183,7 @@ class DatasetView(pn.viewable.Viewer):
             description="Train the layers after the cut on the records' activations and labels; saved as a new "
             "model version (only for a model whose output is a vector of class probabilities)",
         )
-        self.epochs = pn.widgets.IntInput(name="epochs", value=5, start=1, end=500, width=80, margin=(0, 10),
+        self.epochs = pn.widgets.IntInput(label="epochs", value=5, start=1, end=500, width=80, margin=(0, 10),
                                           css_classes=["finetune-epochs"])
         self.tune.on_click(lambda _e: store.finetune(epochs=self.epochs.value))
         self.refit = pn.widgets.Button(

@@ -446,11 +446,19 @@ class EditorView(pn.viewable.Viewer):
     the edit's decodes side by side, the controls outside the data, and saving the edit to the dataset."""
 
     explorer = param.ClassSelector(class_=Explorer)
+    on_unit = param.Callable(default=None, doc="on_unit(layer, unit, position): show what drives a unit (the Units "
+                             "tab); without it the editor offers no such link")
 
     def __init__(self, **params):
         super().__init__(**params)
         ex = self.explorer
         self.sliders: list = []  # (control kind, index, widget), basis first then channels
+        # a unit or channel of the editor -> the Units tab: its top dataset examples and optimized input
+        self.unit_pick = pn.widgets.Select(options={}, width=170, margin=(5, 5, 5, 10), visible=False,
+                                           css_classes=["edit-unit-pick"])
+        self.drives = pn.widgets.Button(label="What drives it?", color="light", width=130, visible=False,
+                                        css_classes=["edit-unit-drives"])
+        self.drives.on_click(self._show_unit)
         self._syncing = False
         self.sample = pn.widgets.IntInput.from_param(ex.param.sample, label="Sample id", width=110)
         self.load = pn.widgets.Button(label="Load sample", width=110, margin=(23, 5, 5, 5))
@@ -509,11 +517,15 @@ class EditorView(pn.viewable.Viewer):
         editor = self.explorer.editor
         if editor is None:
             self.sliders = []
+            self.unit_pick.visible = self.drives.visible = False
             self._basis.objects, self._channels.objects = [], []
             self._channels.visible = False
             return
         controls = editor.controls()
         self.sliders = [(c.kind, c.index, self._slider(c)) for c in controls]
+        units = {c.name: (c.kind, c.index) for c in controls if c.kind in ("unit", "channel")}
+        self.unit_pick.options = units
+        self.unit_pick.visible = self.drives.visible = bool(units) and self.on_unit is not None
         basis = [w for kind, _, w in self.sliders if kind != "channel"]
         channels = [w for kind, _, w in self.sliders if kind == "channel"]
         self._basis.objects = basis
@@ -538,6 +550,20 @@ class EditorView(pn.viewable.Viewer):
                                              f"{control.observed[1]:.3g}")
         finally:
             self._syncing = False
+
+    def _show_unit(self, *_):
+        """The chosen unit or channel in the Units tab: a unit of a feature map at its position, a channel averaged
+        over space."""
+        editor, choice = self.explorer.editor, self.unit_pick.value
+        if editor is None or choice is None or self.on_unit is None:
+            return
+        kind, index = choice
+        shape = tuple(editor.latent_shape_)
+        if kind == "channel" or len(shape) == 1:
+            self.on_unit(self.explorer.store.layer, int(index), None)
+            return
+        *position, channel = (int(i) for i in np.unravel_index(int(index), shape))
+        self.on_unit(self.explorer.store.layer, channel, tuple(position))
 
     def _moved(self, kind, index, event):
         if not self._syncing:
@@ -576,7 +602,8 @@ class EditorView(pn.viewable.Viewer):
         )
         return pn.Column(
             pn.Row(self.sample, self.load, self.reset), self._origin,
-            self._basis, self._channels, self.flags, images, pn.Row(self.label, self.save), self.notice,
+            self._basis, self._channels, pn.Row(self.unit_pick, self.drives, visible=self.drives.param.visible),
+            self.flags, images, pn.Row(self.label, self.save), self.notice,
             sizing_mode="stretch_width",
         )
 
@@ -721,16 +748,19 @@ class ExploreView(pn.viewable.Viewer):
     explorer : Explorer
     card : callable(title, *objects), optional
         Frames each part (default :func:`titled`).
+    on_unit : callable(layer, unit, position), optional
+        What the editor's "What drives it?" calls (the dashboard points it at the Units tab).
     """
 
     explorer = param.ClassSelector(class_=Explorer)
     card = param.Callable(default=titled)
+    on_unit = param.Callable(default=None, doc="Passed to the editor: show what drives a unit")
 
     def __init__(self, **params):
         super().__init__(**params)
         ex = self.explorer
         self.plot = ExplorePlot(explorer=ex)
-        self.editor = EditorView(explorer=ex)
+        self.editor = EditorView(explorer=ex, on_unit=self.on_unit)
         self.interpolation = InterpolationView(explorer=ex)
         self.neighbors = NeighborsView(explorer=ex)
         self.status = pn.pane.HTML(pn.bind(status_html, ex.param.status, ex.param.error),

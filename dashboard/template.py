@@ -78,11 +78,15 @@ class Dashboard(pn.viewable.Viewer):
 
         self.explorer = Explorer(store=store)
         self.linked = Linked(store=store)
-        self.explore = ExploreView(explorer=self.explorer, card=_card)
+        from .units import Units, UnitsView
+
+        self.units = Units(store=store)
+        self.units_view = UnitsView(units=self.units, card=_card)
+        self.explore = ExploreView(explorer=self.explorer, card=_card, on_unit=self.units_view.show_unit)
         self.linked_views = LinkedView(linked=self.linked, card=_card)
 
     def main(self):
-        """The main area: the Inspect grid of cards, and the Explore and Linked views tabs."""
+        """The main area: the Inspect grid of cards, and the Explore, Linked views and Units tabs."""
         grid = pn.GridSpec(sizing_mode="stretch_width", height=1350, mode="override")
         grid[0:9, 0:7] = _card("Latent space · tap to decode, hover to inspect", self.latent)
         grid[0:9, 7:12] = _card("Decoded output · label it and save it to the dataset", self.label, self.output)
@@ -94,10 +98,14 @@ class Dashboard(pn.viewable.Viewer):
         grid[12:18, 4:12] = _card("Generated dataset · saved decodes, ready to train on", self.dataset)
         # Only the open tab is rendered, and the explorer and linked views work only while theirs is open.
         tabs = pn.Tabs(("Inspect", grid), ("Explore", self.explore), ("Linked views", self.linked_views),
+                       ("Units", self.units_view),
                        dynamic=True, sizing_mode="stretch_width", css_classes=["main-tabs"])
 
         def opened(event):
             self.explorer.active, self.linked.active = event.new == 1, event.new == 2
+            self.units.active = event.new == 3
+
+        self.units_view.reveal = lambda: setattr(tabs, "active", 3)
 
         tabs.param.watch(opened, "active")
         return pn.Column(self._errors, tabs, sizing_mode="stretch_width")

@@ -163,6 +163,26 @@ def test_a_feature_map_is_edited_along_principal_directions_with_channel_scales(
     assert not np.allclose(ex.output, ex.start_output)
 
 
+def test_what_drives_a_unit_of_the_editor_opens_it_in_the_units_tab(explore):
+    view, units = explore.explore.editor, explore.units
+    assert view.drives.visible and list(view.unit_pick.options) == ["unit 0", "unit 1", "unit 2"]
+    view.unit_pick.value = view.unit_pick.options["unit 1"]
+    view.drives.clicks += 1
+    assert units.active and units.error == "", units.error
+    assert (units.layer, units.unit) == ("bottleneck", 1)
+    assert units.examples is not None and units.examples.target.channel == 1  # the dataset ranked by that unit
+
+
+def test_what_drives_a_channel_of_a_feature_map_ranks_by_the_channel(root):
+    dash = _open("conv", EXPLORE)
+    view, units = dash.explore.editor, dash.units
+    assert set(view.unit_pick.options) == {f"channel {c} scale" for c in range(8)}  # directions are not units
+    view.unit_pick.value = view.unit_pick.options["channel 5 scale"]
+    view.drives.clicks += 1
+    assert (units.layer, units.unit, units.reduce) == ("features", 5, "mean"), units.error
+    assert units.examples.target.channel == 5 and units.examples.target.position is None
+
+
 def test_a_tap_loads_into_the_editor_and_the_edit_can_be_saved(explore):
     store, ex = explore.store, explore.explorer
     emb = np.asarray(store.inspection.embedding)
