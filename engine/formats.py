@@ -2,6 +2,10 @@
 
 Every failure raises :class:`~engine.errors.DataError` naming the file and what was wrong. Large ``.npy`` files
 are memory-mapped rather than loaded whole, so a dataset larger than memory can still be propagated.
+
+MATLAB files up to v7 are parsed by SciPy in a child process: a corrupt one can crash SciPy's compiled reader (a
+segmentation fault, not an exception), which would otherwise take the whole process, a dashboard server and every
+session it serves, down with it.
 """
 
 from __future__ import annotations
@@ -114,9 +118,7 @@ def list_keys(path) -> list[str]:
         if suffix in (".h5", ".hdf5") or (suffix == ".mat" and _is_hdf5(path)):
             return _h5_datasets(path)
         if suffix == ".mat":
-            from scipy.io import whosmat
-
-            return [name for name, _, _ in whosmat(path)]
+            return _mat_isolated(path, None, "keys")
         if suffix == ".json":
             data = _load_json(path)
             return list(data) if isinstance(data, dict) else []
@@ -242,14 +244,74 @@ def _read_mat(path, key, mmap):
         with h5py.File(path, "r") as f:
             arr = f[_pick(path, key, names)][()]
         return arr.T
-    from scipy.io import loadmat
+    return _mat_isolated(path, key, "read")
 
+
+#: Seconds a child process may spend on a MAT file: a minute, plus a second per 10 MB.
+MAT_TIMEOUT = 60.0
+_MAT_CHILD = "import sys; from engine.formats import _mat_child; sys.exit(_mat_child(*sys.argv[1:]))"
+
+
+def _mat_isolated(path: Path, key, mode: str):
+    """Read a MAT v4-v7 file (``mode="read"``: the array; ``"keys"``: the names) with SciPy in a child process."""
+    import subprocess
+    import sys
+
+    from scipy.io.matlab import matfile_version
+
+    matfile_version(path)  # pure Python: rejects a file that is no MAT file at all without starting a process
+    timeout = MAT_TIMEOUT + path.stat().st_size / 10e6
+    package_parent = str(Path(__file__).resolve().parent.parent)
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [package_parent, os.environ.get("PYTHONPATH")])))
+    with tempfile.TemporaryDirectory(prefix="latent-inspector-mat-") as tmp:
+        out = Path(tmp) / "out"
+        argv = [sys.executable, "-c", _MAT_CHILD, str(path), "" if key is None else key, str(out), mode]
+        try:
+            proc = subprocess.run(argv, capture_output=True, text=True, errors="replace", timeout=timeout, env=env)
+        except subprocess.TimeoutExpired:
+            raise DataError(f"{path}: cannot read .mat file (SciPy's reader took more than {timeout:.0f} s)") from None
+        if proc.returncode < 0:
+            raise DataError(f"{path}: cannot read .mat file (SciPy's MAT reader crashed on it, signal "
+                            f"{-proc.returncode}: the file is corrupt)")
+        error = out.with_suffix(".error")
+        if error.is_file():
+            raise DataError(error.read_text(encoding="utf-8"))
+        if proc.returncode != 0 or not out.with_suffix(".npy").is_file():
+            last = (proc.stderr.strip().splitlines() or [f"exit status {proc.returncode}"])[-1]
+            raise DataError(f"{path}: cannot read .mat file (the reading process failed: {last[:200]})")
+        if mode == "keys":
+            return [str(k) for k in np.load(out.with_suffix(".npy"), allow_pickle=False)]
+        return np.load(out.with_suffix(".npy"), allow_pickle=False)
+
+
+def _mat_child(path: str, key: str, out: str, mode: str) -> int:
+    """The child process of :func:`_mat_isolated`: read with SciPy, write the array (or the names) as ``.npy``, or
+    the error's message as ``.error``."""
+    import warnings
+
+    from scipy.io import loadmat, whosmat
+
+    warnings.simplefilter("ignore")  # SciPy warns about odd but readable files; the parent reads no stderr
+    path, out = Path(path), Path(out)
     try:
-        data = loadmat(path)
-    except NotImplementedError as exc:
-        raise DataError(f"{path}: unsupported MAT version ({exc})") from None
-    names = [n for n in data if not n.startswith("__")]
-    return data[_pick(path, key, names)]
+        if mode == "keys":
+            result = np.array([name for name, _, _ in whosmat(path)], dtype=str)
+        else:
+            try:
+                data = loadmat(path)
+            except NotImplementedError as exc:
+                raise DataError(f"{path}: unsupported MAT version ({exc})") from None
+            names = [n for n in data if not n.startswith("__")]
+            result = _check_numeric(np.asarray(data[_pick(path, key or None, names)]), path, key or None)
+    except DataError as exc:
+        message = str(exc)
+    except Exception as exc:
+        message = f"{path}: cannot read .mat file ({type(exc).__name__}: {_reason(exc)})"
+    else:
+        np.save(out.with_suffix(".npy"), result, allow_pickle=False)
+        return 0
+    out.with_suffix(".error").write_text(message, encoding="utf-8")
+    return 0
 
 
 _READERS = {

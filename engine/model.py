@@ -74,6 +74,7 @@ def load_model(path, *, trust: bool = False):
         raise ModelError(f"{path}: no such model file")
     if path.suffix.lower() not in MODEL_SUFFIXES:
         raise ModelError(f"{path}: not a Keras model file; expected one of {', '.join(MODEL_SUFFIXES)}")
+    _check_container(path)
     keras = backend.keras()
 
     try:
@@ -93,6 +94,24 @@ def load_model(path, *, trust: bool = False):
     if not getattr(model, "inputs", None):
         raise ModelError(f"{path}: the model has no defined inputs (a subclassed model); save a Functional model")
     return model
+
+
+def _check_container(path: Path) -> None:
+    """Refuse a file that is not even the container its suffix says (Keras then reports a ``.keras`` file that is
+    not a zip archive as "File not found")."""
+    suffix = path.suffix.lower()
+    if suffix == ".keras":
+        import zipfile
+
+        if not zipfile.is_zipfile(path):
+            raise ModelError(f"{path}: cannot load the model: not a zip archive, which a .keras model is (the file "
+                             "is truncated, corrupt or of another format)")
+    else:
+        import h5py
+
+        if not h5py.is_hdf5(path):
+            raise ModelError(f"{path}: cannot load the model: not an HDF5 file, which an {suffix} model is (the "
+                             "file is truncated, corrupt or of another format)")
 
 
 def load_model_cached(path, *, trust: bool = False):

@@ -24,7 +24,8 @@ from .errors import DataError, ProjectError
 from .model import MODEL_SUFFIXES, load_model_cached, model_hash
 
 VIEW_KINDS = ("image", "series", "vector", "probabilities")
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+#: A project name: one folder name (no separator, no leading dot), at most 255 characters as file systems allow.
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,254}")
 
 _MANIFEST_KEYS = {
     "title": str,
@@ -68,20 +69,28 @@ def list_projects(root=None) -> list[str]:
     root = Path(root) if root is not None else projects_root()
     if not root.is_dir():
         return []
+    real_root = root.resolve()
     names = []
     for p in sorted(root.iterdir()):
-        if p.is_dir() and not p.name.startswith((".", "_")) and _NAME.match(p.name):
+        if not (p.is_dir() and not p.name.startswith((".", "_")) and _NAME.fullmatch(p.name)):
+            continue
+        if p.resolve().parent != real_root:  # a symlink leading out: not a project, and not looked into
+            continue
+        try:
             if (p / "project.toml").is_file() or any(f.suffix.lower() in MODEL_SUFFIXES for f in p.iterdir()):
                 names.append(p.name)
+        except OSError:  # an unreadable folder is not a project
+            continue
     return names
 
 
 def project_dir(name: str, root=None) -> Path:
     """The folder of project ``name``, refusing names and symlinks that lead outside the projects root."""
     root = (Path(root) if root is not None else projects_root()).resolve()
-    if not isinstance(name, str) or not _NAME.match(name) or name in (".", ".."):
+    if not isinstance(name, str) or not _NAME.fullmatch(name) or name in (".", ".."):
         raise ProjectError(
-            f"invalid project name {name!r}: use letters, digits, '_', '-' and '.', naming a folder in {root}"
+            f"invalid project name {_short(name)}: use up to 255 letters, digits, '_', '-' and '.', naming a folder "
+            f"in {root}"
         )
     path = (root / name).resolve()
     if path.parent != root:
@@ -94,14 +103,34 @@ def project_dir(name: str, root=None) -> Path:
 
 def _inside(base: Path, rel: str, what: str) -> Path:
     """``base / rel``, refusing absolute paths, ``..`` and symlinks that leave ``base``."""
-    if not isinstance(rel, str) or not rel or Path(rel).is_absolute():
-        raise ProjectError(f"{base / 'project.toml'}: {what} = {rel!r} must be a file name inside the project folder")
-    path = (base / rel).resolve()
+    toml = base / "project.toml"
+    if not isinstance(rel, str) or not rel or "\0" in rel or Path(rel).is_absolute():
+        raise ProjectError(f"{toml}: {what} = {_short(rel)} must be a file name inside the project folder")
+    try:
+        path = (base / rel).resolve()
+        exists = path.is_file()
+    except (OSError, ValueError) as exc:  # a name too long for the file system, a loop of symlinks
+        reason = getattr(exc, "strerror", None) or exc
+        raise ProjectError(f"{toml}: {what} = {_short(rel)} is not a usable file name ({reason})") from None
     if base.resolve() not in path.parents:
-        raise ProjectError(f"{base / 'project.toml'}: {what} = {rel!r} points outside the project folder; refused")
-    if not path.is_file():
-        raise ProjectError(f"{base}: {what} file {rel!r} does not exist")
+        raise ProjectError(f"{toml}: {what} = {_short(rel)} points outside the project folder; refused")
+    if not exists:
+        raise ProjectError(f"{base}: {what} file {_short(rel)} does not exist")
     return path
+
+
+def _confined(base: Path, path: Path, what: str) -> Path:
+    """``path``, a file found in ``base``, unless it is a symlink that leads outside ``base``."""
+    real = path.resolve()
+    if base.resolve() not in real.parents:
+        raise ProjectError(f"{path}: the {what} file is a link to {real}, outside the project folder; refused")
+    return path
+
+
+def _short(value, limit: int = 120) -> str:
+    """``repr(value)``, cut to ``limit`` characters: a message names the value without repeating a huge one."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[: limit - 5]}...{text[-1]}"
 
 
 @dataclass
@@ -129,6 +158,7 @@ class Project:
 
     def __post_init__(self):
         self._inputs = self._labels = self._hooks = None
+        self._layer_checked = False
 
     # -- data -----------------------------------------------------------------------------------------------------
 
@@ -153,6 +183,8 @@ class Project:
             y = formats.read_array(self.labels_path, self.labels_key)
             where = f"{self.labels_path}" + (f" [{self.labels_key}]" if self.labels_key else "")
             y = np.asarray(y)
+            if y.ndim > 1 and 0 in y.shape[1:]:
+                raise DataError(f"{where}: labels have shape {y.shape}; expected one class code per sample")
             if y.ndim == 2 and y.shape[1] > 1:  # one-hot
                 y = y.argmax(axis=1)
             y = y.reshape(len(y), -1)[:, 0] if y.ndim > 1 else y
@@ -184,8 +216,28 @@ class Project:
     # -- model ----------------------------------------------------------------------------------------------------
 
     def model(self):
-        """The Keras model, loaded once per process."""
-        return load_model_cached(self.model_path, trust=self.trust_model)
+        """The Keras model, loaded once per process. The manifest's ``default_layer`` is checked against it: a
+        layer that does not exist, or where the model cannot be cut, raises :class:`ProjectError` naming the
+        valid layers, rather than another layer being shown in its place."""
+        model = load_model_cached(self.model_path, trust=self.trust_model)
+        if self.default_layer is not None and not getattr(self, "_layer_checked", False):
+            self._check_default_layer(model)
+            self._layer_checked = True
+        return model
+
+    def _check_default_layer(self, model) -> None:
+        from .split import list_layers
+
+        layers = list_layers(model)
+        where = f"{self.path / 'project.toml'}: default_layer = {_short(self.default_layer)}"
+        valid = ", ".join(info.name for info in layers if info.valid_cut)
+        found = [info for info in layers if info.name == self.default_layer]
+        if not found:
+            raise ProjectError(f"{where} is not a layer of the model {self.model_path.name}; layers where it can be "
+                               f"cut: {valid}")
+        if not found[-1].valid_cut:
+            raise ProjectError(f"{where}: the model cannot be cut there ({found[-1].reason}); layers where it can "
+                               f"be cut: {valid}")
 
     def model_hash(self) -> str:
         return model_hash(self.model_path)
@@ -194,8 +246,14 @@ class Project:
 
     @property
     def hooks_path(self) -> Path | None:
+        """The project's ``hooks.py``, or None; :class:`ProjectError` if it is a link that leads out of the folder."""
         path = self.path / "hooks.py"
-        return path if path.is_file() else None
+        if not path.is_file():
+            return None
+        real = path.resolve()
+        if self.path.resolve() not in real.parents:
+            raise ProjectError(f"{path}: hooks.py resolves to {real}, outside the project folder; refused")
+        return path
 
     def hooks(self):
         """The project's ``hooks.py`` as a module, or None. It is the project's own code, loaded on purpose: only
@@ -204,12 +262,10 @@ class Project:
         Recognised names: ``preprocess(batch) -> batch`` applied to every input batch before the model, and
         ``views``, a mapping of view kind to ``draw(sample) -> Panel/HoloViews object`` for the dashboard.
         """
-        path = self.hooks_path
+        path = self.hooks_path  # refuses a hooks.py that leads out of the project folder
         if path is None:
             return None
         real = path.resolve()
-        if self.path.resolve() not in real.parents:
-            raise ProjectError(f"{path}: hooks.py resolves to {real}, outside the project folder; refused")
         if getattr(self, "_hooks", None) is None:
             import importlib.util
 
@@ -281,14 +337,14 @@ def load_project(name, root=None) -> Project:
                 f"{path}: several model files ({', '.join(f.name for f in models)}); name one with "
                 "model = \"...\" in project.toml"
             )
-        model_path = models[0]
+        model_path = _confined(path, models[0], "model")
         inferred.append(f"model: {model_path.name} (the only model file)")
 
     data_files = [f for f in files if f.suffix.lower() in formats.READABLE and f not in (model_path,)]
     if "inputs" in manifest:
         inputs_path = _inside(path, manifest["inputs"], "inputs")
     else:
-        inputs_path = _guess(data_files, ("x", "data", "input"), path, "inputs")
+        inputs_path = _confined(path, _guess(data_files, ("x", "data", "input"), path, "inputs"), "inputs")
         inferred.append(f"inputs: {inputs_path.name}")
     inputs_key = manifest.get("inputs_key")
 
@@ -299,7 +355,7 @@ def load_project(name, root=None) -> Project:
     else:
         candidates = [f for f in data_files if f != inputs_path and _stem_starts(f, ("y", "label"))]
         if len(candidates) == 1:
-            labels_path = candidates[0]
+            labels_path = _confined(path, candidates[0], "labels")
             inferred.append(f"labels: {labels_path.name}")
         elif inputs_path.suffix.lower() == ".npz" and inputs_key is None:
             keys = formats.list_keys(inputs_path)
@@ -341,6 +397,7 @@ def _read_manifest(path: Path) -> dict:
     toml = path / "project.toml"
     if not toml.is_file():
         return {}
+    _confined(path, toml, "manifest")
     try:
         with open(toml, "rb") as fh:
             data = tomllib.load(fh)

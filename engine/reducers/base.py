@@ -25,6 +25,10 @@ from engine.reducers.validation import ReducerValueError, check_fitted, check_in
 
 __all__ = ["BaseReducer"]
 
+#: Fewest samples a reducer fits: two points would make a map, but its quality report (neighbourhoods of k < n / 2
+#: points) needs three.
+MIN_FIT_SAMPLES = 3
+
 
 def _is_memmap(X) -> bool:
     return isinstance(X, np.memmap) or isinstance(getattr(X, "base", None), np.memmap)
@@ -94,6 +98,12 @@ class BaseReducer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
 
     # ---- estimator API ----------------------------------------------------------------------------------------
     def _validate(self, X, reset):
+        n = getattr(X, "shape", (None,))[0] if reset else None
+        if n is not None and n < MIN_FIT_SAMPLES:
+            raise ReducerValueError(
+                f"{type(self).__name__} needs at least {MIN_FIT_SAMPLES} samples to fit a 2-D map and measure it, got "
+                f"n_samples = {n}."
+            )
         return validate_data(
             self, X, reset=reset, dtype=np.float32, ensure_min_samples=2 if reset else 1, accept_sparse=False
         )
