@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import threading
 import time
 import weakref
@@ -180,7 +181,8 @@ class Inspector(param.Parameterized):
         self.param.watch(self._predict, "decode", precedence=50)  # after the decoded image, which the user waits for
         self._lock = threading.Lock()
         objects = self.param.project.objects
-        default = "mnist" if "mnist" in objects else (objects[0] if objects else None)
+        served = os.environ.get("LATENT_INSPECTOR_PROJECT")  # the project `latent-inspector serve PROJECT` opens
+        default = next((p for p in (served, "mnist") if p in objects), objects[0] if objects else None)
         project, problem = params.get("project") or default, None
         if project is not None and project not in objects:
             problem = f"No project {project!r}; projects available: {', '.join(objects) or 'none'}"

@@ -185,6 +185,15 @@ def test_bad_project_is_an_alert_and_the_app_stays_usable(root):
     assert not dash._alert.visible
 
 
+def test_an_unknown_project_in_the_url_falls_back_to_the_served_project(root, monkeypatch):
+    from dashboard.state import Inspector
+
+    monkeypatch.setenv("LATENT_INSPECTOR_PROJECT", "images")  # what `latent-inspector serve images` sets
+    store = Inspector(project="nope")
+    assert store.error.startswith("No project 'nope'")
+    assert store.project == "images" and store.project_obj.name == "images"
+
+
 def test_failed_fit_is_an_alert_and_the_previous_projection_stays(app):
     store = app.store
     before = store.inspection
