@@ -11,6 +11,7 @@ Drawing only: the values drawn are the engine's, reshaped to the manifest's shap
 from __future__ import annotations
 
 import io
+import weakref
 
 import holoviews as hv
 import numpy as np
@@ -47,6 +48,22 @@ def name_models(name: str):
         source = plot.handles.get("source")
         if source is not None:
             source.name = f"{name}-source"
+
+    return hook
+
+
+def weak_hook(method):
+    """A plot hook calling the bound ``method`` while its object lives, and nothing once it is gone.
+
+    HoloViews keeps every plot's options, hooks included, in its global options store; a bound method there would
+    keep its view, the session's store and everything it shows alive after the session closed.
+    """
+    ref = weakref.WeakMethod(method)
+
+    def hook(plot, element):
+        bound = ref()
+        if bound is not None:
+            bound(plot, element)
 
     return hook
 
