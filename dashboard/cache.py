@@ -36,6 +36,9 @@ class Request:
 class InspectionCache:
     """A small least-recently-used store of built inspections, one lock per request.
 
+    At most ``max_items`` inspections are kept, and locks only for those and the builds under way: a process that
+    serves many sessions for days holds no more. A build that raises stores nothing.
+
     Parameters
     ----------
     build : callable(Request, progress) -> Inspection
@@ -59,7 +62,15 @@ class InspectionCache:
                 if request in self._items:
                     self._items.move_to_end(request)
                     return self._items[request]
-            value = self._build(request, progress)
+            try:
+                value = self._build(request, progress)
+            except BaseException:
+                # nothing is stored for a build that failed halfway; its lock goes too (one per failed request
+                # would pile up), and the next request for it builds it afresh
+                with self._guard:
+                    if self._locks.get(request) is lock:
+                        del self._locks[request]
+                raise
             with self._guard:
                 self._items[request] = value
                 while len(self._items) > self.max_items:
@@ -72,7 +83,12 @@ class InspectionCache:
         with self._guard:
             return self._items.get(request)
 
+    def __len__(self) -> int:
+        with self._guard:
+            return len(self._items)
+
     def clear(self):
+        """Forget every inspection (sessions showing one keep it until they move on)."""
         with self._guard:
             self._items.clear()
             self._locks.clear()

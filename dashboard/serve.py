@@ -1,13 +1,29 @@
 """Serve the dashboard: the same app as ``panel serve dashboard/app.py``, on 127.0.0.1 by default.
 
-``latent-inspector serve [PROJECT] [--port N] [--address A] [--show]`` calls :func:`serve`; so does
-``python -m dashboard.serve``.
+``latent-inspector serve [PROJECT] [--port N] [--address A] [--password-file F] [--show]`` calls :func:`serve`; so
+does ``python -m dashboard.serve``.
+
+Who may use it:
+
+* By default the server listens on 127.0.0.1 (this machine only), and only pages served by itself may open its
+  websocket (a page on another site cannot drive the dashboard through a visitor's browser).
+* For shared use, Panel's basic authentication: a password (or a JSON file of ``{"user": "password"}``) read from
+  ``--password-file`` or the ``LATENT_INSPECTOR_PASSWORD`` environment variable, never from the command line, where
+  it would stay in the shell's history and in the process list. Every page then asks for it at ``/login``; the
+  login is kept in a cookie signed with ``LATENT_INSPECTOR_COOKIE_SECRET``, or with a secret drawn at start-up
+  (logins then last until the server restarts). Basic authentication sends the password in clear: put the server
+  behind HTTPS (a reverse proxy) when it leaves this machine.
+* For OAuth (GitHub, Google, Azure, an OIDC server, ...), serve the app with Panel itself:
+  ``panel serve dashboard/app.py --oauth-provider github --oauth-key ... --oauth-secret ... --cookie-secret ...
+  --oauth-encryption-key ...`` (Panel's authentication guide lists the providers).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import secrets
 import socket
 import sys
 import webbrowser
@@ -15,6 +31,10 @@ from pathlib import Path
 
 APP = Path(__file__).resolve().with_name("app.py")
 ROUTE = "app"
+#: Environment variables read by :func:`credentials` and :func:`serve`.
+PASSWORD_ENV = "LATENT_INSPECTOR_PASSWORD"
+COOKIE_SECRET_ENV = "LATENT_INSPECTOR_COOKIE_SECRET"
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
 def free_port(address: str = "127.0.0.1") -> int:
@@ -27,7 +47,7 @@ def free_port(address: str = "127.0.0.1") -> int:
 def own_hosts(address: str) -> list[str]:
     """The host names under which a browser reaches a server bound to ``address``: the only websocket origins
     allowed (a page served elsewhere cannot drive the dashboard)."""
-    if address in ("127.0.0.1", "localhost", "::1"):
+    if address in LOOPBACK:
         return ["127.0.0.1", "localhost"]
     if address in ("0.0.0.0", "::", ""):  # every interface: this machine's names and addresses
         hosts = {"127.0.0.1", "localhost", socket.gethostname(), socket.getfqdn()}
@@ -44,8 +64,62 @@ def url(address: str, port: int, project: str | None = None) -> str:
     return f"http://{host}:{port}/{ROUTE}" + (f"?project={project}" if project else "")
 
 
+def credentials(password_file=None, environ=None) -> str | dict[str, str] | None:
+    """The basic-authentication credentials: from ``password_file`` if given, else ``LATENT_INSPECTOR_PASSWORD``.
+
+    Parameters
+    ----------
+    password_file : str or Path, optional
+        A file holding the password on its first line (any user name is then accepted), or a JSON object
+        ``{"user": "password", ...}`` (each user with their own password).
+    environ : mapping, optional
+        Where to read ``LATENT_INSPECTOR_PASSWORD`` (default ``os.environ``); unset or empty means no password.
+
+    Returns
+    -------
+    str, dict or None
+        The password, the users' passwords, or None (no authentication asked for).
+
+    Raises
+    ------
+    engine.errors.DataError
+        The file cannot be read, is empty, or holds JSON that is not an object of non-empty strings.
+
+    Example
+    -------
+    >>> credentials(environ={"LATENT_INSPECTOR_PASSWORD": "s3cret"})
+    's3cret'
+    """
+    from engine.errors import DataError
+
+    if password_file is None:
+        password = (os.environ if environ is None else environ).get(PASSWORD_ENV, "")
+        return password or None
+    path = Path(password_file)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DataError(f"password file {str(path)!r} cannot be read: {exc}") from None
+    if text.lstrip().startswith("{"):
+        try:
+            users = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise DataError(f"password file {str(path)!r}: not valid JSON ({exc}); expected a password on the first "
+                            'line or {"user": "password", ...}') from None
+        if not (isinstance(users, dict) and users
+                and all(isinstance(k, str) and k and isinstance(v, str) and v for k, v in users.items())):
+            raise DataError(f"password file {str(path)!r}: expected a JSON object of user names to non-empty "
+                            "password strings")
+        return users
+    password = text.splitlines()[0].strip() if text.strip() else ""
+    if not password:
+        raise DataError(f"password file {str(path)!r} is empty; expected the password on its first line")
+    return password
+
+
 def serve(project: str | None = None, port: int = 5006, address: str = "127.0.0.1", show: bool = False, *,
-          threads: int = 4, warm: bool = True) -> None:
+          threads: int = 4, warm: bool = True, basic_auth: str | dict | None = None,
+          cookie_secret: str | None = None) -> None:
     """Serve the dashboard until interrupted.
 
     Parameters
@@ -63,19 +137,40 @@ def serve(project: str | None = None, port: int = 5006, address: str = "127.0.0.
         Threads for widget events, so that one session's callbacks do not hold the event loop all sessions share.
     warm : bool
         Build the default project's inspection before accepting the first browser (imports, propagation, fit).
+    basic_auth : str or dict, optional
+        Ask for this password (any user name), or for each user's own password (``{"user": "password"}``), through
+        Panel's login page before any page or websocket (see :func:`credentials`).
+    cookie_secret : str, optional
+        Secret that signs the login cookie; default ``LATENT_INSPECTOR_COOKIE_SECRET``, else one drawn now.
 
     Raises
     ------
     engine.errors.ProjectError
         ``project`` does not name a project.
+    engine.errors.DataError
+        ``basic_auth`` is empty, or a password names an existing file (Panel would read that file instead).
     """
     import panel as pn
 
+    from engine.errors import DataError
     from engine.project import project_dir
 
     if project is not None:
         project_dir(project)  # a bad name fails here, with the list of projects, not in the browser
         os.environ["LATENT_INSPECTOR_PROJECT"] = project
+    auth = {}
+    if basic_auth is not None:
+        if not basic_auth:
+            raise DataError("basic_auth is empty: give a password, or {'user': 'password', ...}")
+        if isinstance(basic_auth, str) and os.path.exists(basic_auth):
+            # Panel takes a string naming a file for a JSON file of users: never let a password be read that way
+            raise DataError("the password names an existing file; pass the file with --password-file instead")
+        secret = cookie_secret or os.environ.get(COOKIE_SECRET_ENV) or secrets.token_urlsafe(32)
+        auth = {"basic_auth": basic_auth, "cookie_secret": secret}
+    elif address not in LOOPBACK:
+        print(f"warning: serving on {address or 'every interface'} without a password: anyone who reaches this "
+              f"port can use the dashboard and write to the projects' datasets (set {PASSWORD_ENV} or use "
+              "--password-file)", file=sys.stderr, flush=True)
     if port == 0:
         port = free_port(address)
     origins = [f"{host}:{port}" for host in own_hosts(address)]
@@ -85,9 +180,9 @@ def serve(project: str | None = None, port: int = 5006, address: str = "127.0.0.
         _prepare(project)
     server = pn.serve(
         {ROUTE: str(APP)}, port=port, address=address, websocket_origin=origins, show=False, start=False,
-        title="Latent Inspector", warm=warm, print=False,
+        title="Latent Inspector", warm=warm, print=False, **auth,
     )
-    print(f"Latent Inspector: {page}", flush=True)
+    print(f"Latent Inspector: {page}" + (" (log in first)" if auth else ""), flush=True)
     if show:
         server.io_loop.add_callback(webbrowser.open, page)
     server.start()
@@ -115,11 +210,15 @@ def main(argv=None) -> int:
     parser.add_argument("--address", default="127.0.0.1")
     parser.add_argument("--show", action="store_true")
     parser.add_argument("--no-warm", dest="warm", action="store_false")
+    parser.add_argument("--password-file", metavar="FILE",
+                        help=f"ask for a password (basic auth): the file's first line, or a JSON object of users' "
+                        f"passwords; default {PASSWORD_ENV} if set")
     args = parser.parse_args(argv)
     from engine.errors import InspectorError
 
     try:
-        serve(args.project, port=args.port, address=args.address, show=args.show, warm=args.warm)
+        serve(args.project, port=args.port, address=args.address, show=args.show, warm=args.warm,
+              basic_auth=credentials(args.password_file))
     except InspectorError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -1,0 +1,124 @@
+"""The caches a long-running server fills have limits: whatever sessions ask, the process holds a bounded number of
+inspections and of their locks (see also ``tests/ui/test_load_ui.py``: many sessions against one real server)."""
+
+from __future__ import annotations
+
+import gc
+import shutil
+import threading
+import time
+import weakref
+from pathlib import Path
+
+import pytest
+
+from dashboard.cache import InspectionCache, Request
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+class Built:
+    """What the cache holds: an object that remembers its request."""
+
+    def __init__(self, request):
+        self.request = request
+
+
+def test_inspections_are_evicted_least_recently_used_first():
+    built = []
+
+    def build(request, progress):
+        built.append(request)
+        return Built(request)
+
+    cache = InspectionCache(build, max_items=3)
+    requests = [Request("root", "p", f"layer{i}") for i in range(10)]
+    for r in requests[:3]:
+        cache.get(r)
+    cache.get(requests[0])  # used again: now the most recent
+    for r in requests[3:]:
+        cache.get(r)
+        assert len(cache) <= 3 and len(cache._locks) <= 3
+    assert [r for r in requests if cache.peek(r) is not None] == requests[-3:]
+    assert len(built) == 10
+    cache.get(requests[1])  # evicted: built again
+    assert len(built) == 11
+
+
+def test_one_build_per_request_however_many_sessions_ask():
+    started, release = threading.Event(), threading.Event()
+    builds = []
+
+    def build(request, progress):
+        builds.append(request)
+        started.set()
+        release.wait(10)
+        return Built(request)
+
+    cache = InspectionCache(build, max_items=2)
+    request = Request("root", "p", "layer")
+    got = []
+    threads = [threading.Thread(target=lambda: got.append(cache.get(request))) for _ in range(8)]
+    for t in threads:
+        t.start()
+    assert started.wait(10)
+    release.set()
+    for t in threads:
+        t.join(10)
+    assert len(builds) == 1 and len(got) == 8 and all(g is got[0] for g in got)
+
+
+def test_failed_builds_keep_nothing():
+    def build(request, progress):
+        raise RuntimeError(f"cannot build {request.layer}")
+
+    cache = InspectionCache(build, max_items=2)
+    for i in range(50):
+        with pytest.raises(RuntimeError):
+            cache.get(Request("root", "p", f"layer{i}"))
+    assert len(cache) == 0 and not cache._locks
+
+
+def _inspectors():
+    from dashboard.state import Inspector
+
+    gc.collect()
+    return [o for o in gc.get_objects() if isinstance(o, Inspector)]
+
+
+def test_a_closed_session_releases_its_store(tmp_path, monkeypatch):
+    """A session of the real app on a real server: once its connection closes and the server discards it, its store
+    (and with it its views, plots and decodes) can be freed."""
+    import panel as pn
+    from bokeh.client import pull_session
+
+    from dashboard.serve import APP, ROUTE, free_port
+
+    root = tmp_path / "projects"
+    shutil.copytree(REPO / "projects" / "mnist", root / "mnist", ignore=shutil.ignore_patterns("generated"))
+    monkeypatch.setenv("LATENT_INSPECTOR_PROJECTS", str(root))
+    monkeypatch.setattr(pn.config, "nthreads", pn.config.nthreads)  # the app sets it for the process: restored after
+    port = free_port()
+    before = {id(o) for o in _inspectors()}
+    server = pn.serve({ROUTE: str(APP)}, port=port, address="127.0.0.1", show=False, threaded=True, print=False,
+                      websocket_origin=[f"127.0.0.1:{port}"], check_unused_sessions=250, unused_session_lifetime=250)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                session = pull_session(url=f"http://127.0.0.1:{port}/{ROUTE}", arguments={"project": "mnist"})
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.5)
+        stores = [weakref.ref(o) for o in _inspectors() if id(o) not in before]
+        assert len(stores) == 1  # the session's store, built with its page
+        session.close()
+        deadline = time.monotonic() + 30
+        while any(ref() is not None for ref in stores) and time.monotonic() < deadline:
+            time.sleep(0.5)
+            gc.collect()
+        assert all(ref() is None for ref in stores), "the closed session's store is still alive"
+    finally:
+        server.stop()
