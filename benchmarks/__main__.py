@@ -17,12 +17,17 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 from benchmarks.cases import CASES  # noqa: E402
 from benchmarks.harness import RESULTS, machine, table, write_report  # noqa: E402
 
+#: Cases of full runs and ``--only`` that a ``--quick`` run leaves out: "load" (20 browser sessions tapping 50 times
+#: each against one server, benchmarks.load) takes minutes at any size that means something; "scale" (100M rows
+#: through a Dask cluster against 10M in one process, benchmarks.scale) 4-6 minutes and 10 GB of temporary disk.
+FULL_ONLY = ("load", "scale")
+
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="small sizes: every case in about two minutes")
-    parser.add_argument("--only", nargs="+", choices=CASES, metavar="NAME",
-                        help=f"run only these cases ({', '.join(CASES)})")
+    parser.add_argument("--only", nargs="+", choices=CASES + FULL_ONLY, metavar="NAME",
+                        help=f"run only these cases ({', '.join(CASES + FULL_ONLY)})")
     parser.add_argument("--results", type=Path, default=RESULTS, metavar="DIR",
                         help="where the JSON and Markdown reports go (default benchmarks/results)")
     args = parser.parse_args(argv)
@@ -31,7 +36,7 @@ def main(argv=None) -> int:
           f"load average {info['load_avg_start']}{' (quick)' if args.quick else ''}", flush=True)
     results, failed = [], []
     t_all = time.perf_counter()
-    for name in args.only or CASES:
+    for name in args.only or (CASES if args.quick else CASES + FULL_ONLY):
         module = importlib.import_module(f"benchmarks.cases.{name}")
         print(f"== {name}: {module.__doc__.strip().splitlines()[0]}", flush=True)
         t0 = time.perf_counter()

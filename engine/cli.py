@@ -83,6 +83,12 @@ def cmd_propagate(args) -> int:
     layer = args.layer or project.default_layer
     if layer is None:
         raise InspectorError(f"project {project.name!r} has no default_layer; pass --layer NAME")
+    if args.dask:
+        return _propagate_on_dask(args, project, layer)
+    for flag, value in (("--output", args.output), ("--inputs", args.inputs), ("--input-chunks", args.input_chunks),
+                        ("--inputs-key", args.inputs_key), ("--worker-memory", args.worker_memory)):
+        if value is not None:
+            raise InspectorError(f"{flag} applies to a Dask run; add --dask local[:N] or --dask tcp://HOST:PORT")
     path = cache_path(project, layer, args.cache_dir)
     hit = path.is_file()
     if not hit:  # load, split and compile first, so the figure below is propagation alone
@@ -97,6 +103,25 @@ def cmd_propagate(args) -> int:
     how = "read from cache" if hit else f"{len(z) / dt:,.0f} rows/s"
     print(f"{layer}: {z.shape} float32 in {dt:.2f} s ({how})")
     print(f"cached at {path}")
+    return 0
+
+
+def _propagate_on_dask(args, project, layer) -> int:
+    """``propagate --dask``: chunks of the inputs on the workers of a Dask cluster, activations into a Zarr store."""
+    from .cluster import connect, describe
+    from .outofcore import propagate_project
+
+    with connect(args.dask, memory_limit=args.worker_memory or "auto") as client:
+        print(f"dask {describe(client)}", file=sys.stderr)
+        stored = propagate_project(client, project, layer, out=args.output, inputs=args.inputs,
+                                   inputs_key=args.inputs_key, chunk_rows=args.input_chunks,
+                                   cache_dir=args.cache_dir, progress=Progress(f"propagate {layer}"))
+    n_chunks = len(stored.bounds())
+    if not stored.cache_hit:
+        print(f"loaded and compiled on the workers in {stored.load_seconds:.2f} s", file=sys.stderr)
+    how = "read from store" if stored.cache_hit else f"{stored.shape[0] / stored.seconds:,.0f} rows/s"
+    print(f"{layer}: {stored.shape} float32 in {n_chunks} chunks, {stored.seconds:.2f} s ({how})")
+    print(f"zarr store at {stored.path}")
     return 0
 
 
@@ -175,7 +200,10 @@ def cmd_serve(args) -> int:
         os.environ["LATENT_INSPECTOR_CACHE"] = str(Path(args.cache_dir).resolve())
     if args.project is not None:
         _project(args)  # a bad project is one clear line here, not a broken page later
-    serve(args.project, port=args.port, address=args.address, show=args.show)
+    from dashboard.serve import credentials
+
+    serve(args.project, port=args.port, address=args.address, show=args.show,
+          basic_auth=credentials(args.password_file))
     return 0
 
 
@@ -210,6 +238,18 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("propagate", help="propagate the dataset to a layer and cache the activations")
     p.add_argument("project")
     p.add_argument("--layer", help="layer name (default: the project's default_layer)")
+    p.add_argument("--dask", metavar="ADDRESS",
+                   help="run on Dask: local[:N] (N worker processes here), tcp://HOST:PORT (a running scheduler) or "
+                   "cuda[:N] (one worker per GPU); activations go to a Zarr store")
+    p.add_argument("--input-chunks", type=int, metavar="ROWS",
+                   help="with --dask: rows per chunk (default: about 64 MiB of input per chunk)")
+    p.add_argument("--inputs", metavar="PATH",
+                   help="with --dask: propagate this .npy, .h5 or Zarr store instead of the project's inputs")
+    p.add_argument("--inputs-key", metavar="NAME", help="with --inputs: the HDF5 dataset or Zarr array in it")
+    p.add_argument("-o", "--output", metavar="PATH.zarr",
+                   help="with --dask: where to write the Zarr store (default: in the cache folder)")
+    p.add_argument("--worker-memory", metavar="SIZE",
+                   help="with --dask local: memory limit per worker, e.g. 2GiB (default: memory / workers)")
     p.set_defaults(func=cmd_propagate)
 
     def projection_args(p):
@@ -239,6 +279,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=5006)
     p.add_argument("--address", default="127.0.0.1", help="bind address (default 127.0.0.1: this machine only)")
     p.add_argument("--show", action="store_true", help="open a browser")
+    p.add_argument("--password-file", metavar="FILE",
+                   help="ask for a password (Panel's basic auth): the file's first line, or a JSON object of users' "
+                   "passwords; default: the LATENT_INSPECTOR_PASSWORD environment variable, if set")
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("bench", help="run the benchmarks (python -m benchmarks): a table, JSON and Markdown reports")

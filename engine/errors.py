@@ -38,3 +38,7 @@ class ProbeUnavailable(InspectorError):
 
 class UnitError(InspectorError):
     """A unit, layer or objective that the model does not have; the message names the layer and the valid range."""
+
+
+class ClusterError(InspectorError):
+    """A Dask cluster cannot be started or reached, lacks a worker or a package, or lost workers mid-run."""
