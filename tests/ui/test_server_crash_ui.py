@@ -73,9 +73,45 @@ def _tap_and_save(page, label, rng):
     x = frame["x0"] + rng.uniform(0.1, 0.9) * (frame["x1"] - frame["x0"])
     y = frame["y0"] + rng.uniform(0.1, 0.9) * (frame["y1"] - frame["y0"])
     decoded = click_and_decode(page, x, y, timeout=60)
-    page.locator(".label-input input").fill(label)
-    page.get_by_role("button", name="Save", exact=True).click()
+    _type_and_save(page, label)
     return decoded["x"], decoded["y"]
+
+
+def _type_and_save(page, label):
+    box = page.locator(".label-input input")
+    box.fill(label)
+    box.press("Escape")  # close the completion menu without picking a class name
+    page.wait_for_timeout(300)  # as a person would: the label reaches the server before the click
+    page.get_by_role("button", name="Save", exact=True).click()
+
+
+def _acknowledgement(page, previous: str | None, label: str, out: Path) -> tuple[str, str]:
+    """(label, record id) of the page's next acknowledgement after the one with id ``previous``; on a timeout, what
+    the page shows instead."""
+    alert = page.locator(".alert-danger")
+
+    def outcome():
+        if (n := _notice(page)) and n[1] != previous:
+            return n
+        if alert.count() and "Give the point a label" in alert.first.inner_text():
+            return "no label"
+        return None
+
+    try:
+        for _ in range(3):
+            got = wait_until(outcome, 60, f"the acknowledgement of {label}")
+            if got != "no label":
+                return got
+            # the click reached the server before the label did: dismiss the error and save again
+            page.get_by_role("button", name="Dismiss").click()
+            wait_until(lambda: not alert.count() or not alert.first.is_visible(), 30, "the error dismissed")
+            _type_and_save(page, label)
+        raise AssertionError("three saves refused for want of a label")
+    except AssertionError:
+        page.screenshot(path=out / f"no-ack-{label}.png")
+        shown = alert.first.inner_text() if alert.count() else "no error shown"
+        raise AssertionError(f"no acknowledgement of {label!r} within 60 s; the page shows: notice {_notice(page)}, "
+                             f"error {shown!r} (screenshot in {out})") from None
 
 
 def _check_store(root, acknowledged: dict) -> int:
@@ -100,7 +136,7 @@ def test_acknowledged_saves_survive_sigkill(browser, root, tmp_path):
     rng = random.Random(10)
     acknowledged: dict[str, tuple[str, tuple[float, float]]] = {}
     log = tmp_path / "server.log"
-    kills = 0
+    kills = mislabelled = 0
     for cycle in range(KILLS + 1):
         server = Server(root, "mnist", log)
         server.start()
@@ -116,24 +152,26 @@ def test_acknowledged_saves_survive_sigkill(browser, root, tmp_path):
             assert set(acknowledged) <= set(shown), f"not in the page after restart: {set(acknowledged) - set(shown)}"
             if cycle == KILLS:
                 break
-            sent = {}
+            sent = {}  # page index -> (label typed, point decoded, id of the page's previous acknowledgement)
             for round_ in range(ROUNDS + 1):
                 for i, page in enumerate(pages):
                     label = f"kill{cycle}-session{i}-save{round_}"
-                    sent[label] = (page, _tap_and_save(page, label, rng))
+                    previous = _notice(page)
+                    sent[i] = (label, _tap_and_save(page, label, rng), previous and previous[1])
                 if round_ < ROUNDS:  # wait for these acknowledgements
-                    for label, (page, xy) in list(sent.items()):
-                        got = wait_until(lambda page=page, label=label: (n := _notice(page)) and n[0] == label and n,
-                                         60, f"the acknowledgement of {label}")
-                        acknowledged[got[1]] = (label, xy)
-                        del sent[label]
+                    for i, (label, xy, previous) in sent.items():
+                        acked_label, record_id = _acknowledgement(pages[i], previous, label, tmp_path)
+                        acknowledged[record_id] = (acked_label, xy)
+                        mislabelled += acked_label != label
+                    sent = {}
             time.sleep(rng.uniform(0.0, 0.3))  # the last round's saves are under way
             server.kill()
             kills += 1
-            for label, (page, xy) in sent.items():  # acknowledged just before the kill: the page still shows it
-                got = _notice(page)
-                if got is not None and got[0] == label:
-                    acknowledged[got[1]] = (label, xy)
+            for i, (label, xy, previous) in sent.items():  # acknowledged before the kill: the page still shows it
+                got = _notice(pages[i])
+                if got is not None and got[1] != previous:
+                    acknowledged[got[1]] = (got[0], xy)
+                    mislabelled += got[0] != label
         finally:
             for context in contexts:
                 context.close()
@@ -141,4 +179,7 @@ def test_acknowledged_saves_survive_sigkill(browser, root, tmp_path):
         count = _check_store(root, acknowledged)
         assert count >= len(acknowledged)
     assert kills == KILLS
-    print(f"{kills} kills survived; {len(acknowledged)} acknowledged records checked, {count} records on disk")
+    # A save can carry the label typed before the last one (the click handled before the new label reached the
+    # server): counted here, not this test's subject; the acknowledgement says which label was saved.
+    print(f"{kills} kills survived; {len(acknowledged)} acknowledged records checked, {count} records on disk; "
+          f"{mislabelled} saved with the previous label")
