@@ -73,6 +73,10 @@ def test_tap_label_save_shows_in_table_and_plot_and_survives_a_restart(page, pro
         assert predicted in page.locator(".probe-prediction").inner_text()
 
         label_box.fill(NEW_LABEL)
+        label_box.press("Escape")  # close the completion menu without picking a class name
+        # as a person would, the label reaches the server before the click: a click in the same instant can be
+        # handled first on another of the server's threads (a known race, see the README's limits)
+        page.wait_for_timeout(300)
         page.get_by_role("button", name="Save", exact=True).click()
         wait_until(lambda: NEW_LABEL in _table_text(page), 30, "the saved record in the table")
         stars = wait_until(lambda: _stars(page), 30, "a star marker on the latent plot")
