@@ -470,7 +470,7 @@ def top_examples(project, target, k: int = 8, *, cache_dir=None, progress=None) 
 
 def _entry(model, layer: str | None):
     """The flattened graph's output tensor of ``layer`` (``None``: the model's output)."""
-    from .split import flat_graph
+    from .split import find_entry, flat_graph
 
     graph = flat_graph(model)
     if len(graph.inputs) != 1:
@@ -480,13 +480,7 @@ def _entry(model, layer: str | None):
         if len(graph.outputs) != 1:
             raise UnitError(f"model {model.name!r} has {len(graph.outputs)} outputs; name the layer to use")
         return graph, graph.outputs[0]
-    matches = [e for e in graph.entries if e.name == layer]
-    if not matches:
-        names = [e.name for e in graph.entries]
-        close = [n for n in names if layer.lower() in n.lower()][:5]
-        hint = f"; did you mean {', '.join(map(repr, close))}?" if close else f"; layers are: {', '.join(names)}"
-        raise UnitError(f"model {model.name!r} has no layer {layer!r}{hint}")
-    entry = matches[-1]
+    entry = find_entry(graph, model, layer, UnitError)
     if len(entry.outputs) != 1:
         raise UnitError(f"layer {layer!r} returns {len(entry.outputs)} tensors; choose a layer with one output")
     return graph, entry.outputs[0]

@@ -173,6 +173,18 @@ def _disambiguate(graph: _Graph) -> None:
             e.name = qualified
 
 
+def find_entry(graph: _Graph, model, layer: str, error: type[Exception] = CutError) -> _Entry:
+    """The flat graph's (last) entry named ``layer``; ``error`` naming the model, the layer and the closest names
+    (or every name) when there is none."""
+    matches = [e for e in graph.entries if e.name == layer]
+    if not matches:
+        names = [e.name for e in graph.entries]
+        close = [n for n in names if layer.lower() in n.lower()][:5]
+        hint = f"; did you mean {', '.join(map(repr, close))}?" if close else f"; layers are: {', '.join(names)}"
+        raise error(f"model {model.name!r} has no layer {layer!r}{hint}")
+    return matches[-1]
+
+
 def list_layers(model) -> list[LayerInfo]:
     """Every layer of the model, flattened, in graph order, with its output shape and whether it is a valid cut.
 
@@ -269,13 +281,7 @@ class Split:
         keras = backend.keras()
 
         graph = flat_graph(model)
-        matches = [e for e in graph.entries if e.name == layer]
-        if not matches:
-            names = [e.name for e in graph.entries]
-            close = [n for n in names if layer.lower() in n.lower()][:5]
-            hint = f"; did you mean {', '.join(map(repr, close))}?" if close else f"; layers are: {', '.join(names)}"
-            raise CutError(f"model {model.name!r} has no layer {layer!r}{hint}")
-        entry = matches[-1]
+        entry = find_entry(graph, model, layer)
         calls = Counter(id(e.layer) for e in graph.entries if not e.alias)
         reason = _why_not(graph, entry, calls, graph.consumers())
         if reason is not None:
