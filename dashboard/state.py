@@ -112,6 +112,19 @@ def in_server_session() -> bool:
     return bool(doc is not None and doc.session_context is not None)
 
 
+def _when_closed(store):
+    """A session-destroyed callback telling ``store`` that its page is gone, holding it weakly: the document keeps its
+    callbacks, and a closed session's store must be free to go."""
+    ref = weakref.ref(store)
+
+    def closed(session_context):
+        alive = ref()
+        if alive is not None:
+            alive._closing()
+
+    return closed
+
+
 class Inspector(param.Parameterized):
     """State of one dashboard session.
 
@@ -178,6 +191,9 @@ class Inspector(param.Parameterized):
         self.param.project.objects = list(projects) if projects is not None else list_projects()
         self._generation = 0
         self._opening = False
+        self._closed = False
+        if in_server_session():
+            pn.state.on_session_destroyed(_when_closed(self))
         self.param.watch(self._predict, "decode", precedence=50)  # after the decoded image, which the user waits for
         self._lock = threading.Lock()
         objects = self.param.project.objects
@@ -199,6 +215,8 @@ class Inspector(param.Parameterized):
 
         A new request clears the last error, unless it only continues the previous one (``clear_error=False``).
         """
+        if self._closed:  # a result of the closed session's last work: nobody is left to see what it would start
+            return
         with self._lock:
             self._generation += 1
             generation = self._generation
@@ -225,6 +243,11 @@ class Inspector(param.Parameterized):
         future = loop.run_in_executor(WORKERS, work, tracker)
         while True:
             done, _ = await asyncio.wait({future}, timeout=0.25)
+            if self._closed:
+                # Queued work is dropped, so that it does not hold the worker every session shares; work already
+                # running finishes (a shared inspection it builds still lands in the cache) and nobody waits for it.
+                future.cancel()
+                return
             if generation == self._generation and not done:
                 self.param.update(status=tracker.text, progress=tracker.fraction)
             if done:
@@ -235,6 +258,9 @@ class Inspector(param.Parameterized):
             self._failed(generation, exc)
         else:
             self._done(generation, tracker, apply, result)
+
+    def _closing(self):
+        self._closed = True
 
     def _done(self, generation, tracker, apply, result):
         if generation != self._generation:  # the user asked for something else meanwhile

@@ -89,11 +89,12 @@ def _inspectors():
 
 def test_a_closed_session_releases_its_store(tmp_path, monkeypatch):
     """A session of the real app on a real server: once its connection closes and the server discards it, its store
-    (and with it its views, plots and decodes) can be freed."""
+    (and with it its views, plots and decodes) can be freed, and the work it asked for is dropped."""
     import panel as pn
     from bokeh.client import pull_session
 
     from dashboard.serve import APP, ROUTE, free_port
+    from dashboard.state import INSPECTIONS, WORKERS
 
     root = tmp_path / "projects"
     shutil.copytree(REPO / "projects" / "mnist", root / "mnist", ignore=shutil.ignore_patterns("generated"))
@@ -102,7 +103,7 @@ def test_a_closed_session_releases_its_store(tmp_path, monkeypatch):
     port = free_port()
     before = {id(o) for o in _inspectors()}
     server = pn.serve({ROUTE: str(APP)}, port=port, address="127.0.0.1", show=False, threaded=True, print=False,
-                      websocket_origin=[f"127.0.0.1:{port}"], check_unused_sessions=250, unused_session_lifetime=250)
+                      websocket_origin=[f"127.0.0.1:{port}"], check_unused_sessions_milliseconds=250, unused_session_lifetime_milliseconds=250)
     try:
         deadline = time.monotonic() + 60
         while True:
@@ -121,5 +122,10 @@ def test_a_closed_session_releases_its_store(tmp_path, monkeypatch):
             time.sleep(0.5)
             gc.collect()
         assert all(ref() is None for ref in stores), "the closed session's store is still alive"
+        # Nor did the closed session go on to start what its page would have shown: the layer's inspection, which
+        # would take the worker every session shares for tens of seconds.
+        WORKERS.submit(lambda: None).result(timeout=120)  # whatever was already running has finished
+        built = [r for r in [*INSPECTIONS._items, *INSPECTIONS._locks] if Path(r.root).resolve() == root.resolve()]
+        assert not built, f"a closed session's work was still started: {built}"
     finally:
         server.stop()
