@@ -12,6 +12,9 @@ Every number shown here is the engine's (:mod:`engine.probe`, :mod:`engine.gener
 from __future__ import annotations
 
 import html
+import json
+import logging
+import weakref
 
 import pandas as pd
 import panel as pn
@@ -19,6 +22,8 @@ import param
 
 from . import sample
 from .state import Inspector
+
+log = logging.getLogger(__name__)
 
 PROBE_CSS = """
 :host table.confusion { border-collapse: collapse; font-size: 11px; margin-top: 4px; }
@@ -127,7 +132,15 @@ class LabelBox(pn.viewable.Viewer):
         )
         self.save = pn.widgets.Button(label="Save", color="primary", width=70, margin=(5, 5),
                                       css_classes=["save-point"], disabled=store.param.decode.rx.is_(None))
-        self.save.on_click(self._save)
+        # The click carries the label. A label typed and Save clicked at once reach the server as two messages, which
+        # its event threads may handle in either order (the record then got the previous label); here the browser
+        # writes the label it shows, with a count, into one hidden field, and that one message is the save request.
+        self._request = pn.widgets.TextInput(visible=False, css_classes=["save-request"])
+        # Held weakly: Panel keeps the click's JavaScript arguments (this field among them) for as long as the button
+        # lives, so a strong watcher here would tie the button to this view and its store for the life of the server.
+        requested = weakref.WeakMethod(self._requested)
+        self._request.param.watch(lambda event: (handler := requested()) is not None and handler(event), "value")
+        self.save.js_on_click(args={"label": self.label, "request": self._request}, code=_SAVE_JS)
         self.undo = pn.widgets.Button(label="Undo save", color="light", width=90, margin=(5, 5),
                                       css_classes=["undo-save"], disabled=store.param.records.rx.len() == 0)
         self.undo.on_click(store.undo_save)
@@ -142,12 +155,31 @@ class LabelBox(pn.viewable.Viewer):
         if event.new is not None:
             self.label.param.update(value=str(event.new.name), value_input=str(event.new.name))
 
-    def _save(self, *_):
-        label = (self.label.value_input or self.label.value or "").strip()
+    def submit(self, label: str | None):
+        """Save the current decode under ``label`` (stripped; empty or None: the probe's prediction), as a click on
+        *Save* with ``label`` in the box does."""
+        label = (label or "").strip()
         self.store.save_current(label or None)
 
+    def _requested(self, event):
+        try:
+            request = json.loads(event.new)
+            label = request["label"]
+        except (TypeError, ValueError, KeyError):  # not what _SAVE_JS writes
+            log.warning("ignored a malformed save request: %.80r", event.new)
+            return
+        self.submit(str(label))
+
     def __panel__(self):
-        return pn.Row(self.label, self.save, self.undo, margin=0, sizing_mode="stretch_width")
+        return pn.Row(self.label, self.save, self.undo, self._request, margin=0, sizing_mode="stretch_width")
+
+
+#: Browser side of *Save*: the label as the box shows it (typed, or picked from the list) and a count, so that two
+#: saves with the same label are two changes.
+_SAVE_JS = """
+const typed = (label.value_input || label.value || "");
+request.value = JSON.stringify({label: typed, n: (window.__latentSaves = (window.__latentSaves || 0) + 1)});
+"""
 
 
 class DatasetView(pn.viewable.Viewer):

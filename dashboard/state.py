@@ -19,6 +19,7 @@ import os
 import threading
 import time
 import weakref
+from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 
 import pandas as pd
@@ -74,8 +75,35 @@ def _build(request: Request, progress):
 INSPECTIONS = InspectionCache(_build)
 #: The plot's table of each inspection alive, shared likewise.
 _FRAMES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-#: Probes trained on a layer, shared likewise: keyed by (projects root, project, model file, layer).
-_PROBES: dict[tuple, object] = {}
+
+
+class RecentProbes:
+    """Probes trained on a layer, shared by every session: keyed by (projects root, project, model file, layer), the
+    ``max_items`` most recently trained or used kept (a long-running server sees many layers and model versions)."""
+
+    def __init__(self, max_items: int = 32):
+        self.max_items = max_items
+        self._items: OrderedDict[tuple, object] = OrderedDict()
+        self._guard = threading.Lock()
+
+    def get(self, key):
+        with self._guard:
+            if key in self._items:
+                self._items.move_to_end(key)
+            return self._items.get(key)
+
+    def __setitem__(self, key, probe):
+        with self._guard:
+            self._items[key] = probe
+            self._items.move_to_end(key)
+            while len(self._items) > self.max_items:
+                self._items.popitem(last=False)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+
+_PROBES = RecentProbes()
 #: The plot's table with the probe's columns, per inspection and probe.
 _PROBE_FRAMES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 #: Colour choices that need a trained probe.

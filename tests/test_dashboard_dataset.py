@@ -7,6 +7,8 @@ work runs synchronously outside a server, so each assertion follows its action.
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 from builders import blobs, projects_root
@@ -130,8 +132,8 @@ def test_label_save_table_marker_undo_and_delete(app, root):
 
     store = app.store
     d1 = _tap(store, 3)
-    app.label.label.value_input = "not a number"  # a new label, typed
-    app.label.save.clicks += 1
+    # what the page's Save sends: the label its box shows, with a count, in one message
+    app.label._request.value = json.dumps({"label": "not a number ", "n": 1})
     assert store.error == "", store.error
     records = GeneratedDataset(store.project_obj, store.dataset).records()
     assert [r.user_label for r in records] == ["not a number"]
@@ -237,3 +239,14 @@ def test_refit_probe_with_records_learns_a_new_class(app):
     assert store.error == "", store.error
     assert "odd one" in store.probe.class_names_
     assert "Probe refitted" in store.notice
+
+
+def test_a_malformed_save_request_saves_nothing_and_the_next_one_works(app):
+    store = app.store
+    _tap(store, 2)
+    for bad in ("not json", json.dumps(["cat"]), json.dumps({"n": 3})):
+        app.label._request.value = bad
+    assert store.records == [] and store.error == ""
+    app.label._request.value = json.dumps({"label": "cat", "n": 4})
+    app.label._request.value = json.dumps({"label": "cat", "n": 5})  # the same label again: a second save
+    assert [r.user_label for r in store.records] == ["cat", "cat"]

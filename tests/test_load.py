@@ -79,6 +79,19 @@ def test_failed_builds_keep_nothing():
     assert len(cache) == 0 and not cache._locks
 
 
+def test_probes_kept_are_the_most_recent_few():
+    from dashboard.state import RecentProbes
+
+    probes = RecentProbes(max_items=4)
+    for i in range(10):
+        probes[("root", "p", "", f"layer{i}")] = f"probe {i}"
+        assert len(probes) <= 4
+    assert probes.get(("root", "p", "", "layer6")) == "probe 6"  # used: now the most recent
+    probes[("root", "p", "", "layer10")] = "probe 10"
+    assert [probes.get(("root", "p", "", f"layer{i}")) for i in (6, 7, 8, 9, 10)] == [
+        "probe 6", None, "probe 8", "probe 9", "probe 10"]
+
+
 def _inspectors():
     from dashboard.state import Inspector
 
@@ -103,7 +116,8 @@ def test_a_closed_session_releases_its_store(tmp_path, monkeypatch):
     port = free_port()
     before = {id(o) for o in _inspectors()}
     server = pn.serve({ROUTE: str(APP)}, port=port, address="127.0.0.1", show=False, threaded=True, print=False,
-                      websocket_origin=[f"127.0.0.1:{port}"], check_unused_sessions_milliseconds=250, unused_session_lifetime_milliseconds=250)
+                      websocket_origin=[f"127.0.0.1:{port}"],
+                      check_unused_sessions_milliseconds=250, unused_session_lifetime_milliseconds=250)
     try:
         deadline = time.monotonic() + 60
         while True:

@@ -81,7 +81,6 @@ def _type_and_save(page, label):
     box = page.locator(".label-input input")
     box.fill(label)
     box.press("Escape")  # close the completion menu without picking a class name
-    page.wait_for_timeout(300)  # as a person would: the label reaches the server before the click
     page.get_by_role("button", name="Save", exact=True).click()
 
 
