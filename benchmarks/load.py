@@ -119,6 +119,7 @@ class Session:
     data_ms: list = field(default_factory=list)
     errors: list = field(default_factory=list)
     hidden: int = 0  # targets drawn again because that part of the plot was covered or outside the page
+    console: list = field(default_factory=list)  # the page's uncaught errors and console errors, in order
 
 
 class Server:
@@ -226,6 +227,9 @@ def plot_ready_js() -> str:
 
 async def _open(context, base: str, project: str, session: Session, timeout_s: float):
     page = await context.new_page()
+    page.on("pageerror", lambda exc: session.console.append(f"uncaught: {exc}"))
+    page.on("console", lambda msg: msg.type in ("error", "warning") and session.console.append(
+        f"console.{msg.type}: {msg.text}"))
     t0 = time.perf_counter()
     await page.goto(f"{base}/app?project={project}", timeout=timeout_s * 1e3)
     await page.wait_for_function(plot_ready_js(), timeout=timeout_s * 1e3, polling=250)
@@ -290,7 +294,8 @@ async def _tap_all(page, session: Session, taps: int, seed: int, timeout_s: floa
             what = "the decode arrived but no image" if decoded else "no decode"
             session.errors.append(f"tap {k} at ({x:.4g}, {y:.4g}): {what} within {timeout_s:.0f} s "
                                   f"({type(exc).__name__}; image sources in the page: "
-                                  f"{await page.evaluate(OUTPUT_STATE_JS)})")
+                                  f"{await page.evaluate(OUTPUT_STATE_JS)}; the page's last errors: "
+                                  f"{session.console[-3:] or 'none'})")
             if artifacts is not None:
                 await page.screenshot(path=str(Path(artifacts) / f"session{session.index}-tap{k}.png"))
             if not decoded:
