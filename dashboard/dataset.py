@@ -135,7 +135,8 @@ class LabelBox(pn.viewable.Viewer):
         # The click carries the label. A label typed and Save clicked at once reach the server as two messages, which
         # its event threads may handle in either order (the record then got the previous label); here the browser
         # writes the label it shows, with a count, into one hidden field, and that one message is the save request.
-        self._request = pn.widgets.TextInput(visible=False, css_classes=["save-request"])
+        # (no width: a hidden widget still counts in its row's minimum width, which would widen the whole card)
+        self._request = pn.widgets.TextInput(visible=False, width=0, margin=0, css_classes=["save-request"])
         # Held weakly: Panel keeps the click's JavaScript arguments (this field among them) for as long as the button
         # lives, so a strong watcher here would tie the button to this view and its store for the life of the server.
         requested = weakref.WeakMethod(self._requested)

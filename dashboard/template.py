@@ -13,6 +13,18 @@ from .output import CursorView, HistoryView, OutputView
 from .state import Inspector
 
 TITLE = "Latent Inspector"
+
+
+class Fast(pn.theme.Fast):
+    """Panel's Fast design without its one resource from the internet, the Open Sans web font from Google: the page
+    is often served where there is no internet (a GPU node), and should not tell a third party who opens it. Text
+    falls back to the system's sans-serif.
+
+    Named as Panel's: Panel finds a design's bundled files (``fast/js/...``) under its class name.
+    """
+
+    _resources = {kind: value for kind, value in pn.theme.Fast._resources.items() if kind != "font"}
+
 ACCENT = "#3b5b92"
 
 CARD_STYLE = {"border": "1px solid #d9dee7", "border-radius": "6px", "background": "white",
@@ -114,7 +126,7 @@ class Dashboard(pn.viewable.Viewer):
         """The served page: controls in the sidebar, the grid in the main area."""
         template = pn.template.FastListTemplate(
             title=TITLE, sidebar=[self.controls], main=[self.main()], accent=ACCENT, sidebar_width=330,
-            main_layout=None, raw_css=[CSS],
+            main_layout=None, raw_css=[CSS], design=Fast,
         )
         return template
 

@@ -53,6 +53,25 @@ def open_dashboard(page, base: str, project: str, timeout: float = 240):
     return figure(page)
 
 
+_OUTSIDE_JS = """() => {
+  const out = [];
+  const walk = (view) => {
+    if (view == null || view.el == null) return;
+    const r = view.el.getBoundingClientRect();
+    if (r.width > 0 && r.height > 0 && r.right > window.innerWidth + 1)
+      out.push(`${view.model.type} ${view.model.name || ''} [${Math.round(r.left)}, ${Math.round(r.right)}]`);
+    for (const child of view.child_views || []) walk(child);
+  };
+  for (const root of Bokeh.index.roots || []) walk(root);
+  return out;
+}"""
+
+
+def beyond_the_page(page) -> list[str]:
+    """The shown components that reach past the right edge of the window (a layout that is wider than the page)."""
+    return page.evaluate(_OUTSIDE_JS)
+
+
 def probe(page) -> dict | None:
     """What the page last received as decode: coordinates, digest, values (the server runs with the probe on)."""
     el = page.locator(".decode-probe")

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 from dashboard_page import (
     OUTPUT,
+    beyond_the_page,
     click_and_decode,
     figure,
     frame_pixels,
@@ -60,6 +61,8 @@ def _assert_engine_decode(insp, got):
 
 def test_mnist_tap_in_cluster_and_in_empty_space(page, server, mnist, output_path):
     out = Path(output_path)
+    requested = []  # every request of the page: it needs nothing but its own server (GPU nodes are often offline)
+    page.on("request", lambda request: requested.append(request.url))
     open_dashboard(page, server, "mnist")
     _select_layer(page, "bottleneck")
     frame = figure(page)
@@ -75,6 +78,7 @@ def test_mnist_tap_in_cluster_and_in_empty_space(page, server, mnist, output_pat
     assert not bool(np.asarray(inside.trust.out_of_bounds).ravel()[0])
     wait_until(lambda: figure(page, OUTPUT), 30, "the decoded image")
     image_first = frame_pixels(page, OUTPUT)
+    assert not beyond_the_page(page), f"wider than the page: {beyond_the_page(page)}"
     page.screenshot(path=_save(out, "tap_cluster.png"))
 
     # Empty space: the top-left corner of the plot, beyond every embedded sample.
@@ -93,6 +97,8 @@ def test_mnist_tap_in_cluster_and_in_empty_space(page, server, mnist, output_pat
     cards.first.click()
     again = wait_until(lambda: (p := probe(page)) and p["seq"] > second["seq"] and p, 10, "the restored decode")
     assert again["sha"] == first["sha"] and (again["x"], again["y"]) == (first["x"], first["y"])
+    elsewhere = [url for url in requested if not url.startswith((server, f"blob:{server}", "data:"))]
+    assert requested and not elsewhere, f"the page asked another host for: {elsewhere}"
 
 
 def test_tap_to_decode_latency(page, server, mnist, output_path):
