@@ -592,20 +592,34 @@ def _reusable(path: Path, key: str | None) -> Stored | None:
     return stored if stored.attrs.get("key") == key else None
 
 
+def _key_name(key) -> str:
+    return str(key[0] if isinstance(key, tuple) else key)
+
+
+def _executing(names, dask_worker=None) -> list:
+    """On a worker: the tasks of the graphs ``names`` its threads still run. A cancelled task leaves the scheduler's
+    books at once, but its thread runs on (Python cannot stop it) and may still write its chunk. Graph optimisation
+    renames tasks (``propagate-…`` runs as ``rows-propagate-…``), hence the match on the name."""
+    return [ts.key for ts in dask_worker.state.executing if any(n in _key_name(ts.key) for n in names)]
+
+
 def _abandon(client, futures, tmp: Path, timeout: float = 15) -> None:
-    """Cancel ``futures``, wait (boundedly) until none of them still runs on a worker, delete ``tmp``."""
-    keys = {f.key for f in futures}
+    """Cancel ``futures``, wait (boundedly) until no worker thread still runs one of them, delete ``tmp``."""
+    names = sorted({_key_name(f.key) for f in futures})
+    deadline = time.monotonic() + timeout
     try:
         client.cancel(futures, force=True)
-        deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            running = {k for ks in client.processing().values() for k in ks}
-            if not running & keys:
+            running = [k for ks in client.processing().values() for k in ks if any(n in _key_name(k) for n in names)]
+            if not running and not any(client.run(_executing, names).values()):
                 break
             time.sleep(0.1)
     except Exception:  # the scheduler may be gone: nothing runs for us any more
         pass
     shutil.rmtree(tmp, ignore_errors=True)
+    while tmp.exists() and time.monotonic() < deadline:  # a write that was under way while the folder went
+        time.sleep(0.1)
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _death_hint(client) -> str:
