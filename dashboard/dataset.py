@@ -14,7 +14,6 @@ from __future__ import annotations
 import html
 import json
 import logging
-import weakref
 
 import pandas as pd
 import panel as pn
@@ -139,8 +138,7 @@ class LabelBox(pn.viewable.Viewer):
         self._request = pn.widgets.TextInput(visible=False, width=0, margin=0, css_classes=["save-request"])
         # Held weakly: Panel keeps the click's JavaScript arguments (this field among them) for as long as the button
         # lives, so a strong watcher here would tie the button to this view and its store for the life of the server.
-        requested = weakref.WeakMethod(self._requested)
-        self._request.param.watch(lambda event: (handler := requested()) is not None and handler(event), "value")
+        self._request.param.watch(sample.weakly(self._requested), "value")
         self.save.js_on_click(args={"label": self.label, "request": self._request}, code=_SAVE_JS)
         self.undo = pn.widgets.Button(label="Undo save", color="light", width=90, margin=(5, 5),
                                       css_classes=["undo-save"], disabled=store.param.records.rx.len() == 0)

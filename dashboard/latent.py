@@ -36,7 +36,7 @@ from holoviews.operation.datashader import datashade, dynspread
 from engine.render import PointIndex, aggregate_colors, color_key, index_frame, make_canvas, shade_colors
 
 from .push import push
-from .sample import name_models, weak_hook
+from .sample import name_models, weakly
 from .state import AGREES, DISAGREES, Inspector
 
 #: How long after the decoded image the markers follow (see ``_update_markers``).
@@ -186,7 +186,7 @@ class LatentView(pn.viewable.Viewer):
         return raster.opts(
             responsive=True, padding=0.08, title=title, xlabel=f"{method} 1", ylabel=f"{method} 2", toolbar="above",
             backend_opts={"plot.toolbar.autohide": True},
-            hooks=[name_models("latent-figure"), weak_hook(self._add_markers)],
+            hooks=[name_models("latent-figure"), weakly(self._add_markers)],
         )
 
     # -- markers --------------------------------------------------------------------------------------------------

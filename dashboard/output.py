@@ -142,7 +142,7 @@ class OutputView(pn.viewable.Viewer):
             empty = sample.element(sample.blank(spec, shape, transparent=True), spec, names)
             empty = empty.redim.range(**{empty.vdims[0].name: (0.0, 1.0)})  # no range to compute from an empty image
             plot = empty.opts(*styles).opts(responsive=True, hooks=[sample.name_models("decoded-output"),
-                                                                     sample.weak_hook(self._capture_image)])
+                                                                     sample.weakly(self._capture_image)])
             self._image_spec = spec
             self.plot = plot
             return pn.pane.HoloViews(plot, sizing_mode="stretch_both", min_height=200)

@@ -52,20 +52,23 @@ def name_models(name: str):
     return hook
 
 
-def weak_hook(method):
-    """A plot hook calling the bound ``method`` while its object lives, and nothing once it is gone.
+def weakly(method):
+    """A callback calling the bound ``method`` (with whatever it is called with) while its object lives, and nothing
+    once it is gone.
 
-    HoloViews keeps every plot's options, hooks included, in its global options store; a bound method there would
-    keep its view, the session's store and everything it shows alive after the session closed.
+    For callbacks kept by something that outlives a session: HoloViews keeps every plot's options, hooks included, in
+    its global options store; Panel keeps a button's JavaScript arguments, and with them their watchers; a document
+    keeps its session-destroyed callbacks. A bound method there would keep its view, the session's store and
+    everything it shows alive after the session closed.
     """
     ref = weakref.WeakMethod(method)
 
-    def hook(plot, element):
+    def callback(*args):
         bound = ref()
         if bound is not None:
-            bound(plot, element)
+            bound(*args)
 
-    return hook
+    return callback
 
 
 def element(array, spec, class_names=None):

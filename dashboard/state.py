@@ -29,6 +29,7 @@ import param
 from engine.errors import InspectorError
 
 from .cache import InspectionCache, Request
+from .sample import weakly
 
 log = logging.getLogger(__name__)
 
@@ -140,19 +141,6 @@ def in_server_session() -> bool:
     return bool(doc is not None and doc.session_context is not None)
 
 
-def _when_closed(store):
-    """A session-destroyed callback telling ``store`` that its page is gone, holding it weakly: the document keeps its
-    callbacks, and a closed session's store must be free to go."""
-    ref = weakref.ref(store)
-
-    def closed(session_context):
-        alive = ref()
-        if alive is not None:
-            alive._closing()
-
-    return closed
-
-
 class Inspector(param.Parameterized):
     """State of one dashboard session.
 
@@ -221,7 +209,7 @@ class Inspector(param.Parameterized):
         self._opening = False
         self._closed = False
         if in_server_session():
-            pn.state.on_session_destroyed(_when_closed(self))
+            pn.state.on_session_destroyed(weakly(self._closing))
         self.param.watch(self._predict, "decode", precedence=50)  # after the decoded image, which the user waits for
         self._lock = threading.Lock()
         objects = self.param.project.objects
@@ -287,7 +275,8 @@ class Inspector(param.Parameterized):
         else:
             self._done(generation, tracker, apply, result)
 
-    def _closing(self):
+    def _closing(self, session_context=None):
+        """The session's page is gone: nothing this store would compute can be seen any more."""
         self._closed = True
 
     def _done(self, generation, tracker, apply, result):
