@@ -153,7 +153,7 @@ def serve(project: str | None = None, port: int = 5006, address: str = "127.0.0.
     import panel as pn
 
     from engine.errors import DataError
-    from engine.project import project_dir
+    from engine.data.project import project_dir
 
     if project is not None:
         project_dir(project)  # a bad name fails here, with the list of projects, not in the browser
@@ -203,26 +203,54 @@ def _prepare(project: str | None) -> None:
         print(f"  (the page will show: {store.error})", flush=True)
 
 
+def add_arguments(parser) -> None:
+    """The serve command's arguments, for ``latent-inspector serve`` and ``python -m dashboard.serve`` alike."""
+    parser.add_argument("project", nargs="?", help="project opened first (default: the first project)")
+    parser.add_argument("--port", type=int, default=5006)
+    parser.add_argument("--address", default="127.0.0.1", help="bind address (default 127.0.0.1: this machine only)")
+    parser.add_argument("--show", action="store_true", help="open a browser")
+    parser.add_argument("--no-warm", dest="warm", action="store_false",
+                        help="do not build the default inspection before serving")
+    parser.add_argument("--password-file", metavar="FILE",
+                        help="ask for a password (Panel's basic auth): the file's first line, or a JSON object of "
+                        f"users' passwords; default: the {PASSWORD_ENV} environment variable, if set")
+
+
+def run_command(args) -> int:
+    """``serve``: the global ``--root`` and ``--cache-dir`` (of ``latent-inspector``) reach the server's sessions
+    through the environment; a bad project is one clear line here, not a broken page later."""
+    from engine.data.project import load_project
+
+    root = getattr(args, "root", None)
+    if root:
+        os.environ["LATENT_INSPECTOR_PROJECTS"] = str(Path(root).resolve())
+    if getattr(args, "cache_dir", None):
+        os.environ["LATENT_INSPECTOR_CACHE"] = str(Path(args.cache_dir).resolve())
+    if args.project is not None:
+        load_project(args.project, root=root)
+    serve(args.project, port=args.port, address=args.address, show=args.show, warm=args.warm,
+          basic_auth=credentials(args.password_file))
+    return 0
+
+
+def add_command(subparsers) -> None:
+    """Add ``serve`` to the ``latent-inspector`` command (the ``latent_inspector.commands`` entry point)."""
+    parser = subparsers.add_parser("serve", help="serve the dashboard (Panel) on 127.0.0.1")
+    add_arguments(parser)
+    parser.set_defaults(func=run_command)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m dashboard.serve", description=__doc__.splitlines()[0])
-    parser.add_argument("project", nargs="?")
-    parser.add_argument("--port", type=int, default=5006)
-    parser.add_argument("--address", default="127.0.0.1")
-    parser.add_argument("--show", action="store_true")
-    parser.add_argument("--no-warm", dest="warm", action="store_false")
-    parser.add_argument("--password-file", metavar="FILE",
-                        help=f"ask for a password (basic auth): the file's first line, or a JSON object of users' "
-                        f"passwords; default {PASSWORD_ENV} if set")
+    add_arguments(parser)
     args = parser.parse_args(argv)
     from engine.errors import InspectorError
 
     try:
-        serve(args.project, port=args.port, address=args.address, show=args.show, warm=args.warm,
-              basic_auth=credentials(args.password_file))
+        return run_command(args)
     except InspectorError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    return 0
 
 
 if __name__ == "__main__":

@@ -1,4 +1,8 @@
-"""The ``latent-inspector`` command.
+"""The ``latent-inspector`` command: the engine's stages from a shell, and the commands other packages add.
+
+``info``, ``propagate``, ``reduce``, ``render`` and ``bench`` are the engine's. Other packages add commands through
+the ``latent_inspector.commands`` entry-point group: the dashboard adds ``serve`` (``dashboard.serve:add_command``),
+so the engine, which knows no screen, never imports the dashboard; the command line is where both meet.
 
 Every user error (bad project, file, layer or parameter) prints one line on stderr and exits with status 2;
 ``--debug`` shows the traceback instead.
@@ -7,25 +11,34 @@ Every user error (bad project, file, layer or parameter) prints one line on stde
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
+from importlib.metadata import entry_points
 from pathlib import Path
 
-from .errors import InspectorError
+from engine.errors import InspectorError, UsageError
+
+__all__ = ["COMMANDS_GROUP", "Progress", "build_parser", "main"]
+
+#: Entry-point group of the commands other packages add (each a function ``add_command(subparsers)``).
+COMMANDS_GROUP = "latent_inspector.commands"
 
 
 class Progress:
-    """A one-line progress bar on stderr: ``label  [#####.....]  5,000/10,000 rows  3,512 rows/s``."""
+    """Progress bars on stderr, one line per stage: ``propagate  [#####.....]  5,000/10,000 rows  3,512 rows/s``.
 
-    def __init__(self, label: str, unit: str = "rows", stream=None):
-        self.label, self.unit = label, unit
+    Called as every progress callback of the engine is, ``progress(stage, done, total)``.
+    """
+
+    def __init__(self, unit: str = "rows", stream=None):
+        self.unit = unit
         self.stream = stream or sys.stderr
-        self.t0 = time.perf_counter()
-        self.last = 0.0
+        self.stage, self.t0, self.last = None, time.perf_counter(), 0.0
 
-    def __call__(self, done: int, total: int) -> None:
+    def __call__(self, stage: str, done: int, total: int) -> None:
         now = time.perf_counter()
+        if stage != self.stage:
+            self.stage, self.t0, self.last = stage, now, 0.0
         if done < total and now - self.last < 0.1:
             return
         self.last = now
@@ -35,18 +48,18 @@ class Progress:
         counts = f"{done:,}/{total:,} {self.unit}"
         if elapsed > 0.05:  # a rate over no time (a cache hit) means nothing
             counts += f"  {done / elapsed:,.0f} {self.unit}/s"
-        self.stream.write(f"\r{self.label}  [{bar:<30}]  {counts}{end}")
+        self.stream.write(f"\r{stage}  [{bar:<30}]  {counts}{end}")
         self.stream.flush()
 
 
 def _project(args):
-    from .project import load_project
+    from engine.data.project import load_project
 
     return load_project(args.project, root=args.root)
 
 
 def cmd_info(args) -> int:
-    from .split import list_layers
+    from engine.model import list_layers
 
     project = _project(args)
     x = project.inputs()
@@ -76,19 +89,21 @@ def cmd_info(args) -> int:
 
 
 def cmd_propagate(args) -> int:
-    from .propagate import activations, cache_path
-    from .split import split
+    from engine.model import split
+    from engine.propagate import activations, cache_path
 
     project = _project(args)
     layer = args.layer or project.default_layer
     if layer is None:
-        raise InspectorError(f"project {project.name!r} has no default_layer; pass --layer NAME")
+        from engine.errors import ProjectError
+
+        raise ProjectError(f"project {project.name!r} has no default_layer; pass --layer NAME")
     if args.dask:
         return _propagate_on_dask(args, project, layer)
     for flag, value in (("--output", args.output), ("--inputs", args.inputs), ("--input-chunks", args.input_chunks),
                         ("--inputs-key", args.inputs_key), ("--worker-memory", args.worker_memory)):
         if value is not None:
-            raise InspectorError(f"{flag} applies to a Dask run; add --dask local[:N] or --dask tcp://HOST:PORT")
+            raise UsageError(f"{flag} applies to a Dask run; add --dask local[:N] or --dask tcp://HOST:PORT")
     path = cache_path(project, layer, args.cache_dir)
     hit = path.is_file()
     if not hit:  # load, split and compile first, so the figure below is propagation alone
@@ -98,7 +113,7 @@ def cmd_propagate(args) -> int:
         s.encode(x[:1])
         print(f"loaded and compiled in {time.perf_counter() - t0:.2f} s", file=sys.stderr)
     t0 = time.perf_counter()
-    z = activations(project, layer, cache_dir=args.cache_dir, progress=Progress(f"propagate {layer}"))
+    z = activations(project, layer, cache_dir=args.cache_dir, progress=Progress())
     dt = time.perf_counter() - t0
     how = "read from cache" if hit else f"{len(z) / dt:,.0f} rows/s"
     print(f"{layer}: {z.shape} float32 in {dt:.2f} s ({how})")
@@ -108,14 +123,14 @@ def cmd_propagate(args) -> int:
 
 def _propagate_on_dask(args, project, layer) -> int:
     """``propagate --dask``: chunks of the inputs on the workers of a Dask cluster, activations into a Zarr store."""
-    from .cluster import connect, describe
-    from .outofcore import propagate_project
+    from engine.backends.cluster import connect, describe
+    from engine.propagate import activations
 
     with connect(args.dask, memory_limit=args.worker_memory or "auto") as client:
         print(f"dask {describe(client)}", file=sys.stderr)
-        stored = propagate_project(client, project, layer, out=args.output, inputs=args.inputs,
-                                   inputs_key=args.inputs_key, chunk_rows=args.input_chunks,
-                                   cache_dir=args.cache_dir, progress=Progress(f"propagate {layer}"))
+        stored = activations(project, layer, client=client, out=args.output, inputs=args.inputs,
+                             inputs_key=args.inputs_key, chunk_rows=args.input_chunks, cache_dir=args.cache_dir,
+                             progress=Progress())
     n_chunks = len(stored.bounds())
     if not stored.cache_hit:
         print(f"loaded and compiled on the workers in {stored.load_seconds:.2f} s", file=sys.stderr)
@@ -126,24 +141,17 @@ def _propagate_on_dask(args, project, layer) -> int:
 
 
 def _inspection(args):
-    from .inspection import Inspection
+    from engine.explore.inspection import Inspection
 
     project = _project(args)
-    bar = {}
-
-    def progress(stage, done, total):
-        if stage not in bar:
-            bar[stage] = Progress(stage)
-        bar[stage](done, total)
-
     params = {}
     for item in args.param or ():
         name, _, value = item.partition("=")
         if not value:
-            raise InspectorError(f"--param {item!r}: expected NAME=VALUE, such as n_neighbors=15")
+            raise UsageError(f"--param {item!r}: expected NAME=VALUE, such as n_neighbors=15")
         params[name] = _number(value)
     return Inspection(project, args.layer, method=args.method, inverse=args.inverse, params=params,
-                      seed=args.seed, cache_dir=args.cache_dir, progress=progress)
+                      seed=args.seed, cache_dir=args.cache_dir, progress=Progress())
 
 
 def _number(text: str):
@@ -159,7 +167,7 @@ def cmd_reduce(args) -> int:
     insp = _inspection(args)
     print(insp.quality.to_text() if hasattr(insp.quality, "to_text") else insp.quality)
     out = Path(args.output or f"embedding-{insp.project.name}-{insp.layer}-{insp.method}.npz")
-    from .formats import write_array
+    from engine.data.formats import write_array
 
     arrays = {"embedding": insp.embedding}
     if insp.labels is not None:
@@ -170,8 +178,8 @@ def cmd_reduce(args) -> int:
 
 
 def cmd_render(args) -> int:
-    from .render import write_png
-    from .views import to_image
+    from engine.render import write_png
+    from engine.render.samples import to_image
 
     insp = _inspection(args)
     view = insp.project.output_view
@@ -188,31 +196,12 @@ def cmd_render(args) -> int:
     return 0
 
 
-def cmd_serve(args) -> int:
-    try:
-        from dashboard.serve import serve
-    except ImportError as exc:
-        raise InspectorError(f"the dashboard is not installed ({exc}); run `pip install -e .`") from None
-    # the server's sessions resolve projects and caches through the environment
-    if args.root:
-        os.environ["LATENT_INSPECTOR_PROJECTS"] = str(Path(args.root).resolve())
-    if args.cache_dir:
-        os.environ["LATENT_INSPECTOR_CACHE"] = str(Path(args.cache_dir).resolve())
-    if args.project is not None:
-        _project(args)  # a bad project is one clear line here, not a broken page later
-    from dashboard.serve import credentials
-
-    serve(args.project, port=args.port, address=args.address, show=args.show,
-          basic_auth=credentials(args.password_file))
-    return 0
-
-
 def cmd_bench(args) -> int:
     import subprocess
 
     checkout = Path(__file__).resolve().parent.parent
     if not (checkout / "benchmarks" / "__main__.py").is_file():
-        raise InspectorError(f"the benchmarks are not in this installation ({checkout}); run from a checkout of "
+        raise UsageError(f"the benchmarks are not in this installation ({checkout}); run from a checkout of "
                              "latent-inspector installed with pip install -e .")
     argv = [sys.executable, "-m", "benchmarks"] + (["--quick"] if args.quick else [])
     argv += ["--only", *args.only] if args.only else []
@@ -221,9 +210,12 @@ def cmd_bench(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The command line: the engine's commands, and those of the ``latent_inspector.commands`` entry points."""
+    from engine.reduce.names import INVERSES, METHODS
+
     parser = argparse.ArgumentParser(
         prog="latent-inspector",
-        description="Inspect what a trained Keras network does inside: split it at a layer, map the layer's "
+        description="Inspect what a trained network does inside: split it at a layer, map the layer's "
         "activations to 2-D, decode any point.",
     )
     parser.add_argument("--debug", action="store_true", help="show tracebacks of errors")
@@ -255,8 +247,8 @@ def build_parser() -> argparse.ArgumentParser:
     def projection_args(p):
         p.add_argument("project")
         p.add_argument("--layer", help="layer name (default: the project's default_layer)")
-        p.add_argument("--method", choices=("pca", "umap", "tsne"), default="pca")
-        p.add_argument("--inverse", choices=("auto", "exact", "mlp", "knn", "native"), default="auto",
+        p.add_argument("--method", choices=tuple(METHODS), default="pca")
+        p.add_argument("--inverse", choices=tuple(INVERSES), default="auto",
                        help="inverse map (auto: exact for PCA, the learned MLP otherwise)")
         p.add_argument("--param", action="append", metavar="NAME=VALUE",
                        help="reducer parameter, e.g. n_neighbors=30 or perplexity=50 (repeatable)")
@@ -274,21 +266,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tile", type=int, default=64, help="size of each decode tile in pixels")
     p.set_defaults(func=cmd_render)
 
-    p = sub.add_parser("serve", help="serve the dashboard (Panel) on 127.0.0.1")
-    p.add_argument("project", nargs="?", help="project opened first (default: the first project)")
-    p.add_argument("--port", type=int, default=5006)
-    p.add_argument("--address", default="127.0.0.1", help="bind address (default 127.0.0.1: this machine only)")
-    p.add_argument("--show", action="store_true", help="open a browser")
-    p.add_argument("--password-file", metavar="FILE",
-                   help="ask for a password (Panel's basic auth): the file's first line, or a JSON object of users' "
-                   "passwords; default: the LATENT_INSPECTOR_PASSWORD environment variable, if set")
-    p.set_defaults(func=cmd_serve)
-
     p = sub.add_parser("bench", help="run the benchmarks (python -m benchmarks): a table, JSON and Markdown reports")
     p.add_argument("--quick", action="store_true", help="small sizes: every case in about two minutes")
     p.add_argument("--only", nargs="+", metavar="NAME", help="run only these cases (python -m benchmarks --help)")
     p.add_argument("--results", metavar="DIR", help="where the reports go (default benchmarks/results)")
     p.set_defaults(func=cmd_bench)
+
+    for command in entry_points(group=COMMANDS_GROUP):  # the commands other packages add (the dashboard's serve)
+        command.load()(sub)
     return parser
 
 

@@ -1,10 +1,35 @@
 """Typed errors of the engine.
 
 Every error a user can cause (a bad file, a bad manifest, a layer that does not exist, a cut that a skip
-connection crosses) is raised as a subclass of :class:`InspectorError` whose message names the file, layer or
-value at fault and says what was expected. The CLI prints the message on one line and exits with status 2; the
-dashboard shows it in an alert. Anything else is a bug and keeps its traceback.
+connection crosses, a parameter out of range) is raised as a subclass of :class:`InspectorError` whose message names
+the file, layer or value at fault and says what was expected. The CLI prints the message on one line and exits with
+status 2; the dashboard shows it next to the control that asked. Anything else is a bug and keeps its traceback.
+
+Where scikit-learn or the standard library expects an exception of its own in the same place (``ValueError`` for a
+bad parameter, ``NotFittedError`` before ``fit``, ``ImportError`` for a missing optional package), the error is that
+exception too, so code written against those conventions keeps working.
 """
+
+from __future__ import annotations
+
+__all__ = [
+    "BackendUnavailableError",
+    "ClusterError",
+    "CutError",
+    "DataError",
+    "EditError",
+    "InspectorError",
+    "ModelError",
+    "ProbeUnavailable",
+    "ProjectError",
+    "ReducerError",
+    "ReducerNotFittedError",  # noqa: F822 (made on first use, see __getattr__)
+    "ReducerValueError",
+    "RenderError",
+    "SelectionError",
+    "UnitError",
+    "UsageError",
+]
 
 
 class InspectorError(Exception):
@@ -12,7 +37,7 @@ class InspectorError(Exception):
 
 
 class DataError(InspectorError):
-    """A data file is unreadable or malformed (truncated, ragged, non-numeric, NaN/inf, wrong length)."""
+    """A data file or store is unreadable or malformed (truncated, ragged, non-numeric, NaN/inf, wrong length)."""
 
 
 class ProjectError(InspectorError):
@@ -31,6 +56,41 @@ class ReducerError(InspectorError):
     """A reducer or inverse map was given bad parameters, failed to fit, or was used before fitting."""
 
 
+class ReducerValueError(ReducerError, ValueError):
+    """A parameter or an input array of a reducer or inverse map has a wrong value or shape."""
+
+
+def __getattr__(name):
+    # ReducerNotFittedError is also scikit-learn's NotFittedError; scikit-learn takes seconds to import, so the class
+    # is made on first use, not when the engine is imported.
+    if name == "ReducerNotFittedError":
+        from sklearn.exceptions import NotFittedError
+
+        cls = type(name, (ReducerError, NotFittedError), {
+            "__doc__": "A reducer or inverse map was used before ``fit``.", "__module__": __name__})
+        globals()[name] = cls
+        return cls
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+class BackendUnavailableError(ReducerError, ImportError):
+    """A GPU backend was asked for, but cuML/CuPy or a CUDA device is missing; the message gives the install hint."""
+
+
+class RenderError(InspectorError, ValueError):
+    """A picture cannot be drawn from what was given: an embedding or labels of the wrong shape, a category without
+    a colour, an unknown scaling or compositor."""
+
+
+class SelectionError(InspectorError, ValueError):
+    """A selection of samples that does not fit the view: ids out of range or not whole numbers, a polygon or box of
+    the wrong shape, two linked views of different samples, an id file of an unknown format."""
+
+
+class EditError(InspectorError, ValueError):
+    """A point, activation, control or neighbour query that does not fit the layer it is applied to."""
+
+
 class ProbeUnavailable(InspectorError):
     """A probe classifier cannot be trained: the project has no labels, one class only, or a class too rare to
     stratify; the message says which and what to add."""
@@ -38,6 +98,10 @@ class ProbeUnavailable(InspectorError):
 
 class UnitError(InspectorError):
     """A unit, layer or objective that the model does not have; the message names the layer and the valid range."""
+
+
+class UsageError(InspectorError):
+    """A command line that does not fit together: a flag without the option it belongs to, a malformed value."""
 
 
 class ClusterError(InspectorError):

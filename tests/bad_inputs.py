@@ -650,10 +650,10 @@ def run_stage(stage: str, name: str, root, cache_dir, layer: str = LAYER):
 
     Returns what the stage produced (the layers, the activations, the inspection); raises what the engine raises.
     """
-    from engine.inspection import Inspection
-    from engine.project import load_project
+    from engine.data.project import load_project
+    from engine.explore.inspection import Inspection
+    from engine.model import list_layers
     from engine.propagate import activations
-    from engine.split import list_layers
 
     project = load_project(name, root)
     if stage == "info":

@@ -5,7 +5,7 @@ wall-clock time ``START_AT`` (if given), then saves records ``(TAG, 0)``, ``(TAG
 forever when COUNT is 0), printing ``<id> <tag> <i>`` once each save has returned. A record's content is a pure
 function of ``(tag, i)`` (:func:`make_record`), so the parent can check every byte of what it finds.
 
-Imports only NumPy and ``engine.generated``: no TensorFlow, so the child starts in a fraction of a second.
+Imports only NumPy and ``engine.data.generated``: no TensorFlow, so the child starts in a fraction of a second.
 """
 
 import sys
@@ -16,7 +16,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import numpy as np  # noqa: E402
 
-from engine.generated import GeneratedDataset, Record  # noqa: E402
+from engine.data.generated import GeneratedDataset, Record  # noqa: E402
 
 CLASSES = [str(k) for k in range(10)]
 

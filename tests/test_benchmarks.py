@@ -53,7 +53,7 @@ def test_write_report_keeps_every_sample_in_the_given_folder(tmp_path):
 
 
 def _gpu() -> bool:
-    from engine.backend import gpu_available
+    from engine.backends.cupy import gpu_available
 
     return gpu_available()
 

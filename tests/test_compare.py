@@ -3,11 +3,11 @@
 import numpy as np
 import pytest
 
-from engine.compare import compare, model_files, project_with_model
+from engine.data.project import load_project
 from engine.errors import InspectorError, ProjectError
-from engine.inspection import Inspection
-from engine.project import load_project
-from engine.selection import select_box
+from engine.explore.compare import compare
+from engine.explore.inspection import Inspection
+from engine.explore.selection import select_box
 
 
 def autoencoder(code: int, seed: int):
@@ -35,8 +35,8 @@ def folder(tmp_path_factory):
 
 def test_the_same_layer_of_two_models_in_one_folder(folder, tmp_path):
     project = load_project("ae", root=folder)
-    assert [p.name for p in model_files(project)] == ["ae3.keras", "ae6.keras"]
-    other = project_with_model(project, "ae6.keras")
+    assert [p.name for p in project.model_files()] == ["ae3.keras", "ae6.keras"]
+    other = project.with_model("ae6.keras")
     assert other.model_path.name == "ae6.keras" and other.inputs_path == project.inputs_path
     assert project.model_path.name == "ae3.keras"  # the original is untouched
     left = Inspection(project, "bottleneck", cache_dir=tmp_path)
@@ -54,12 +54,12 @@ def test_unknown_model_files_are_refused(folder):
     project = load_project("ae", root=folder)
     with pytest.raises(ProjectError, match=r"no model file 'x\.npy' in the project folder; model files there: "
                                            r"ae3\.keras, ae6\.keras"):
-        project_with_model(project, "x.npy")
+        project.with_model("x.npy")
     outside = folder / "outside.keras"
     outside.write_bytes((folder / "ae" / "ae3.keras").read_bytes())
     with pytest.raises(ProjectError, match=r"no model file '\.\./outside\.keras'"):
-        project_with_model(project, "../outside.keras")
-    assert project_with_model(project, "../ae/ae6.keras").model_path.name == "ae6.keras"  # inside after all
+        project.with_model("../outside.keras")
+    assert project.with_model("../ae/ae6.keras").model_path.name == "ae6.keras"  # inside after all
 
 
 def test_inspections_of_different_inputs_cannot_be_compared(folder, tmp_path):

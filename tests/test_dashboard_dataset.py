@@ -128,7 +128,7 @@ def test_unlabelled_project_says_why_there_is_no_probe(root):
 
 
 def test_label_save_table_marker_undo_and_delete(app, root):
-    from engine.generated import GeneratedDataset
+    from engine.data.generated import GeneratedDataset
 
     store = app.store
     d1 = _tap(store, 3)

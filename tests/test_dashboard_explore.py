@@ -308,8 +308,8 @@ def _box_around(emb, centre, half):
 
 
 def test_a_box_on_the_latent_plot_selects_the_engines_ids_and_highlights_them_in_parallel(linked):
-    from engine.parallel import parallel_image
-    from engine.selection import select_box
+    from engine.explore.selection import select_box
+    from engine.render.parallel import parallel_image
 
     lk, views = linked.linked, linked.linked_views
     insp = linked.store.inspection
@@ -333,7 +333,7 @@ def test_a_box_on_the_latent_plot_selects_the_engines_ids_and_highlights_them_in
 
 
 def test_a_lasso_selects_the_engines_ids(linked):
-    from engine.selection import select_lasso
+    from engine.explore.selection import select_lasso
 
     emb = np.asarray(linked.store.inspection.embedding)
     cx, cy = emb[150]
@@ -344,7 +344,7 @@ def test_a_lasso_selects_the_engines_ids(linked):
 
 
 def test_an_axis_range_selects_the_engines_ids_and_highlights_them_on_the_latent_plot(linked):
-    from engine.selection import intersect, select_axis_range
+    from engine.explore.selection import intersect, select_axis_range
 
     lk, views = linked.linked, linked.linked_views
     axes = lk.axes
@@ -366,7 +366,7 @@ def test_an_axis_range_selects_the_engines_ids_and_highlights_them_on_the_latent
 
 
 def test_compare_view_maps_ids_across_two_layers(linked):
-    from engine.selection import select_box
+    from engine.explore.selection import select_box
 
     lk, views = linked.linked, linked.linked_views
     assert lk.other_layer == "enc"  # the layer before the inspected one, by default
@@ -405,7 +405,7 @@ def test_compare_view_with_another_model_file_of_the_project(linked):
 
 
 def test_export_writes_the_selected_ids(linked):
-    from engine.selection import load_ids
+    from engine.explore.selection import load_ids
 
     lk, bar = linked.linked, linked.linked_views.bar
     assert bar.download.disabled

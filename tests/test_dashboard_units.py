@@ -70,7 +70,7 @@ def test_nothing_is_ranked_until_the_tab_opens(dash):
 
 
 def test_the_examples_shown_are_the_engines_top_and_bottom_k(dash):
-    from engine.featurevis import Unit, top_examples
+    from engine.explore.featurevis import Unit, top_examples
 
     units, view = _open(dash)
     units.param.update(layer="conv", unit=4, k=5)
@@ -105,7 +105,7 @@ def test_optimizing_streams_the_input_and_compares_with_the_best_example(dash):
     assert [f[0] for f in units._frames] == list(range(4, 41, 4))  # every 4th step reached the view
     assert len(shown) == 10 and "step 4 of 40" in shown[0] and "step 40 of 40" in shown[-1]
     assert len(set(shown)) > 1  # the picture changed as it optimized
-    from engine.featurevis import Objective, maximize
+    from engine.explore.featurevis import Objective, maximize
 
     again = maximize(dash.store.project_obj, Objective.unit("code", 1), steps=40, seed=5,
                      regularizers=units.regularizers())
@@ -119,7 +119,7 @@ def test_optimizing_streams_the_input_and_compares_with_the_best_example(dash):
 
 
 def test_other_objectives_are_compared_with_the_datasets_best_of_them(dash):
-    from engine.featurevis import DeepDream, top_examples
+    from engine.explore.featurevis import DeepDream, top_examples
 
     units, view = _open(dash)
     units.param.update(layer="conv", objective="deepdream", start="top", steps=8)

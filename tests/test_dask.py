@@ -23,26 +23,14 @@ import numpy as np
 import pytest
 from builders import build_models, write_project
 
-from engine.cluster import ClusterError, ClusterSpec, connect, describe, parse_address
-from engine.errors import CutError, DataError, InspectorError, ModelError
-from engine.model import load_model
-from engine.outofcore import (
-    ChunkedPCA,
-    ModelRef,
-    NpyRows,
-    embedding_frame,
-    fit_pca,
-    loaded_models,
-    open_chunked,
-    open_store,
-    propagate_chunked,
-    propagate_project,
-    reduce_chunked,
-    render_embedding,
-    transform_chunked,
-)
-from engine.propagate import propagate
-from engine.split import split
+from engine.backends.cluster import ClusterSpec, connect, describe, parse_address
+from engine.backends.dask import ModelRef, embedding_frame, loaded_models
+from engine.data.chunked import NpyRows, open_chunked
+from engine.data.store import open_store
+from engine.errors import ClusterError, CutError, DataError, InspectorError, ModelError
+from engine.model import load_model, split
+from engine.propagate import activations, propagate
+from engine.reduce import PCAReducer, PrincipalDirections, embed
 
 #: Per worker. TensorFlow and a model take about 750 MiB of a worker's resident memory; the nanny pauses a worker
 #: at 80 % of its limit and restarts it at 95 %.
@@ -77,9 +65,8 @@ def acts(client, data):
     """The activations propagated on the cluster in 8 chunks, with the progress reported on the way."""
     seen = []
     ref = ModelRef.from_file(data.model, "bottleneck")
-    stored = propagate_chunked(client, open_chunked(data.root / "x.npy", chunk_rows=400), ref,
-                               data.root / "acts.zarr", key="conv-bottleneck-x", progress=lambda d, t: seen.append(
-                                   (d, t)))
+    stored = propagate(ref, open_chunked(data.root / "x.npy", chunk_rows=400), out=data.root / "acts.zarr",
+                       key="conv-bottleneck-x", progress=lambda stage, d, t: seen.append((d, t)))
     return SimpleNamespace(stored=stored, seen=seen, ref=ref)
 
 
@@ -123,7 +110,7 @@ def test_unreachable_scheduler_and_missing_gpu_are_clear_errors():
         has_dask_cuda = True
     except Exception:
         has_dask_cuda = False
-    from engine.backend import gpu_available
+    from engine.backends.cupy import gpu_available
 
     if has_dask_cuda and gpu_available():
         pytest.skip("a GPU and dask-cuda are present: --dask cuda starts (see test_cuda_cluster_propagates)")
@@ -160,8 +147,8 @@ def test_chunked_propagation_gives_the_single_process_activations(client, data, 
 
 def test_a_complete_store_with_the_same_key_is_reused(client, data, acts):
     seen = []
-    again = propagate_chunked(client, open_chunked(data.root / "x.npy", chunk_rows=400), acts.ref,
-                              acts.stored.path, key="conv-bottleneck-x", progress=lambda d, t: seen.append(d))
+    again = propagate(acts.ref, open_chunked(data.root / "x.npy", chunk_rows=400), out=acts.stored.path,
+                      key="conv-bottleneck-x", progress=lambda stage, d, t: seen.append(d))
     assert again.cache_hit and seen == [3000]
     assert again.attrs["written"] == acts.stored.attrs["written"]
 
@@ -178,7 +165,7 @@ def test_hdf5_and_zarr_inputs_give_the_same_activations(client, data, tmp_path):
     for source, key in ((tmp_path / "x.h5", "inputs/x"), (tmp_path / "x.zarr", None)):
         x = open_chunked(source, key, chunk_rows=1000)
         assert x.shape == (3000, 16, 16, 1) and x.chunks[0] == (1000, 1000, 1000)
-        stored = propagate_chunked(client, x, ref, tmp_path / f"{source.stem}{source.suffix}-acts.zarr")
+        stored = propagate(ref, x, out=tmp_path / f"{source.stem}{source.suffix}-acts.zarr")
         np.testing.assert_allclose(stored.read(), data.z, rtol=1e-5, atol=1e-6)
     with pytest.raises(DataError, match=r"x.h5: holds 2 datasets \(inputs/x, inputs/y\); name one"):
         open_chunked(tmp_path / "x.h5")
@@ -187,8 +174,7 @@ def test_hdf5_and_zarr_inputs_give_the_same_activations(client, data, tmp_path):
 def test_a_bundled_project_propagates_through_the_command_line_on_a_running_scheduler(client, tmp_path):
     """``latent-inspector propagate mnist --dask tcp://...``: the bundled .h5 model and .npz digits, on the
     module's cluster; the store holds what the single-process cache holds."""
-    from engine.project import load_project
-    from engine.propagate import activations
+    from engine.data.project import load_project
 
     address = client.scheduler.address
     cmd = [sys.executable, "-m", "engine.cli", "--cache-dir", str(tmp_path), "propagate", "mnist", "--dask", address]
@@ -217,15 +203,15 @@ def test_bad_inputs_fail_with_typed_errors_and_leave_nothing(client, data, tmp_p
     x[2345, 3, 4, 0] = np.nan
     np.save(tmp_path / "x_nan.npy", x)
     with pytest.raises(DataError, match=r"x_nan.npy: inputs contain NaN \(first at sample 2345\)"):
-        propagate_chunked(client, open_chunked(tmp_path / "x_nan.npy", chunk_rows=500), ref, tmp_path / "nan.zarr",
-                          source=str(tmp_path / "x_nan.npy"))
+        propagate(ref, open_chunked(tmp_path / "x_nan.npy", chunk_rows=500), out=tmp_path / "nan.zarr",
+                  source=str(tmp_path / "x_nan.npy"))
     assert not (tmp_path / "nan.zarr").exists() and _leftovers(tmp_path) == []
     with pytest.raises(CutError, match="has no layer 'bottle'"):
-        propagate_chunked(client, open_chunked(data.root / "x.npy"), ModelRef.from_file(data.model, "bottle"),
-                          tmp_path / "cut.zarr")
+        propagate(ModelRef.from_file(data.model, "bottle"), open_chunked(data.root / "x.npy"),
+                  out=tmp_path / "cut.zarr")
     np.save(tmp_path / "x_flat.npy", np.zeros((10, 100), np.float32))
     with pytest.raises(ModelError, match=r"expects inputs of shape \(n, 16, 16, 1\); the data has shape \(2, 100\)"):
-        propagate_chunked(client, open_chunked(tmp_path / "x_flat.npy"), ref, tmp_path / "shape.zarr")
+        propagate(ref, open_chunked(tmp_path / "x_flat.npy"), out=tmp_path / "shape.zarr")
     np.save(tmp_path / "x_f.npy", np.asfortranarray(np.zeros((10, 4), np.float32)))
     with pytest.raises(DataError, match="Fortran order"):
         open_chunked(tmp_path / "x_f.npy")
@@ -252,7 +238,8 @@ def test_npy_rows_read_like_a_memory_map(tmp_path):
 
 
 def test_pca_on_the_cluster_matches_the_single_process_pca(client, data, acts, tmp_path):
-    """Against :class:`engine.reducers.PCAReducer` fitted in this process on the single-process activations.
+    """The store's PCA against :class:`engine.reduce.PCAReducer` fitted in this process on the single-process
+    activations.
 
     A reducer fitted on a sample (here every row) and embedding the chunks on the workers gives the same embedding
     to float32 rounding. The exact fit (moments added up over the chunks) and the incremental one (keeping every
@@ -263,33 +250,35 @@ def test_pca_on_the_cluster_matches_the_single_process_pca(client, data, acts, t
     """
     from scipy.linalg import subspace_angles
 
-    from engine.reducers import PCAReducer
-
     reference = PCAReducer(random_state=0, inverse=None).fit(data.z)
     scale = float(np.abs(reference.embedding_).max())
 
     stages = []
-    emb, reducer = reduce_chunked(client, acts.stored, tmp_path / "sampled.zarr", incremental=False,
-                                  fit_sample=3000, inverse=None, progress=lambda *a: stages.append(a))
+    reducer = PCAReducer(random_state=0, inverse=None, fit_sample=3000, incremental=False,
+                         progress=lambda *a: stages.append(a)).fit(acts.stored)
+    emb = embed(reducer, acts.stored, tmp_path / "sampled.zarr", progress=lambda *a: stages.append(a))
     assert emb.shape == (3000, 2) and type(reducer).__name__ == "PCAReducer"
-    assert stages[-1] == ("embed", 3000, 3000) and ("fit", 3000, 3000) in stages
+    # the fit reads every chunk (its moments) and embeds every row: 2 x 3000 rows of progress, then the store
+    assert stages[-1] == ("embed", 3000, 3000) and ("reduce", 6000, 6000) in stages
     _same_up_to_sign(emb.read(), reference.embedding_, atol=1e-5 * scale)
 
     for method in ("exact", "incremental"):
         fits = []
-        pca = fit_pca(client, acts.stored, method=method, progress=lambda d, t, fits=fits: fits.append(d))
+        pca = PrincipalDirections(2, fit_sample=None, method=method,
+                                  progress=lambda stage, d, t, fits=fits: fits.append(d)).fit(acts.stored)
         assert pca.n_samples_seen_ == 3000 and pca.keep_ == 5 and fits == sorted(fits) and fits[-1] == 3000
         angles = subspace_angles(pca.components_.T.astype(float), reference.components_.T.astype(float))
         assert angles.max() < 1e-3, (method, angles)
         np.testing.assert_allclose(pca.explained_variance_ratio_, reference.explained_variance_ratio_, rtol=1e-4)
         np.testing.assert_allclose(pca.mean_, reference.mean_, rtol=0, atol=1e-6)
-        emb2 = transform_chunked(client, acts.stored, pca, tmp_path / f"{method}.zarr")
+        emb2 = embed(pca, acts.stored, tmp_path / f"{method}.zarr")
         _same_up_to_sign(emb2.read(), reference.embedding_, atol=1e-4 * scale)
         assert emb2.attrs["ranges"][0] == [float(emb2.read()[:, 0].min()), float(emb2.read()[:, 0].max())]
-    emb3, pca = reduce_chunked(client, acts.stored, tmp_path / "default.zarr")  # PCA over every row, exact
-    assert emb3.attrs["fit"] == "over all 3000 rows, exact" and isinstance(pca, ChunkedPCA)
-    np.testing.assert_array_equal(emb3.read(), transform_chunked(client, acts.stored, pca, tmp_path / "again.zarr")
-                                  .read())
+    pca = PCAReducer(inverse=None).fit(acts.stored)  # PCA over every row, exact
+    emb3 = embed(pca, acts.stored, tmp_path / "default.zarr")
+    assert emb3.attrs["fit"] == "over all 3000 rows, exact" and isinstance(pca.model_, PrincipalDirections)
+    np.testing.assert_array_equal(emb3.read(), embed(pca, acts.stored, tmp_path / "again.zarr").read())
+    np.testing.assert_array_equal(emb3.read(), pca.embedding_)  # the in-memory embedding is the stored one
     assert _leftovers(tmp_path) == []
 
 
@@ -299,10 +288,9 @@ def test_chunked_pca_keeping_fewer_directions_is_the_approximate_incremental_pca
     rng = np.random.default_rng(0)
     X = rng.normal(size=(4000, 12)) * np.r_[5.0, 3.0, [0.1] * 10]
     X = X @ np.linalg.qr(rng.normal(size=(12, 12)))[0]
-    exact, approx = ChunkedPCA(2), ChunkedPCA(2, keep=2)
-    for lo in range(0, 4000, 500):
-        exact.partial_fit(X[lo : lo + 500])
-        approx.partial_fit(X[lo : lo + 500])
+    chunked = dict(fit_sample=None, method="incremental", chunk_size=500)  # partial fits of 500 rows each
+    exact = PrincipalDirections(2, **chunked).fit(X)
+    approx = PrincipalDirections(2, keep=2, **chunked).fit(X)
     from sklearn.decomposition import PCA
 
     ref = PCA(2).fit(X)
@@ -310,7 +298,7 @@ def test_chunked_pca_keeping_fewer_directions_is_the_approximate_incremental_pca
     np.testing.assert_allclose(np.abs(exact.components_ @ ref.components_.T), np.eye(2), atol=1e-6)
     np.testing.assert_allclose(np.abs(approx.components_ @ ref.components_.T), np.eye(2), atol=1e-3)
     with pytest.raises(InspectorError, match=r"n_components must be an integer in 1..12"):
-        ChunkedPCA(13).partial_fit(X[:100])
+        PrincipalDirections(13, **chunked).fit(X[:100])
 
 
 def test_one_frame_rendered_from_a_dask_dataframe_is_the_in_memory_picture(client, data, acts, tmp_path):
@@ -318,12 +306,13 @@ def test_one_frame_rendered_from_a_dask_dataframe_is_the_in_memory_picture(clien
 
     from engine.render import aggregate, make_canvas, points_frame, shade
 
-    emb = transform_chunked(client, acts.stored, fit_pca(client, acts.stored), tmp_path / "emb.zarr")
+    emb = embed(PCAReducer(inverse=None).fit(acts.stored), acts.stored, tmp_path / "emb.zarr")
     names = ["a", "b", "c"]
     frame = embedding_frame(emb, data.root / "y.npy", names)
     assert frame.npartitions == 8 and list(frame.columns) == ["x", "y", "label"]
-    with get_task_stream(client) as stream:
-        img = render_embedding(emb, data.root / "y.npy", class_names=names, width=200, height=150)
+    with get_task_stream(client) as stream:  # the same stages as in memory, given the store
+        img = shade(aggregate(points_frame(emb, data.root / "y.npy", names),
+                              canvas=make_canvas(emb, width=200, height=150)))
     parts = [t for t in stream.data if "embedding" in str(t["key"])]  # each partition aggregated on a worker
     assert len(parts) >= 8 and {t["worker"] for t in parts} <= set(client.scheduler_info()["workers"])
     E = emb.read()
@@ -379,7 +368,7 @@ def test_an_input_several_times_larger_than_a_worker_memory_limit_streams_throug
     sampler.start()
     try:
         ref = ModelRef.from_file(tmp_path / "wide.keras", "code")
-        stored = propagate_chunked(client, open_chunked(tmp_path / "big.npy"), ref, tmp_path / "big-acts.zarr")
+        stored = propagate(ref, open_chunked(tmp_path / "big.npy"), out=tmp_path / "big-acts.zarr")
     finally:
         stop.set()
         sampler.join()
@@ -413,7 +402,7 @@ def _hook_project(root: Path, name: str, hook: str, model, x) -> Path:
 def test_a_worker_killed_mid_run_is_survived_and_the_store_is_correct(client, data, tmp_path):
     """A worker is killed (SIGKILL) when the first chunk completes: its chunks run again on the other worker or on
     the nanny's new one; the store appears once, complete and equal to the single-process activations."""
-    from engine.project import load_project
+    from engine.data.project import load_project
 
     hook = "import time\n\ndef preprocess(batch):\n    time.sleep(0.05)\n    return batch\n"
     model, _ = build_models()["conv2d"]
@@ -422,14 +411,15 @@ def test_a_worker_killed_mid_run_is_survived_and_the_store_is_correct(client, da
     victims = list(client.run(os.getpid).values())
     killed = []
 
-    def progress(done, total):
+    def progress(stage, done, total):
         if not killed:
             os.kill(victims[0], signal.SIGKILL)
             killed.append(done)
 
     out = tmp_path / "out" / "acts.zarr"
     try:
-        stored = propagate_project(client, project, out=out, chunk_rows=100, batch_size=50, progress=progress)
+        stored = activations(project, "bottleneck", client=client, out=out, chunk_rows=100, batch_size=50,
+                             progress=progress)
     except ClusterError as exc:  # allowed: a clear, typed failure; then nothing is left at the target
         assert "Nothing was written" in str(exc) or "nothing was written" in str(exc)
         assert not out.exists()
@@ -450,7 +440,7 @@ def test_a_chunk_that_keeps_killing_its_worker_fails_with_a_clear_error_and_keep
     """A hook that crashes its process on some rows (as a segfault in a custom op would): the scheduler gives up
     after the allowed failures; the job raises ClusterError naming the rows, and the complete store already at the
     target is left as it was."""
-    from engine.project import load_project
+    from engine.data.project import load_project
 
     hook = ("import os, signal\n\ndef preprocess(batch):\n    if (batch[:, 0, 0, 0] == 7.0).any():\n"
             "        os.kill(os.getpid(), signal.SIGKILL)\n    return batch\n")
@@ -463,7 +453,7 @@ def test_a_chunk_that_keeps_killing_its_worker_fails_with_a_clear_error_and_keep
     shutil.copytree(acts.stored.path, out)  # an older complete store at the target
     died = r"workers died 2 times while computing rows [0-9,]+\.\.[0-9,]+ .*no memory limit was exceeded.*Nothing was"
     with pytest.raises(ClusterError, match=died):
-        propagate_project(client, load_project("crash", root=tmp_path), out=out, chunk_rows=500)
+        activations(load_project("crash", root=tmp_path), "bottleneck", client=client, out=out, chunk_rows=500)
     assert open_store(out).attrs["written"] == acts.stored.attrs["written"]
     np.testing.assert_array_equal(open_store(out).read(), acts.stored.read())
     assert _leftovers(out.parent) == []
@@ -474,6 +464,6 @@ def test_cuda_cluster_propagates(data, tmp_path):
     with connect("cuda") as gpu_client:
         workers = gpu_client.scheduler_info()["workers"]
         assert len(workers) >= 1 and all(w["nthreads"] == 1 for w in workers.values())
-        stored = propagate_chunked(gpu_client, open_chunked(data.root / "x.npy", chunk_rows=1000),
-                                   ModelRef.from_file(data.model, "bottleneck"), tmp_path / "gpu.zarr")
+        stored = propagate(ModelRef.from_file(data.model, "bottleneck"), open_chunked(data.root / "x.npy",
+                           chunk_rows=1000), out=tmp_path / "gpu.zarr")
     np.testing.assert_allclose(stored.read(), data.z, rtol=1e-4, atol=1e-5)

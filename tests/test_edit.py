@@ -4,10 +4,10 @@ principal directions plus channel scales for the (4, 4, 8) conv feature map."""
 import numpy as np
 import pytest
 
-from engine.edit import LatentEditor, decode_edit
+from engine.data.project import load_project
 from engine.errors import InspectorError
-from engine.inspection import Inspection
-from engine.project import load_project
+from engine.explore.edit import LatentEditor, decode_edit
+from engine.explore.inspection import Inspection
 
 
 @pytest.fixture(scope="module")

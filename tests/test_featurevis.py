@@ -13,8 +13,8 @@ import threading
 import numpy as np
 import pytest
 
-from engine import featurevis as fv
 from engine.errors import InspectorError
+from engine.explore import featurevis as fv
 
 
 def _img_model():
@@ -88,7 +88,7 @@ def root(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def load(root):
-    from engine.project import load_project
+    from engine.data.project import load_project
 
     cache = {}
 
@@ -135,7 +135,7 @@ def test_unit_activations_read_a_memory_map_in_chunks(tmp_path):
 
 
 def test_top_examples_are_the_extremes_of_the_layer_with_their_inputs_and_labels(load, tmp_path):
-    from engine.split import split
+    from engine.model import split
 
     project = load("img")
     x, y = project.inputs(), project.labels()
@@ -154,7 +154,7 @@ def test_top_examples_are_the_extremes_of_the_layer_with_their_inputs_and_labels
 
 
 def test_any_layer_even_inside_a_residual_block(load, tmp_path):
-    from engine.split import list_layers
+    from engine.model import list_layers
 
     project = load("resid")
     model = project.model()
@@ -251,7 +251,7 @@ def test_time_series_channels_with_one_dimensional_regularizers(load, tmp_path):
     project = load("series")
     x = project.inputs()
     ex = fv.top_examples(project, fv.Unit("c2", 1, (12,)), k=5, cache_dir=tmp_path)
-    from engine.split import split
+    from engine.model import split
 
     z = split(project.model(), "c2").encode(x)
     np.testing.assert_array_equal(ex.top.indices, np.argsort(-z[:, 12, 1], kind="stable")[:5])
@@ -300,14 +300,14 @@ def test_cancellation_stops_early(load):
         if step >= 12:
             stop.set()  # as a Cancel button on another thread would
 
-    result = fv.maximize(project, objective, steps=500, seed=0, progress=progress, every=4, cancel=stop)
+    result = fv.maximize(project, objective, steps=500, seed=0, on_step=progress, every=4, cancel=stop)
     assert result.cancelled and result.steps_done == 12 and len(result.trace) == 12
     assert [s for s, _, _ in seen] == [4, 8, 12] and seen[0][1] == (12, 12, 1)
     assert result.params()["steps_done"] == 12 and result.params()["cancelled"] is True
-    # a progress callback returning False stops it too
-    result = fv.maximize(project, objective, steps=500, seed=0, progress=lambda s, *_: s < 20, every=10)
+    # an on_step callback returning False stops it too
+    result = fv.maximize(project, objective, steps=500, seed=0, on_step=lambda s, *_: s < 20, every=10)
     assert result.cancelled and result.steps_done == 20
-    done = fv.maximize(project, objective, steps=20, seed=0, progress=lambda *_: None, every=10)
+    done = fv.maximize(project, objective, steps=20, seed=0, on_step=lambda *_: None, every=10)
     assert not done.cancelled and done.steps_done == 20
 
 

@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 from builders import build_models, write_project
 
+from engine.data.generated import GeneratedDataset, Record
+from engine.data.project import load_project
 from engine.errors import DataError, ModelError, ProjectError
-from engine.finetune import decode_with, finetune_probe, finetune_suffix, model_versions, with_model
-from engine.generated import GeneratedDataset, Record
-from engine.model import load_model
-from engine.project import load_project
-from engine.split import Split
+from engine.explore.probe import finetune_probe
+from engine.model import Split, load_model
+from engine.model.finetune import decode_with, finetune_suffix, model_versions
 
 
 def _record(project, z, label) -> Record:
@@ -52,7 +52,7 @@ def test_suffix_fine_tuning_learns_the_labels_and_saves_a_new_version(classifier
     original = _digest(project.model_path)
     epochs_seen = []
     result = finetune_suffix(project, ds, epochs=2, learning_rate=0.05, batch_size=8,
-                             progress=lambda done, total: epochs_seen.append((done, total)))
+                             progress=lambda stage, done, total: epochs_seen.append((done, total)))
 
     assert _digest(project.model_path) == original  # the original file is never written
     assert result.path.parent == project.path / "models"
@@ -84,7 +84,7 @@ def test_versions_are_listed_and_never_overwritten(classifier):
     assert all(not v.original and v.created is not None for v in versions[1:])
     assert [v.created for v in versions[1:]] == sorted(v.created for v in versions[1:])
 
-    switched = with_model(project, versions[-1])
+    switched = project.with_model(versions[-1])
     assert switched.model_path == versions[-1].path and switched.model_hash() != project.model_hash()
     assert switched.name == project.name and np.array_equal(switched.inputs(), project.inputs())
     assert model_versions(switched)[0].path == project.model_path  # the original stays the original
@@ -93,9 +93,9 @@ def test_versions_are_listed_and_never_overwritten(classifier):
     assert re.fullmatch(r"model-\d{8}T\d{6}(-\d+)?\.keras", third.path.name)
 
     with pytest.raises(ProjectError, match="not inside the folder of project 'clf'"):
-        with_model(project, project.path.parent / "elsewhere.keras")
+        project.with_model(project.path.parent / "elsewhere.keras")
     with pytest.raises(ProjectError, match="no model file"):
-        with_model(project, "models/missing.keras")
+        project.with_model("models/missing.keras")
 
 
 def test_labels_outside_the_model_classes_are_refused_or_skipped(classifier):

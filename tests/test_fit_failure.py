@@ -15,8 +15,8 @@ import threading
 import numpy as np
 import pytest
 
-from engine.reducers import make_reducer
-from engine.reducers.inverse import MLPInverse
+from engine.reduce import make_reducer
+from engine.reduce.inverse import MLPInverse
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +36,7 @@ class Cancelled(Exception):
 
 def _count_reports(method, X, **params):
     calls = []
-    make_reducer(method, progress=lambda d, t: calls.append((d, t)), **params).fit(X)
+    make_reducer(method, progress=lambda s, d, t: calls.append((d, t)), **params).fit(X)
     return calls
 
 
@@ -49,7 +49,7 @@ def test_a_fit_cancelled_from_its_progress_leaves_no_cache_entry(tmp_path, X, in
     for fail_at in (1, len(reports) // 2, len(reports)):  # the first report, the middle one, the very last
         seen = []
 
-        def progress(done, total, fail_at=fail_at, seen=seen):
+        def progress(stage, done, total, fail_at=fail_at, seen=seen):
             seen.append(done)
             if len(seen) == fail_at:
                 raise Cancelled(f"cancelled at report {fail_at}")
@@ -71,7 +71,7 @@ def test_an_inverse_map_failing_after_the_projection_leaves_no_cache_entry(tmp_p
 
     bad = MLPInverse(validation_fraction=1.5)  # accepted when made, rejected by its fit, after the projection's
     reached = []
-    reducer = make_reducer("pca", inverse=bad, cache_dir=tmp_path, progress=lambda d, t: reached.append(d == t))
+    reducer = make_reducer("pca", inverse=bad, cache_dir=tmp_path, progress=lambda s, d, t: reached.append(d == t))
     with pytest.raises(ReducerError, match="validation_fraction"):
         reducer.fit(X)
     assert reached and reached[-1]  # the projection itself was complete
@@ -87,7 +87,7 @@ def test_ctrl_c_while_the_inverse_mlp_trains_leaves_no_cache_entry(tmp_path, X):
     slow = MLPInverse(max_epochs=10_000, patience=10_000, max_seconds=60, epoch_samples=20_000)
     timers = []
 
-    def progress(done, total):
+    def progress(stage, done, total):
         if done == total and not timers:  # the projection is complete: the inverse map's training starts now
             timer = threading.Timer(1.5, os.kill, (os.getpid(), signal.SIGINT))
             timers.append(timer)

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import scipy.io
 
+from engine.data.formats import check_finite, list_keys, read_array, write_array
 from engine.errors import DataError
-from engine.formats import check_finite, list_keys, read_array, write_array
 
 A = np.arange(24, dtype=np.float32).reshape(6, 4) / 7
 

@@ -24,9 +24,9 @@ import scipy.io
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from engine import formats
+from engine.data import formats
+from engine.data.project import _MANIFEST_KEYS, _VIEW_KEYS, load_project
 from engine.errors import InspectorError
-from engine.project import _MANIFEST_KEYS, _VIEW_KEYS, load_project
 
 FUZZ = settings(deadline=None, derandomize=True, database=None, max_examples=300,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
@@ -162,7 +162,7 @@ MAT_HEADER = b"MATLAB 5.0 MAT-file, Platform: GLNXA64".ljust(116) + bytes(8) + b
                       st.binary(max_size=512).map(lambda body: MAT_HEADER + body), st.binary(max_size=512)),
        key=st.sampled_from([None, "x"]))
 def test_mutated_and_random_mat_files(work, data, key):
-    """MAT files: each example starts a child process (SciPy's reader can crash on them: see engine.formats), so
+    """MAT files: each example starts a child process (SciPy's reader can crash on them: see engine.data.formats), so
     fewer examples; about 1 in 100 mutations of a valid file crashes SciPy 1.17's reader."""
     _read(_write(work / "fuzzed.mat", data), key)
 

@@ -18,8 +18,8 @@ import pytest
 from builders import build_models, write_project
 from generated_writer import make_record
 
+from engine.data.generated import GeneratedDataset, Record, list_datasets, record_from_decode
 from engine.errors import DataError
-from engine.generated import GeneratedDataset, Record, list_datasets, record_from_decode
 
 WRITER = Path(__file__).resolve().parent / "generated_writer.py"
 
@@ -102,7 +102,7 @@ def test_export_round_trips_exactly_in_every_format(project_dir, tmp_path):
 def test_project_class_names_come_first_in_the_export(tiny_project, tmp_path):
     import shutil
 
-    from engine.project import load_project
+    from engine.data.project import load_project
 
     shutil.copytree(tiny_project / "tiny", tmp_path / "tiny")  # the session's project is shared: work on a copy
     project = load_project("tiny", tmp_path)
@@ -175,9 +175,9 @@ def test_a_damaged_record_file_is_skipped_not_fatal(project_dir):
 
 
 def test_record_from_decode_of_a_real_inspection(tmp_path):
-    from engine.inspection import Inspection
-    from engine.probe import train_probe
-    from engine.project import load_project
+    from engine.data.project import load_project
+    from engine.explore.inspection import Inspection
+    from engine.explore.probe import train_probe
 
     model, _ = build_models()["conv2d"]
     rng = np.random.default_rng(0)

@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
-from engine.inspection import Inspection
-from engine.project import load_project
-from engine.split import split
+from engine.data.project import load_project
+from engine.explore.inspection import Inspection
+from engine.model import split
 
 
 @pytest.fixture(scope="module")

@@ -3,10 +3,10 @@
 import numpy as np
 import pytest
 
+from engine.data.project import load_project
 from engine.errors import InspectorError
-from engine.inspection import Inspection
-from engine.interpolate import Endpoint, interpolate, interpolation_path, resolve_endpoint
-from engine.project import load_project
+from engine.explore.inspection import Inspection
+from engine.explore.interpolate import Endpoint, interpolate, interpolation_path, resolve_endpoint
 
 
 @pytest.fixture(scope="module")

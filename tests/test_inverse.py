@@ -19,7 +19,8 @@ digits_data = sys.modules[_spec.name]
 from sklearn.decomposition import PCA  # noqa: E402
 from sklearn.utils.estimator_checks import parametrize_with_checks  # noqa: E402
 
-from engine.reducers import (  # noqa: E402
+from engine.backends.cupy import gpu_available  # noqa: E402
+from engine.reduce import (  # noqa: E402
     KNNInverse,
     MLPInverse,
     NativeInverse,
@@ -29,7 +30,6 @@ from engine.reducers import (  # noqa: E402
     TrustModel,
     TSNEReducer,
     UMAPReducer,
-    gpu_available,
     make_inverse,
     quality_report,
 )
@@ -257,7 +257,7 @@ def test_quality_report_of_a_learned_inverse_uses_held_out_samples(digits, umap_
 
 def test_native_umap_inverse_on_read_only_activations(digits, umap_digits):
     """Activations come from a read-only memory map; umap-learn's inverse writes into its training data."""
-    from engine.reducers import UMAPReducer
+    from engine.reduce import UMAPReducer
 
     frozen = np.array(digits.activations, dtype=np.float32)
     frozen.setflags(write=False)

@@ -144,7 +144,7 @@ def test_a_closed_session_releases_its_store_and_drops_its_queued_work(tmp_path,
         other_work.set()
         WORKERS.submit(ran.append, True).result(timeout=120)  # the worker has run whatever was left in its queue
         assert ran
-        loaded = [key for key in engine.model._loaded if key[0].startswith(str(root.resolve()))]
+        loaded = [key for key in engine.model.keras.LOADED_MODELS._items if key[0].startswith(str(root.resolve()))]
         built = [r for r in [*INSPECTIONS._items, *INSPECTIONS._locks] if Path(r.root).resolve() == root.resolve()]
         assert not loaded and not built, f"the closed session's work was run: {loaded or built}"
     finally:

@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 from sklearn.neighbors import NearestNeighbors
 
-import engine.neighbors as nbmod
+import engine.explore.neighbors as nbmod
+from engine.data.project import load_project
 from engine.errors import InspectorError
-from engine.inspection import Inspection
-from engine.neighbors import nearest_samples, neighbor_index, neighbors_of
-from engine.project import load_project
+from engine.explore.inspection import Inspection
+from engine.explore.neighbors import nearest_samples, neighbor_index, neighbors_of
 
 
 def brute(X, q, metric):
@@ -83,11 +83,11 @@ def test_norms_are_computed_once_per_array_and_forgotten_with_it(data):
     assert neighbor_index(data, "euclidean").sq_norms is neighbor_index(data, "cosine").sq_norms
     other = data.copy()
     assert neighbor_index(other).sq_norms is not neighbor_index(data).sq_norms
-    key = id(other)
-    assert key in nbmod._NORMS
+    assert nbmod._NORMS.peek(other, "norms") is not None
+    remembered = len(nbmod._NORMS)
     del other
     gc.collect()
-    assert key not in nbmod._NORMS
+    assert len(nbmod._NORMS) == remembered - 1
 
 
 def test_k_is_capped_and_bad_queries_are_reported(data):

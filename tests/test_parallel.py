@@ -3,17 +3,17 @@
 import numpy as np
 import pytest
 
+from engine.data.project import load_project
 from engine.errors import InspectorError
-from engine.inspection import Inspection
-from engine.parallel import (
+from engine.explore.inspection import Inspection
+from engine.explore.selection import select_axis_range
+from engine.render.parallel import (
     aggregate_lines,
     lines_frame,
     make_parallel_canvas,
     parallel_axes,
     parallel_image,
 )
-from engine.project import load_project
-from engine.selection import select_axis_range
 
 
 def rgba(img) -> np.ndarray:

@@ -23,8 +23,8 @@ import bad_inputs as bi
 import numpy as np
 import pytest
 
+from engine.data.project import list_projects, load_project
 from engine.errors import ModelError, ProjectError
-from engine.project import list_projects, load_project
 
 # -- what the process opens ---------------------------------------------------------------------------------------
 
@@ -234,14 +234,13 @@ def test_dashboard_refuses_dataset_names_that_are_paths(layout, value):
 @pytest.mark.parametrize("value", ["../../outside/evil/model.keras", "{outside}/evil/model.keras", "../escape"])
 def test_dashboard_refuses_model_versions_outside_the_project(layout, value):
     from dashboard.state import Inspector
-    from engine.finetune import with_model
 
     store = Inspector(project="good")
     with opened() as record:
         with pytest.raises(ValueError):
             store.model_version = _name(value, layout)
         with pytest.raises(ProjectError, match="not inside the folder of project 'good'|no model file"):
-            with_model(store.project_obj, _name(value, layout))
+            store.project_obj.with_model(_name(value, layout))
     layout.nothing_outside(record)
 
 

@@ -6,9 +6,9 @@ import pytest
 from builders import build_models, write_project
 from sklearn.exceptions import NotFittedError
 
+from engine.data.project import load_project
 from engine.errors import DataError, ProbeUnavailable
-from engine.probe import Prediction, Probe, probe_status, train_probe
-from engine.project import load_project
+from engine.explore.probe import Prediction, Probe, probe_status, train_probe
 from engine.propagate import activations
 
 
@@ -113,7 +113,7 @@ def test_errors_say_why_no_probe_can_be_trained():
 
 
 def test_a_project_without_labels_says_why_the_probe_is_unavailable(tmp_path):
-    from engine.inspection import Inspection
+    from engine.explore.inspection import Inspection
 
     model, _ = build_models()["sequential"]
     rng = np.random.default_rng(0)
@@ -131,7 +131,7 @@ def test_a_project_without_labels_says_why_the_probe_is_unavailable(tmp_path):
 
 
 def test_train_probe_from_an_inspection_uses_the_project_labels_and_names(tiny_project, tmp_path):
-    from engine.inspection import Inspection
+    from engine.explore.inspection import Inspection
 
     insp = Inspection(load_project("tiny", tiny_project), "bottleneck", method="pca", cache_dir=tmp_path)
     probe = train_probe(insp, C=0.5, random_state=3)

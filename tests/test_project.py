@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from builders import build_models, write_project
 
-from engine.project import ViewSpec, list_projects, load_project
+from engine.data.project import ViewSpec, list_projects, load_project
 
 
 @pytest.fixture(scope="module")

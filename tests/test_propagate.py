@@ -3,11 +3,10 @@
 import numpy as np
 import pytest
 
+from engine.data.project import load_project
 from engine.errors import ModelError
-from engine.model import load_model
-from engine.project import load_project
+from engine.model import load_model, split
 from engine.propagate import activations, cache_path, propagate
-from engine.split import split
 
 
 def test_propagation_equals_the_model_on_random_data(model_files):
@@ -16,7 +15,7 @@ def test_propagation_equals_the_model_on_random_data(model_files):
     x = np.random.default_rng(5).random((1000, 16, 16, 1)).astype("float32")
     s = split(model, "bottleneck")
     seen = []
-    z = propagate(s, x, batch_size=128, progress=lambda done, total: seen.append((done, total)))
+    z = propagate(s, x, batch_size=128, progress=lambda stage, done, total: seen.append((done, total)))
     np.testing.assert_allclose(z, np.asarray(s.prefix(x, training=False)), rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(s.decode(z), np.asarray(model(x, training=False)), rtol=1e-5, atol=1e-5)
     assert seen[-1] == (1000, 1000) and len(seen) == 8  # ceil(1000 / 128) batches
@@ -45,14 +44,14 @@ def test_flat_inputs_are_reshaped_and_wrong_shapes_named(model_files):
 def test_activation_cache_is_reused(tiny_project, tmp_path):
     project = load_project("tiny", root=tiny_project)
     calls = []
-    z1 = activations(project, "bottleneck", cache_dir=tmp_path, progress=lambda d, t: calls.append(d))
+    z1 = activations(project, "bottleneck", cache_dir=tmp_path, progress=lambda s, d, t: calls.append(d))
     assert calls and calls[-1] == 300
     path = cache_path(project, "bottleneck", tmp_path)
     assert path.is_file()
     mtime = path.stat().st_mtime_ns
     calls.clear()
     z2 = activations(load_project("tiny", root=tiny_project), "bottleneck", cache_dir=tmp_path,
-                     progress=lambda d, t: calls.append(d))
+                     progress=lambda s, d, t: calls.append(d))
     assert calls == []  # read back, not recomputed
     assert path.stat().st_mtime_ns == mtime
     np.testing.assert_array_equal(z1, z2)
@@ -63,7 +62,7 @@ def test_activation_cache_is_reused(tiny_project, tmp_path):
 def test_failed_propagation_leaves_no_cache_entry(tiny_project, tmp_path):
     project = load_project("tiny", root=tiny_project)
 
-    def boom(done, total):
+    def boom(stage, done, total):
         if done >= 100:
             raise RuntimeError("killed mid-run")
 

@@ -20,8 +20,10 @@ from sklearn.decomposition import PCA  # noqa: E402
 from sklearn.exceptions import NotFittedError  # noqa: E402
 from sklearn.utils.estimator_checks import parametrize_with_checks  # noqa: E402
 
+from engine.backends import fingerprint  # noqa: E402
+from engine.backends.cupy import gpu_available  # noqa: E402
 from engine.errors import InspectorError, ReducerError  # noqa: E402
-from engine.reducers import (  # noqa: E402
+from engine.reduce import (  # noqa: E402
     BackendUnavailableError,
     KNNInverse,
     PCAReducer,
@@ -29,8 +31,6 @@ from engine.reducers import (  # noqa: E402
     ReducerValueError,
     TSNEReducer,
     UMAPReducer,
-    activations_hash,
-    gpu_available,
     make_reducer,
     quality_report,
 )
@@ -71,7 +71,7 @@ def test_pca_on_a_large_memmap_fits_incrementally(digits, tmp_path):
     np.save(path, A)
     on_disk = np.load(path, mmap_mode="r")
     calls = []
-    reducer = PCAReducer(incremental_bytes=1024, chunk_size=1000, progress=lambda d, t: calls.append((d, t)))
+    reducer = PCAReducer(incremental_bytes=1024, chunk_size=1000, progress=lambda s, d, t: calls.append((d, t)))
     reducer.fit(on_disk)
 
     assert reducer.incremental_
@@ -125,7 +125,7 @@ def test_large_input_fits_a_seeded_sample_and_embeds_the_rest_in_chunks(digits):
         chunk_size=400,
         inverse=None,
         random_state=1,
-        progress=lambda done, total: calls.append((done, total)),
+        progress=lambda stage, done, total: calls.append((done, total)),
     ).fit(A)
 
     assert len(reducer.fit_index_) == 700
@@ -160,7 +160,7 @@ def test_cache_key_changes_with_parameters_and_data(umap_fitted, digits):
     assert other_params.cache_hit_ is False
     changed = digits.activations.copy()
     changed[0] += 1.0  # row 0 is always in the strided fingerprint
-    assert activations_hash(changed) != activations_hash(digits.activations)
+    assert fingerprint(changed) != fingerprint(digits.activations)
     assert PCAReducer(cache_dir=cache).fit(changed).cache_hit_ is False
     assert PCAReducer(cache_dir=cache, whiten=True).fit(digits.activations).cache_hit_ is False
     assert PCAReducer(cache_dir=cache).fit(digits.activations).cache_hit_ is True
@@ -171,9 +171,9 @@ def test_activations_hash_reads_a_strided_sample_of_a_large_memmap(tmp_path):
     big = np.lib.format.open_memmap(path, mode="w+", dtype=np.float32, shape=(1_000_000, 16))
     big[::1000] = 1.0
     big.flush()
-    h1 = activations_hash(np.load(path, mmap_mode="r"))
-    assert h1 == activations_hash(np.load(path, mmap_mode="r"))
-    assert h1 != activations_hash(np.zeros((1_000_000, 16), np.float32))
+    h1 = fingerprint(np.load(path, mmap_mode="r"))
+    assert h1 == fingerprint(np.load(path, mmap_mode="r"))
+    assert h1 != fingerprint(np.zeros((1_000_000, 16), np.float32))
 
 
 # ---- self-tuning -----------------------------------------------------------------------------------------------

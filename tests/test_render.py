@@ -10,7 +10,7 @@ from PIL import Image
 from sklearn.datasets import load_digits
 
 from engine import render
-from engine.reducers import PCAReducer
+from engine.reduce import PCAReducer
 
 
 @pytest.fixture(scope="module")

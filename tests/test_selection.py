@@ -5,11 +5,10 @@ import math
 import numpy as np
 import pytest
 
+from engine.data.project import load_project
 from engine.errors import InspectorError
-from engine.inspection import Inspection
-from engine.parallel import parallel_axes
-from engine.project import load_project
-from engine.selection import (
+from engine.explore.inspection import Inspection
+from engine.explore.selection import (
     export_ids,
     intersect,
     load_ids,
@@ -19,6 +18,7 @@ from engine.selection import (
     select_lasso,
     union,
 )
+from engine.render.parallel import parallel_axes
 
 
 def winding_inside(p, polygon) -> bool:

@@ -6,8 +6,7 @@ import numpy as np
 import pytest
 
 from engine.errors import CutError, ModelError
-from engine.model import load_model
-from engine.split import Split, list_layers, split
+from engine.model import Split, list_layers, load_model, split
 
 KINDS = ["sequential", "conv2d", "conv1d", "residual", "nested", "unet"]
 KERAS2 = Path(__file__).parent / "data" / "keras2"

@@ -2,8 +2,8 @@
 
 import numpy as np
 
-from engine.project import ViewSpec
-from engine.views import to_image
+from engine.data.project import ViewSpec
+from engine.render.samples import to_image
 
 
 def test_image_view_keeps_absolute_scale():

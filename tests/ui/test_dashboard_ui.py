@@ -33,8 +33,8 @@ pytestmark = pytest.mark.ui
 @pytest.fixture(scope="module")
 def mnist(engine_projects):
     """The engine's inspection of MNIST at the bottleneck with PCA, built in this process."""
-    from engine.inspection import Inspection
-    from engine.project import load_project
+    from engine.data.project import load_project
+    from engine.explore.inspection import Inspection
 
     return Inspection(load_project("mnist"), "bottleneck", method="pca")
 
@@ -175,8 +175,8 @@ def test_live_mode_streams_decodes_under_the_cursor(page, server, mnist, output_
 def test_docs_screenshot(page, server):
     """``LATENT_INSPECTOR_DOCS_SCREENSHOT=1 pytest tests/ui -k docs`` refreshes the README's screenshot: MNIST's
     bottleneck through UMAP, a few decodes in clusters and between them."""
-    from engine.inspection import Inspection
-    from engine.project import load_project
+    from engine.data.project import load_project
+    from engine.explore.inspection import Inspection
 
     open_dashboard(page, server, "mnist")
     page.get_by_role("button", name="UMAP").click()

@@ -45,9 +45,9 @@ def _table_text(page) -> str:
 
 def test_tap_label_save_shows_in_table_and_plot_and_survives_a_restart(page, projects_root, engine_projects,
                                                                         tmp_path, output_path):
-    from engine.generated import GeneratedDataset
-    from engine.inspection import Inspection
-    from engine.project import load_project
+    from engine.data.generated import GeneratedDataset
+    from engine.data.project import load_project
+    from engine.explore.inspection import Inspection
 
     project = load_project("mnist")
     insp = Inspection(project, "bottleneck", method="pca")

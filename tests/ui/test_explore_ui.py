@@ -18,8 +18,8 @@ pytestmark = pytest.mark.ui
 @pytest.fixture(scope="module")
 def mnist(engine_projects):
     """The engine's inspection of MNIST at the bottleneck with PCA, built in this process (as the server's)."""
-    from engine.inspection import Inspection
-    from engine.project import load_project
+    from engine.data.project import load_project
+    from engine.explore.inspection import Inspection
 
     return Inspection(load_project("mnist"), "bottleneck", method="pca")
 
@@ -72,8 +72,8 @@ def _dark(pixels: np.ndarray) -> int:
 
 
 def test_box_on_the_latent_plot_lights_up_the_parallel_coordinates_and_back(page, server, mnist, output_path):
-    from engine.parallel import parallel_axes
-    from engine.selection import select_axis_range, select_box
+    from engine.explore.selection import select_axis_range, select_box
+    from engine.render.parallel import parallel_axes
 
     out = Path(output_path)
     out.mkdir(parents=True, exist_ok=True)

@@ -115,8 +115,8 @@ def _acknowledgement(page, previous: str | None, label: str, out: Path) -> tuple
 
 def _check_store(root, acknowledged: dict) -> int:
     """Every acknowledged record is in the engine's store and reads whole; every record there reads whole."""
-    from engine.generated import GeneratedDataset
-    from engine.project import load_project
+    from engine.data.generated import GeneratedDataset
+    from engine.data.project import load_project
 
     dataset = GeneratedDataset(load_project("mnist", root=root), DATASET)
     ids = dataset.ids()

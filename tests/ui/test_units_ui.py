@@ -40,8 +40,8 @@ def test_units_tab_shows_top_examples_and_streams_an_optimization(page, server, 
 
 
 def _units_tab(page, server, out: Path):
-    from engine.featurevis import Unit, top_examples
-    from engine.project import load_project
+    from engine.data.project import load_project
+    from engine.explore.featurevis import Unit, top_examples
 
     open_dashboard(page, server, "mnist")
     page.locator(".main-tabs .bk-tab", has_text="Units").click()

@@ -1,0 +1,508 @@
+"""Projects: one folder per inspected model under the projects root.
+
+A project folder holds a model file (``.h5`` or ``.keras``), input data, optional labels, an optional
+``project.toml`` manifest and an optional ``hooks.py``. Without a manifest the obvious is inferred (the only model
+file; an ``x*``/``data*``/``input*`` file for inputs; a ``y*``/``label*`` file for labels) and every inference is
+recorded in :attr:`Project.inferred`.
+
+Paths from a manifest or a caller are confined to the projects root: a name such as ``../x``, an absolute path or
+a symlink that leads outside is refused.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from engine.data import formats
+from engine.data.files import file_hash
+from engine.errors import DataError, ProjectError
+from engine.model import MODEL_SUFFIXES, load_model_cached, model_hash
+
+VIEW_KINDS = ("image", "series", "vector", "probabilities")
+#: A project name: one folder name (no separator, no leading dot), at most 255 characters as file systems allow.
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,254}")
+
+_MANIFEST_KEYS = {
+    "title": str,
+    "description": str,
+    "model": str,
+    "trust_model": bool,
+    "inputs": str,
+    "inputs_key": str,
+    "labels": str,
+    "labels_key": str,
+    "class_names": list,
+    "default_layer": str,
+    "input_view": dict,
+    "output_view": dict,
+}
+_VIEW_KEYS = {"kind": str, "shape": list, "channels": list, "class_names": list}
+
+
+@dataclass(frozen=True)
+class ViewSpec:
+    """How to draw one sample: ``image`` (``shape`` [H, W] or [H, W, C]), ``series`` ([T, C] with channel names),
+    ``vector`` or ``probabilities`` (bars, with class names)."""
+
+    kind: str
+    shape: tuple[int, ...] | None = None
+    channels: tuple[str, ...] | None = None
+    class_names: tuple[str, ...] | None = None
+
+
+def projects_root() -> Path:
+    """The projects root: ``LATENT_INSPECTOR_PROJECTS``, else ``projects/`` of this checkout, else ``./projects``."""
+    env = os.environ.get("LATENT_INSPECTOR_PROJECTS")
+    if env:
+        return Path(env).resolve()
+    repo = Path(__file__).resolve().parent.parent / "projects"
+    return repo if repo.is_dir() else (Path.cwd() / "projects").resolve()
+
+
+def list_projects(root=None) -> list[str]:
+    """Names of the project folders (those holding a model file or a manifest), sorted."""
+    root = Path(root) if root is not None else projects_root()
+    if not root.is_dir():
+        return []
+    real_root = root.resolve()
+    names = []
+    for p in sorted(root.iterdir()):
+        if not (p.is_dir() and not p.name.startswith((".", "_")) and _NAME.fullmatch(p.name)):
+            continue
+        if p.resolve().parent != real_root:  # a symlink leading out: not a project, and not looked into
+            continue
+        try:
+            if (p / "project.toml").is_file() or any(f.suffix.lower() in MODEL_SUFFIXES for f in p.iterdir()):
+                names.append(p.name)
+        except OSError:  # an unreadable folder is not a project
+            continue
+    return names
+
+
+def project_dir(name: str, root=None) -> Path:
+    """The folder of project ``name``, refusing names and symlinks that lead outside the projects root."""
+    root = (Path(root) if root is not None else projects_root()).resolve()
+    if not isinstance(name, str) or not _NAME.fullmatch(name) or name in (".", ".."):
+        raise ProjectError(
+            f"invalid project name {_short(name)}: use up to 255 letters, digits, '_', '-' and '.', naming a folder "
+            f"in {root}"
+        )
+    path = (root / name).resolve()
+    if path.parent != root:
+        raise ProjectError(f"project {name!r} resolves to {path}, outside the projects root {root}; refused")
+    if not path.is_dir():
+        known = ", ".join(list_projects(root)) or "none"
+        raise ProjectError(f"no project {name!r} in {root}; projects there: {known}")
+    return path
+
+
+def _inside(base: Path, rel: str, what: str) -> Path:
+    """``base / rel``, refusing absolute paths, ``..`` and symlinks that leave ``base``."""
+    toml = base / "project.toml"
+    if not isinstance(rel, str) or not rel or "\0" in rel or Path(rel).is_absolute():
+        raise ProjectError(f"{toml}: {what} = {_short(rel)} must be a file name inside the project folder")
+    try:
+        path = (base / rel).resolve()
+        exists = path.is_file()
+    except (OSError, ValueError) as exc:  # a name too long for the file system, a loop of symlinks
+        reason = getattr(exc, "strerror", None) or exc
+        raise ProjectError(f"{toml}: {what} = {_short(rel)} is not a usable file name ({reason})") from None
+    if base.resolve() not in path.parents:
+        raise ProjectError(f"{toml}: {what} = {_short(rel)} points outside the project folder; refused")
+    if not exists:
+        raise ProjectError(f"{base}: {what} file {_short(rel)} does not exist")
+    return path
+
+
+def _confined(base: Path, path: Path, what: str) -> Path:
+    """``path``, a file found in ``base``, unless it is a symlink that leads outside ``base``."""
+    real = path.resolve()
+    if base.resolve() not in real.parents:
+        raise ProjectError(f"{path}: the {what} file is a link to {real}, outside the project folder; refused")
+    return path
+
+
+def _short(value, limit: int = 120) -> str:
+    """``repr(value)``, cut to ``limit`` characters: a message names the value without repeating a huge one."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[: limit - 5]}...{text[-1]}"
+
+
+@dataclass
+class Project:
+    """A project folder, resolved: which model, which inputs and labels, how to draw them.
+
+    Build one with :func:`load_project`. Arrays and the model are read on first use and kept.
+    """
+
+    name: str
+    path: Path
+    model_path: Path
+    inputs_path: Path
+    inputs_key: str | None = None
+    labels_path: Path | None = None
+    labels_key: str | None = None
+    class_names: tuple[str, ...] | None = None
+    input_view: ViewSpec = ViewSpec("vector")
+    output_view: ViewSpec = ViewSpec("vector")
+    default_layer: str | None = None
+    trust_model: bool = False
+    title: str = ""
+    description: str = ""
+    inferred: list[str] = field(default_factory=list)
+
+    def __post_init__(self):
+        self._inputs = self._labels = self._hooks = None
+        self._layer_checked = False
+
+    # -- data -----------------------------------------------------------------------------------------------------
+
+    def inputs(self) -> np.ndarray:
+        """The input array (memory-mapped for large ``.npy``), checked: at least one sample, all finite."""
+        if self._inputs is None:
+            x = formats.read_array(self.inputs_path, self.inputs_key)
+            where = f"{self.inputs_path}" + (f" [{self.inputs_key}]" if self.inputs_key else "")
+            if x.ndim < 2:
+                raise DataError(f"{where}: inputs have shape {x.shape}; expected (samples, features...)")
+            if len(x) == 0:
+                raise DataError(f"{where}: holds zero samples; expected at least one")
+            formats.check_finite(x, where)
+            self._inputs = x
+        return self._inputs
+
+    def labels(self) -> np.ndarray | None:
+        """Integer class codes, one per input sample, or None for a project without labels."""
+        if self.labels_path is None:
+            return None
+        if self._labels is None:
+            y = formats.read_array(self.labels_path, self.labels_key)
+            where = f"{self.labels_path}" + (f" [{self.labels_key}]" if self.labels_key else "")
+            y = np.asarray(y)
+            if y.ndim > 1 and 0 in y.shape[1:]:
+                raise DataError(f"{where}: labels have shape {y.shape}; expected one class code per sample")
+            if y.ndim == 2 and y.shape[1] > 1:  # one-hot
+                y = y.argmax(axis=1)
+            y = y.reshape(len(y), -1)[:, 0] if y.ndim > 1 else y
+            n = len(self.inputs())
+            if len(y) != n:
+                raise DataError(f"{where}: {len(y)} labels for {n} input samples; expected one label per sample")
+            if y.dtype.kind == "f":
+                if not np.isfinite(y).all() or not np.all(y == np.round(y)):
+                    raise DataError(f"{where}: labels must be whole numbers (class codes), found fractions or NaN")
+            y = y.astype(np.int64)
+            if y.min() < 0:
+                raise DataError(f"{where}: negative label {int(y.min())}; expected class codes 0..K-1")
+            if self.class_names is not None and y.max() >= len(self.class_names):
+                raise DataError(
+                    f"{where}: label {int(y.max())} has no name; class_names lists {len(self.class_names)} classes"
+                )
+            self._labels = y
+        return self._labels
+
+    def label_names(self) -> tuple[str, ...] | None:
+        """Display name of every class code (the manifest's names, else the codes as text)."""
+        y = self.labels()
+        if y is None:
+            return None
+        if self.class_names is not None:
+            return self.class_names
+        return tuple(str(i) for i in range(int(y.max()) + 1))
+
+    # -- model ----------------------------------------------------------------------------------------------------
+
+    def model(self):
+        """The Keras model, loaded once per process. The manifest's ``default_layer`` is checked against it: a
+        layer that does not exist, or where the model cannot be cut, raises :class:`ProjectError` naming the
+        valid layers, rather than another layer being shown in its place."""
+        model = load_model_cached(self.model_path, trust=self.trust_model)
+        if self.default_layer is not None and not getattr(self, "_layer_checked", False):
+            self._check_default_layer(model)
+            self._layer_checked = True
+        return model
+
+    def _check_default_layer(self, model) -> None:
+        from engine.model import list_layers
+
+        layers = list_layers(model)
+        where = f"{self.path / 'project.toml'}: default_layer = {_short(self.default_layer)}"
+        valid = ", ".join(info.name for info in layers if info.valid_cut)
+        found = [info for info in layers if info.name == self.default_layer]
+        if not found:
+            raise ProjectError(f"{where} is not a layer of the model {self.model_path.name}; layers where it can be "
+                               f"cut: {valid}")
+        if not found[-1].valid_cut:
+            raise ProjectError(f"{where}: the model cannot be cut there ({found[-1].reason}); layers where it can "
+                               f"be cut: {valid}")
+
+    def model_hash(self) -> str:
+        return model_hash(self.model_path)
+
+    def model_files(self) -> list[Path]:
+        """The model files of the project folder itself (not its ``models/`` versions), sorted by name.
+
+        Example
+        -------
+        >>> [p.name for p in load_project("ae").model_files()]   # doctest: +SKIP
+        ['ae10.keras', 'ae16.keras']
+        """
+        return sorted(f for f in self.path.iterdir()
+                      if f.is_file() and not f.name.startswith(".") and f.suffix.lower() in MODEL_SUFFIXES)
+
+    def with_model(self, path) -> Project:
+        """The same project (inputs, labels, views, hooks) loading another model file of its folder: a second
+        model kept beside the first (a 16-D bottleneck beside a 10-D one), or a fine-tuned version in ``models/``.
+
+        Parameters
+        ----------
+        path : str, Path, or anything with a ``path`` (a model version)
+            Relative to the project folder, or absolute.
+
+        Returns
+        -------
+        Project
+            A copy whose ``model_path`` is ``path``; caches keyed by the model hash (activations, projections) tell
+            the models apart.
+
+        Raises
+        ------
+        ProjectError
+            ``path`` is outside the project folder, missing, or not a model file.
+
+        Example
+        -------
+        >>> other = load_project("ae").with_model("ae16.keras")   # doctest: +SKIP
+        """
+        given = getattr(path, "path", path)
+        folder = self.path.resolve()
+        resolved = (Path(given) if Path(given).is_absolute() else self.path / given).resolve()
+        if folder not in resolved.parents:
+            raise ProjectError(f"{self.path}: no model file {str(given)!r}: not inside the folder of project "
+                               f"{self.name!r} ({self.path}); refused")
+        if not resolved.is_file() or resolved.suffix.lower() not in MODEL_SUFFIXES:
+            choices = ", ".join(f.name for f in self.model_files()) or "none"
+            raise ProjectError(f"{self.path}: no model file {str(given)!r} in the project folder; model files "
+                               f"there: {choices}")
+        return dataclasses.replace(self, model_path=resolved)
+
+    # -- hooks ----------------------------------------------------------------------------------------------------
+
+    @property
+    def hooks_path(self) -> Path | None:
+        """The project's ``hooks.py``, or None; :class:`ProjectError` if it is a link that leads out of the folder."""
+        path = self.path / "hooks.py"
+        if not path.is_file():
+            return None
+        real = path.resolve()
+        if self.path.resolve() not in real.parents:
+            raise ProjectError(f"{path}: hooks.py resolves to {real}, outside the project folder; refused")
+        return path
+
+    def hooks(self):
+        """The project's ``hooks.py`` as a module, or None. It is the project's own code, loaded on purpose: only
+        from a project folder inside the projects root (symlinks that lead out are refused), once per process.
+
+        Recognised names: ``preprocess(batch) -> batch`` applied to every input batch before the model, and
+        ``views``, a mapping of view kind to ``draw(sample) -> Panel/HoloViews object`` for the dashboard.
+        """
+        path = self.hooks_path  # refuses a hooks.py that leads out of the project folder
+        if path is None:
+            return None
+        real = path.resolve()
+        if getattr(self, "_hooks", None) is None:
+            import importlib.util
+
+            spec = importlib.util.spec_from_file_location(f"latent_inspector_hooks_{self.name}", real)
+            module = importlib.util.module_from_spec(spec)
+            try:
+                spec.loader.exec_module(module)
+            except Exception as exc:
+                raise ProjectError(f"{path}: the project's hooks failed to load ({type(exc).__name__}: {exc})") from exc
+            self._hooks = module
+        return self._hooks
+
+    def preprocess(self):
+        """The hooks' ``preprocess`` function, or None."""
+        hooks = self.hooks()
+        fn = getattr(hooks, "preprocess", None) if hooks is not None else None
+        if fn is not None and not callable(fn):
+            raise ProjectError(f"{self.hooks_path}: preprocess must be a function of one batch")
+        return fn
+
+    def data_hash(self) -> str:
+        """Hash of the inputs file (content), for cache keys."""
+        key = file_hash(self.inputs_path) + (f"-{self.inputs_key}" if self.inputs_key else "")
+        if self.hooks_path is not None:  # preprocessing changes what reaches the model
+            key += "-h" + file_hash(self.hooks_path, 8)
+        return key
+
+
+def load_project(name, root=None) -> Project:
+    """Resolve project ``name`` under the projects root.
+
+    Parameters
+    ----------
+    name : str
+        Folder name under the root (not a path).
+    root : str or Path, optional
+        Projects root; default :func:`projects_root`.
+
+    Returns
+    -------
+    Project
+
+    Raises
+    ------
+    ProjectError
+        Unknown or invalid name, unreadable manifest, unknown manifest keys or values of the wrong type, or no
+        model / no inputs to be found.
+
+    Example
+    -------
+    >>> p = load_project("mnist"); p.inputs().shape  # doctest: +SKIP
+    (10010, 28, 28, 1)
+    """
+    path = project_dir(name, root)
+    manifest = _read_manifest(path)
+    inferred: list[str] = []
+    files = sorted(f for f in path.iterdir() if f.is_file() and not f.name.startswith("."))
+
+    if "model" in manifest:
+        model_path = _inside(path, manifest["model"], "model")
+    else:
+        models = [f for f in files if f.suffix.lower() in MODEL_SUFFIXES]
+        if not models:
+            raise ProjectError(f"{path}: no model file (.keras or .h5) in the project folder")
+        if len(models) > 1:
+            raise ProjectError(
+                f"{path}: several model files ({', '.join(f.name for f in models)}); name one with "
+                "model = \"...\" in project.toml"
+            )
+        model_path = _confined(path, models[0], "model")
+        inferred.append(f"model: {model_path.name} (the only model file)")
+
+    data_files = [f for f in files if f.suffix.lower() in formats.READABLE and f not in (model_path,)]
+    if "inputs" in manifest:
+        inputs_path = _inside(path, manifest["inputs"], "inputs")
+    else:
+        inputs_path = _confined(path, _guess(data_files, ("x", "data", "input"), path, "inputs"), "inputs")
+        inferred.append(f"inputs: {inputs_path.name}")
+    inputs_key = manifest.get("inputs_key")
+
+    labels_path = None
+    labels_key = manifest.get("labels_key")
+    if "labels" in manifest:
+        labels_path = _inside(path, manifest["labels"], "labels")
+    else:
+        candidates = [f for f in data_files if f != inputs_path and _stem_starts(f, ("y", "label"))]
+        if len(candidates) == 1:
+            labels_path = _confined(path, candidates[0], "labels")
+            inferred.append(f"labels: {labels_path.name}")
+        elif inputs_path.suffix.lower() == ".npz" and inputs_key is None:
+            keys = formats.list_keys(inputs_path)
+            xk = [k for k in keys if k.lower().startswith(("x", "data", "input"))]
+            yk = [k for k in keys if k.lower().startswith(("y", "label"))]
+            if len(xk) == 1:
+                inputs_key = xk[0]
+                inferred.append(f"inputs key: {inputs_key!r} in {inputs_path.name}")
+                if len(yk) == 1:
+                    labels_path, labels_key = inputs_path, yk[0]
+                    inferred.append(f"labels: key {labels_key!r} in {inputs_path.name}")
+        if labels_path is None:
+            inferred.append("labels: none found (no y*/label* file)")
+
+    class_names = manifest.get("class_names")
+    if class_names is not None:
+        class_names = tuple(str(c) for c in class_names)
+
+    return Project(
+        name=path.name,
+        path=path,
+        model_path=model_path,
+        inputs_path=inputs_path,
+        inputs_key=inputs_key,
+        labels_path=labels_path,
+        labels_key=labels_key,
+        class_names=class_names,
+        input_view=_view(manifest.get("input_view"), path, "input_view", class_names),
+        output_view=_view(manifest.get("output_view"), path, "output_view", class_names),
+        default_layer=manifest.get("default_layer"),
+        trust_model=bool(manifest.get("trust_model", False)),
+        title=manifest.get("title", path.name),
+        description=manifest.get("description", ""),
+        inferred=inferred,
+    )
+
+
+def _read_manifest(path: Path) -> dict:
+    toml = path / "project.toml"
+    if not toml.is_file():
+        return {}
+    _confined(path, toml, "manifest")
+    try:
+        with open(toml, "rb") as fh:
+            data = tomllib.load(fh)
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ProjectError(f"{toml}: not valid TOML ({exc})") from None
+    unknown = sorted(set(data) - set(_MANIFEST_KEYS))
+    if unknown:
+        raise ProjectError(
+            f"{toml}: unknown key(s) {', '.join(map(repr, unknown))}; known keys: {', '.join(_MANIFEST_KEYS)}"
+        )
+    for key, typ in _MANIFEST_KEYS.items():
+        if key in data and not isinstance(data[key], typ):
+            raise ProjectError(
+                f"{toml}: {key} must be a {typ.__name__}, got {type(data[key]).__name__} {data[key]!r}"
+            )
+    if "class_names" in data and not all(isinstance(c, (str, int)) for c in data["class_names"]):
+        raise ProjectError(f"{toml}: class_names must be a list of strings")
+    return data
+
+
+def _view(spec, path: Path, where: str, class_names) -> ViewSpec:
+    if spec is None:
+        return ViewSpec("vector", class_names=class_names)
+    toml = path / "project.toml"
+    unknown = sorted(set(spec) - set(_VIEW_KEYS))
+    if unknown:
+        raise ProjectError(f"{toml}: [{where}] has unknown key(s) {', '.join(map(repr, unknown))}")
+    for key, typ in _VIEW_KEYS.items():
+        if key in spec and not isinstance(spec[key], typ):
+            raise ProjectError(f"{toml}: [{where}] {key} must be a {typ.__name__}, got {spec[key]!r}")
+    kind = spec.get("kind", "vector")
+    if kind not in VIEW_KINDS:
+        raise ProjectError(f"{toml}: [{where}] kind = {kind!r}; expected one of {', '.join(VIEW_KINDS)}")
+    shape = spec.get("shape")
+    if shape is not None:
+        if not all(isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in shape):
+            raise ProjectError(f"{toml}: [{where}] shape = {shape!r}; expected a list of positive integers")
+        shape = tuple(shape)
+        if kind == "image" and len(shape) not in (2, 3):
+            raise ProjectError(f"{toml}: [{where}] an image shape is [H, W] or [H, W, C], got {list(shape)}")
+        if kind == "series" and len(shape) != 2:
+            raise ProjectError(f"{toml}: [{where}] a series shape is [T, C], got {list(shape)}")
+    channels = tuple(str(c) for c in spec["channels"]) if "channels" in spec else None
+    names = tuple(str(c) for c in spec["class_names"]) if "class_names" in spec else class_names
+    return ViewSpec(kind, shape, channels, names)
+
+
+def _stem_starts(f: Path, prefixes) -> bool:
+    return f.stem.lower().startswith(prefixes)
+
+
+def _guess(files, prefixes, path: Path, what: str) -> Path:
+    hits = [f for f in files if _stem_starts(f, prefixes)]
+    if len(hits) == 1:
+        return hits[0]
+    if not hits and len(files) == 1:
+        return files[0]
+    found = ", ".join(f.name for f in (hits or files)) or "no data files"
+    raise ProjectError(
+        f"{path}: cannot tell which file holds the {what} ({found}); name it with {what} = \"...\" in project.toml"
+    )

@@ -1,0 +1,534 @@
+"""Keras models: load, flatten the graph, split at any layer into an exact prefix and suffix.
+
+This is the Keras implementation of the model interface of :mod:`engine.model`; nothing else in the engine talks
+to Keras about the user's model. TensorFlow and Keras are imported on first use, with TensorFlow's C++ start-up
+chatter silenced.
+
+**Loading.** Models load with ``compile=False`` (an ``.h5`` compiled with a string loss fails otherwise, and we
+never train through the saved optimizer) and ``safe_mode=True``: a Lambda layer or custom object can run arbitrary
+code, so it is refused unless the project sets ``trust_model = true``.
+
+**Cuts.** A layer is a valid cut when every path from the model's inputs to its outputs passes through the layer's
+output tensor: a layer of a sequential chain, the ``Add`` that closes a residual block, the boundary between a
+nested encoder and decoder. A cut inside a residual block or across a U-Net skip is rejected, naming the tensor
+that crosses it.
+
+How: the model is first re-traced into one flat functional graph with the library's own graph runner
+(``Function._run_through_graph``), descending into nested sub-models so that their inner layers become
+selectable. This also sidesteps a pitfall of ``.h5`` files: a Sequential model loaded from one carries several
+inbound nodes per layer, and ``layer.output`` (node 0) is not connected to the model's inputs. The prefix is then
+``keras.Model(inputs, cut)`` and the suffix ``keras.Model(cut, outputs)``: Keras builds both, nothing is re-called
+by hand. The flat graph, the splits and the feature extractors of a model are kept while the model object lives.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+import threading
+from collections import Counter, defaultdict, deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import ModuleType
+
+import numpy as np
+
+from engine.errors import CutError, ModelError, UnitError
+from engine.memo import Memo, ObjectMemo
+from engine.model.base import LayerInfo
+
+__all__ = [
+    "GRAPH_LOCK",
+    "MODEL_SUFFIXES",
+    "Split",
+    "conform_batch",
+    "feature_extractor",
+    "find_entry",
+    "flat_graph",
+    "keras",
+    "layer_shape",
+    "list_layers",
+    "load_model",
+    "load_model_cached",
+    "split",
+    "tensorflow",
+]
+
+MODEL_SUFFIXES = (".keras", ".h5", ".hdf5")
+
+
+# -- TensorFlow and Keras, imported on first use ------------------------------------------------------------------
+# TensorFlow's C++ runtime writes start-up chatter straight to file descriptor 2 while it is imported ("Could not
+# find cuda drivers...") whatever TF_CPP_MIN_LOG_LEVEL says; a CLI user should see one clear line on error, so the
+# import runs with descriptor 2 pointed at /dev/null. Python exceptions raised by the import still show.
+
+_import_lock = threading.Lock()
+
+
+def _quiet_import(name: str, then=None) -> ModuleType:
+    """Import ``name`` (and run ``then(module)``) with file descriptor 2 silenced."""
+    if name in sys.modules:
+        return sys.modules[name]
+    with _import_lock:
+        try:
+            sys.stderr.flush()
+            fd = sys.stderr.fileno()
+        except (AttributeError, OSError, ValueError):  # no real stderr (notebook, captured): nothing to silence
+            return importlib.import_module(name)
+        saved, devnull = os.dup(fd), os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, fd)
+        try:
+            module = importlib.import_module(name)
+            if then is not None:
+                then(module)
+            return module
+        finally:
+            os.dup2(saved, fd)
+            os.close(saved)
+            os.close(devnull)
+
+
+def _init_devices(tf) -> None:
+    # Device discovery (cuInit on a machine without a GPU) logs at the first operation, not at import.
+    tf.config.list_logical_devices()
+
+
+def keras() -> ModuleType:
+    """The ``keras`` module (Keras 3 on the TensorFlow backend), imported on first use."""
+    tensorflow()
+    return _quiet_import("keras")
+
+
+def tensorflow() -> ModuleType:
+    """The ``tensorflow`` module, imported (and its devices discovered) on first use."""
+    return _quiet_import("tensorflow", then=_init_devices)
+
+
+# -- loading --------------------------------------------------------------------------------------------------------
+
+
+def load_model(path, *, trust: bool = False):
+    """Load a ``.keras`` or ``.h5`` model for inference.
+
+    Parameters
+    ----------
+    path : str or Path
+    trust : bool
+        Allow layers that deserialize code (``Lambda``, custom objects). Never set this for a file you did not
+        write or check: it runs code from the file.
+
+    Returns
+    -------
+    keras.Model
+
+    Raises
+    ------
+    ModelError
+        The file is missing, not a Keras model, corrupt, or needs ``trust``.
+
+    Example
+    -------
+    >>> model = load_model("projects/mnist/autoencoder.h5")  # doctest: +SKIP
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ModelError(f"{path}: no such model file")
+    if path.suffix.lower() not in MODEL_SUFFIXES:
+        raise ModelError(f"{path}: not a Keras model file; expected one of {', '.join(MODEL_SUFFIXES)}")
+    _check_container(path)
+    keras_ = keras()
+
+    try:
+        model = keras_.models.load_model(path, compile=False, safe_mode=not trust)
+    except Exception as exc:  # Keras raises ValueError, TypeError, OSError, KeyError... for bad files
+        text = str(exc)
+        if "safe_mode" in text or "Lambda" in text or "unsafe" in text.lower():
+            raise ModelError(
+                f"{path}: the model contains a Lambda layer or custom code, which is refused by default because "
+                "loading it runs code from the file. If you trust this file, set `trust_model = true` in the "
+                "project's project.toml."
+            ) from None
+        first = text.strip().splitlines()[0][:300] if text.strip() else type(exc).__name__
+        raise ModelError(f"{path}: cannot load the model ({type(exc).__name__}: {first})") from exc
+    if not isinstance(model, keras_.Model):
+        raise ModelError(f"{path}: holds a {type(model).__name__}, expected a keras Model")
+    if not getattr(model, "inputs", None):
+        raise ModelError(f"{path}: the model has no defined inputs (a subclassed model); save a Functional model")
+    return model
+
+
+def _check_container(path: Path) -> None:
+    """Refuse a file that is not even the container its suffix says (Keras then reports a ``.keras`` file that is
+    not a zip archive as "File not found")."""
+    suffix = path.suffix.lower()
+    if suffix == ".keras":
+        import zipfile
+
+        if not zipfile.is_zipfile(path):
+            raise ModelError(f"{path}: cannot load the model: not a zip archive, which a .keras model is (the file "
+                             "is truncated, corrupt or of another format)")
+    else:
+        import h5py
+
+        if not h5py.is_hdf5(path):
+            raise ModelError(f"{path}: cannot load the model: not an HDF5 file, which an {suffix} model is (the "
+                             "file is truncated, corrupt or of another format)")
+
+
+#: Models loaded by :func:`load_model_cached`, by file, content and trust setting: the process-wide memo of model
+#: files (a long-running server sees several projects and fine-tuned versions).
+LOADED_MODELS = Memo(max_items=8, name="loaded Keras models")
+
+
+def load_model_cached(path, *, trust: bool = False):
+    """:func:`load_model`, once per process for a given file content and trust setting (the 8 most recent kept)."""
+    path = Path(path).resolve()
+    stat = path.stat() if path.exists() else None
+    key = (str(path), stat.st_mtime_ns if stat else None, stat.st_size if stat else None, trust)
+    return LOADED_MODELS.get(key, lambda: load_model(path, trust=trust))
+
+
+# -- the flat graph ---------------------------------------------------------------------------------------------------
+
+@dataclass
+class _Entry:
+    name: str
+    layer: object
+    class_name: str
+    inputs: list  # input KerasTensors
+    outputs: list  # output KerasTensors
+    alias: bool = False  # a nested model's output, recorded after its inner layers
+    path: tuple = ()  # names of the nested models around the layer
+
+
+@dataclass
+class _Graph:
+    inputs: list
+    outputs: list
+    entries: list = field(default_factory=list)
+
+    def consumers(self):
+        out = defaultdict(list)
+        for e in self.entries:
+            if not e.alias:
+                for t in e.inputs:
+                    out[id(t)].append(e)
+        return out
+
+
+#: Held while Keras models are built over the flat graph's tensors (Keras' graph building is not thread-safe).
+GRAPH_LOCK = threading.RLock()
+#: What is built from a model object (its flat graph, splits, feature extractors), kept while the object lives.
+_BUILT = ObjectMemo(max_items=64, name="graphs, splits and extractors of a Keras model")
+
+
+def _is_nested(op) -> bool:
+    return isinstance(op, keras().Model) and (
+        getattr(op, "_functional", None) is not None or hasattr(op, "_nodes_by_depth")
+    )
+
+
+def _flatten(tensors):
+    tree = keras().tree
+
+    return [t for t in tree.flatten(tensors) if hasattr(t, "shape") and hasattr(t, "_keras_history")]
+
+
+def _trace(model, inputs, path: tuple, entries: list):
+    """Run ``model`` on symbolic ``inputs``, descending into nested models; record every layer call."""
+    graph_model = model
+    if isinstance(model, keras().Sequential):
+        graph_model = getattr(model, "_functional", None)
+        if graph_model is None:  # a Sequential that was never built with an Input: its layers run in order
+            x = inputs
+            for layer in model.layers:
+                x = _call(layer, (x,), {}, path + (model.name,), entries)
+            return x
+
+    def operation_fn(op):
+        return lambda *args, **kwargs: _call(op, args, kwargs, path + (model.name,), entries)
+
+    return graph_model._run_through_graph(inputs, operation_fn=operation_fn)
+
+
+def _call(op, args, kwargs, path, entries):
+    if _is_nested(op):
+        sub_inputs = args[0] if len(args) == 1 else list(args)
+        out = _trace(op, sub_inputs, path, entries)
+        entries.append(_Entry(op.name, op, type(op).__name__, _flatten(sub_inputs), _flatten(out), True, path[1:]))
+        return out
+    out = op(*args, **kwargs)
+    # path[0] is the top model's own name, which does not qualify anything
+    entries.append(_Entry(op.name, op, type(op).__name__, _flatten((args, kwargs)), _flatten(out), False, path[1:]))
+    return out
+
+
+def flat_graph(model) -> _Graph:
+    """The model as one flat functional graph (cached per model object): its ``inputs``, ``outputs`` and
+    ``entries`` (one per layer call, nested sub-models descended into, names made unique). Build Keras models over
+    its tensors while holding :data:`GRAPH_LOCK`."""
+    with GRAPH_LOCK:
+        return _BUILT.get(model, "graph", lambda: _build_graph(model))
+
+
+def _build_graph(model) -> _Graph:
+    K = keras()
+    if not getattr(model, "inputs", None):
+        raise ModelError(f"model {model.name!r} has no defined inputs; save it as a Functional or Sequential model")
+    inputs = [
+        K.Input(shape=tuple(t.shape[1:]), dtype=t.dtype, name=t._keras_history[0].name)
+        for t in model.inputs
+    ]
+    entries = [
+        _Entry(t._keras_history[0].name, t._keras_history[0], "InputLayer", [], [t]) for t in inputs
+    ]
+    try:
+        outputs = _trace(model, inputs if len(inputs) > 1 else inputs[0], (), entries)
+    except Exception as exc:
+        raise ModelError(f"model {model.name!r}: cannot trace its graph ({type(exc).__name__}: {exc})") from exc
+    graph = _Graph(inputs, _flatten(outputs), entries)
+    _disambiguate(graph)
+    return graph
+
+
+def _disambiguate(graph: _Graph) -> None:
+    """Qualify colliding names ("decoder/dense"), and rename the layer objects so Keras accepts the flat graph."""
+    by_name = defaultdict(set)
+    for e in graph.entries:
+        by_name[e.name].add(id(e.layer))
+    for e in graph.entries:
+        if len(by_name[e.name]) > 1 and e.path:
+            qualified = "/".join(e.path + (e.name,))
+            e.layer.name = qualified.replace("/", "__")  # Keras forbids "/" in layer names
+            e.name = qualified
+
+
+def find_entry(graph: _Graph, model, layer: str, error: type[Exception] = CutError) -> _Entry:
+    """The flat graph's (last) entry named ``layer``; ``error`` naming the model, the layer and the closest names
+    (or every name) when there is none."""
+    matches = [e for e in graph.entries if e.name == layer]
+    if not matches:
+        names = [e.name for e in graph.entries]
+        close = [n for n in names if layer.lower() in n.lower()][:5]
+        hint = f"; did you mean {', '.join(map(repr, close))}?" if close else f"; layers are: {', '.join(names)}"
+        raise error(f"model {model.name!r} has no layer {layer!r}{hint}")
+    return matches[-1]
+
+
+def list_layers(model) -> list[LayerInfo]:
+    """Every layer of the model, flattened, in graph order, with its output shape and whether it is a valid cut.
+
+    Parameters
+    ----------
+    model : keras.Model
+
+    Returns
+    -------
+    list of LayerInfo
+
+    Example
+    -------
+    >>> [l.name for l in list_layers(model) if l.valid_cut]  # doctest: +SKIP
+    ['input', 'conv1', 'conv2', 'flatten', 'bottleneck', ...]
+    """
+    graph = flat_graph(model)
+    calls = Counter(id(e.layer) for e in graph.entries if not e.alias)
+    consumers = graph.consumers()
+    infos = []
+    for e in graph.entries:
+        shape = tuple(e.outputs[0].shape) if len(e.outputs) == 1 else tuple(tuple(t.shape) for t in e.outputs)
+        reason = _why_not(graph, e, calls, consumers)
+        infos.append(LayerInfo(e.name, e.class_name, shape, reason is None, reason))
+    return infos
+
+
+def _why_not(graph: _Graph, entry: _Entry, calls: Counter, consumers) -> str | None:
+    if len(entry.outputs) != 1:
+        return f"layer {entry.name!r} returns {len(entry.outputs)} tensors; a cut must be a single tensor"
+    if not entry.alias and calls[id(entry.layer)] > 1:
+        return f"layer {entry.name!r} is shared (called {calls[id(entry.layer)]} times); cut at a layer called once"
+    cut = id(entry.outputs[0])
+    # Everything reachable from the inputs without passing through the cut.
+    before = set()
+    queue = deque(id(t) for t in graph.inputs if id(t) != cut)
+    while queue:
+        tid = queue.popleft()
+        if tid in before:
+            continue
+        before.add(tid)
+        for e in consumers.get(tid, ()):
+            queue.extend(id(t) for t in e.outputs if id(t) != cut)
+    leaking = [t for t in graph.outputs if id(t) in before]
+    if not leaking:
+        return None
+    # Name the tensor that crosses: computed before the cut, consumed by a layer after it.
+    after = {cut}
+    queue = deque([cut])
+    while queue:
+        for e in consumers.get(queue.popleft(), ()):
+            for t in e.outputs:
+                if id(t) not in after:
+                    after.add(id(t))
+                    queue.append(id(t))
+    producer = {id(t): e for e in graph.entries if not e.alias for t in e.outputs}
+    for e in graph.entries:
+        if e.alias or not any(id(t) in after for t in e.inputs):
+            continue
+        for t in e.inputs:
+            if id(t) in before:
+                src = producer.get(id(t))
+                src_name = src.name if src else "an input"
+                return (
+                    f"the output of {src_name!r} (shape {tuple(t.shape)}) bypasses layer {entry.name!r} and is used "
+                    f"by {e.name!r} after it (a skip or residual connection crosses the cut); cut at a layer that "
+                    "every path passes through, such as the Add/Concatenate that closes the block"
+                )
+    names = ", ".join(repr(producer[id(t)].name) if id(t) in producer else "an input" for t in leaking)
+    return f"the model output {names} does not depend on layer {entry.name!r}"
+
+
+class Split:
+    """A model cut at one layer: ``suffix(prefix(x)) == model(x)``.
+
+    Parameters
+    ----------
+    model : keras.Model
+    layer : str
+        A name from :func:`list_layers` (a nested model's name cuts at its output).
+
+    Raises
+    ------
+    CutError
+        The layer does not exist, or the cut is crossed by another tensor.
+
+    Example
+    -------
+    >>> s = Split(model, "bottleneck")          # doctest: +SKIP
+    >>> z = s.encode(x); y = s.decode(z)        # doctest: +SKIP
+    """
+
+    def __init__(self, model, layer: str):
+        K = keras()
+
+        graph = flat_graph(model)
+        entry = find_entry(graph, model, layer)
+        calls = Counter(id(e.layer) for e in graph.entries if not e.alias)
+        reason = _why_not(graph, entry, calls, graph.consumers())
+        if reason is not None:
+            raise CutError(f"cannot cut model {model.name!r} at {layer!r}: {reason}")
+        cut = entry.outputs[0]
+        outputs = graph.outputs[0] if len(graph.outputs) == 1 else graph.outputs
+        inputs = graph.inputs[0] if len(graph.inputs) == 1 else graph.inputs
+        with GRAPH_LOCK:
+            self.prefix = K.Model(inputs, cut, name=f"prefix_{entry.layer.name}")
+            if len(graph.outputs) == 1 and graph.outputs[0] is cut:  # cut at the output: the suffix is identity
+                z = K.Input(shape=tuple(cut.shape[1:]), dtype=cut.dtype)
+                self.suffix = K.Model(z, z, name=f"suffix_{entry.layer.name}")
+            else:
+                self.suffix = K.Model(cut, outputs, name=f"suffix_{entry.layer.name}")
+        self.model = model
+        self.layer = layer
+        self.latent_shape = tuple(int(d) for d in cut.shape[1:])
+        self.input_shape = tuple(int(d) if d is not None else None for d in graph.inputs[0].shape[1:])
+        self.input_dtype = str(graph.inputs[0].dtype)
+        out0 = graph.outputs[0]
+        self.output_shape = tuple(int(d) if d is not None else None for d in out0.shape[1:])
+        self._encode = self._decode = None
+
+    @property
+    def latent_size(self) -> int:
+        return int(np.prod(self.latent_shape, dtype=np.int64))
+
+    def _compile(self):
+        tf = tensorflow()
+
+        with GRAPH_LOCK:
+            if self._encode is None:
+                prefix, suffix = self.prefix, self.suffix
+                in_spec = tf.TensorSpec((None, *self.input_shape), self.input_dtype)
+                z_spec = tf.TensorSpec((None, *self.latent_shape), tf.float32)
+                self._encode = tf.function(lambda x: prefix(x, training=False), input_signature=[in_spec])
+                self._decode = tf.function(lambda z: suffix(z, training=False), input_signature=[z_spec])
+
+    def encode(self, x) -> np.ndarray:
+        """Activations at the cut for a batch of inputs (inference mode), float32."""
+        self._compile()
+        x = np.asarray(x)
+        if x.shape[1:] != self.input_shape and None not in self.input_shape:
+            raise ModelError(
+                f"model {self.model.name!r} expects inputs of shape (n, {', '.join(map(str, self.input_shape))}), "
+                f"got {x.shape}"
+            )
+        return np.asarray(self._encode(x.astype(self.input_dtype, copy=False)))
+
+    def decode(self, z) -> np.ndarray:
+        """Model outputs for a batch of activations at the cut (inference mode); one compiled call."""
+        self._compile()
+        z = np.asarray(z, dtype=np.float32)
+        if z.shape[1:] != self.latent_shape:
+            if z.ndim == 2 and z.shape[1] == self.latent_size:
+                z = z.reshape((len(z), *self.latent_shape))
+            else:
+                raise ModelError(
+                    f"layer {self.layer!r} has activations of shape {self.latent_shape} per sample, got {z.shape[1:]}"
+                )
+        return np.asarray(self._decode(z))
+
+
+def split(model, layer: str) -> Split:
+    """The :class:`Split` of ``model`` at ``layer``, built once per model and layer while the model object lives."""
+    with GRAPH_LOCK:
+        return _BUILT.get(model, ("split", layer), lambda: Split(model, layer))
+
+
+# -- any layer's output ---------------------------------------------------------------------------------------------
+
+
+def _entry(model, layer: str | None):
+    """The flattened graph's output tensor of ``layer`` (``None``: the model's output)."""
+    graph = flat_graph(model)
+    if len(graph.inputs) != 1:
+        raise ModelError(f"model {model.name!r} has {len(graph.inputs)} inputs; feature visualization optimizes "
+                         "the input of a single-input model")
+    if layer is None:
+        if len(graph.outputs) != 1:
+            raise UnitError(f"model {model.name!r} has {len(graph.outputs)} outputs; name the layer to use")
+        return graph, graph.outputs[0]
+    entry = find_entry(graph, model, layer, UnitError)
+    if len(entry.outputs) != 1:
+        raise UnitError(f"layer {layer!r} returns {len(entry.outputs)} tensors; choose a layer with one output")
+    return graph, entry.outputs[0]
+
+
+def layer_shape(model, layer: str | None) -> tuple:
+    """Activation shape of ``layer`` (no batch axis); ``None`` is the model's output. Raises :class:`UnitError`."""
+    _, tensor = _entry(model, layer)
+    return tuple(int(d) if d is not None else None for d in tensor.shape[1:])
+
+
+def feature_extractor(model, layers) -> object:
+    """``keras.Model(inputs, [output of each layer])`` over the flattened graph, for any layer (valid cut or not);
+    built once per model and layer tuple while the model lives. ``None`` in ``layers`` is the model's output."""
+    layers = tuple(layers)
+
+    def build():
+        graph, tensors = None, []
+        for layer in layers:
+            graph, tensor = _entry(model, layer)
+            tensors.append(tensor)
+        return keras().Model(graph.inputs[0], tensors if len(tensors) > 1 else tensors[0], name="features")
+
+    with GRAPH_LOCK:
+        return _BUILT.get(model, ("features", layers), build)
+
+
+def conform_batch(batch: np.ndarray, extractor) -> np.ndarray:
+    """``batch`` reshaped to the extractor's input shape when the sizes agree, as float32."""
+    want = tuple(extractor.inputs[0].shape[1:])
+    if tuple(batch.shape[1:]) != want and None not in want:
+        if int(np.prod(batch.shape[1:])) != int(np.prod(want)):
+            raise ModelError(f"the model expects inputs of shape (n, {', '.join(map(str, want))}); got "
+                             f"{tuple(batch.shape)}")
+        batch = batch.reshape((len(batch), *want))
+    return batch.astype(np.float32, copy=False)

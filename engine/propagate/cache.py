@@ -1,0 +1,95 @@
+"""A project's activations at a layer, computed once and cached on disk by content.
+
+The cache key is (model content hash, layer, input data hash, hooks hash), so a second run of the same inspection
+reads the activations back instantly, from any process. In this process the activations are written to a temporary
+memory-mapped ``.npy`` beside the cache entry, renamed into place only once complete and flushed: a crash or kill
+mid-run leaves no entry that looks valid. On a Dask cluster (``client=``) they go to a Zarr store, the same way
+(:func:`engine.backends.dask.project_activations`).
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+
+from engine.data.files import atomic_path
+from engine.memo import KeyedLocks
+from engine.model import split
+from engine.progress import ProgressFn
+from engine.propagate.batches import DEFAULT_BATCH, propagate_batches
+from engine.settings import cache_dir as default_cache_dir
+
+__all__ = ["activations", "cache_path"]
+
+#: One build of a cache entry at a time (two sessions asking for the same layer compute it once).
+_BUILDING = KeyedLocks()
+
+
+def cache_path(project, layer: str, cache_dir=None) -> Path:
+    """Where the activations of ``project`` at ``layer`` are cached."""
+    cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    safe = re.sub(r"[^A-Za-z0-9_.-]", "_", layer)
+    key = f"{project.name}-{project.model_hash()}-{safe}-{project.data_hash()}"
+    return cache_dir / "activations" / f"{key}.npy"
+
+
+def activations(project, layer: str, *, cache_dir=None, progress: ProgressFn | None = None,
+                batch_size: int = DEFAULT_BATCH, client=None, out=None, inputs=None, inputs_key=None,
+                chunk_rows: int | None = None):
+    """The project's activations at ``layer``, from the disk cache or computed and cached.
+
+    In this process by default (a memory-mapped ``.npy``); on the workers of a Dask cluster with ``client``, into
+    a Zarr store (and then of ``inputs``, a larger file for the same model, when given).
+
+    Parameters
+    ----------
+    project : Project
+    layer : str
+    cache_dir : str or Path, optional
+        Default: :func:`engine.cache_dir`.
+    progress : callable(stage, done, total), optional
+        Stage ``"propagate"``; not called on a cache hit in this process.
+    batch_size : int
+    client : distributed.Client, optional
+        Propagate on this Dask cluster (:func:`engine.backends.cluster.connect`).
+    out, inputs, inputs_key, chunk_rows
+        With ``client``: see :func:`engine.backends.dask.project_activations`.
+
+    Returns
+    -------
+    numpy.memmap or Stored
+        Read-only float32 array of shape (n, *latent_shape); with ``client``, the Zarr store.
+
+    Raises
+    ------
+    CutError, ModelError, DataError
+    """
+    if client is not None:
+        from engine.backends.dask import project_activations
+
+        return project_activations(client, project, layer, out=out, inputs=inputs, inputs_key=inputs_key,
+                                   chunk_rows=chunk_rows, cache_dir=cache_dir, batch_size=batch_size,
+                                   progress=progress)
+    extra = [name for name, value in (("out", out), ("inputs", inputs), ("inputs_key", inputs_key),
+                                      ("chunk_rows", chunk_rows)) if value is not None]
+    if extra:
+        from engine.errors import DataError
+
+        raise DataError(f"{', '.join(extra)}: only for a Dask run; pass client= (see engine.backends.cluster.connect)")
+    path = cache_path(project, layer, cache_dir)
+    with _BUILDING(str(path)):
+        if path.is_file():
+            try:
+                return np.load(path, mmap_mode="r")
+            except (ValueError, OSError):  # an entry damaged by something else: recompute it
+                path.unlink(missing_ok=True)
+        s = split(project.model(), layer)
+        x = project.inputs()
+        with atomic_path(path) as tmp:
+            z = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(len(x), *s.latent_shape))
+            propagate_batches(s, x, batch_size=batch_size, progress=progress, out=z, preprocess=project.preprocess())
+            z.flush()
+            del z
+        return np.load(path, mmap_mode="r")

@@ -1,0 +1,365 @@
+"""What every reducer does the same way: validate, look in the cache, sample, tune, fit, embed the rest in chunks,
+fit the inverse map and the trust model, write the cache.
+
+A concrete reducer (:class:`~engine.reduce.PCAReducer`, :class:`~engine.reduce.UMAPReducer`,
+:class:`~engine.reduce.TSNEReducer`) only says how to fit its backend model on rows that fit in memory
+(``_fit_model``) and how to place new rows (``_transform_model``); this class composes the rest.
+
+The activations may be a NumPy array, a memory map, or a Dask array or Zarr store of the engine
+(:mod:`engine.backends`): sampling reads only the sampled rows, and embedding every row maps over the chunks (on the
+Dask scheduler for the latter). The embedding, the inverse map and the trust model are then in memory, as for an
+in-memory fit; the inverse map of an out-of-core fit learns from a sample of at most ``INVERSE_SAMPLE`` rows.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+
+import numpy as np
+from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, TransformerMixin, clone
+from sklearn.utils import check_random_state
+from sklearn.utils.validation import validate_data
+
+from engine import backends
+from engine.backends.cupy import resolve_backend
+from engine.errors import ReducerValueError
+from engine.progress import report
+from engine.reduce.cache import ProjectionCache, array_digest, projection_key
+from engine.reduce.inverse import BaseInverse, make_inverse
+from engine.reduce.trust import Trust, TrustModel
+from engine.reduce.tuning import tune_parameter
+from engine.reduce.validation import check_fitted, check_int
+
+__all__ = ["BaseReducer"]
+
+#: Fewest samples a reducer fits: two points would make a map, but its quality report (neighbourhoods of k < n / 2
+#: points) needs three.
+MIN_FIT_SAMPLES = 3
+#: Rows an out-of-core fit's inverse map learns from (a sample, when the backend model saw every row).
+INVERSE_SAMPLE = 100_000
+
+
+def _is_memmap(X) -> bool:
+    return isinstance(X, np.memmap) or isinstance(getattr(X, "base", None), np.memmap)
+
+
+def _spread(rows):
+    """``(count, mean, sum of squared deviations)`` per feature of a chunk of rows."""
+    X = rows.astype(np.float64)
+    mean = X.mean(axis=0)
+    return len(X), mean, ((X - mean) ** 2).sum(axis=0)
+
+
+def _combine_spread(a, b):
+    (na, ma, sa), (nb, mb, sb) = a, b
+    n = na + nb
+    delta = mb - ma
+    return n, ma + delta * (nb / n), sa + sb + delta**2 * (na * nb / n)
+
+
+def _mean_variance(X, chunk_size) -> float:
+    """Mean per-feature variance of ``X``, chunk by chunk (no full-size temporary for a memmap or a Dask array)."""
+    n, _, squares = backends.reduce_chunks(_spread, _combine_spread, X, chunk_size)
+    return float(squares.sum() / (n * len(squares)))
+
+
+def _digest(X) -> str:
+    """Identity of ``X``'s content: every byte of an array here; the fingerprint of a Dask array or store."""
+    return backends.fingerprint(X) if backends.is_chunked(X) else array_digest(X)
+
+
+def seed_of(random_state):
+    """An int seed for libraries that take one (``None`` stays ``None``: unseeded, possibly parallel)."""
+    if random_state is None:
+        return None
+    if isinstance(random_state, (int, np.integer)):
+        return int(random_state)
+    return int(check_random_state(random_state).randint(np.iinfo(np.int32).max))
+
+
+class BaseReducer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
+    """Base class of the reducers; not used directly.
+
+    Shared parameters (documented on each subclass): ``n_components``, ``inverse``, ``fit_sample``,
+    ``chunk_size``, ``backend``, ``random_state``, ``cache_dir``, ``progress``.
+
+    Shared fitted attributes
+    ------------------------
+    embedding_ : ndarray of shape (n, n_components), float32
+        Embedding of every row of the fitted ``X``.
+    fit_index_ : ndarray of int
+        Rows of ``X`` the backend model was fitted on (all rows unless ``fit_sample`` was smaller).
+    backend_ : {"cpu", "gpu"}
+    tuning_ : Tuning or None
+        Report of the self-tuning, when the tuned parameter was ``"auto"``.
+    inverse_ : fitted inverse map or None
+    trust_ : TrustModel
+    activation_variance_ : float
+        Mean per-feature variance of the fitted rows (errors are expressed relative to it).
+    cache_hit_ : bool
+        True when this fit was read from ``cache_dir`` instead of computed.
+    cache_key_ : str or None
+    fit_seconds_ : float
+        Wall time of the fit that computed the projection (the original one, for a cache hit).
+    """
+
+    method = ""
+    _tuned_param: str | None = None  # name of the parameter that may be "auto"
+    _tune_default = None
+
+    # ---- to be provided by subclasses -------------------------------------------------------------------------
+    def _fit_model(self, X, backend, tuned_value, report):
+        raise NotImplementedError
+
+    def _transform_model(self, X):
+        raise NotImplementedError
+
+    def _can_transform(self, backend) -> bool:
+        return True
+
+    def _extra_work(self, X, on_disk) -> int:
+        """Rows of progress the model fit reports itself (beyond the n rows embedded)."""
+        return 0
+
+    # ---- estimator API ----------------------------------------------------------------------------------------
+    def _validate(self, X, reset):
+        n = getattr(X, "shape", (None,))[0] if reset else None
+        if n is not None and n < MIN_FIT_SAMPLES:
+            raise ReducerValueError(
+                f"{type(self).__name__} needs at least {MIN_FIT_SAMPLES} samples to fit a 2-D map and measure it, got "
+                f"n_samples = {n}."
+            )
+        if backends.is_chunked(X):  # read by chunks, never whole: check the shape and type only
+            if len(X.shape) != 2 or np.dtype(X.dtype).kind not in "biuf":
+                raise ReducerValueError(f"{type(self).__name__} expects numeric activations of shape (n, d), got "
+                                        f"{tuple(X.shape)} {X.dtype}; flatten each sample to one row.")
+            if reset:
+                self.n_features_in_ = int(X.shape[1])
+            elif X.shape[1] != self.n_features_in_:
+                raise ReducerValueError(f"X has {X.shape[1]} features, but {type(self).__name__} is expecting "
+                                        f"{self.n_features_in_} features as input.")
+            return X
+        return validate_data(
+            self, X, reset=reset, dtype=np.float32, ensure_min_samples=2 if reset else 1, accept_sparse=False
+        )
+
+    def _check_common_params(self):
+        check_int(self.n_components, "n_components", owner=type(self).__name__)
+        if self.fit_sample is not None:
+            check_int(self.fit_sample, "fit_sample", minimum=2, owner=type(self).__name__)
+        check_int(self.chunk_size, "chunk_size", owner=type(self).__name__)
+        if self.progress is not None and not callable(self.progress):
+            raise ReducerValueError(f"progress must be a callable(stage, done, total) or None, got {self.progress!r}.")
+        inverse = self.inverse
+        if not (inverse is None or isinstance(inverse, BaseInverse) or isinstance(inverse, str)):
+            raise ReducerValueError(f"inverse must be a name, an inverse estimator or None, got {inverse!r}.")
+        if isinstance(inverse, str):
+            make_inverse(inverse, method=self.method)  # raises for unknown names
+
+    def _report(self, done, total):
+        report(self.progress, "reduce", done, total)
+
+    def fit(self, X, y=None):
+        """Fit the projection of ``X`` (n, d), its inverse map and its trust model.
+
+        Parameters
+        ----------
+        X : array-like, np.memmap, dask.array.Array or Stored, of shape (n_samples, n_features)
+            Activations, one flattened sample per row; converted to float32 chunk by chunk where possible.
+        y : ignored
+
+        Returns
+        -------
+        self
+
+        Raises
+        ------
+        ReducerValueError
+            Bad parameters or data (also a ``ValueError``).
+        BackendUnavailableError
+            ``backend="gpu"`` without cuML/CuPy/a device (also an ``ImportError``).
+        """
+        start = time.perf_counter()
+        on_disk = _is_memmap(X)
+        self._check_common_params()
+        X = self._validate(X, reset=True)
+        self._check_params(len(X))
+        backend = resolve_backend(self.backend)
+        n = len(X)
+
+        cache = ProjectionCache(self.cache_dir) if self.cache_dir is not None else None
+        key = projection_key(self, backends.fingerprint(X), backend) if cache is not None else None
+        if cache is not None:
+            state = cache.load(type(self).__name__, key)
+            if state is not None and state.get("n_features_in_") == X.shape[1] and len(state["embedding_"]) == n:
+                self.__dict__.update(state)
+                self.cache_hit_, self.cache_key_ = True, key
+                self._report(n, n)
+                return self
+
+        rng = check_random_state(self.random_state)
+        if self.fit_sample is None or self.fit_sample >= n or not self._can_transform(backend):
+            fit_index = np.arange(n)
+        else:
+            fit_index = np.sort(rng.choice(n, size=self.fit_sample, replace=False))
+        if len(fit_index) == n:
+            X_fit = X if backends.is_chunked(X) else np.ascontiguousarray(X, dtype=np.float32)
+        else:
+            X_fit = np.ascontiguousarray(backends.take_rows(X, fit_index), dtype=np.float32)
+        if backends.is_chunked(X_fit) and not self._fits_in_chunks:
+            X_fit = np.ascontiguousarray(backends.take_rows(X, fit_index), dtype=np.float32)
+
+        extra = self._extra_work(X, on_disk)
+        total = n + extra
+        done = [0]
+
+        def report(rows):
+            done[0] += rows
+            self._report(done[0], total)
+
+        self._on_disk = on_disk
+        tuned_value, tuning, reuse = self._tune(X_fit, backend, rng)
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*n_jobs value.*overridden.*")
+            model, emb_fit = reuse if reuse is not None else self._fit_model(X_fit, backend, tuned_value, report)
+        del self._on_disk
+        self.model_ = model
+        self.backend_ = backend
+        self.tuning_ = tuning
+        if self._tuned_param is not None:
+            setattr(self, self._tuned_param + "_", tuned_value)
+
+        embedding = np.empty((n, self.n_components), dtype=np.float32)
+        embedding[fit_index] = np.asarray(emb_fit, dtype=np.float32).reshape(len(fit_index), -1)
+        done[0] = extra + len(fit_index)
+        self._report(done[0], total)
+        if len(fit_index) < n and backends.is_chunked(X):  # every chunk on the scheduler; the fitted rows kept
+            embedding = np.concatenate(backends.map_chunks(self._transform_model, X, self.chunk_size))
+            embedding[fit_index] = np.asarray(emb_fit, dtype=np.float32).reshape(len(fit_index), -1)
+            report(n - len(fit_index))
+        elif len(fit_index) < n:
+            rest = np.setdiff1d(np.arange(n), fit_index, assume_unique=True)
+            for lo in range(0, len(rest), self.chunk_size):
+                rows = rest[lo : lo + self.chunk_size]
+                embedding[rows] = self._transform_model(np.ascontiguousarray(X[rows], dtype=np.float32))
+                report(len(rows))
+        self.embedding_ = embedding
+        self.fit_index_ = fit_index
+        self._fit_shape = tuple(X.shape)
+        self._fit_digest = _digest(X)
+
+        self.activation_variance_ = _mean_variance(X_fit, self.chunk_size)
+        inverse_index = fit_index
+        if backends.is_chunked(X_fit):  # the backend model saw every row: the inverse learns from a sample
+            inverse_index = fit_index[np.sort(rng.choice(n, size=min(n, INVERSE_SAMPLE), replace=False))]
+            X_inverse = np.ascontiguousarray(backends.take_rows(X, inverse_index), dtype=np.float32)
+        else:
+            X_inverse = X_fit
+        self.inverse_index_ = inverse_index
+        self.inverse_ = self._fit_inverse(embedding[inverse_index], X_inverse)
+        inv = self.inverse_
+        self.trust_ = TrustModel(random_state=0).fit(
+            embedding,
+            error_points=None if inv is None else inv.holdout_points_,
+            errors=None if inv is None else inv.holdout_error_,
+            variance=self.activation_variance_,
+        )
+        self.cache_hit_ = False
+        self.cache_key_ = key
+        self.fit_seconds_ = time.perf_counter() - start
+        if cache is not None:
+            cache.save(type(self).__name__, key, self._fitted_state())
+        return self
+
+    #: Whether ``_fit_model`` reads rows chunk by chunk (a Dask array as it is); others get the rows in memory.
+    _fits_in_chunks = False
+
+    def _fitted_state(self) -> dict:
+        return {k: v for k, v in vars(self).items() if k.endswith("_") or k in ("_fit_shape", "_fit_digest")}
+
+    def _tune(self, X_fit, backend, rng):
+        """Return ``(value, Tuning or None, reusable (model, embedding) or None)``."""
+        if self._tuned_param is None:
+            return None, None, None
+        value = getattr(self, self._tuned_param)
+        if value != "auto":
+            return value, None, None
+        sample = check_int(self.tune_sample, "tune_sample", minimum=3, owner=type(self).__name__)
+        X_tune = X_fit if len(X_fit) <= sample else X_fit[np.sort(rng.choice(len(X_fit), sample, replace=False))]
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*n_jobs value.*overridden.*")
+            tuning, fitted = tune_parameter(
+                lambda Xs, v: self._fit_model(Xs, backend, v, lambda rows: None),
+                X_tune,
+                param=self._tuned_param,
+                grid=tuple(self.tune_grid),
+                default=self._tune_default,
+                seconds=float(self.tune_seconds),
+            )
+        reuse = fitted[tuning.chosen] if len(X_tune) == len(X_fit) else None
+        return tuning.chosen, tuning, reuse
+
+    def _fit_inverse(self, embedding, X_fit):
+        if self.inverse is None:
+            return None
+        if isinstance(self.inverse, str):
+            params = {"random_state": seed_of(self.random_state)} if self.inverse in ("auto", "mlp") else {}
+            inverse = make_inverse(self.inverse, method=self.method, **params)
+        else:
+            inverse = clone(self.inverse)
+        return inverse.fit(embedding, X_fit, reducer=self)
+
+    def transform(self, X):
+        """Embed rows of ``X`` (n, d) into (n, n_components), in chunks (with progress).
+
+        Passing the very array the reducer was fitted on returns ``embedding_`` (same values as
+        ``fit_transform``), as umap-learn does.
+        """
+        check_fitted(self, "embedding_")
+        X = self._validate(X, reset=False)
+        if tuple(X.shape) == tuple(self._fit_shape) and _digest(X) == self._fit_digest:
+            return self.embedding_.copy()
+        if not self._can_transform(self.backend_):
+            raise ReducerValueError(
+                f"{type(self).__name__} fitted with backend={self.backend_!r} cannot embed new points; "
+                "refit with backend='cpu'."
+            )
+        parts = backends.map_chunks(lambda rows: self._transform_model(np.ascontiguousarray(rows, dtype=np.float32)),
+                                    X, self.chunk_size, self.progress, "reduce")
+        return np.concatenate(parts) if parts else np.empty((0, self.n_components), np.float32)
+
+    def fit_transform(self, X, y=None):
+        """Fit and return ``embedding_`` (a copy)."""
+        return self.fit(X).embedding_.copy()
+
+    def inverse_transform(self, Y):
+        """Map 2-D points (k, n_components) back to the layer (k, d) with the fitted inverse map.
+
+        Raises
+        ------
+        ReducerValueError
+            If the reducer was fitted with ``inverse=None``.
+        """
+        check_fitted(self, "embedding_")
+        if self.inverse_ is None:
+            raise ReducerValueError(
+                f"{type(self).__name__} was fitted with inverse=None: set inverse='auto', 'mlp', 'knn', "
+                "'exact' or 'native' and fit again."
+            )
+        return self.inverse_.transform(Y)
+
+    def trust(self, Y) -> Trust:
+        """Trust measures of decoding each 2-D point (see :class:`~engine.reduce.trust.Trust`)."""
+        check_fitted(self, "trust_")
+        return self.trust_.evaluate(Y)
+
+    @property
+    def _n_features_out(self):
+        return self.n_components
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.transformer_tags.preserves_dtype = ["float32"]
+        tags.input_tags.sparse = False
+        return tags

@@ -1,0 +1,17 @@
+"""The reducers and inverse maps by name, with the words a user reads for each: the one table the CLI's choices, the
+dashboard's menus and :func:`engine.reduce.make_reducer` read. Importing it imports nothing heavy."""
+
+__all__ = ["INVERSES", "METHODS", "METHOD_PARAMS"]
+
+#: Every reducer by name, with its label.
+METHODS = {"pca": "PCA", "umap": "UMAP", "tsne": "t-SNE"}
+#: The parameters of each reducer a user tunes by hand (the others keep their defaults, or are self-tuned).
+METHOD_PARAMS = {"pca": (), "umap": ("n_neighbors", "min_dist"), "tsne": ("perplexity",)}
+#: Every inverse map by name, with its label.
+INVERSES = {
+    "auto": "auto",
+    "exact": "exact (PCA)",
+    "mlp": "learned (MLP)",
+    "knn": "nearest neighbours",
+    "native": "native (UMAP)",
+}

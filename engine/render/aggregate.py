@@ -1,0 +1,321 @@
+"""Stage 1: points binned into pixels.
+
+:func:`aggregate` is datashader's ``Canvas.points`` with a reduction object (``count_cat`` of the label by default),
+for a pandas or a Dask DataFrame alike. The dashboard redraws on every pan and zoom, so it takes a faster path to
+the same picture: the points are indexed once by a coarse grid (:class:`PointIndex`), and each view accumulates only
+what shading needs, per pixel the number of points and the sum of their category colours (:func:`aggregate_colors`;
+shaded by :func:`engine.render.shade.shade_colors`).
+
+``count_cat`` keeps one count plane per category (800 x 800 x 10 cells) and ``tf.shade`` then reduces those planes
+to a colour and an alpha per pixel; at ten million points both stages are memory-bound (about 120 ms each on
+2 cores). Points are binned with datashader's own formula, so the images are the same pixel for pixel
+(``tests/test_render.py`` compares them with ``tf.shade`` of ``count_cat``). One case needs the category counts
+themselves: when every pixel of the view holds every category, ``tf.shade`` mixes only the counts above the smallest
+one (its ``color_baseline``); :func:`aggregate_colors` then finds it in a second pass. The :class:`PointIndex`
+orders the points by a coarse grid over their bounds: the aggregation then writes the image in memory order, and a
+zoomed view reads only the grid cells it overlaps.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numba
+import numpy as np
+
+from engine.errors import RenderError
+from engine.render.frame import color_key
+
+__all__ = ["GRID", "PointIndex", "aggregate", "aggregate_colors", "index_frame", "index_points"]
+
+
+def aggregate(frame, *, canvas, reduction=None):
+    """Stage 1: bin the points into pixels.
+
+    Parameters
+    ----------
+    frame : DataFrame from :func:`points_frame`
+    canvas : datashader.Canvas
+    reduction : datashader reduction, optional
+        Default ``ds.count_cat("label")`` when ``frame`` has labels, else ``ds.count()``.
+
+    Returns
+    -------
+    xarray.DataArray
+    """
+    import datashader as ds
+
+    if reduction is None:
+        reduction = ds.count_cat("label") if "label" in frame else ds.count()
+    return canvas.points(frame, "x", "y", agg=reduction)
+
+
+#: Cells per side of the :class:`PointIndex` grid.
+GRID = 1024
+
+
+@dataclass(frozen=True, eq=False)
+class PointIndex:
+    """Points sorted by the cell of a ``grid x grid`` lattice over their bounds, with their category codes.
+
+    Built once per data set by :func:`index_points` or :func:`index_frame`; read by :func:`aggregate_colors`.
+    Points with a non-finite coordinate or without a category are left out (datashader draws neither).
+
+    Attributes
+    ----------
+    x, y : ndarray of shape (m,)
+        Coordinates in cell order (row by row from the bottom), dtype of the input.
+    codes : ndarray of shape (m,)
+        Category code of each point (uint8 up to 256 categories).
+    categories : tuple of str
+    offsets : ndarray of shape (grid * grid + 1,), int64
+        The points of cell ``(row, col)`` are ``offsets[row * grid + col] : offsets[row * grid + col + 1]``.
+    bounds : tuple of float
+        ``(x0, x1, y0, y1)`` of the points.
+    grid : int
+    """
+
+    x: np.ndarray
+    y: np.ndarray
+    codes: np.ndarray
+    categories: tuple[str, ...]
+    offsets: np.ndarray
+    bounds: tuple[float, float, float, float]
+    grid: int
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+    @property
+    def nbytes(self) -> int:
+        return self.x.nbytes + self.y.nbytes + self.codes.nbytes + self.offsets.nbytes
+
+    @property
+    def cell_scale(self) -> tuple[float, float]:
+        """Cells per unit along x and y (0 along an axis where every point has the same coordinate)."""
+        x0, x1, y0, y1 = self.bounds
+        return (self.grid / (x1 - x0) if x1 > x0 else 0.0), (self.grid / (y1 - y0) if y1 > y0 else 0.0)
+
+
+@numba.njit(cache=True, nogil=True)
+def _cell(v, v0, k, grid):
+    """Grid cell of coordinate ``v`` (monotone in ``v``, clipped to the grid): shared by index and queries."""
+    c = (v - v0) * k
+    if c < 0.0:
+        return 0
+    if c >= grid:
+        return grid - 1
+    return int(c)
+
+
+@numba.njit(cache=True, nogil=True)
+def _bounds(x, y, codes, ncat):
+    """``(x0, x1, y0, y1)`` of the points that are drawn (finite, with a category); zeros when there are none."""
+    x0, x1, y0, y1 = np.inf, -np.inf, np.inf, -np.inf
+    for i in range(x.shape[0]):
+        if np.isfinite(x[i]) and np.isfinite(y[i]) and codes[i] >= 0 and codes[i] < ncat:
+            x0, x1 = min(x0, x[i]), max(x1, x[i])
+            y0, y1 = min(y0, y[i]), max(y1, y[i])
+    if x0 > x1:
+        return 0.0, 0.0, 0.0, 0.0
+    return float(x0), float(x1), float(y0), float(y1)
+
+
+@numba.njit(cache=True, nogil=True)
+def _count_cells(x, y, codes, ncat, x0, kx, y0, ky, grid):
+    """Cell of each point (-1: left out) and the cells' start offsets (the first pass of a counting sort)."""
+    n = x.shape[0]
+    cell = np.empty(n, np.int32)  # grid * grid < 2**31
+    offsets = np.zeros(grid * grid + 1, np.int64)
+    for i in range(n):
+        c = codes[i]
+        if np.isfinite(x[i]) and np.isfinite(y[i]) and c >= 0 and c < ncat:
+            cell[i] = _cell(y[i], y0, ky, grid) * grid + _cell(x[i], x0, kx, grid)
+            offsets[cell[i] + 1] += 1
+        else:
+            cell[i] = -1
+    for j in range(grid * grid):
+        offsets[j + 1] += offsets[j]
+    return cell, offsets
+
+
+@numba.njit(cache=True, nogil=True)
+def _scatter_cells(x, y, codes, cell, offsets, xs, ys, cs):
+    """Second pass: each point to the next free place of its cell (stable within a cell)."""
+    fill = offsets[:-1].copy()
+    for i in range(x.shape[0]):
+        c = cell[i]
+        if c >= 0:
+            j = fill[c]
+            fill[c] = j + 1
+            xs[j], ys[j], cs[j] = x[i], y[i], codes[i]
+
+
+@numba.njit(cache=True, nogil=True)
+def _accumulate(xs, ys, codes, offsets, grid, gx0, kx, gy0, ky, table, x0, x1, y0, y1, out, per_category):
+    """Bin each point in ``[x0, x1] x [y0, y1]`` into its pixel of ``out``.
+
+    ``per_category`` False: ``out`` is (H, W, 4) and a point adds 1, then its colour's r, g, b (``table[code]``).
+    True: ``out`` is (H, W, categories) and a point adds 1 to its category, ``count_cat`` itself (``table``
+    unused). Pixels as datashader's ``Canvas.points`` bins them (``int(x * sx + tx)``; the upper edge belongs to the
+    last pixel); only the grid cells overlapping the view are read.
+    """
+    height, width = out.shape[0], out.shape[1]
+    sx = width / (x1 - x0)
+    tx = -x0 * sx
+    sy = height / (y1 - y0)
+    ty = -y0 * sy
+    c0, c1 = _cell(x0, gx0, kx, grid), _cell(x1, gx0, kx, grid)
+    for row in range(_cell(y0, gy0, ky, grid), _cell(y1, gy0, ky, grid) + 1):
+        for i in range(offsets[row * grid + c0], offsets[row * grid + c1 + 1]):
+            x, y = xs[i], ys[i]
+            if x0 <= x <= x1 and y0 <= y <= y1:
+                xi = int(x * sx + tx)
+                yi = int(y * sy + ty)
+                if x == x1:
+                    xi -= 1
+                if y == y1:
+                    yi -= 1
+                c = codes[i]
+                if per_category:
+                    out[yi, xi, c] += 1
+                else:
+                    out[yi, xi, 0] += 1
+                    out[yi, xi, 1] += table[c, 0]
+                    out[yi, xi, 2] += table[c, 1]
+                    out[yi, xi, 3] += table[c, 2]
+
+
+def index_points(x, y, codes, categories, *, grid: int = GRID) -> PointIndex:
+    """Stage 0 of the per-view path: order the points by grid cell, once per data set.
+
+    A counting sort (linear in the number of points; about 0.3 s for ten million).
+
+    Parameters
+    ----------
+    x, y : array of shape (n,)
+        Coordinates (float32 or float64; kept as given, so the pixels are those datashader computes from them).
+    codes : array of shape (n,), integer
+        Category of each point, ``0 <= code < len(categories)``; other codes (pandas' -1 for missing) are left out.
+    categories : sequence of str
+    grid : int, default=1024
+
+    Returns
+    -------
+    PointIndex
+
+    Raises
+    ------
+    RenderError
+        Arrays of different lengths, or no categories.
+
+    Examples
+    --------
+    >>> index = index_points(np.array([0.0, 1.0]), np.array([0.0, 1.0]), np.array([0, 1]), ["a", "b"])
+    >>> len(index), index.bounds
+    (2, (0.0, 1.0, 0.0, 1.0))
+    """
+    x, y, codes = np.asarray(x), np.asarray(y), np.asarray(codes)
+    if x.dtype.kind != "f":
+        x = x.astype(np.float64)
+    if y.dtype.kind != "f":
+        y = y.astype(np.float64)
+    if not (x.ndim == y.ndim == codes.ndim == 1 and len(x) == len(y) == len(codes)):
+        raise RenderError(f"index_points needs x, y and codes of one length, got shapes {x.shape}, {y.shape}, "
+                         f"{codes.shape}.")
+    categories = tuple(str(c) for c in categories)
+    if not categories:
+        raise RenderError("index_points needs at least one category.")
+    if not 1 <= grid <= 46_340:
+        raise RenderError(f"index_points: grid must be between 1 and 46,340 (cells fit 32 bits), got {grid}.")
+    if codes.dtype.kind not in "iu":
+        raise RenderError(f"index_points needs integer category codes, got dtype {codes.dtype}.")
+    bounds = _bounds(x, y, codes, len(categories))
+    x0, x1, y0, y1 = bounds
+    kx = grid / (x1 - x0) if x1 > x0 else 0.0
+    ky = grid / (y1 - y0) if y1 > y0 else 0.0
+    cell, offsets = _count_cells(x, y, codes, len(categories), x0, kx, y0, ky, int(grid))
+    m = int(offsets[-1])
+    xs, ys = np.empty(m, x.dtype), np.empty(m, y.dtype)
+    cs = np.empty(m, np.uint8 if len(categories) <= 256 else np.uint16 if len(categories) <= 65536 else np.int64)
+    _scatter_cells(x, y, codes, cell, offsets, xs, ys, cs)
+    return PointIndex(xs, ys, cs, categories, offsets, bounds, int(grid))
+
+
+def index_frame(frame, by: str = "label", *, grid: int = GRID) -> PointIndex:
+    """:func:`index_points` of a :func:`points_frame` (columns ``x``, ``y`` and the categorical column ``by``).
+
+    Raises
+    ------
+    RenderError
+        ``by`` is not a categorical column of ``frame``.
+    """
+    column = frame[by] if by in frame else None
+    if column is None or not hasattr(column, "cat"):
+        raise RenderError(f"index_frame: {by!r} is not a categorical column (columns: {', '.join(frame.columns)}).")
+    return index_points(frame["x"].to_numpy(), frame["y"].to_numpy(), column.cat.codes.to_numpy(),
+                        [str(c) for c in column.cat.categories], grid=grid)
+
+
+def aggregate_colors(index: PointIndex, *, canvas, colors=None):
+    """Stage 1 of the per-view path: per pixel, the number of points and the sum of their category colours.
+
+    Parameters
+    ----------
+    index : PointIndex
+    canvas : datashader.Canvas
+        Size and ranges of the view (:func:`make_canvas`).
+    colors : dict, optional
+        Category -> colour (default :func:`color_key` of the index's categories).
+
+    Returns
+    -------
+    xarray.DataArray of shape (height, width, 4)
+        Channels ``count``, ``r``, ``g``, ``b`` (uint32; uint64 above 16.8 million points, where a pixel's colour
+        sum could overflow 32 bits); rows from the bottom of the view, as datashader's aggregates. ``attrs``: the
+        view's ranges, the colour of each category (``colors``, RGB) and ``category_min``, the smallest count of
+        any category in any pixel: not 0 only when every pixel holds every category, where ``tf.shade`` mixes the
+        counts above it (its ``color_baseline``); found by a second pass over the view, then only.
+
+    Raises
+    ------
+    RenderError
+        A category without a colour.
+    """
+    import xarray as xr
+    from datashader.colors import rgb
+
+    colors = colors or color_key(index.categories)
+    missing = [c for c in index.categories if c not in colors]
+    if missing:
+        raise RenderError(f"aggregate_colors: no colour for categories {missing} (colors has {list(colors)}).")
+    table = np.array([rgb(colors[c]) for c in index.categories], np.uint32)
+    width, height = int(canvas.plot_width), int(canvas.plot_height)
+    dtype = np.uint32 if len(index) * 255 < 2**32 else np.uint64
+    out = np.zeros((height, width, 4), dtype)
+    (x0, x1), (y0, y1) = _view_ranges(index, canvas)
+    category_min = 0
+    if len(index) and width and height and x1 > x0 and y1 > y0:
+        kx, ky = index.cell_scale
+        args = (index.x, index.y, index.codes, index.offsets, index.grid, index.bounds[0], kx, index.bounds[2], ky)
+        view = (float(x0), float(x1), float(y0), float(y1))
+        table = table.astype(dtype)
+        _accumulate(*args, table, *view, out, False)
+        if out[..., 0].min() >= len(index.categories):  # every pixel may hold every category
+            counts = np.zeros((height, width, len(index.categories)), np.uint32)
+            _accumulate(*args, table, *view, counts, True)
+            category_min = int(counts.min())
+    xs = x0 + (np.arange(width) + 0.5) * ((x1 - x0) / width) if width else np.zeros(0)
+    ys = y0 + (np.arange(height) + 0.5) * ((y1 - y0) / height) if height else np.zeros(0)
+    return xr.DataArray(out, dims=("y", "x", "channel"),
+                        coords={"x": xs, "y": ys, "channel": ["count", "r", "g", "b"]},
+                        attrs={"x_range": (x0, x1), "y_range": (y0, y1), "colors": table.tolist(),
+                               "category_min": category_min})
+
+
+def _view_ranges(index, canvas):
+    x_range = canvas.x_range or (index.bounds[0], index.bounds[1])
+    y_range = canvas.y_range or (index.bounds[2], index.bounds[3])
+    return tuple(map(float, x_range)), tuple(map(float, y_range))
+
+
