@@ -52,7 +52,7 @@ def main(argv=None) -> int:
     t0 = time.perf_counter()
     importlib.import_module(LIBRARIES[method])
     import_s = time.perf_counter() - t0
-    from engine.reducers import make_reducer
+    from engine.reduce import make_reducer
 
     t0 = time.perf_counter()
     make_reducer(method, inverse=None, random_state=0, **params).fit(X)

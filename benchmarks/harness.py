@@ -164,7 +164,7 @@ def load_average() -> float | None:
 
 def gpu_available() -> bool:
     """True when CuPy sees a CUDA device (the engine's own test)."""
-    from engine.backend import gpu_available
+    from engine.backends.cupy import gpu_available
 
     return gpu_available()
 

@@ -4,11 +4,11 @@ Each side runs the same three stages on synthetic data written to disk first (16
 Gaussian classes, the labels beside them as uint8) through a small dense encoder saved as a real ``.keras`` file
 (16 -> 32 -> 8 -> 32 -> 16, cut at the 8-unit code):
 
-* Dask (:mod:`engine.outofcore`): propagate the ``.npy`` in chunks of 64 MiB into a Zarr store; fit PCA on every
+* Dask (:mod:`engine.backends.dask`): propagate the ``.npy`` in chunks of 64 MiB into a Zarr store; fit PCA on every
   row (each worker reduces its chunks to moments, added up in a tree) and embed the chunks on the workers into a
   second store; render one 800 x 800 datashader frame from a Dask DataFrame over the embedding.
 * One process: :func:`engine.propagate.propagate` over the memory-mapped ``.npy`` into memory; scikit-learn's
-  ``PCA`` (as :class:`engine.reducers.PCAReducer` fits it, without its inverse map and trust model); the frame from a
+  ``PCA`` (as :class:`engine.reduce.PCAReducer` fits it, without its inverse map and trust model); the frame from a
   pandas DataFrame (:mod:`engine.render`).
 
 Both sides call the model with batches of 65,536 rows (the engine's default of 2,048 is tuned for convolutional
@@ -102,16 +102,15 @@ class _Stage:
 
 def dask_pipeline(folder: Path, x_path: Path, y_path: Path, model: Path, n: int, png: Path | None = None):
     """The three stages on a LocalCluster of 2 workers; returns ``{stage: _Stage}`` and the cluster start time."""
-    from engine.cluster import connect, describe
-    from engine.outofcore import (
-        ModelRef,
-        fit_pca,
-        open_chunked,
-        preload,
-        propagate_chunked,
-        render_embedding,
-        transform_chunked,
-    )
+    from engine.backends.cluster import connect, describe
+    from engine.backends.dask import ModelRef, preload
+    from engine.data.chunked import open_chunked
+    from engine.propagate import propagate
+    from engine.reduce import PrincipalDirections, embed
+    from engine.render import aggregate, make_canvas, points_frame, shade
+
+    def picture(emb, labels, size):
+        return shade(aggregate(points_frame(emb, labels, CLASSES), canvas=make_canvas(emb, width=size, height=size)))
 
     t0 = time.perf_counter()
     stages = {}
@@ -122,21 +121,21 @@ def dask_pipeline(folder: Path, x_path: Path, y_path: Path, model: Path, n: int,
         # warm-up, untimed: the model on every worker, and datashader's compiled code in them (from a small store)
         preload(client, ref)
         k = min(n, 200_000)
-        small = propagate_chunked(client, open_chunked(x_path, chunk_rows=25_000)[:k], ref, folder / "warm.zarr",
-                                  batch_size=BATCH)
-        render_embedding(transform_chunked(client, small, fit_pca(client, small), folder / "warm-emb.zarr"),
-                         np.zeros(k, np.uint8), class_names=CLASSES, width=80, height=80)
+        small = propagate(ref, open_chunked(x_path, chunk_rows=25_000)[:k], out=folder / "warm.zarr",
+                          batch_size=BATCH)
+        warm = embed(PrincipalDirections(2, fit_sample=None).fit(small), small, folder / "warm-emb.zarr")
+        picture(warm, np.zeros(k, np.uint8), 80)
         with _Stage("propagate", n, client) as s:
-            acts = propagate_chunked(client, open_chunked(x_path), ref, folder / "acts.zarr", batch_size=BATCH)
+            acts = propagate(ref, open_chunked(x_path), out=folder / "acts.zarr", batch_size=BATCH)
         stages["propagate"] = s
         with _Stage("pca fit (exact, every chunk on the workers)", n, client) as s:
-            pca = fit_pca(client, acts)
+            pca = PrincipalDirections(2, fit_sample=None).fit(acts)
         stages["pca fit"] = s
         with _Stage("pca embed (on the workers)", n, client) as s:
-            emb = transform_chunked(client, acts, pca, folder / "emb.zarr")
+            emb = embed(pca, acts, folder / "emb.zarr")
         stages["pca embed"] = s
         with _Stage("render one frame (dask.dataframe)", n, client) as s:
-            img = render_embedding(emb, y_path, class_names=CLASSES, width=800, height=800)
+            img = picture(emb, y_path, 800)
         stages["render"] = s
         if png is not None:
             img.to_pil().save(png)
@@ -148,10 +147,9 @@ def single_pipeline(x_path: Path, y_path: Path, model: Path, n: int):
     """The same stages in this process on the first ``n`` rows: propagate, PCA, render from pandas."""
     from sklearn.decomposition import PCA
 
-    from engine.model import load_model
+    from engine.model import load_model, split
     from engine.propagate import propagate
     from engine.render import aggregate, make_canvas, points_frame, shade
-    from engine.split import split
 
     s_ = split(load_model(model), "code")
     x = np.load(x_path, mmap_mode="r")[:n]

@@ -1,17 +1,29 @@
-"""The `latent-inspector` command, run as a real subprocess: output and exit codes."""
+"""The `latent-inspector` command: output and exit codes.
 
+The commands run in this process (``engine.cli.main``, what the console script calls), so that the test session's
+TensorFlow and compiled models serve them all; the last tests run the installed command as a real subprocess, which
+is what proves the entry point, the exit status and a traceback-free stderr of a fresh process.
+"""
+
+import contextlib
+import io
 import subprocess
 import sys
+from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 from builders import build_models, write_project
 
+from engine.cli import main
+
 
 def run(*args, root, cache=None):
-    cmd = [sys.executable, "-m", "engine.cli", "--root", str(root)]
-    if cache is not None:
-        cmd += ["--cache-dir", str(cache)]
-    return subprocess.run(cmd + list(args), capture_output=True, text=True, timeout=300)
+    argv = ["--root", str(root)] + (["--cache-dir", str(cache)] if cache is not None else []) + list(args)
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main(argv)
+    return SimpleNamespace(returncode=code, stdout=out.getvalue(), stderr=err.getvalue())
 
 
 def test_info_lists_layers_and_cuts(tiny_project):
@@ -48,8 +60,14 @@ def test_residual_cut_error_names_crossing_tensor(tmp_path):
     assert r.returncode == 2 and "'stem'" in r.stderr and "Traceback" not in r.stderr
 
 
-def test_debug_shows_the_traceback(tiny_project):
-    r = subprocess.run([sys.executable, "-m", "engine.cli", "--debug", "--root", str(tiny_project), "info", "nope"],
+def test_the_installed_command_exits_2_with_one_line_and_debug_shows_the_traceback(tiny_project):
+    command = Path(sys.executable).with_name("latent-inspector")
+    argv0 = [str(command)] if command.is_file() else [sys.executable, "-m", "engine.cli"]
+    r = subprocess.run(argv0 + ["--root", str(tiny_project), "info", "nope"], capture_output=True, text=True,
+                       timeout=120)
+    assert r.returncode == 2 and "no project 'nope'" in r.stderr
+    assert "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    r = subprocess.run(argv0 + ["--debug", "--root", str(tiny_project), "info", "nope"],
                        capture_output=True, text=True, timeout=120)
     assert r.returncode != 0 and "Traceback" in r.stderr and "ProjectError" in r.stderr
 

@@ -186,7 +186,7 @@ def test_a_bundled_project_propagates_through_the_command_line_on_a_running_sche
     assert f"dask {address}: 2 workers" in r.stderr
     (store,) = (tmp_path / "activations").glob("mnist-*-bottleneck-*.zarr")
     assert f"zarr store at {store}" in r.stdout
-    single = activations(load_project("mnist"), "bottleneck", cache_dir=tmp_path)
+    single = activations(load_project("mnist"), "bottleneck", cache_dir=tmp_path / "single")  # in this process
     np.testing.assert_allclose(open_store(store).read(), single, rtol=1e-5, atol=1e-5)
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=REPO)
     assert r.returncode == 0 and "read from store" in r.stdout, r.stderr[-3000:]
@@ -325,6 +325,38 @@ def test_one_frame_rendered_from_a_dask_dataframe_is_the_in_memory_picture(clien
     assert unnamed.partitions[3].compute()["label"].astype(str).tolist() == [str(c) for c in data.y[1200:1600]]
     with pytest.raises(DataError, match="labels: 10 for 3000 embedded rows"):
         embedding_frame(emb, np.zeros(10, int))
+
+
+def test_an_inspection_reads_a_store_propagated_on_the_cluster(client, data, tmp_path):
+    """``latent-inspector propagate --dask`` leaves a Zarr store in the cache; an Inspection (the dashboard's) then
+    reads it chunk by chunk rather than propagating again in its own process, and gives the in-memory result."""
+    from engine.data.project import load_project
+    from engine.data.store import Stored
+    from engine.explore.inspection import Inspection
+
+    model, _ = build_models()["conv2d"]
+    write_project(tmp_path / "projects", "conv", model, data.x, data.y, manifest='default_layer = "bottleneck"\n')
+    project = load_project("conv", root=tmp_path / "projects")
+    stored = activations(project, "bottleneck", client=client, cache_dir=tmp_path / "cache")
+    assert stored.path.parent == tmp_path / "cache" / "activations"
+
+    seen = []
+    insp = Inspection(project, "bottleneck", cache_dir=tmp_path / "cache", progress=lambda *a: seen.append(a))
+    assert isinstance(insp.activations, Stored) and insp.out_of_core
+    assert seen[0] == ("propagate", 3000, 3000)  # read from the store, not computed
+    assert not any((tmp_path / "cache" / "activations").glob("*.npy"))
+    reference = PCAReducer(random_state=0).fit(data.z)
+    _same_up_to_sign(insp.embedding, reference.embedding_, atol=1e-4 * float(np.abs(reference.embedding_).max()))
+    d = insp.decode(*insp.embedding[7])  # the rank-2 reconstruction of sample 7, whatever the components' signs
+    np.testing.assert_allclose(d.activation.reshape(-1), reference.inverse_transform(reference.embedding_[7:8])[0],
+                               rtol=0, atol=1e-4)
+    assert d.output.shape == (16, 16, 1) and d.nearest == 7
+    assert insp.quality.n_samples == 3000 and insp.quality.inverse == "exact"
+
+    umap = Inspection(project, "bottleneck", method="umap", params={"n_neighbors": 15, "fit_sample": 1000},
+                      inverse="knn", cache_dir=tmp_path / "cache")
+    assert umap.embedding.shape == (3000, 2) and np.isfinite(umap.embedding).all()
+    assert len(umap.reducer.fit_index_) == 1000 and umap.decode(0.0, 0.0).output.shape == (16, 16, 1)
 
 
 # -- memory and failures ----------------------------------------------------------------------------------------------

@@ -19,7 +19,7 @@ LABELS = ("[GPU] umap fit (cuML vs umap-learn)", "[GPU] mlp inverse, 1 point (Cu
 
 def _available() -> str:
     """Why the GPU cases cannot run ("" when they can)."""
-    from engine.backend import gpu_available
+    from engine.backends.cupy import gpu_available
 
     if not gpu_available():
         return "no GPU"
@@ -33,7 +33,7 @@ def _available() -> str:
 
 def _umap_fit(project, X, n: int) -> Comparison:
     from benchmarks.cases.reducers import activation_rows
-    from engine.reducers import make_reducer
+    from engine.reduce import make_reducer
 
     Xn = activation_rows(project, X, n)
     times = {}
@@ -49,7 +49,7 @@ def _umap_fit(project, X, n: int) -> Comparison:
 def _mlp_inverse(X, k: int) -> Comparison:
     import cupy
 
-    from engine.reducers import make_inverse, make_reducer
+    from engine.reduce import make_inverse, make_reducer
 
     umap = make_reducer("umap", n_neighbors=15, inverse=None, random_state=0).fit(X)
     inv = make_inverse("mlp", method="umap", random_state=0).fit(umap.embedding_, X, reducer=umap)
@@ -91,7 +91,7 @@ def run(quick: bool) -> list[Comparison]:
         for label in LABELS:
             print(f"{label}: skipped: {why}")
         return [Comparison("gpu", label, "ms", Side("GPU"), skipped=why) for label in LABELS]
-    from engine.project import load_project
+    from engine.data.project import load_project
     from engine.propagate import activations
 
     project = load_project("mnist")

@@ -8,9 +8,9 @@ from __future__ import annotations
 import numpy as np
 
 from benchmarks.harness import Comparison, Side, alternate, latencies, peak_rss_mb, reset_peak_rss
-from engine.project import load_project
+from engine.data.project import load_project
+from engine.model import split
 from engine.propagate import DEFAULT_BATCH, propagate
-from engine.split import split
 
 
 def run(quick: bool) -> list[Comparison]:

@@ -23,9 +23,9 @@ import numpy as np
 
 from benchmarks.coldstart import fit_in_fresh_process
 from benchmarks.harness import Comparison, Side, latencies
-from engine.project import load_project
+from engine.data.project import load_project
 from engine.propagate import activations
-from engine.reducers import make_inverse, make_reducer
+from engine.reduce import make_inverse, make_reducer
 
 PARAMS = {"pca": {}, "umap": {"n_neighbors": 15}, "tsne": {"perplexity": 30}}
 NUMBA_CACHE = Path(__file__).resolve().parents[2] / ".cache" / "numba"
@@ -35,8 +35,8 @@ def activation_rows(project, X, n: int) -> np.ndarray:
     """``n`` rows of bottleneck activations: the digits' own, then shifted digits propagated through the encoder."""
     if n <= len(X):
         return X[:n]
+    from engine.model import split
     from engine.propagate import propagate
-    from engine.split import split
 
     x = np.asarray(project.inputs())
     rng = np.random.default_rng(n)

@@ -139,13 +139,7 @@ class H5Rows:
             with h5py.File(self.path, "r") as f:
                 names = []
                 f.visititems(lambda name, obj: names.append(name) if isinstance(obj, h5py.Dataset) else None)
-                if key is None:
-                    if len(names) != 1:
-                        raise DataError(f"{path}: holds {len(names)} datasets ({', '.join(names[:10]) or 'none'}); "
-                                        "name one (inputs_key in project.toml, or --inputs-key)")
-                    key = names[0]
-                if key not in names:
-                    raise DataError(f"{path}: no dataset {key!r}; datasets: {', '.join(names[:10]) or 'none'}")
+                key = _member(path, key, names, "dataset")
                 ds = f[key]
                 self.shape, self.dtype = tuple(ds.shape), ds.dtype
         except DataError:
@@ -168,6 +162,19 @@ class H5Rows:
             return f[self.key][key]
 
 
+def _member(where, key, names: list, kind: str) -> str:
+    """The member ``key`` of a container holding ``names`` (the only one when ``key`` is None), or DataError."""
+    listed = ", ".join(names[:10]) or "none"
+    if key is None:
+        if len(names) != 1:
+            raise DataError(f"{where}: holds {len(names)} {kind}s ({listed}); name one (inputs_key in project.toml, "
+                            "or --inputs-key)")
+        return names[0]
+    if key not in names:
+        raise DataError(f"{where}: no {kind} {key!r}; {kind}s: {listed}")
+    return key
+
+
 def is_zarr(path: Path) -> bool:
     """True for a folder holding a Zarr array or group."""
     return path.is_dir() and any((path / m).exists() for m in ("zarr.json", ".zarray", ".zgroup"))
@@ -184,14 +191,7 @@ def _zarr_array(path: Path, key):
         if key is not None:
             raise DataError(f"{path}: a single Zarr array; it has no member {key!r}")
         return node, None
-    names = sorted(name for name, _ in node.arrays())
-    if key is None:
-        if len(names) != 1:
-            raise DataError(f"{path}: Zarr group with {len(names)} arrays ({', '.join(names[:10]) or 'none'}); "
-                            "name one (--inputs-key)")
-        key = names[0]
-    if key not in names:
-        raise DataError(f"{path}: no array {key!r} in the Zarr group; arrays: {', '.join(names[:10]) or 'none'}")
+    key = _member(f"{path} (a Zarr group)", key, sorted(name for name, _ in node.arrays()), "array")
     return node[key], key
 
 

@@ -62,6 +62,20 @@ class Stored:
     def __len__(self) -> int:
         return self.shape[0]
 
+    def __array__(self, dtype=None, copy=None):
+        """The whole store read into memory (``np.asarray(stored)``): for stores that fit."""
+        rows = self.read()
+        return rows if dtype is None else rows.astype(dtype)
+
+    def __getitem__(self, key):
+        """Rows of the store, read from its chunks (a slice, an index, or sorted indices), as a memory map reads."""
+        import zarr
+
+        array = zarr.open_array(str(self.path), mode="r")
+        if isinstance(key, np.ndarray) or isinstance(key, list):
+            return array.oindex[np.asarray(key)]
+        return array[key]
+
     def array(self):
         """The stored rows as a :class:`dask.array.Array`, one chunk per stored chunk."""
         import dask.array as da

@@ -17,11 +17,11 @@ import numpy as np
 from engine.data.files import atomic_path
 from engine.memo import KeyedLocks
 from engine.model import split
-from engine.progress import ProgressFn
+from engine.progress import ProgressFn, report
 from engine.propagate.batches import DEFAULT_BATCH, propagate_batches
 from engine.settings import cache_dir as default_cache_dir
 
-__all__ = ["activations", "cache_path"]
+__all__ = ["activations", "cache_path", "stored_activations"]
 
 #: One build of a cache entry at a time (two sessions asking for the same layer compute it once).
 _BUILDING = KeyedLocks()
@@ -35,13 +35,23 @@ def cache_path(project, layer: str, cache_dir=None) -> Path:
     return cache_dir / "activations" / f"{key}.npy"
 
 
+def stored_activations(project, layer: str, cache_dir=None):
+    """The complete Zarr store of the project's activations at ``layer`` in the cache, written on a Dask cluster
+    (``latent-inspector propagate --dask``) for the same model, data and hooks; or None."""
+    from engine.data.store import reusable
+
+    path = cache_path(project, layer, cache_dir)
+    return reusable(path.with_suffix(".zarr"), path.stem)
+
+
 def activations(project, layer: str, *, cache_dir=None, progress: ProgressFn | None = None,
                 batch_size: int = DEFAULT_BATCH, client=None, out=None, inputs=None, inputs_key=None,
                 chunk_rows: int | None = None):
     """The project's activations at ``layer``, from the disk cache or computed and cached.
 
     In this process by default (a memory-mapped ``.npy``); on the workers of a Dask cluster with ``client``, into
-    a Zarr store (and then of ``inputs``, a larger file for the same model, when given).
+    a Zarr store (and then of ``inputs``, a larger file for the same model, when given). A complete store for the
+    project's own inputs in the cache is read, chunk by chunk, rather than computed again in this process.
 
     Parameters
     ----------
@@ -85,6 +95,10 @@ def activations(project, layer: str, *, cache_dir=None, progress: ProgressFn | N
                 return np.load(path, mmap_mode="r")
             except (ValueError, OSError):  # an entry damaged by something else: recompute it
                 path.unlink(missing_ok=True)
+        stored = stored_activations(project, layer, cache_dir)
+        if stored is not None:  # propagated on a Dask cluster: read it there, chunk by chunk
+            report(progress, "propagate", stored.shape[0], stored.shape[0])
+            return stored
         s = split(project.model(), layer)
         x = project.inputs()
         with atomic_path(path) as tmp:

@@ -400,6 +400,7 @@ class PCAReducer(BaseReducer):
             in_chunks=self.incremental_, random_state=seed_of(self.random_state),
             progress=rows_read if self.incremental_ else None,
         ).fit(X)
+        directions.progress = None  # this fit's callback: the fitted model is cached and sent to workers
         self.components_ = directions.components_.astype(np.float32)
         self.mean_ = directions.mean_.astype(np.float32)
         self.explained_variance_ratio_ = directions.explained_variance_ratio_
