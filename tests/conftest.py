@@ -13,17 +13,10 @@ import pytest  # noqa: E402
 from builders import build_models, write_project  # noqa: E402
 
 
-def _gpu_available() -> bool:
-    try:
-        import cupy
-
-        return cupy.cuda.runtime.getDeviceCount() > 0
-    except Exception:
-        return False
-
-
 def pytest_collection_modifyitems(config, items):
-    if _gpu_available():
+    from engine.backends.cupy import gpu_available
+
+    if gpu_available():
         return
     skip = pytest.mark.skip(reason="no GPU: needs a CUDA device with CuPy and cuML")
     for item in items:

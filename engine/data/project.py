@@ -25,6 +25,8 @@ from engine.data.files import file_hash
 from engine.errors import DataError, ProjectError
 from engine.model import MODEL_SUFFIXES, load_model_cached, model_hash
 
+__all__ = ["VIEW_KINDS", "Project", "ViewSpec", "list_projects", "load_project", "project_dir", "projects_root"]
+
 VIEW_KINDS = ("image", "series", "vector", "probabilities")
 #: A project name: one folder name (no separator, no leading dot), at most 255 characters as file systems allow.
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,254}")
