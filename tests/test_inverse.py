@@ -2,25 +2,16 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
-from pathlib import Path
 
+import digits as digits_data
 import numpy as np
 import pytest
+from sklearn.decomposition import PCA
+from sklearn.utils.estimator_checks import parametrize_with_checks
 
-_spec = importlib.util.spec_from_file_location("reducer_test_digits", Path(__file__).with_name("test_reducers_data.py"))
-if _spec.name not in sys.modules:
-    sys.modules[_spec.name] = importlib.util.module_from_spec(_spec)
-    _spec.loader.exec_module(sys.modules[_spec.name])
-digits_data = sys.modules[_spec.name]
-
-from sklearn.decomposition import PCA  # noqa: E402
-from sklearn.utils.estimator_checks import parametrize_with_checks  # noqa: E402
-
-from engine.backends.cupy import gpu_available  # noqa: E402
-from engine.reduce import (  # noqa: E402
+from engine.backends.cupy import gpu_available
+from engine.reduce import (
     KNNInverse,
     MLPInverse,
     NativeInverse,

@@ -4,7 +4,7 @@
 a few seconds and returns the bottleneck activations, the labels, the pixels and the decoder's weights. The
 decoder is evaluated with NumPy on those weights, so decoding needs no TensorFlow call.
 
-This module holds no tests; the reducer test modules import it by file path (whatever pytest's import mode).
+A plain module beside the tests (as ``builders``), holding no tests: ``import digits``.
 """
 
 from __future__ import annotations
