@@ -46,6 +46,11 @@ class KeyedLocks:
                 if entry[1] == 0 and self._locks.get(key) is entry:
                     del self._locks[key]
 
+    def keys(self) -> list:
+        """The keys in use now."""
+        with self._guard:
+            return list(self._locks)
+
     def __len__(self) -> int:
         with self._guard:
             return len(self._locks)
@@ -107,6 +112,24 @@ class Memo:
         """The remembered value for ``key``, or ``default``; builds nothing and keeps the order."""
         with self._guard:
             return self._items.get(key, default)
+
+    def recall(self, key: Hashable, default=None):
+        """The remembered value for ``key`` (now the most recently used), or ``default``; builds nothing."""
+        with self._guard:
+            if key not in self._items:
+                return default
+            self._items.move_to_end(key)
+            return self._items[key]
+
+    def keys(self) -> list:
+        """The remembered keys, least recently used first."""
+        with self._guard:
+            return list(self._items)
+
+    @property
+    def building(self) -> list:
+        """The keys being built right now (none is left behind once a build ends, failed or not)."""
+        return self._building.keys()
 
     def pop(self, key: Hashable, default=None):
         with self._guard:

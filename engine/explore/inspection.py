@@ -134,7 +134,6 @@ class Inspection:
         self.timings["reduce"] = time.perf_counter() - t0
         self.embedding = self.reducer.embedding_
         self._indexes = Memo(max_items=4, name="point indexes of an inspection")
-        self._neighbor_indexes = Memo(max_items=2, name="neighbour indexes of an inspection")
 
     # -- what the dashboard and CLI read --------------------------------------------------------------------------
 
@@ -224,8 +223,13 @@ class Inspection:
         computed once)."""
         from engine.explore.neighbors import NeighborIndex
 
-        norms = self._neighbor_indexes.get("norms", lambda: NeighborIndex(self.activations).sq_norms)
-        return NeighborIndex(self.activations, metric, sq_norms=norms)
+        return NeighborIndex(self.activations, metric, sq_norms=self._row_norms)
+
+    @cached_property
+    def _row_norms(self):
+        from engine.explore.neighbors import NeighborIndex
+
+        return NeighborIndex(self.activations).sq_norms
 
 
 def _flat_rows(activations):

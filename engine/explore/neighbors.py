@@ -181,7 +181,7 @@ def neighbor_index(activations, metric: str = "euclidean") -> NeighborIndex:
 
 
 def nearest_samples(activations, query, k: int = 10, metric: str = "euclidean", *, exclude_self: bool = True,
-                    exclude=()) -> Neighbors:
+                    exclude=(), index: NeighborIndex | None = None) -> Neighbors:
     """The ``k`` nearest samples of ``query`` in the layer's full-dimensional space.
 
     Parameters
@@ -196,6 +196,8 @@ def nearest_samples(activations, query, k: int = 10, metric: str = "euclidean", 
         With a sample id as query, leave the sample itself out.
     exclude : iterable of int, optional
         Further ids to leave out.
+    index : NeighborIndex, optional
+        The index of ``activations`` under ``metric`` to query (default :func:`neighbor_index`).
 
     Returns
     -------
@@ -213,7 +215,7 @@ def nearest_samples(activations, query, k: int = 10, metric: str = "euclidean", 
     >>> nearest_samples(X, 0, k=2).ids
     array([1, 2])
     """
-    index = neighbor_index(activations, metric)
+    index = index if index is not None else neighbor_index(activations, metric)
     exclude = list(exclude)
     if isinstance(query, (int, np.integer)) and not isinstance(query, bool):
         i, n = int(query), len(index.activations)
@@ -252,6 +254,7 @@ def neighbors_of(inspection, point, k: int = 10, metric: str = "euclidean", *, e
 
     end = resolve_endpoint(inspection, point)
     query = end.sample if end.sample is not None else end.activation
-    nb = nearest_samples(inspection.activations, query, k, metric, exclude_self=exclude_self)
+    nb = nearest_samples(inspection.activations, query, k, metric, exclude_self=exclude_self,
+                         index=inspection.neighbor_index(metric))
     labels = None if inspection.labels is None else np.asarray(inspection.labels)[nb.ids]
     return Neighbors(nb.ids, nb.distances, nb.metric, labels)

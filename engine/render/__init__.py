@@ -12,8 +12,8 @@ workers (:mod:`engine.backends.dask`): the same picture. The dashboard redraws o
 path to the same pixels (:class:`PointIndex`, :func:`aggregate_colors`, :func:`shade_colors`).
 
 * :mod:`engine.render.frame`: stage 0, colours and canvas;
-* :mod:`engine.render.aggregate`: stage 1, and the per-view index;
-* :mod:`engine.render.shade`: stage 2;
+* :mod:`engine.render.bins`: stage 1, and the per-view index;
+* :mod:`engine.render.shading`: stage 2;
 * :mod:`engine.render.png`: the whole pipeline in one call, a PNG with a legend and a grid of decodes;
 * :mod:`engine.render.parallel`: parallel coordinates of a layer;
 * :mod:`engine.render.samples`: one sample as pixels, by its view kind.
@@ -22,22 +22,22 @@ path to the same pixels (:class:`PointIndex`, :func:`aggregate_colors`, :func:`s
 from engine.lazy import lazy_exports
 
 _EXPORTS = {
-    "GRID": "engine.render.aggregate",
-    "PointIndex": "engine.render.aggregate",
-    "aggregate": "engine.render.aggregate",
-    "aggregate_colors": "engine.render.aggregate",
+    "GRID": "engine.render.bins",
+    "PointIndex": "engine.render.bins",
+    "aggregate": "engine.render.bins",
+    "aggregate_colors": "engine.render.bins",
     "color_key": "engine.render.frame",
     "data_ranges": "engine.render.frame",
     "grid_positions": "engine.render.png",
-    "index_frame": "engine.render.aggregate",
-    "index_points": "engine.render.aggregate",
+    "index_frame": "engine.render.bins",
+    "index_points": "engine.render.bins",
     "latent_image": "engine.render.png",
     "make_canvas": "engine.render.frame",
     "padded_range": "engine.render.frame",
     "points_frame": "engine.render.frame",
     "sample_picture": "engine.render.samples",
-    "shade": "engine.render.shade",
-    "shade_colors": "engine.render.shade",
+    "shade": "engine.render.shading",
+    "shade_colors": "engine.render.shading",
     "to_image": "engine.render.samples",
     "to_pixels": "engine.render.samples",
     "to_rgb_array": "engine.render.samples",

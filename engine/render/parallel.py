@@ -72,6 +72,17 @@ class ParallelAxes:
     def n_axes(self) -> int:
         return len(self.names)
 
+    @property
+    def explained_share(self) -> float | None:
+        """Principal basis: the share of the layer's variance the axes hold together (None for units)."""
+        return None if self.explained_variance_ratio is None else float(np.sum(self.explained_variance_ratio))
+
+    def describe(self) -> str:
+        """The axes in words: ``"16 units"``, or ``"top 16 principal directions (83% of the variance)"``."""
+        if self.basis == "units":
+            return f"{self.n_axes} units"
+        return f"top {self.n_axes} principal directions ({self.explained_share:.0%} of the variance)"
+
     def _span(self, axis: int):
         if not 0 <= int(axis) < self.n_axes:
             raise RenderError(f"parallel coordinates: axis {axis} is outside 0..{self.n_axes - 1}")

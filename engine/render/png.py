@@ -14,10 +14,10 @@ from pathlib import Path
 import numpy as np
 
 from engine.errors import RenderError
-from engine.render.aggregate import aggregate
+from engine.render.bins import aggregate
 from engine.render.frame import color_key, make_canvas, padded_range, points_frame
 from engine.render.samples import to_rgb_array
-from engine.render.shade import shade
+from engine.render.shading import shade
 
 __all__ = ["grid_positions", "latent_image", "write_png"]
 

@@ -1,7 +1,7 @@
 """Stage 2: colour, spread and background of an aggregate.
 
 :func:`shade` is datashader's ``tf.shade`` -> ``tf.dynspread`` -> ``tf.set_background``. :func:`shade_colors` gives the
-pixels ``tf.shade`` gives for ``count_cat``, from :func:`engine.render.aggregate.aggregate_colors`' four numbers per
+pixels ``tf.shade`` gives for ``count_cat``, from :func:`engine.render.bins.aggregate_colors`' four numbers per
 pixel: datashader's colour mixing (mean category colour, truncated to 8 bits) and alpha scaling (``eq_hist`` of the
 counts between ``min_alpha`` and ``alpha``), computed once per distinct count rather than once per pixel.
 """

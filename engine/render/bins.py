@@ -4,7 +4,7 @@
 for a pandas or a Dask DataFrame alike. The dashboard redraws on every pan and zoom, so it takes a faster path to
 the same picture: the points are indexed once by a coarse grid (:class:`PointIndex`), and each view accumulates only
 what shading needs, per pixel the number of points and the sum of their category colours (:func:`aggregate_colors`;
-shaded by :func:`engine.render.shade.shade_colors`).
+shaded by :func:`engine.render.shading.shade_colors`).
 
 ``count_cat`` keeps one count plane per category (800 x 800 x 10 cells) and ``tf.shade`` then reduces those planes
 to a colour and an alpha per pixel; at ten million points both stages are memory-bound (about 120 ms each on
