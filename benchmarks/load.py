@@ -358,8 +358,8 @@ def check_decodes(sessions: list[Session], projects_root, project: str) -> None:
     """Add to each session's errors: a decode for another point than the one tapped (more than 1.5 pixels of the
     session's plot away), or values other than the engine's decode of the same point (computed here)."""
     os.environ["LATENT_INSPECTOR_PROJECTS"] = str(projects_root)
-    from engine.inspection import Inspection
-    from engine.project import load_project
+    from engine.data.project import load_project
+    from engine.explore.inspection import Inspection
 
     insp = Inspection(load_project(project, root=projects_root), method="pca")
     for s in sessions:

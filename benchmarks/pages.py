@@ -22,11 +22,16 @@ NAME = "bench-figure"
 @functools.cache
 def _frame(n: int):
     from benchmarks import synthetic
-    from dashboard.latent import point_index
 
-    frame = synthetic.frame(n)
-    point_index(frame, "label")
-    return frame
+    return synthetic.frame(n)
+
+
+@functools.cache
+def _index(n: int):
+    """The engine's point index of ``_frame(n)`` by label, as the dashboard has its inspection build it once."""
+    from engine.render import index_frame
+
+    return index_frame(_frame(n), "label")
 
 
 @functools.cache
@@ -70,15 +75,15 @@ def shaded_page():
     import holoviews as hv
     import panel as pn
 
-    from dashboard.latent import category_colors, point_index, shade_categories
-    from dashboard.sample import name_models
+    from dashboard.latent import category_colors, shade_categories
+    from dashboard.widgets import name_models
 
     n = _n()
     frame = _frame(n)
     names = list(frame["label"].cat.categories)
     element = hv.Points(frame, ["x", "y"], ["label"])
     raster = shade_categories(element, aggregator=ds.by("label", ds.count()), color_key=dict(zip(names,
-                              category_colors(names))), min_alpha=90, index=point_index(frame, "label"),
+                              category_colors(names))), min_alpha=90, index=_index(n),
                               threshold=0.5, max_px=3)
     raster = raster.opts(frame_width=SIZE, frame_height=SIZE, tools=["pan", "wheel_zoom"],
                          active_tools=["pan", "wheel_zoom"], title=f"{n:,} points, datashaded",

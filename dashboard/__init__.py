@@ -4,6 +4,8 @@
 ``Dashboard(project="mnist")`` displays inline after ``dashboard.extension()``.
 """
 
+__all__ = ["Dashboard", "extension", "serve"]
+
 
 def __getattr__(name):  # imported lazily: importing the package must not load Panel, HoloViews or the engine
     if name in ("Dashboard", "extension"):

@@ -8,6 +8,8 @@ import os
 import sys
 from pathlib import Path
 
+__all__: list[str] = []
+
 try:
     import engine  # noqa: F401
 except ImportError:  # `panel serve dashboard/app.py` from a checkout that is not pip-installed

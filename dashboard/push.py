@@ -13,6 +13,8 @@ from functools import partial
 
 import panel as pn
 
+__all__ = ["later", "push"]
+
 
 def push(source, data: dict, *, delay_ms: int = 0) -> None:
     """Replace ``source.data`` with ``data``, under the rules Panel follows for its own models: on the server's

@@ -1,82 +1,41 @@
-"""How one sample (an input, or a decoded output) is drawn, as the project's manifest says.
+"""How one sample (an input, or a decoded output) is shown, as the project's manifest says.
 
 ``[input_view]`` and ``[output_view]`` name a kind: ``image`` (grayscale or RGB, any size), ``series``
 (multichannel lines), ``probabilities`` (bars with class names) or ``vector`` (bars, or a heatmap when long). A
 project can draw its own: its ``hooks.py`` maps a kind to ``draw(sample)`` returning anything Panel can show
 (``views = {"spectrogram": draw}``; the engine loads the hooks; see :func:`custom_view`).
 
-Drawing only: the values drawn are the engine's, reshaped to the manifest's shape.
+Two ways to show one: a HoloViews element (:func:`element`, styled by :func:`options`) for the decoded output,
+which the user zooms into; a small PNG (:func:`thumbnail`) for the cursor, the history and the strips, which is the
+engine's picture (:func:`engine.render.samples.sample_picture`) encoded. The values and their shape are the
+engine's (:func:`engine.render.samples.view_shape`); nothing here scales or draws pixels of its own.
 """
 
 from __future__ import annotations
 
+import base64
 import io
-import weakref
 
 import holoviews as hv
 import numpy as np
 
-#: Line colours of a series' channels (category10).
-PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22",
-           "#17becf")
+from .widgets import name_models
+
+__all__ = ["MAX_BARS", "blank", "custom_view", "draw", "element", "image_data", "options", "thumbnail",
+           "thumbnail_src"]
 
 #: Vectors longer than this are drawn as a one-row heatmap instead of bars.
 MAX_BARS = 96
 
 
-def kind_and_shape(spec, array) -> tuple[str, tuple[int, ...]]:
-    """The view kind and the shape to draw ``array`` with (the manifest's, else the array's own)."""
-    kind = getattr(spec, "kind", None) or "vector"
-    shape = tuple(spec.shape) if getattr(spec, "shape", None) else None
-    size = int(np.prod(np.shape(array)))
-    if shape is None or int(np.prod(shape)) != size:
-        squeezed = tuple(d for d in np.shape(array) if d != 1) or (size,)
-        shape = squeezed
-        if kind == "image" and len(shape) == 1:
-            kind = "vector"
-        if kind == "series" and len(shape) == 1:
-            shape = (shape[0], 1)
-    return kind, shape
-
-
-def name_models(name: str):
-    """A plot hook naming the Bokeh figure ``name`` and its data source ``name-source``, so that the page (and a
-    browser test) can find them: ``Bokeh.index.query_one(v => v.model.name == name)``."""
-
-    def hook(plot, element):
-        plot.state.name = name
-        source = plot.handles.get("source")
-        if source is not None:
-            source.name = f"{name}-source"
-
-    return hook
-
-
-def weakly(method):
-    """A callback calling the bound ``method`` (with whatever it is called with) while its object lives, and nothing
-    once it is gone.
-
-    For callbacks kept by something that outlives a session: HoloViews keeps every plot's options, hooks included, in
-    its global options store; Panel keeps a button's JavaScript arguments, and with them their watchers; a document
-    keeps its session-destroyed callbacks. A bound method there would keep its view, the session's store and
-    everything it shows alive after the session closed.
-    """
-    ref = weakref.WeakMethod(method)
-
-    def callback(*args):
-        bound = ref()
-        if bound is not None:
-            bound(*args)
-
-    return callback
-
-
 def element(array, spec, class_names=None):
-    """A HoloViews element holding ``array`` as ``spec`` (an ``engine.project.ViewSpec``) says to draw it, without
-    options: :func:`options` styles them once, on the DynamicMap that yields one per decode (options set per element
-    cost more than the rest of the update)."""
+    """A HoloViews element holding ``array`` as ``spec`` (an ``engine.data.project.ViewSpec``) says to draw it,
+    without options: :func:`options` styles them once, on the DynamicMap that yields one per decode (options set per
+    element cost more than the rest of the update)."""
+    from engine.render.samples import view_shape
+
     array = np.asarray(array)
-    kind, shape = kind_and_shape(spec, array)
+    kind, shape = view_shape(spec, array)
     data = array.reshape(shape)
     if kind == "image":
         h, w = shape[:2]
@@ -100,11 +59,11 @@ def element(array, spec, class_names=None):
 def image_data(array, spec) -> dict:
     """The columns of a Bokeh ``image`` (grey, colour-mapped in the browser) or ``image_rgba`` source drawing one
     image sample, as HoloViews lays them out (Bokeh's first row is the bottom one): what
-    :class:`dashboard.output.OutputView` pushes on every decode."""
-    from engine.render import to_rgb_array
+    :class:`dashboard.inspector.views.OutputView` pushes on every decode."""
+    from engine.render.samples import to_rgb_array, view_shape
 
     array = np.asarray(array)
-    _, shape = kind_and_shape(spec, array)
+    _, shape = view_shape(spec, array)
     data = array.reshape(shape)
     h, w = shape[:2]
     if len(shape) == 3 and shape[2] in (3, 4):
@@ -119,8 +78,10 @@ def image_data(array, spec) -> dict:
 def options(spec, array, *, name: str | None = None) -> list:
     """The options drawing :func:`element`'s output for ``spec``: grey images with a colour bar, coloured series
     with a legend, bars (probabilities on [0, 1]), long vectors as a diverging one-row heatmap. ``name`` names the
-    Bokeh figure (see :func:`name_models`)."""
-    kind, shape = kind_and_shape(spec, np.asarray(array))
+    Bokeh figure (see :func:`dashboard.widgets.name_models`)."""
+    from engine.render.samples import PALETTE, view_shape
+
+    kind, shape = view_shape(spec, np.asarray(array))
     common = dict(toolbar="above", default_tools=["save", "hover"], hooks=[name_models(name)] if name else [])
     if kind == "image":
         image = dict(xaxis=None, yaxis=None, data_aspect=1, **common)
@@ -129,8 +90,8 @@ def options(spec, array, *, name: str | None = None) -> list:
         return [hv.opts.Curve(line_width=1.5, color=hv.Cycle(list(PALETTE)), framewise=True),
                 hv.opts.NdOverlay(legend_position="right", framewise=True, **common)]
     if kind == "probabilities":
-        return [hv.opts.Bars(ylim=(0, 1), color="#1f77b4", **common)]
-    return [hv.opts.Bars(color="#1f77b4", framewise=True, **common),
+        return [hv.opts.Bars(ylim=(0, 1), color=PALETTE[0], **common)]
+    return [hv.opts.Bars(color=PALETTE[0], framewise=True, **common),
             hv.opts.Image(cmap="RdBu_r", symmetric=True, yaxis=None, colorbar=True, framewise=True, **common)]
 
 
@@ -143,66 +104,42 @@ def custom_view(project, spec):
     return draw if callable(draw) else None
 
 
-def thumbnail(array, spec, class_names=None, *, width: int = 110, height: int = 110) -> bytes:
-    """A small PNG of one sample, cheap enough to make on every hover and for every history entry: the image
-    itself (scaled to bytes by the engine's :func:`engine.render.to_rgb_array`), the series' lines or the bars."""
-    from PIL import Image, ImageDraw
+def thumbnail(array, spec, *, width: int = 110, height: int = 110) -> bytes:
+    """A small PNG of one sample, cheap enough to make on every hover and for every history entry: the engine's
+    :func:`~engine.render.samples.sample_picture` (an image keeps its aspect ratio; series as lines; bars)."""
+    from PIL import Image
 
-    from engine.render import to_rgb_array
+    from engine.render.samples import sample_picture
 
-    array = np.asarray(array, dtype=np.float32)
-    kind, shape = kind_and_shape(spec, array)
-    data = array.reshape(shape)
-    if kind == "image":
-        img = Image.fromarray(to_rgb_array(data))
-        scale = min(width / img.width, height / img.height)
-        size = (max(1, round(img.width * scale)), max(1, round(img.height * scale)))
-        img = img.resize(size, Image.Resampling.NEAREST if scale >= 1 else Image.Resampling.LANCZOS)
-    else:
-        img = Image.new("RGB", (width, height), "white")
-        pen = ImageDraw.Draw(img)
-        finite = data[np.isfinite(data)]
-        lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
-        if kind == "probabilities":
-            lo, hi = 0.0, 1.0
-        span = hi - lo if hi > lo else 1.0
-
-        def y_of(v):
-            return (height - 3) - (np.nan_to_num(v, nan=lo) - lo) / span * (height - 6)
-
-        if kind == "series":
-            t = np.linspace(2, width - 3, shape[0])
-            for c in range(shape[1]):
-                pen.line(list(zip(t, y_of(data[:, c]))), fill=PALETTE[c % len(PALETTE)], width=1)
-        else:
-            flat = data.reshape(-1)
-            step = (width - 4) / len(flat)
-            base = y_of(max(lo, min(0.0, hi)))
-            for i, v in enumerate(flat):
-                x0 = 2 + i * step
-                pen.rectangle([x0, min(base, y_of(v)), x0 + max(step - 1, 1), max(base, y_of(v))], fill="#1f77b4")
     out = io.BytesIO()
-    img.save(out, format="PNG")
+    Image.fromarray(sample_picture(array, spec, width, height)).save(out, format="PNG")
     return out.getvalue()
 
 
-def draw(project, spec, array, class_names=None, *, width: int = 110, height: int = 110):
+def thumbnail_src(array, spec, *, width: int = 110, height: int = 110) -> str:
+    """:func:`thumbnail` as a ``data:`` URL, for an ``<img>`` of the page."""
+    return "data:image/png;base64," + base64.b64encode(thumbnail(array, spec, width=width, height=height)).decode()
+
+
+def draw(project, spec, array, *, width: int = 110, height: int = 110):
     """A small Panel object drawing one sample: the project's hook for the kind, else a :func:`thumbnail`."""
     import panel as pn
 
     custom = custom_view(project, spec)
     if custom is not None:
         return pn.panel(custom(np.asarray(array)), width=width, height=height, margin=(5, 5))
-    return pn.pane.PNG(thumbnail(array, spec, class_names, width=width, height=height), width=width,
-                       height=height, margin=(5, 5), fixed_aspect=False)
+    return pn.pane.PNG(thumbnail(array, spec, width=width, height=height), width=width, height=height,
+                       margin=(5, 5), fixed_aspect=False)
 
 
 def blank(spec, shape, *, transparent: bool = False) -> np.ndarray:
     """A sample of ``shape`` to draw before the first decode: zeros (a hidden view), or for an image shown empty,
     NaN (grey: drawn transparent) or zero alpha (RGB)."""
+    from engine.render.samples import view_shape
+
     if not transparent:
         return np.zeros(shape, dtype=np.float32)
-    kind, dims = kind_and_shape(spec, np.zeros(shape))
+    kind, dims = view_shape(spec, np.zeros(shape))
     if kind == "image" and len(dims) == 3 and dims[2] in (3, 4):
         return np.zeros((*dims[:2], 4), dtype=np.float32)  # RGBA, alpha 0
     return np.full(shape, np.nan, dtype=np.float32)

@@ -16,6 +16,10 @@ Who may use it:
 * For OAuth (GitHub, Google, Azure, an OIDC server, ...), serve the app with Panel itself:
   ``panel serve dashboard/app.py --oauth-provider github --oauth-key ... --oauth-secret ... --cookie-secret ...
   --oauth-encryption-key ...`` (Panel's authentication guide lists the providers).
+
+How much it computes at once: the long work of every session (loading a model, fitting a reducer, training a probe)
+queues for the process's worker threads, ``LATENT_INSPECTOR_WORKERS`` of them (default 1: on two cores, one computes
+while the other keeps every page answering; give more where there are more cores). See :mod:`dashboard.jobs`.
 """
 
 from __future__ import annotations
@@ -29,12 +33,18 @@ import sys
 import webbrowser
 from pathlib import Path
 
+__all__ = ["APP", "COOKIE_SECRET_ENV", "EPILOG", "PASSWORD_ENV", "ROUTE", "add_arguments", "add_command", "credentials",
+           "free_port", "main", "own_hosts", "run_command", "serve", "url"]
+
 APP = Path(__file__).resolve().with_name("app.py")
 ROUTE = "app"
 #: Environment variables read by :func:`credentials` and :func:`serve`.
 PASSWORD_ENV = "LATENT_INSPECTOR_PASSWORD"
 COOKIE_SECRET_ENV = "LATENT_INSPECTOR_COOKIE_SECRET"
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
+#: The serve command's closing words in ``--help``: the environment it reads.
+EPILOG = (f"environment: {PASSWORD_ENV} (a password to ask for), {COOKIE_SECRET_ENV} (signs the login cookie), "
+          "LATENT_INSPECTOR_WORKERS (worker threads for the sessions' long work; default 1)")
 
 
 def free_port(address: str = "127.0.0.1") -> int:
@@ -60,6 +70,7 @@ def own_hosts(address: str) -> list[str]:
 
 
 def url(address: str, port: int, project: str | None = None) -> str:
+    """The page's address for a server bound to ``address`` and ``port``, opening ``project``."""
     host = "localhost" if address in ("0.0.0.0", "::") else address
     return f"http://{host}:{port}/{ROUTE}" + (f"?project={project}" if project else "")
 
@@ -149,12 +160,17 @@ def serve(project: str | None = None, port: int = 5006, address: str = "127.0.0.
         ``project`` does not name a project.
     engine.errors.DataError
         ``basic_auth`` is empty, or a password names an existing file (Panel would read that file instead).
+    engine.errors.UsageError
+        ``LATENT_INSPECTOR_WORKERS`` is not a whole number of at least 1.
     """
     import panel as pn
 
-    from engine.errors import DataError
     from engine.data.project import project_dir
+    from engine.errors import DataError
 
+    from .jobs import worker_count
+
+    worker_count()  # a bad LATENT_INSPECTOR_WORKERS fails here, not in every page's work
     if project is not None:
         project_dir(project)  # a bad name fails here, with the list of projects, not in the browser
         os.environ["LATENT_INSPECTOR_PROJECT"] = project
@@ -195,7 +211,7 @@ def serve(project: str | None = None, port: int = 5006, address: str = "127.0.0.
 def _prepare(project: str | None) -> None:
     """Load the default project and build its default inspection now, into the process's cache, so that the
     first page opens at once. A failure is left for the page to show."""
-    from .state import Inspector
+    from .inspector.state import Inspector
 
     print(f"Preparing {project or 'the default project'} ...", flush=True)
     store = Inspector(project=project)  # outside a session the store works synchronously
@@ -235,13 +251,15 @@ def run_command(args) -> int:
 
 def add_command(subparsers) -> None:
     """Add ``serve`` to the ``latent-inspector`` command (the ``latent_inspector.commands`` entry point)."""
-    parser = subparsers.add_parser("serve", help="serve the dashboard (Panel) on 127.0.0.1")
+    parser = subparsers.add_parser("serve", help="serve the dashboard (Panel) on 127.0.0.1", epilog=EPILOG)
     add_arguments(parser)
     parser.set_defaults(func=run_command)
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m dashboard.serve", description=__doc__.splitlines()[0])
+    """``python -m dashboard.serve``: the serve command on its own; 2 and one line on stderr for a user error."""
+    parser = argparse.ArgumentParser(prog="python -m dashboard.serve", description=__doc__.splitlines()[0],
+                                     epilog=EPILOG)
     add_arguments(parser)
     args = parser.parse_args(argv)
     from engine.errors import InspectorError

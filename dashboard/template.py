@@ -1,4 +1,11 @@
-"""The dashboard: one store, its views, wired into a ``pn.template`` (served) or a plain layout (notebook)."""
+"""The dashboard: one session's states and their views, wired into a ``pn.template`` (served) or a plain layout
+(notebook).
+
+The states of a session, each in its tab's package (``state`` and ``views`` modules): the choices and inspection
+(:mod:`dashboard.inspector`), the generated datasets and the probe (:mod:`dashboard.datasets`), fine-tuning and the
+model versions (:mod:`dashboard.finetune`), and the Explore, Linked views and Units tabs (:mod:`dashboard.explore`,
+:mod:`dashboard.linked`, :mod:`dashboard.units`). The shared widgets and CSS are :mod:`dashboard.widgets`.
+"""
 
 from __future__ import annotations
 
@@ -6,48 +13,31 @@ import holoviews as hv
 import panel as pn
 import param
 
-from .controls import Controls
-from .dataset import DatasetView, LabelBox, ProbeView
-from .latent import LatentView
-from .output import CursorView, HistoryView, OutputView
-from .state import Inspector
+from .datasets.state import Datasets
+from .datasets.views import DatasetView, LabelBox, ProbeView
+from .explore.state import Explorer
+from .explore.views import ExploreView
+from .finetune.state import FineTuning
+from .finetune.views import FineTuneView
+from .inspector.controls import Controls
+from .inspector.state import Inspector
+from .inspector.views import CursorView, HistoryView, LatentView, OutputView
+from .linked.state import Linked
+from .linked.views import LinkedView
+from .units.state import Units
+from .units.views import UnitsView
+from .widgets import ACCENT, PAGE_CSS, ErrorAlert, Fast, card
+
+__all__ = ["TITLE", "Dashboard", "extension"]
 
 TITLE = "Latent Inspector"
-
-
-class Fast(pn.theme.Fast):
-    """Panel's Fast design without its one resource from the internet, the Open Sans web font from Google: the page
-    is often served where there is no internet (a GPU node), and should not tell a third party who opens it. Text
-    falls back to the system's sans-serif.
-
-    Named as Panel's: Panel finds a design's bundled files (``fast/js/...``) under its class name.
-    """
-
-    _resources = {kind: value for kind, value in pn.theme.Fast._resources.items() if kind != "font"}
-
-ACCENT = "#3b5b92"
-
-CARD_STYLE = {"border": "1px solid #d9dee7", "border-radius": "6px", "background": "white",
-              "box-shadow": "0 1px 3px rgba(0,0,0,0.06)", "overflow": "hidden"}
-CARD_TITLE_CSS = """
-.li-card-title { font-size: 14px; font-weight: 600; color: #2c3e63; padding: 7px 12px; background: #f3f5f9;
-                 border-bottom: 1px solid #e3e7ef; }
-"""
-
-CSS = """
-.decode-probe-pane { display: none; }
-"""
-
-
-def _card(title, *objects):
-    """A titled panel of the grid."""
-    header = pn.pane.HTML(f"<div class='li-card-title'>{title}</div>", sizing_mode="stretch_width", margin=0,
-                          stylesheets=[CARD_TITLE_CSS])
-    return pn.Column(header, *objects, sizing_mode="stretch_both", margin=5, styles=CARD_STYLE)
+#: The main area's tabs, in order.
+TABS = ("Inspect", "Explore", "Linked views", "Units")
 
 
 class Dashboard(pn.viewable.Viewer):
-    """Latent Inspector for one session: sidebar controls, latent space, decoded output, cursor and history.
+    """Latent Inspector for one session: sidebar controls, latent space, decoded output, cursor and history, the
+    probe and the generated dataset; the Explore, Linked views and Units tabs.
 
     Parameters
     ----------
@@ -60,7 +50,7 @@ class Dashboard(pn.viewable.Viewer):
     :meth:`template`.
     """
 
-    store = param.ClassSelector(class_=Inspector)
+    store = param.ClassSelector(class_=Inspector, doc="The session's choices and inspection")
 
     def __init__(self, project=None, **params):
         if "bokeh" not in hv.Store.renderers:  # plotting backend, without the notebook's JS (see extension())
@@ -69,66 +59,57 @@ class Dashboard(pn.viewable.Viewer):
             params["store"] = Inspector(project=project)
         super().__init__(**params)
         store = self.store
-        self.controls = Controls(store=store)
-        self.latent = LatentView(store=store)
+        # the session's other states, each following the inspection
+        self.datasets = Datasets(inspector=store)
+        self.finetuning = FineTuning(inspector=store, datasets=self.datasets)
+        self.explorer = Explorer(inspector=store, datasets=self.datasets)
+        self.linked = Linked(inspector=store)
+        self.units = Units(inspector=store)
+        # the Inspect tab
+        self.controls = Controls(store=store, others=[self.datasets, self.finetuning])
+        self.latent = LatentView(store=store, datasets=self.datasets)
         self.output = OutputView(store=store)
         self.cursor = CursorView(store=store)
         self.history = HistoryView(store=store)
-        self._alert = pn.pane.Alert(
-            pn.bind(lambda e: f"**Error.** {e}" if e else "", store.param.error), alert_type="danger",
-            visible=pn.bind(bool, store.param.error), sizing_mode="stretch_width", margin=(5, 5, 0, 5),
-        )
-        dismiss = pn.widgets.Button(label="Dismiss", color="light", visible=pn.bind(bool, store.param.error),
-                                    width=90, margin=(5, 5, 0, 5))
-        dismiss.on_click(store.dismiss_error)
-        self._errors = pn.Row(self._alert, dismiss, sizing_mode="stretch_width")
-        self.label = LabelBox(store=store)
-        self.probe = ProbeView(store=store)
-        self.dataset = DatasetView(store=store)
-        from .explore import Explorer, ExploreView
-        from .linked import Linked, LinkedView
-
-        self.explorer = Explorer(store=store)
-        self.linked = Linked(store=store)
-        from .units import Units, UnitsView
-
-        self.units = Units(store=store)
-        self.units_view = UnitsView(units=self.units, card=_card)
-        self.explore = ExploreView(explorer=self.explorer, card=_card, on_unit=self.units_view.show_unit)
-        self.linked_views = LinkedView(linked=self.linked, card=_card)
+        self.label = LabelBox(store=self.datasets)
+        self.probe = ProbeView(store=self.datasets)
+        self.tuning = FineTuneView(store=self.finetuning)
+        self.dataset = DatasetView(store=self.datasets, tuning=self.tuning)
+        self.errors = ErrorAlert(states=[store, self.datasets, self.finetuning])
+        self._alert = self.errors.alert
+        # the other tabs
+        self.units_view = UnitsView(store=self.units)
+        self.explore = ExploreView(store=self.explorer, on_unit=self.units_view.show_unit)
+        self.linked_views = LinkedView(store=self.linked)
 
     def main(self):
         """The main area: the Inspect grid of cards, and the Explore, Linked views and Units tabs."""
         grid = pn.GridSpec(sizing_mode="stretch_width", height=1350, mode="override")
-        grid[0:9, 0:7] = _card("Latent space · tap to decode, hover to inspect", self.latent)
-        grid[0:9, 7:12] = _card("Decoded output · label it and save it to the dataset", self.label, self.output)
+        grid[0:9, 0:7] = card("Latent space · tap to decode, hover to inspect", self.latent)
+        grid[0:9, 7:12] = card("Decoded output · label it and save it to the dataset", self.label, self.output)
         clear = pn.widgets.Button(label="Clear history", color="light", width=110, margin=(0, 5))
         clear.on_click(lambda _e: self.store.clear_history())
-        grid[9:12, 0:8] = _card("History · click a decode to show it again", self.history, clear)
-        grid[9:12, 8:12] = _card("Nearest sample under the cursor", self.cursor)
-        grid[12:18, 0:4] = _card("Probe classifier", self.probe)
-        grid[12:18, 4:12] = _card("Generated dataset · saved decodes, ready to train on", self.dataset)
-        # Only the open tab is rendered, and the explorer and linked views work only while theirs is open.
-        tabs = pn.Tabs(("Inspect", grid), ("Explore", self.explore), ("Linked views", self.linked_views),
-                       ("Units", self.units_view),
-                       dynamic=True, sizing_mode="stretch_width", css_classes=["main-tabs"])
+        grid[9:12, 0:8] = card("History · click a decode to show it again", self.history, clear)
+        grid[9:12, 8:12] = card("Nearest sample under the cursor", self.cursor)
+        grid[12:18, 0:4] = card("Probe classifier", self.probe)
+        grid[12:18, 4:12] = card("Generated dataset · saved decodes, ready to train on", self.dataset)
+        # Only the open tab is rendered, and the explorer, linked views and units work only while theirs is open.
+        tabs = pn.Tabs(*zip(TABS, (grid, self.explore, self.linked_views, self.units_view)), dynamic=True,
+                       sizing_mode="stretch_width", css_classes=["main-tabs"])
 
         def opened(event):
-            self.explorer.active, self.linked.active = event.new == 1, event.new == 2
-            self.units.active = event.new == 3
+            self.explorer.active, self.linked.active, self.units.active = (event.new == i for i in (1, 2, 3))
 
-        self.units_view.reveal = lambda: setattr(tabs, "active", 3)
-
+        self.units_view.reveal = lambda: setattr(tabs, "active", TABS.index("Units"))
         tabs.param.watch(opened, "active")
-        return pn.Column(self._errors, tabs, sizing_mode="stretch_width")
+        return pn.Column(self.errors, tabs, sizing_mode="stretch_width")
 
     def template(self) -> pn.template.BaseTemplate:
-        """The served page: controls in the sidebar, the grid in the main area."""
-        template = pn.template.FastListTemplate(
+        """The served page: controls in the sidebar, the tabs in the main area."""
+        return pn.template.FastListTemplate(
             title=TITLE, sidebar=[self.controls], main=[self.main()], accent=ACCENT, sidebar_width=330,
-            main_layout=None, raw_css=[CSS], design=Fast,
+            main_layout=None, raw_css=[PAGE_CSS], design=Fast,
         )
-        return template
 
     def __panel__(self):
         return pn.Row(pn.Column(self.controls, width=320), self.main(), sizing_mode="stretch_width", min_height=800)
@@ -137,4 +118,4 @@ class Dashboard(pn.viewable.Viewer):
 def extension():
     """Load the Bokeh/HoloViews front-end once per process."""
     hv.extension("bokeh", logo=False)
-    pn.extension("tabulator", raw_css=[CSS])
+    pn.extension("tabulator", raw_css=[PAGE_CSS])

@@ -159,7 +159,7 @@ DASHBOARD_CASES = [case for case in bi.CASES if case.layer is None]
 
 @pytest.mark.parametrize("case", _params(DASHBOARD_CASES))
 def test_dashboard_shows_the_error_and_stays_usable(corpus, case):
-    from dashboard.state import Inspector
+    from dashboard.inspector.state import Inspector
 
     store = Inspector(project=case.name, projects=[case.name, bi.GOOD])
     assert re.search(case.match, store.error), store.error

@@ -166,7 +166,7 @@ def test_invalid_cut_is_disabled_with_its_reason(app):
     card = controls._invalid_cuts(app.store.layers)
     assert info.reason in card.objects[0].object
 
-    from dashboard.state import Inspector
+    from dashboard.inspector.state import Inspector
 
     store = Inspector(project="tiny")  # without the widget, which refuses a disabled option by itself
     store.layer = "inner"
@@ -186,7 +186,7 @@ def test_bad_project_is_an_alert_and_the_app_stays_usable(root):
 
 
 def test_an_unknown_project_in_the_url_falls_back_to_the_served_project(root, monkeypatch):
-    from dashboard.state import Inspector
+    from dashboard.inspector.state import Inspector
 
     monkeypatch.setenv("LATENT_INSPECTOR_PROJECT", "images")  # what `latent-inspector serve images` sets
     store = Inspector(project="nope")
@@ -206,7 +206,7 @@ def test_failed_fit_is_an_alert_and_the_previous_projection_stays(app):
 
 
 def test_inspections_are_shared_across_sessions(root):
-    from dashboard.state import Inspector
+    from dashboard.inspector.state import Inspector
 
     a, b = Inspector(project="tiny"), Inspector(project="tiny")
     assert a.inspection is b.inspection

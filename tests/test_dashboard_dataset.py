@@ -64,7 +64,7 @@ def app(root, request):
 
     dash = Dashboard(project="blobs")
     assert dash.store.error == "", dash.store.error
-    dash.store.dataset = request.node.name.replace("[", "-").replace("]", "")[:90]  # one dataset per test
+    dash.datasets.dataset = request.node.name.replace("[", "-").replace("]", "")[:90]  # one dataset per test
     return dash
 
 
@@ -74,11 +74,11 @@ def _tap(store, i, offset=0.0):
 
 
 def test_probe_trains_on_the_layer_and_labels_every_decode(app):
-    store = app.store
+    store, datasets = app.store, app.datasets
     assert not app.probe.train.disabled
     app.probe.train.clicks += 1
     probe = store.probe
-    assert probe is not None and store.error == ""
+    assert probe is not None and store.error == "" and datasets.error == ""
     assert probe.validation_accuracy_ > 0.8  # three well separated clusters
     assert set(store.param.color_by.objects) >= {"label", "prediction", "misclassified"}
     assert list(store.points["prediction"].cat.categories) == CLASSES
@@ -94,8 +94,8 @@ def test_probe_trains_on_the_layer_and_labels_every_decode(app):
 
     decoded = _tap(store, 10)
     expected = probe.predict_one(decoded.activation)
-    assert store.prediction.name == expected.name
-    assert store.prediction.probabilities == pytest.approx(expected.probabilities)
+    assert datasets.prediction.name == expected.name
+    assert datasets.prediction.probabilities == pytest.approx(expected.probabilities)
     assert app.label.label.value == expected.name  # the suggestion is in the editable box
     assert expected.name in app.probe._prediction.object
 
@@ -115,27 +115,29 @@ def test_unlabelled_project_says_why_there_is_no_probe(root):
     from dashboard.template import Dashboard
 
     dash = Dashboard(project="unlabelled")
+    datasets = dash.datasets
     assert dash.store.inspection is not None
-    assert "no labels" in dash.store.probe_note
+    assert "no labels" in datasets.probe_note
     assert dash.probe.train.disabled
     assert "Probe unavailable" in dash.probe._summary.object
-    dash.store.train_probe()  # even called directly: an alert, no crash
+    datasets.train_probe()  # even called directly: an alert, no crash
     assert dash.store.probe is None
-    dash.store.dataset = "blank-labels"
+    datasets.dataset = "blank-labels"
     _tap(dash.store, 2)
-    assert dash.store.save_current("   ") is None  # no label, and no probe to suggest one
-    assert "label" in dash.store.error and dash.store.records == []
+    assert datasets.save_current("   ") is None  # no label, and no probe to suggest one
+    assert "label" in datasets.error and datasets.records == []
+    assert dash._alert.visible  # shown with the page's other errors
 
 
 def test_label_save_table_marker_undo_and_delete(app, root):
     from engine.data.generated import GeneratedDataset
 
-    store = app.store
+    store, datasets = app.store, app.datasets
     d1 = _tap(store, 3)
     # what the page's Save sends: the label its box shows, with a count, in one message
     app.label._request.value = json.dumps({"label": "not a number ", "n": 1})
-    assert store.error == "", store.error
-    records = GeneratedDataset(store.project_obj, store.dataset).records()
+    assert datasets.error == "", datasets.error
+    records = GeneratedDataset(store.project_obj, datasets.dataset).records()
     assert [r.user_label for r in records] == ["not a number"]
     assert records[0].xy == d1.xy
     np.testing.assert_array_equal(records[0].output, d1.output)
@@ -147,106 +149,107 @@ def test_label_save_table_marker_undo_and_delete(app, root):
     assert "not a number" in app.label._options()  # offered again for the next points
 
     d2 = _tap(store, 200)
-    store.save_current("dog")
-    assert [r.user_label for r in store.records] == ["not a number", "dog"]
+    datasets.save_current("dog")
+    assert [r.user_label for r in datasets.records] == ["not a number", "dog"]
     app.label.undo.clicks += 1  # takes back this session's last save: "dog"
-    assert [r.user_label for r in store.records] == ["not a number"]
-    assert d2.xy not in [r.xy for r in store.saved]
+    assert [r.user_label for r in datasets.records] == ["not a number"]
+    assert d2.xy not in [r.xy for r in datasets.saved]
 
     record_id = app.dataset.table.value["id"].iloc[0]
     app.dataset._clicked(type("Click", (), {"column": "delete", "row": 0})())
-    assert store.records == [] and store.saved == []
-    assert GeneratedDataset(store.project_obj, store.dataset).ids() == []
-    assert record_id in store.notice
+    assert datasets.records == [] and datasets.saved == []
+    assert GeneratedDataset(store.project_obj, datasets.dataset).ids() == []
+    assert record_id in datasets.notice
 
 
 def test_saved_records_reload_in_a_new_session_and_only_mark_their_own_plot(app):
     from dashboard.template import Dashboard
 
-    store = app.store
+    store, datasets = app.store, app.datasets
     decoded = _tap(store, 7, offset=0.3)
-    assert store.save_current("fox")
+    assert datasets.save_current("fox")
     again = Dashboard(project="blobs")
-    again.store.dataset = store.dataset
-    assert [r.xy for r in again.store.records] == [decoded.xy]
-    assert [r.xy for r in again.store.saved] == [decoded.xy]
+    again.datasets.dataset = datasets.dataset
+    assert [r.xy for r in again.datasets.records] == [decoded.xy]
+    assert [r.xy for r in again.datasets.saved] == [decoded.xy]
     again.store.method = "umap"  # another plane: the record's (x, y) means nothing there
-    assert len(again.store.records) == 1 and again.store.saved == []
+    assert len(again.datasets.records) == 1 and again.datasets.saved == []
 
 
 def test_save_without_a_label_or_into_a_bad_name_is_an_alert_and_nothing_is_lost(app):
-    store = app.store
-    name = store.dataset
+    store, datasets = app.store, app.datasets
+    name = datasets.dataset
     _tap(store, 1)
-    assert store.save_current("cat")
-    kept = [r.id for r in store.records]
-    store.dataset = "../escape"
-    assert "invalid dataset name" in store.error and store.records == []
-    store.dismiss_error()
-    assert store.save_current("cat") is None and "invalid dataset name" in store.error
-    store.dataset = name
-    assert [r.id for r in store.records] == kept
+    assert datasets.save_current("cat")
+    kept = [r.id for r in datasets.records]
+    datasets.dataset = "../escape"
+    assert "invalid dataset name" in datasets.error and datasets.records == []
+    assert "invalid dataset name" in app._alert.object  # the page's alert shows it
+    datasets.dismiss_error()
+    assert datasets.save_current("cat") is None and "invalid dataset name" in datasets.error
+    datasets.dataset = name
+    assert [r.id for r in datasets.records] == kept
 
 
 def test_exports_are_ready_to_train_on(app, tmp_path):
-    store = app.store
+    store, datasets = app.store, app.datasets
     outputs = []
     for i, label in ((0, "cat"), (150, "dog"), (300, "not a number")):
         outputs.append(_tap(store, i).output)
-        assert store.save_current(label)
+        assert datasets.save_current(label)
     for fmt in ("npz", "csv", "h5"):
         path = app.dataset.downloads[("npz", "csv", "h5").index(fmt)].callback()
         assert path.suffix == f".{fmt}" and path.is_file()
-    data = np.load(store.export_dataset("npz"))
+    data = np.load(datasets.export_dataset("npz"))
     np.testing.assert_allclose(data["x"], np.stack(outputs), rtol=1e-6)
     names = list(data["names"])
     assert [names[c] for c in data["y"]] == ["cat", "dog", "not a number"]
 
 
 def test_finetune_saves_a_version_switches_to_it_and_compares_with_the_original(app, root):
-    store = app.store
+    store, datasets, tuning = app.store, app.datasets, app.finetuning
     original = (root / "blobs" / "model.keras").read_bytes()
     for i in range(0, 360, 30):  # relabel a dozen points as "fox"
         _tap(store, i)
-        assert store.save_current("fox")
-    assert not app.dataset.tune.disabled
-    app.dataset.epochs.value = 7
-    app.dataset.tune.clicks += 1
-    assert store.error == "", store.error
+        assert datasets.save_current("fox")
+    assert not app.tuning.tune.disabled
+    app.tuning.epochs.value = 7
+    app.tuning.tune.clicks += 1
+    assert store.error == "" and tuning.error == "", store.error or tuning.error
     assert store.model_version.startswith("models/model-") and store.model_version.endswith(".keras")
     assert (root / "blobs" / "model.keras").read_bytes() == original  # never overwritten
     assert str(store.inspection.project.model_path).endswith(store.model_version)
-    assert "loss" in store.notice and "→" in store.notice
-    assert "for 7 epochs" in store.notice  # the epochs chosen beside the button
+    assert "loss" in tuning.notice and "→" in tuning.notice
+    assert "for 7 epochs" in tuning.notice  # the epochs chosen beside the button
 
     decoded = _tap(store, 0)
-    assert store.compare is not None  # the original model's output at the same activation
-    assert not np.allclose(store.compare, decoded.output)
+    assert tuning.compare is not None  # the original model's output at the same activation
+    assert not np.allclose(tuning.compare, decoded.output)
     fox = CLASSES.index("fox")
-    assert decoded.output[fox] > store.compare[fox]  # the version learned the new labels
+    assert decoded.output[fox] > tuning.compare[fox]  # the version learned the new labels
     store.model_version = ""
     assert store.inspection.project.model_path.name == "model.keras"
-    assert _tap(store, 0) is not None and store.compare is None
+    assert _tap(store, 0) is not None and tuning.compare is None
 
 
 def test_refit_probe_with_records_learns_a_new_class(app):
-    store = app.store
-    store.train_probe()
+    store, datasets, tuning = app.store, app.datasets, app.finetuning
+    datasets.train_probe()
     for i in range(40, 48):
         _tap(store, i, offset=0.05 * (i - 40))
-        assert store.save_current("odd one")
-    app.dataset.refit.clicks += 1
-    assert store.error == "", store.error
+        assert datasets.save_current("odd one")
+    app.tuning.refit.clicks += 1
+    assert store.error == "" and tuning.error == "", store.error or tuning.error
     assert "odd one" in store.probe.class_names_
-    assert "Probe refitted" in store.notice
+    assert "Probe refitted" in tuning.notice
 
 
 def test_a_malformed_save_request_saves_nothing_and_the_next_one_works(app):
-    store = app.store
+    store, datasets = app.store, app.datasets
     _tap(store, 2)
     for bad in ("not json", json.dumps(["cat"]), json.dumps({"n": 3})):
         app.label._request.value = bad
-    assert store.records == [] and store.error == ""
+    assert datasets.records == [] and datasets.error == "" and store.error == ""
     app.label._request.value = json.dumps({"label": "cat", "n": 4})
     app.label._request.value = json.dumps({"label": "cat", "n": 5})  # the same label again: a second save
-    assert [r.user_label for r in store.records] == ["cat", "cat"]
+    assert [r.user_label for r in datasets.records] == ["cat", "cat"]

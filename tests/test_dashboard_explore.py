@@ -195,8 +195,8 @@ def test_a_tap_loads_into_the_editor_and_the_edit_can_be_saved(explore):
     view = explore.explore.editor
     view.label.value = "edited"
     view.save.clicks += 1
-    assert store.error == "", store.error
-    record = store.records[-1]
+    assert store.error == "" and explore.datasets.error == "", store.error or explore.datasets.error
+    record = explore.datasets.records[-1]
     assert record.user_label == "edited"
     np.testing.assert_allclose(np.asarray(record.activation).reshape(-1), ex.activation.reshape(-1), rtol=1e-6)
 

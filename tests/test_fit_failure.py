@@ -108,23 +108,24 @@ def test_ctrl_c_while_the_inverse_mlp_trains_leaves_no_cache_entry(tmp_path, X):
 def test_a_dashboard_inspection_failing_halfway_is_not_cached(tiny_project, tmp_path, monkeypatch):
     """The process-wide cache of inspections (the real build of the dashboard's store) keeps nothing of a build
     that failed while reducing, and builds it whole on the next request."""
-    from dashboard.cache import InspectionCache, Request
-    from dashboard.state import _build
+    from dashboard import shared
+    from engine.memo import Memo
 
     monkeypatch.setenv("LATENT_INSPECTOR_CACHE", str(tmp_path))
-    cache = InspectionCache(_build, max_items=2)
-    request = Request.make("tiny", "bottleneck", method="pca", root=tiny_project)
+    cache = Memo(2, name="inspections")
+    monkeypatch.setattr(shared, "INSPECTIONS", cache)
+    request = shared.Request.make("tiny", "bottleneck", method="pca", root=tiny_project)
 
     def progress(*args):
         if args[0] == "reduce":
             raise Cancelled("the session went away")
 
     with pytest.raises(Cancelled):
-        cache.get(request, progress)
+        shared.inspection(request, progress)
     assert cache.peek(request) is None and len(cache) == 0
-    assert not cache._locks  # no lock kept for the failed request
+    assert not len(cache._building)  # no lock kept for the failed request
     assert _files(tmp_path / "projections") == []
     stages = []
-    inspection = cache.get(request, lambda *args: stages.append(args[0]))
+    inspection = shared.inspection(request, lambda *args: stages.append(args[0]))
     assert "reduce" in stages and cache.peek(request) is inspection
     assert inspection.decode(*inspection.embedding[0]).output.shape == inspection.output_shape

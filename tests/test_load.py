@@ -12,7 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from dashboard.cache import InspectionCache, Request
+from dashboard import shared
+from dashboard.shared import Request
+from engine.memo import Memo
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -24,28 +26,41 @@ class Built:
         self.request = request
 
 
-def test_inspections_are_evicted_least_recently_used_first():
+@pytest.fixture
+def inspections(monkeypatch):
+    """``use(build, max_items)``: the process's inspections (``dashboard.shared.inspection``) kept in a memo of
+    ``max_items``, each built by ``build(request, progress)``; returns the memo."""
+
+    def use(build, max_items):
+        monkeypatch.setattr(shared, "build", build)
+        monkeypatch.setattr(shared, "INSPECTIONS", Memo(max_items, name="inspections"))
+        return shared.INSPECTIONS
+
+    return use
+
+
+def test_inspections_are_evicted_least_recently_used_first(inspections):
     built = []
 
     def build(request, progress):
         built.append(request)
         return Built(request)
 
-    cache = InspectionCache(build, max_items=3)
+    cache = inspections(build, max_items=3)
     requests = [Request("root", "p", f"layer{i}") for i in range(10)]
     for r in requests[:3]:
-        cache.get(r)
-    cache.get(requests[0])  # used again: now the most recent
+        shared.inspection(r)
+    shared.inspection(requests[0])  # used again: now the most recent
     for r in requests[3:]:
-        cache.get(r)
-        assert len(cache) <= 3 and len(cache._locks) <= 3
+        shared.inspection(r)
+        assert len(cache) <= 3 and len(cache.building) <= 3
     assert [r for r in requests if cache.peek(r) is not None] == requests[-3:]
     assert len(built) == 10
-    cache.get(requests[1])  # evicted: built again
+    shared.inspection(requests[1])  # evicted: built again
     assert len(built) == 11
 
 
-def test_one_build_per_request_however_many_sessions_ask():
+def test_one_build_per_request_however_many_sessions_ask(inspections):
     started, release = threading.Event(), threading.Event()
     builds = []
 
@@ -55,10 +70,10 @@ def test_one_build_per_request_however_many_sessions_ask():
         release.wait(10)
         return Built(request)
 
-    cache = InspectionCache(build, max_items=2)
+    inspections(build, max_items=2)
     request = Request("root", "p", "layer")
     got = []
-    threads = [threading.Thread(target=lambda: got.append(cache.get(request))) for _ in range(8)]
+    threads = [threading.Thread(target=lambda: got.append(shared.inspection(request))) for _ in range(8)]
     for t in threads:
         t.start()
     assert started.wait(10)
@@ -68,27 +83,28 @@ def test_one_build_per_request_however_many_sessions_ask():
     assert len(builds) == 1 and len(got) == 8 and all(g is got[0] for g in got)
 
 
-def test_failed_builds_keep_nothing():
+def test_failed_builds_keep_nothing(inspections):
     def build(request, progress):
         raise RuntimeError(f"cannot build {request.layer}")
 
-    cache = InspectionCache(build, max_items=2)
+    cache = inspections(build, max_items=2)
     for i in range(50):
         with pytest.raises(RuntimeError):
-            cache.get(Request("root", "p", f"layer{i}"))
-    assert len(cache) == 0 and not cache._locks
+            shared.inspection(Request("root", "p", f"layer{i}"))
+    assert len(cache) == 0 and not cache.building
 
 
-def test_probes_kept_are_the_most_recent_few():
-    from dashboard.state import RecentProbes
+def test_probes_kept_are_the_most_recent_few(monkeypatch):
+    from dashboard.shared import remember_probe, shared_probe
 
-    probes = RecentProbes(max_items=4)
+    probes = Memo(4, name="probes")
+    monkeypatch.setattr(shared, "PROBES", probes)
     for i in range(10):
-        probes[("root", "p", "", f"layer{i}")] = f"probe {i}"
+        remember_probe(("root", "p", "", f"layer{i}"), f"probe {i}")
         assert len(probes) <= 4
-    assert probes.get(("root", "p", "", "layer6")) == "probe 6"  # used: now the most recent
-    probes[("root", "p", "", "layer10")] = "probe 10"
-    assert [probes.get(("root", "p", "", f"layer{i}")) for i in (6, 7, 8, 9, 10)] == [
+    assert shared_probe(("root", "p", "", "layer6")) == "probe 6"  # used: now the most recent
+    remember_probe(("root", "p", "", "layer10"), "probe 10")
+    assert [shared_probe(("root", "p", "", f"layer{i}")) for i in (6, 7, 8, 9, 10)] == [
         "probe 6", None, "probe 8", "probe 9", "probe 10"]
 
 
@@ -100,8 +116,10 @@ def test_a_closed_session_releases_its_store_and_drops_its_queued_work(tmp_path,
     from bokeh.client import pull_session
 
     import engine.model
+    from dashboard.inspector.state import Inspector
+    from dashboard.jobs import workers
     from dashboard.serve import APP, ROUTE, free_port
-    from dashboard.state import INSPECTIONS, WORKERS, Inspector
+    from dashboard.shared import INSPECTIONS
 
     root = tmp_path / "projects"
     shutil.copytree(REPO / "projects" / "mnist", root / "mnist", ignore=shutil.ignore_patterns("generated"))
@@ -118,7 +136,8 @@ def test_a_closed_session_releases_its_store_and_drops_its_queued_work(tmp_path,
 
     monkeypatch.setattr(Inspector, "__init__", recording_init)
     other_work, ran = threading.Event(), []
-    WORKERS.submit(other_work.wait, 120)  # another session's long work holds the one worker
+    pool = workers()
+    pool.submit(other_work.wait, 120)  # another session's long work holds the one worker
     port = free_port()
     server = pn.serve({ROUTE: str(APP)}, port=port, address="127.0.0.1", show=False, threaded=True, print=False,
                       websocket_origin=[f"127.0.0.1:{port}"],
@@ -142,10 +161,11 @@ def test_a_closed_session_releases_its_store_and_drops_its_queued_work(tmp_path,
         assert stores[0]() is None, "the closed session's store is still alive"
         assert not other_work.is_set()  # freed while its work was still queued
         other_work.set()
-        WORKERS.submit(ran.append, True).result(timeout=120)  # the worker has run whatever was left in its queue
+        pool.submit(ran.append, True).result(timeout=120)  # the worker has run whatever was left in its queue
         assert ran
-        loaded = [key for key in engine.model.keras.LOADED_MODELS._items if key[0].startswith(str(root.resolve()))]
-        built = [r for r in [*INSPECTIONS._items, *INSPECTIONS._locks] if Path(r.root).resolve() == root.resolve()]
+        loaded = [key for key in engine.model.keras.LOADED_MODELS.keys() if key[0].startswith(str(root.resolve()))]
+        built = [r for r in [*INSPECTIONS.keys(), *INSPECTIONS.building]
+                 if Path(r.root).resolve() == root.resolve()]
         assert not loaded and not built, f"the closed session's work was run: {loaded or built}"
     finally:
         other_work.set()

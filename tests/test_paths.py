@@ -185,7 +185,7 @@ def test_names_that_would_match_except_for_a_newline_are_refused(layout, tmp_pat
 def test_dashboard_refuses_names_from_the_url(layout, template):
     """``?project=NAME`` reaches the store as ``Inspector(project=NAME)`` (dashboard/app.py): an alert, the default
     project instead, and nothing outside the root opened."""
-    from dashboard.state import Inspector
+    from dashboard.inspector.state import Inspector
 
     name = _name(template, layout)
     with opened() as record:
@@ -203,7 +203,7 @@ def test_dashboard_refuses_names_sent_as_the_project_menus_value(layout, value):
     """A value the browser sends for the project menu, not one it offered. The store's ``project`` parameter takes
     it (param checks a Selector's value only when its objects were known at declaration), and the engine refuses it:
     an alert, the open project unchanged, nothing outside the root opened."""
-    from dashboard.state import Inspector
+    from dashboard.inspector.state import Inspector
 
     store = Inspector(project="good")
     shown = store.inspection
@@ -217,23 +217,25 @@ def test_dashboard_refuses_names_sent_as_the_project_menus_value(layout, value):
 @pytest.mark.parametrize("value", ["../../outside", "/tmp/x", "..", "a/b", "~", "x\x00", ".generated"])
 def test_dashboard_refuses_dataset_names_that_are_paths(layout, value):
     """The dataset name is free text in the page: a path is refused, nothing is written anywhere."""
-    from dashboard.state import Inspector
+    from dashboard.datasets.state import Datasets
+    from dashboard.inspector.state import Inspector
 
     store = Inspector(project="good")
+    datasets = Datasets(inspector=store)
     before = {p.name: bi.snapshot(p) for p in (layout.root / "good", layout.outside)}
     with opened() as record:
-        store.dataset = value
-        assert "invalid dataset name" in store.error, store.error
+        datasets.dataset = value
+        assert "invalid dataset name" in datasets.error, datasets.error
         x, y = (float(v) for v in np.asarray(store.inspection.embedding)[0])
         store.decode_at(x, y)
-        assert store.save_current("a") is None and "invalid dataset name" in store.error
+        assert datasets.save_current("a") is None and "invalid dataset name" in datasets.error
     layout.nothing_outside(record)
     assert {p.name: bi.snapshot(p) for p in (layout.root / "good", layout.outside)} == before
 
 
 @pytest.mark.parametrize("value", ["../../outside/evil/model.keras", "{outside}/evil/model.keras", "../escape"])
 def test_dashboard_refuses_model_versions_outside_the_project(layout, value):
-    from dashboard.state import Inspector
+    from dashboard.inspector.state import Inspector
 
     store = Inspector(project="good")
     with opened() as record:
@@ -284,7 +286,7 @@ def test_files_that_are_links_out_of_the_project_are_refused(layout, link, what)
     with opened() as record:
         with pytest.raises(ProjectError, match=rf"the {what} file is a link to .*outside the project folder"):
             load_project(name, layout.root)
-        from dashboard.state import Inspector
+        from dashboard.inspector.state import Inspector
 
         store = Inspector(project=name)
         assert "outside the project folder" in store.error, store.error
@@ -299,7 +301,7 @@ def test_a_hooks_file_that_leads_out_never_runs(layout):
         for call in (project.preprocess, project.data_hash):
             with pytest.raises(ProjectError, match="hooks.py resolves to .*outside the project folder"):
                 call()
-        from dashboard.state import Inspector
+        from dashboard.inspector.state import Inspector
 
         store = Inspector(project="link_hooks")
         assert "hooks.py resolves to" in store.error, store.error
@@ -365,7 +367,7 @@ def test_a_lambda_model_needs_trust_model_in_its_own_manifest(layout):
     model = load_project("lambda_trusted", layout.root).model()
     assert "doubled" in [layer.name for layer in model.layers]
 
-    from dashboard.state import Inspector
+    from dashboard.inspector.state import Inspector
 
     store = Inspector(project="lambda_refused")
     assert "trust_model = true" in store.error and store.inspection is None
@@ -376,10 +378,16 @@ def test_a_lambda_model_needs_trust_model_in_its_own_manifest(layout):
 def test_the_dashboard_has_no_way_to_set_trust(layout):
     """Trust comes only from project.toml: no parameter of the store, no field of its requests, no call in the
     dashboard's code sets it."""
-    from dashboard.cache import Request
-    from dashboard.state import Inspector
+    from dashboard.datasets.state import Datasets
+    from dashboard.explore.state import Explorer
+    from dashboard.finetune.state import FineTuning
+    from dashboard.inspector.state import Inspector
+    from dashboard.linked.state import Linked
+    from dashboard.shared import Request
+    from dashboard.units.state import Units
 
-    assert not [name for name in Inspector.param if "trust" in name.lower() or "safe" in name.lower()]
+    for state in (Inspector, Datasets, FineTuning, Explorer, Linked, Units):  # every state of a session
+        assert not [name for name in state.param if "trust" in name.lower() or "safe" in name.lower()], state
     assert not [f for f in Request.__dataclass_fields__ if "trust" in f or "safe" in f]
-    source = "\n".join(p.read_text() for p in sorted(Path(__import__("dashboard").__file__).parent.glob("*.py")))
+    source = "\n".join(p.read_text() for p in sorted(Path(__import__("dashboard").__file__).parent.rglob("*.py")))
     assert not re.search(r"trust_model\s*=|trust\s*=\s*True|safe_mode|load_model\(|load_model_cached\(", source)

@@ -16,8 +16,8 @@ import numpy as np
 
 from benchmarks import browser as bb
 from benchmarks.harness import Comparison, Side, latencies
-from engine.inspection import Inspection
-from engine.project import load_project
+from engine.data.project import load_project
+from engine.explore.inspection import Inspection
 
 SERVER_TARGET_S, BROWSER_TARGET_S = 10e-3, 100e-3
 LATENT = "latent-figure"
@@ -42,7 +42,7 @@ def _server(quick: bool) -> list[Comparison]:
         if method == "umap":
             umap = insp
     # Baseline: native inverse + predict, on a few points (seconds each).
-    from engine.reducers import make_inverse
+    from engine.reduce import make_inverse
 
     native = make_inverse("native").fit(umap.embedding, umap.activations, reducer=umap.reducer)
     n = 1 if quick else 10

@@ -1,15 +1,18 @@
-"""Views of what the engine decoded: the output, its trust, the sample under the cursor, the history strip.
+"""The Inspect tab's views: the latent plot to tap and hover, the decoded output with its trust, the sample under
+the cursor, and the history strip.
 
-:class:`OutputView` draws the current decode as the project's ``[output_view]`` says and, beside it, the engine's
-trust measures for that point (out-of-bounds warning, distance to the data, round-trip error estimate).
-:class:`CursorView` names the sample nearest to the cursor and draws its input. :class:`HistoryView` is the strip of
-the last decodes, appended one card at a time, each clickable to show that decode again.
+:class:`LatentView` is the embedding (:func:`dashboard.latent.embedding_raster`) with a ``Tap`` stream that decodes
+where the user clicks and a ``PointerXY`` stream that reports the cursor (nearest sample, and live decoding when
+enabled). HoloViews coalesces the pointer events that arrive while one is being handled, so the server never queues
+more than one decode per plot: that is the throttle. Markers for the decoded, saved and current points are drawn
+over the raster. :class:`OutputView` draws the current decode as the project's ``[output_view]`` says and, beside
+it, the engine's trust measures for that point. :class:`CursorView` names the sample nearest to the cursor and draws
+its input. :class:`HistoryView` is the strip of the last decodes, each clickable to show that decode again.
 """
 
 from __future__ import annotations
 
 import base64
-import dataclasses
 import hashlib
 import html
 import os
@@ -19,19 +22,27 @@ import holoviews as hv
 import numpy as np
 import panel as pn
 import param
-from panel.custom import JSComponent
+from bokeh.models import ColumnDataSource
 
-from . import sample
-from .push import later, push
+from engine.render.samples import view_shape
+
+from .. import sample
+from ..datasets.state import Datasets
+from ..latent import blank_plot, embedding_raster, plot_options
+from ..push import later, push
+from ..widgets import HistoryStrip, View, name_models, weakly
 from .state import Inspector
 
+__all__ = ["CursorView", "HistoryView", "InspectorView", "LatentView", "OutputView", "trust_rows"]
+
+#: How long after the decoded image the markers follow (see ``LatentView._update_markers``).
+MARKER_DELAY_MS = 40
 #: How long after the decoded image its trust table follows: the image is what the user waits for, and the table's
 #: layout in the browser (a few ms to tens of ms) would otherwise come before the image's first painted frame.
 TRUST_DELAY_MS = 40
-
 #: Set by the browser tests: the output view then also carries the decoded values (base64 float32) in a hidden
 #: element, so that a test can compare them with the engine's decode in its own process.
-PROBE_VALUES = os.environ.get("LATENT_INSPECTOR_PROBE") == "1"
+PROBE_ENV = "LATENT_INSPECTOR_PROBE"
 
 TRUST_CSS = """
 :host table th { text-align: left; padding-right: 1em; font-weight: 500; color: #555; }
@@ -47,6 +58,110 @@ CURSOR_CSS = """
 """
 
 
+class InspectorView(View):
+    """A view of the Inspect tab's state."""
+
+    store = param.ClassSelector(class_=Inspector, doc="The session's choices and inspection")
+
+
+class LatentView(InspectorView):
+    """The 2-D embedding with its legend, the decode markers, and the tap and pointer streams.
+
+    Parameters
+    ----------
+    store : Inspector
+    datasets : Datasets, optional
+        Its saved records that lie on the plot are drawn as stars.
+
+    Example
+    -------
+    >>> view = LatentView(store=store)                       # doctest: +SKIP
+    >>> view.tap.event(x=0.5, y=-1.0); store.decode.xy       # doctest: +SKIP
+    """
+
+    datasets = param.ClassSelector(class_=Datasets, default=None, allow_None=True,
+                                   doc="The generated datasets: the saved records on this plot are marked")
+
+    def __init__(self, **params):
+        super().__init__(**params)
+        self.tap = hv.streams.Tap(x=None, y=None, transient=True)
+        self.pointer = hv.streams.PointerXY(x=None, y=None)
+        self.tap.add_subscriber(self._on_tap)
+        self.pointer.add_subscriber(self._on_pointer)
+        self._marker_sources: list[ColumnDataSource] = []
+        # after the decoded output (precedence 0) has been drawn: the image is what the user waits for
+        self.store.param.watch(self._update_markers, ["decode", "history"], precedence=10)
+        if self.datasets is not None:
+            self.datasets.param.watch(self._update_markers, "saved", precedence=10)
+        self._pane = pn.pane.HoloViews(
+            pn.bind(self._plot, self.store.param.points, self.store.param.color_by),
+            sizing_mode="stretch_both", min_height=420, linked_axes=False, css_classes=["latent-plot"],
+        )
+
+    # -- streams --------------------------------------------------------------------------------------------------
+
+    def _on_tap(self, x=None, y=None):
+        if x is not None and y is not None:
+            self.store.decode_at(x, y)
+
+    def _on_pointer(self, x=None, y=None):
+        if x is not None and y is not None:
+            self.store.hover_at(x, y)
+
+    # -- elements -------------------------------------------------------------------------------------------------
+
+    def _plot(self, points, color_by):
+        if points is None:
+            return blank_plot()
+        store = self.store
+        raster = embedding_raster(points, color_by, store.param.spread, store.inspection)
+        # What is under the cursor (nearest sample, its label and input) comes from the pointer stream, not a
+        # tooltip. No TapTool: the Tap stream needs none, and a TapTool sends a selection to the server per click.
+        raster = raster.opts(tools=["crosshair"], active_tools=["wheel_zoom"])
+        self.tap.source = raster
+        self.pointer.source = raster
+        method = getattr(store.inspection, "method", store.method)
+        title = f"{store.project} · {store.layer} · {method.upper()} · {len(points):,} points"
+        return raster.opts(padding=0.08, **plot_options(title, method, "latent-figure", weakly(self._add_markers)))
+
+    # -- markers --------------------------------------------------------------------------------------------------
+    # Tapped, saved and current points are one Bokeh scatter renderer added to the figure by a hook and updated in
+    # place (dashboard.push): as a HoloViews layer of the overlay, every tap would also re-render the raster.
+
+    def marker_data(self) -> dict:
+        """Columns of the markers: the history (small rings), saved points (stars), the current point (ring+cross)."""
+        store = self.store
+        saved = self.datasets.saved if self.datasets is not None else []
+        rows = [(d.xy, "circle", 9, "white", 0.6, "black", 1.2) for d in store.history]
+        rows += [(d.xy, "star", 16, "#d62728", 1.0, "white", 1.0) for d in saved]
+        if store.decode is not None:
+            rows += [(store.decode.xy, "circle", 20, "white", 0.0, "black", 2.5),
+                     (store.decode.xy, "cross", 20, "white", 1.0, "black", 1.5)]
+        names = ("marker", "size", "fill", "alpha", "line", "width")
+        data = {"x": [float(r[0][0]) for r in rows], "y": [float(r[0][1]) for r in rows]}
+        data.update({name: [r[i + 1] for r in rows] for i, name in enumerate(names)})
+        return data
+
+    def _add_markers(self, plot, element):
+        figure = plot.state
+        if any(r.name == "decode-markers" for r in figure.renderers):
+            return
+        source = ColumnDataSource(self.marker_data(), name="decode-markers-source")
+        figure.scatter("x", "y", source=source, marker="marker", size="size", fill_color="fill", fill_alpha="alpha",
+                       line_color="line", line_width="width", name="decode-markers")
+        self._marker_sources = [source]  # the current figure's: an older figure has left the page
+
+    def _update_markers(self, *_):
+        data = self.marker_data()
+        for source in self._marker_sources:
+            # Repainting the latent plot (its full-size raster) costs the browser ~35 ms: done two frames after the
+            # decoded image, which is what the user waits for, it no longer delays that image.
+            push(source, data, delay_ms=MARKER_DELAY_MS)
+
+    def __panel__(self):
+        return self._pane
+
+
 def _fmt(value) -> str:
     if isinstance(value, (bool, np.bool_)):
         return "yes" if value else "no"
@@ -57,34 +172,18 @@ def _fmt(value) -> str:
     return html.escape(str(value))
 
 
-def trust_fields(trust) -> dict:
-    """The trust measures of one decode as {name: plain value}."""
-    if trust is None:
-        return {}
-    if hasattr(trust, "record"):
-        return trust.record(0)
-    if dataclasses.is_dataclass(trust):
-        fields = dataclasses.asdict(trust)
-    else:
-        fields = dict(trust) if isinstance(trust, dict) else dict(vars(trust))
-    return {k: (np.asarray(v).ravel()[0].item() if np.size(v) == 1 else v) for k, v in fields.items()}
-
-
 def trust_rows(fields: dict) -> list[tuple[str, str]]:
-    """(label, text) rows of the trust table, the engine's measures in words."""
+    """(label, text) rows of the trust table: the engine's measures of one decode (``Trust.record``), in words."""
     rows, done = [], set()
-    if "distance" in fields:
-        text = _fmt(fields["distance"])
-        if "relative_distance" in fields:
-            text += f" ({_fmt(fields['relative_distance'])} × the typical spacing)"
-        rows.append(("distance to data", text))
-        done |= {"distance", "relative_distance"}
-    if "error" in fields:
-        text = _fmt(fields["error"])
-        if "relative_error" in fields:
-            text += f" (relative {_fmt(fields['relative_error'])})"
-        rows.append(("round-trip error (est.)", text))
-        done |= {"error", "relative_error"}
+    measures = (("distance", "relative_distance", "distance to data", "({} × the typical spacing)"),
+                ("error", "relative_error", "round-trip error (est.)", "(relative {})"))
+    for key, relative, name, words in measures:
+        if key in fields:
+            text = _fmt(fields[key])
+            if relative in fields:
+                text += " " + words.format(_fmt(fields[relative]))
+            rows.append((name, text))
+            done |= {key, relative}
     outside = {"outside_hull": "the convex hull", "outside_support": "the density support"}
     if any(key in fields for key in outside):
         where = [text for key, text in outside.items() if fields.get(key)]
@@ -95,16 +194,16 @@ def trust_rows(fields: dict) -> list[tuple[str, str]]:
     return rows
 
 
-class OutputView(pn.viewable.Viewer):
+class OutputView(InspectorView):
     """The decoded output at the current point, with its trust measures."""
 
-    store = param.ClassSelector(class_=Inspector)
     HINT = "<i>Tap anywhere in the plot, even far from the data, to decode that point.</i>"
 
     def __init__(self, **params):
         super().__init__(**params)
         self.plot = None  # the HoloViews object of the decoded output, once an inspection is ready
         self._decodes = 0
+        self._values = os.environ.get(PROBE_ENV) == "1"
         # One element of fixed size, rewritten per decode: the trust measures never move the rest of the page.
         self._trust = pn.pane.HTML(self.HINT, margin=(0, 10), stylesheets=[TRUST_CSS], sizing_mode="stretch_width",
                                    height=195)
@@ -125,24 +224,24 @@ class OutputView(pn.viewable.Viewer):
         self._image_source = self._image_spec = None
         if inspection is None:
             return pn.pane.Markdown("*The decoded output appears here once the projection is ready.*")
-        spec = self.store.project_obj.output_view
-        names = self.store.class_names()
+        project = self.store.project_obj
+        spec, names = project.output_view, self.store.class_names()
         shape = tuple(inspection.output_shape)
-        custom = sample.custom_view(self.store.project_obj, spec)
+        custom = sample.custom_view(project, spec)
         if custom is not None:  # the project draws its outputs itself
             return pn.panel(pn.bind(lambda d: custom(d.output) if d is not None else None, self.store.param.decode),
                             sizing_mode="stretch_both")
 
         blank = sample.blank(spec, shape)
-        kind, _ = sample.kind_and_shape(spec, blank)
+        kind, _ = view_shape(spec, blank)
         styles = sample.options(spec, blank, name="decoded-output")
         if kind == "image":
             # Built once by HoloViews, empty (transparent) and visible from the start; each decode is then pushed
             # into its source (see dashboard.push), and the colour bar follows the data in the browser.
             empty = sample.element(sample.blank(spec, shape, transparent=True), spec, names)
             empty = empty.redim.range(**{empty.vdims[0].name: (0.0, 1.0)})  # no range to compute from an empty image
-            plot = empty.opts(*styles).opts(responsive=True, hooks=[sample.name_models("decoded-output"),
-                                                                     sample.weakly(self._capture_image)])
+            plot = empty.opts(*styles).opts(responsive=True, hooks=[name_models("decoded-output"),
+                                                                     weakly(self._capture_image)])
             self._image_spec = spec
             self.plot = plot
             return pn.pane.HoloViews(plot, sizing_mode="stretch_both", min_height=200)
@@ -173,7 +272,7 @@ class OutputView(pn.viewable.Viewer):
         if decode is None:
             self._trust.object = self.HINT
             return
-        fields = trust_fields(decode.trust)
+        fields = decode.trust.record(0)
         x, y = decode.xy
         rows = [("point", f"({x:.4f}, {y:.4f})")] + trust_rows(fields)
         if getattr(decode, "seconds", None) is not None:
@@ -192,7 +291,7 @@ class OutputView(pn.viewable.Viewer):
         x, y = decode.xy
         digest = hashlib.sha256(out.tobytes()).hexdigest()[:16]
         self._decodes += 1
-        values = f" data-values='{base64.b64encode(out.tobytes()).decode()}'" if PROBE_VALUES else ""
+        values = f" data-values='{base64.b64encode(out.tobytes()).decode()}'" if self._values else ""
         self._probe.object = (f"<div class='decode-probe' data-seq='{self._decodes}' "
                               f"data-x='{float(x)!r}' data-y='{float(y)!r}' "
                               f"data-shape='{','.join(map(str, out.shape))}' data-sha='{digest}'{values}></div>")
@@ -201,14 +300,13 @@ class OutputView(pn.viewable.Viewer):
         return self._layout
 
 
-class CursorView(pn.viewable.Viewer):
+class CursorView(InspectorView):
     """The sample nearest to the cursor: its number, label and position, and its input drawn small.
 
     One HTML element of fixed size, rewritten on every new sample: the pointer moves often, and nothing else on the
     page has to be laid out again.
     """
 
-    store = param.ClassSelector(class_=Inspector)
     HINT = "<i>Move the cursor over the plot to see the nearest sample.</i>"
 
     def __init__(self, **params):
@@ -230,13 +328,12 @@ class CursorView(pn.viewable.Viewer):
         lines.append(f"at ({hovered['x']:.3f}, {hovered['y']:.3f})")
         spec, x = project.input_view, project.inputs()[index]
         if sample.custom_view(project, spec) is not None:  # the project draws its inputs itself
-            self._custom.objects = [sample.draw(project, spec, x, self.store.class_names())]
+            self._custom.objects = [sample.draw(project, spec, x)]
             self._custom.visible = True
             self._html.object = "<div class='text'>" + "<br>".join(lines) + "</div>"
             return
         width = 110 if spec.kind == "image" else 220
-        png = sample.thumbnail(x, spec, self.store.class_names(), width=width, height=110)
-        src = "data:image/png;base64," + base64.b64encode(png).decode()
+        src = sample.thumbnail_src(x, spec, width=width, height=110)
         self._html.object = (f"<div class='cursor'><img src='{src}' width='{width}' height='110'>"
                              f"<div class='text'>{'<br>'.join(lines)}</div></div>")
 
@@ -244,65 +341,8 @@ class CursorView(pn.viewable.Viewer):
         return pn.Column(self._custom, self._html, sizing_mode="stretch_width")
 
 
-class HistoryStrip(JSComponent):
-    """A horizontal strip of thumbnails with captions; a click sends the item's key back to Python.
-
-    Drawn by the browser in one element of fixed height: adding an item appends one ``<img>`` and lays out
-    nothing else on the page (a row of Panel columns per item cost ~250 ms of browser layout per decode).
-    """
-
-    items = param.List(default=[], doc="[{key, src (data: URL), caption}], oldest first")
-
-    _esm = """
-    export function render({ model, el }) {
-      const strip = document.createElement("div");
-      strip.className = "strip";
-      const shown = new Map();
-      function sync() {
-        const keys = new Set(model.items.map(item => item.key));
-        for (const [key, node] of shown) {
-          if (!keys.has(key)) { node.remove(); shown.delete(key); }
-        }
-        for (const item of model.items) {
-          if (shown.has(item.key)) continue;
-          const card = document.createElement("button");
-          card.className = "card";
-          card.title = "show this decode again";
-          card.innerHTML = `<img src="${item.src}"><span>${item.caption}</span>`;
-          card.addEventListener("click", () => model.send_msg({key: item.key}));
-          strip.appendChild(card);
-          shown.set(item.key, card);
-        }
-        strip.scrollLeft = strip.scrollWidth;
-      }
-      model.on("items", sync);
-      sync();
-      return strip;
-    }
-    """
-    _stylesheets = ["""
-    .strip { display: flex; gap: 8px; overflow-x: auto; overflow-y: hidden; height: 100%; align-items: flex-start;
-             padding: 4px 2px; box-sizing: border-box; }
-    .card { flex: none; display: flex; flex-direction: column; align-items: center; gap: 3px; padding: 4px;
-            border: 1px solid #d9dee7; border-radius: 4px; background: white; cursor: pointer; font: 12px sans-serif;
-            color: #333; }
-    .card:hover { border-color: #3b5b92; box-shadow: 0 0 0 1px #3b5b92; }
-    .card img { width: 96px; height: 96px; object-fit: contain; image-rendering: pixelated; background: #fafafa; }
-    """]
-
-    def __init__(self, on_click=None, **params):
-        super().__init__(**params)
-        self._on_click = on_click
-
-    def _handle_msg(self, msg):
-        if self._on_click is not None:
-            self._on_click(msg["key"])
-
-
-class HistoryView(pn.viewable.Viewer):
+class HistoryView(InspectorView):
     """The last decodes as a strip of thumbnails with their coordinates; click one to show it again."""
-
-    store = param.ClassSelector(class_=Inspector)
 
     def __init__(self, **params):
         super().__init__(**params)
@@ -316,15 +356,13 @@ class HistoryView(pn.viewable.Viewer):
     def _sync(self, event):
         """Thumbnails for new decodes, none for those that left the history: the strip is appended to."""
         history = event.new
-        project = self.store.project_obj
+        spec = self.store.project_obj.output_view
         items = []
         for decode in history:
             key = f"{id(decode):x}"
             if key not in self._items:
-                png = sample.thumbnail(decode.output, project.output_view, self.store.class_names(), width=96,
-                                       height=96)
                 x, y = decode.xy
-                self._items[key] = {"key": key, "src": "data:image/png;base64," + base64.b64encode(png).decode(),
+                self._items[key] = {"key": key, "src": sample.thumbnail_src(decode.output, spec, width=96, height=96),
                                     "caption": f"({x:.2f}, {y:.2f})"}
                 self._by_key[key] = decode
             items.append(self._items[key])

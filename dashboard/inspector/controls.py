@@ -1,16 +1,21 @@
-"""The sidebar: what to inspect and how, progress of the work under way, quality of the current projection."""
+"""The sidebar of the page: what to inspect and how, the progress of the work under way, the quality of the current
+projection."""
 
 from __future__ import annotations
 
-import dataclasses
 import html
 import re
 
-import numpy as np
 import panel as pn
 import param
 
-from .state import METHOD_PARAMS, Inspector
+from engine.reduce.names import METHOD_PARAMS
+
+from ..jobs import JobState
+from ..widgets import WorkProgress
+from .views import InspectorView
+
+__all__ = ["Controls", "quality_rows"]
 
 
 def _text(text: str) -> str:
@@ -23,33 +28,28 @@ def _shape(shape) -> str:
 
 def quality_rows(report) -> list[tuple[str, str]]:
     """(name, text) rows of the engine's quality report, worded and formatted by the engine (``to_text``)."""
-    if hasattr(report, "to_text"):
-        rows = []
-        for line in report.to_text().splitlines():
-            match = re.match(r"^(\S.*?)\s{2,}(.*)$", line)
-            if match:
-                rows.append((match.group(1), match.group(2)))
-            elif rows:
-                rows[-1] = (rows[-1][0], rows[-1][1] + " " + line.strip())
-        return rows
-    fields = dataclasses.asdict(report) if dataclasses.is_dataclass(report) else dict(vars(report))
     rows = []
-    for key, value in fields.items():
-        if value is None:
-            continue
-        if isinstance(value, (list, tuple, np.ndarray)):
-            value = ", ".join(f"{v:.3g}" if isinstance(v, (float, np.floating)) else str(v) for v in value)
-        elif isinstance(value, (float, np.floating)):
-            value = f"{value:.3g}"
-        rows.append((key.replace("_", " "), str(value)))
+    for line in report.to_text().splitlines():
+        match = re.match(r"^(\S.*?)\s{2,}(.*)$", line)
+        if match:
+            rows.append((match.group(1), match.group(2)))
+        elif rows:
+            rows[-1] = (rows[-1][0], rows[-1][1] + " " + line.strip())
     return rows
 
 
-class Controls(pn.viewable.Viewer):
+class Controls(InspectorView):
     """Project, layer (with output shapes; invalid cuts disabled, with the reason), reducer and inverse map with
-    their parameters, colouring, point size, live decoding, progress and the quality report."""
+    their parameters, colouring, point size, live decoding, progress and the quality report.
 
-    store = param.ClassSelector(class_=Inspector)
+    Parameters
+    ----------
+    store : Inspector
+    others : list of JobState, optional
+        Further states whose work shows in the sidebar's progress line (the probe's, fine-tuning's).
+    """
+
+    others = param.List(default=[], item_type=JobState, doc="Further states whose work the progress line shows")
 
     def __init__(self, **params):
         super().__init__(**params)
@@ -77,6 +77,7 @@ class Controls(pn.viewable.Viewer):
                                                       sizing_mode="stretch_width", throttled=True)
         self.live = pn.widgets.Checkbox.from_param(p.live, label="Live decoding under the cursor",
                                                    margin=(12, 10, 6, 10), css_classes=["live-toggle"])
+        self.progress = WorkProgress(states=[self.store, *self.others])
         self.store.param.watch(self._layers_changed, "layers")
         self._layers_changed()
 
@@ -99,15 +100,6 @@ class Controls(pn.viewable.Viewer):
         return pn.Card(pn.pane.Markdown(items, sizing_mode="stretch_width"),
                        title=f"{len(bad)} layer{'s' if len(bad) > 1 else ''} cannot be cut", collapsed=True,
                        sizing_mode="stretch_width", header_background="transparent")
-
-    def _progress(self, busy, progress, status):
-        if not busy:
-            return pn.pane.Markdown(f"<small>{html.escape(status)}</small>" if status else "", margin=(0, 10))
-        value = -1 if progress is None else int(100 * progress)
-        return pn.Column(pn.indicators.Progress(value=value, max=100, active=busy, sizing_mode="stretch_width",
-                                                bar_color="primary", height=12),
-                         pn.pane.Markdown(f"<small>{html.escape(status)}</small>", margin=(0, 10)),
-                         sizing_mode="stretch_width")
 
     def _quality(self, inspection):
         if inspection is None:
@@ -146,7 +138,7 @@ class Controls(pn.viewable.Viewer):
             self.color_by,
             self.spread,
             self.live,
-            pn.bind(self._progress, s.busy, s.progress, s.status),
+            self.progress,
             pn.bind(self._quality, s.inspection),
             sizing_mode="stretch_width",
         )

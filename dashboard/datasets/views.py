@@ -19,8 +19,10 @@ import pandas as pd
 import panel as pn
 import param
 
-from . import sample
-from .state import Inspector
+from ..widgets import View, any_busy, weakly
+from .state import Datasets
+
+__all__ = ["DatasetView", "DatasetsView", "LabelBox", "ProbeView", "confusion_html", "probabilities_html"]
 
 log = logging.getLogger(__name__)
 
@@ -66,22 +68,26 @@ def probabilities_html(prediction) -> str:
     return f"<div class='bars'>{''.join(cells)}</div>"
 
 
-class ProbeView(pn.viewable.Viewer):
-    """Train the probe on the current layer; its validation accuracy, confusion matrix and current prediction."""
+class DatasetsView(View):
+    """A view of the generated datasets' state."""
 
-    store = param.ClassSelector(class_=Inspector)
+    store = param.ClassSelector(class_=Datasets, doc="The session's generated datasets and probe")
+
+
+class ProbeView(DatasetsView):
+    """Train the probe on the current layer; its validation accuracy, confusion matrix and current prediction."""
 
     def __init__(self, **params):
         super().__init__(**params)
-        store = self.store
+        store, inspector = self.store, self.store.inspector
         self.train = pn.widgets.Button(
             label="Train probe on this layer", color="primary", css_classes=["train-probe"], margin=(5, 10),
-            disabled=pn.bind(lambda i, note, busy: i is None or bool(note) or busy, store.param.inspection,
-                             store.param.probe_note, store.param.busy),
+            disabled=pn.bind(lambda i, note, busy: i is None or bool(note) or busy, inspector.param.inspection,
+                             store.param.probe_note, any_busy(inspector, store)),
         )
         self.train.on_click(store.train_probe)
-        self._summary = pn.pane.HTML(pn.bind(self._summary_html, store.param.probe, store.param.probe_note,
-                                             store.param.inspection),
+        self._summary = pn.pane.HTML(pn.bind(self._summary_html, inspector.param.probe, store.param.probe_note,
+                                             inspector.param.inspection),
                                      stylesheets=[PROBE_CSS], sizing_mode="stretch_width", margin=(0, 10))
         self._prediction = pn.pane.HTML(pn.bind(self._prediction_html, store.param.prediction),
                                         stylesheets=[PROBE_CSS], sizing_mode="stretch_width", margin=(0, 10))
@@ -116,21 +122,19 @@ class ProbeView(pn.viewable.Viewer):
         return pn.Column(self.train, self._summary, self._prediction, sizing_mode="stretch_both", scroll=True)
 
 
-class LabelBox(pn.viewable.Viewer):
+class LabelBox(DatasetsView):
     """The label of the current decode (the probe's prediction, editable: a class or any new label) and Save."""
-
-    store = param.ClassSelector(class_=Inspector)
 
     def __init__(self, **params):
         super().__init__(**params)
-        store = self.store
+        store, inspector = self.store, self.store.inspector
         self.label = pn.widgets.AutocompleteInput(
             placeholder="label (a class, or type a new one)", restrict=False, min_characters=0,
             case_sensitive=False, search_strategy="includes", width=200, margin=(5, 5),
             css_classes=["label-input"], options=self._options(),
         )
         self.save = pn.widgets.Button(label="Save", color="primary", width=70, margin=(5, 5),
-                                      css_classes=["save-point"], disabled=store.param.decode.rx.is_(None))
+                                      css_classes=["save-point"], disabled=inspector.param.decode.rx.is_(None))
         # The click carries the label. A label typed and Save clicked at once reach the server as two messages, which
         # its event threads may handle in either order (the record then got the previous label); here the browser
         # writes the label it shows, with a count, into one hidden field, and that one message is the save request.
@@ -138,16 +142,20 @@ class LabelBox(pn.viewable.Viewer):
         self._request = pn.widgets.TextInput(visible=False, width=0, margin=0, css_classes=["save-request"])
         # Held weakly: Panel keeps the click's JavaScript arguments (this field among them) for as long as the button
         # lives, so a strong watcher here would tie the button to this view and its store for the life of the server.
-        self._request.param.watch(sample.weakly(self._requested), "value")
+        self._request.param.watch(weakly(self._requested), "value")
         self.save.js_on_click(args={"label": self.label, "request": self._request}, code=_SAVE_JS)
         self.undo = pn.widgets.Button(label="Undo save", color="light", width=90, margin=(5, 5),
                                       css_classes=["undo-save"], disabled=store.param.records.rx.len() == 0)
         self.undo.on_click(store.undo_save)
         store.param.watch(self._suggest, "prediction")
-        store.param.watch(lambda *_: setattr(self.label, "options", self._options()), ["records", "project_obj"])
+        store.param.watch(self._offer, "records")
+        inspector.param.watch(self._offer, "project_obj")
+
+    def _offer(self, *_):
+        self.label.options = self._options()
 
     def _options(self) -> list[str]:
-        names = list(self.store.class_names())
+        names = list(self.store.inspector.class_names())
         return names + sorted({r.user_label for r in self.store.records} - set(names))
 
     def _suggest(self, event):
@@ -181,10 +189,17 @@ request.value = JSON.stringify({label: typed, n: (window.__latentSaves = (window
 """
 
 
-class DatasetView(pn.viewable.Viewer):
-    """The generated dataset: records in a table, delete and export, fine-tuning, before/after comparison."""
+class DatasetView(DatasetsView):
+    """The generated dataset: its records in a table (delete any), and exports for training.
 
-    store = param.ClassSelector(class_=Inspector)
+    Parameters
+    ----------
+    store : Datasets
+    tuning : dashboard.finetune.views.FineTuneView, optional
+        Training on the records: its buttons sit under the table, what came of it under the dataset's own notice.
+    """
+
+    tuning = param.Parameter(default=None, doc="A view with actions() and results() to show with the records")
     COLUMNS = ("id", "timestamp", "user_label", "probe_label", "probe_confidence", "x", "y", "on_plot")
 
     def __init__(self, **params):
@@ -206,26 +221,8 @@ class DatasetView(pn.viewable.Viewer):
         self.table.on_click(self._clicked)
         store.param.watch(lambda *_: setattr(self.table, "value", self._frame()), ["records", "saved"])
         self.downloads = pn.Row(*(self._download(fmt) for fmt in ("npz", "csv", "h5")), margin=0)
-        self.tune = pn.widgets.Button(
-            label="Fine-tune the model's suffix", color="primary", variant="outline", margin=(5, 10),
-            css_classes=["finetune-suffix"],
-            disabled=pn.bind(lambda i, r, busy: busy or not r or not self.store.suffix_trainable,
-                             store.param.inspection, store.param.records, store.param.busy),
-            description="Train the layers after the cut on the records' activations and labels; saved as a new "
-            "model version (only for a model whose output is a vector of class probabilities)",
-        )
-        self.epochs = pn.widgets.IntInput(label="epochs", value=5, start=1, end=500, width=80, margin=(0, 10),
-                                          css_classes=["finetune-epochs"])
-        self.tune.on_click(lambda _e: store.finetune(epochs=self.epochs.value))
-        self.refit = pn.widgets.Button(
-            label="Refit the probe with these records", color="light", margin=(5, 10), css_classes=["refit-probe"],
-            disabled=pn.bind(lambda r, note, busy: busy or not r or bool(note), store.param.records,
-                             store.param.probe_note, store.param.busy),
-        )
-        self.refit.on_click(store.refit_probe)
         self.notice = pn.pane.HTML(pn.bind(lambda t: f"<p class='dataset-notice'>{html.escape(t)}</p>" if t else "",
                                            store.param.notice), sizing_mode="stretch_width", margin=(0, 10))
-        self.compare = pn.Row(pn.bind(self._compare, store.param.compare, store.param.decode), margin=0)
 
     def _frame(self) -> pd.DataFrame:
         on_plot = {id(r) for r in self.store.saved}
@@ -247,22 +244,10 @@ class DatasetView(pn.viewable.Viewer):
             disabled=self.store.param.records.rx.len() == 0,
         )
 
-    def _compare(self, compare, decode):
-        if compare is None or decode is None:
-            return None
-        project, names = self.store.project_obj, self.store.class_names()
-        spec = project.output_view
-        return pn.Row(
-            pn.Column(pn.pane.HTML("<small>original model</small>", margin=0),
-                      sample.draw(project, spec, compare, names, width=90, height=90)),
-            pn.Column(pn.pane.HTML(f"<small>{html.escape(self.store.model_version)}</small>", margin=0),
-                      sample.draw(project, spec, decode.output, names, width=90, height=90)),
-            margin=(0, 10),
-        )
-
     def __panel__(self):
         hint = pn.pane.HTML("<small>export x = outputs, y = labels:</small>", margin=(12, 0, 0, 10))
         header = pn.Row(self.dataset_name, hint, self.downloads, margin=0, sizing_mode="stretch_width")
-        actions = pn.Row(self.tune, self.epochs, self.refit, margin=0)
-        return pn.Column(header, self.table, actions, self.notice, self.compare, sizing_mode="stretch_both",
-                         scroll=True)
+        tuning = self.tuning
+        parts = [header, self.table]
+        parts += [self.notice] if tuning is None else [tuning.actions(), self.notice, tuning.results()]
+        return pn.Column(*parts, sizing_mode="stretch_both", scroll=True)

@@ -1,0 +1,283 @@
+"""The Inspect tab's state: what the user chose to inspect, and what the engine made of it.
+
+:class:`Inspector` holds the choices (project, layer, model version, reducer, inverse map and their parameters,
+colouring) and the engine's answers the views depend on: the project, its layers, the inspection, the plot's table,
+the current decode, the history of decodes, what lies under the cursor, and the probe of the layer (trained by
+:class:`dashboard.datasets.state.Datasets`; its predictions colour the plot). It computes nothing itself: every
+number comes from an :class:`engine.explore.inspection.Inspection`, built on the process's worker
+(:mod:`dashboard.jobs`) and shared by every session (:mod:`dashboard.shared`).
+"""
+
+from __future__ import annotations
+
+import os
+
+import param
+
+from engine.errors import InspectorError
+from engine.reduce.names import INVERSES, METHOD_PARAMS, METHODS
+
+from .. import shared
+from ..jobs import JobState
+from ..shared import PROBE_COLORS, Request, plot_table, probe_key
+
+__all__ = ["HISTORY_LENGTH", "Follower", "Inspector", "TabState"]
+
+#: Decodes kept in the history strip.
+HISTORY_LENGTH = 16
+
+
+def _labelled(names: dict) -> dict:
+    """``{label: name}`` of the engine's ``{name: label}`` table: a menu's options."""
+    return {label: name for name, label in names.items()}
+
+
+class Inspector(JobState):
+    """State of one session's inspection: the choices and the engine's answers.
+
+    Parameters
+    ----------
+    project : str, optional
+        Name of a project folder under the projects root; default the project ``latent-inspector serve`` opens,
+        else ``mnist`` when there, else the first. An unknown name opens the default and sets :attr:`error`.
+    projects : list of str, optional
+        The projects offered; default :func:`engine.data.project.list_projects`.
+
+    Example
+    -------
+    >>> store = Inspector(project="mnist")                  # doctest: +SKIP
+    >>> store.decode_at(0.5, -1.0).output.shape             # doctest: +SKIP
+    (28, 28, 1)
+    """
+
+    # -- choices ------------------------------------------------------------------------------------------------
+    project = param.Selector(default=None, objects=[], allow_None=True, doc="Project folder under the projects root")
+    layer = param.Selector(default=None, objects=[], allow_None=True, doc="Layer where the model is cut")
+    model_version = param.Selector(default="", objects=[""], doc="Model file: '' for the project's own model, else "
+                                   "a fine-tuned version's path relative to the project folder (the versions are "
+                                   "listed by dashboard.finetune.state.FineTuning)")
+    method = param.Selector(default="pca", objects=_labelled(METHODS), doc="2-D reducer")
+    inverse = param.Selector(default="auto", objects=_labelled(INVERSES), doc="Map from the plane back to the layer")
+    n_neighbors = param.Selector(default="auto", objects=["auto", 5, 10, 15, 30, 50, 100, 200],
+                                 doc="UMAP: neighbours per point ('auto': the engine tunes it)")
+    min_dist = param.Number(default=0.1, bounds=(0.0, 0.99), step=0.05, doc="UMAP: minimum distance in the plane")
+    perplexity = param.Selector(default="auto", objects=["auto", 5, 10, 30, 50, 100],
+                                doc="t-SNE: perplexity ('auto': the engine tunes it)")
+    color_by = param.Selector(default="label", objects=["label", "none"], doc="Colour of the points")
+    spread = param.Integer(default=3, bounds=(0, 8), doc="Point size: maximum spread in pixels in sparse areas")
+    live = param.Boolean(default=False, doc="Decode continuously under the cursor")
+
+    # -- what the engine answered --------------------------------------------------------------------------------
+    project_obj = param.Parameter(default=None, doc="engine.data.project.Project of the current project")
+    layers = param.List(default=[], doc="engine.model.LayerInfo of every layer")
+    inspection = param.Parameter(default=None, doc="engine.explore.inspection.Inspection of the current choice")
+    probe = param.Parameter(default=None, doc="engine.explore.probe.Probe trained on the current layer, or None")
+    points = param.DataFrame(default=None, allow_None=True, doc="The plot's table: embedding, labels and, with a "
+                             "probe, its predictions (dashboard.shared.plot_table)")
+    decode = param.Parameter(default=None, doc="The current engine Decode")
+    history = param.List(default=[], doc="The last decodes, oldest first")
+    hovered = param.Dict(default=None, allow_None=True, doc="The sample nearest to the cursor")
+
+    def __init__(self, **params):
+        projects = params.pop("projects", None)
+        wanted = params.pop("project", None)
+        super().__init__(**params)
+        from engine.data.project import list_projects
+
+        objects = list(projects) if projects is not None else list_projects()
+        self.param.project.objects = objects
+        self._opening = False
+        served = os.environ.get("LATENT_INSPECTOR_PROJECT")  # the project `latent-inspector serve PROJECT` opens
+        default = next((p for p in (served, "mnist") if p in objects), objects[0] if objects else None)
+        project, problem = wanted or default, None
+        if project is not None and project not in objects:
+            problem = f"No project {project!r}; projects available: {', '.join(objects) or 'none'}"
+            project = default  # show what there is, and say what went wrong
+        if project is not None:
+            self.project = project  # triggers the load
+        if problem:
+            self.error = problem
+
+    # -- project and layer -----------------------------------------------------------------------------------------
+
+    @param.depends("project", watch=True)
+    def _open_project(self):
+        name = self.project
+        if name is None:
+            return
+
+        def work(progress):
+            from engine.data.project import load_project
+            from engine.model import list_layers
+
+            progress("loading the model", 0, 1)
+            project = load_project(name)
+            project.inputs()
+            project.labels()
+            return project, list_layers(project.model())
+
+        self.jobs.submit("inspection", f"opening {name}", work, self._project_opened)
+
+    def _project_opened(self, result):
+        project, layers = result
+        valid = [info.name for info in layers if info.valid_cut]
+        layer = self.layer if self.layer in valid else project.default_layer
+        if layer not in valid:
+            layer = valid[len(valid) // 2] if valid else None
+        self._opening = True  # one inspection for the new project and layer, not one per parameter set below
+        try:
+            self.param.layer.objects = [info.name for info in layers]
+            # (the states that follow the project list its model versions and datasets on project_obj)
+            self.param.update(project_obj=project, layers=layers, inspection=None, probe=None, points=None,
+                              decode=None, history=[], hovered=None)
+            self.layer = layer
+        finally:
+            self._opening = False
+        if layer is None:
+            self.error = f"project {project.name!r}: the model has no layer where it can be cut"
+        else:
+            self._inspect(clear_error=False)
+
+    def reload_project(self):
+        """Read the current project's folder again (a fine-tuned version was saved in it), keeping the choices."""
+        from engine.data.project import load_project
+
+        project = self.project_obj
+        if project is not None:
+            self.project_obj = load_project(project.name, project.path.parent)
+
+    @param.depends("layer", "method", "inverse", "n_neighbors", "min_dist", "perplexity", "model_version",
+                   watch=True)
+    def _inspect(self, clear_error: bool = True):
+        if self._opening or self.project_obj is None or self.layer is None or self.project_obj.name != self.project:
+            return
+        info = next((i for i in self.layers if i.name == self.layer), None)
+        if info is not None and not info.valid_cut:
+            self.error = f"cannot cut at {info.name!r}: {info.reason}"
+            return
+        request = self.request()
+        cached = shared.INSPECTIONS.peek(request)
+        if cached is not None:  # built before, by this session or another: no work, no progress to show
+            self.jobs.supersede("inspection")
+            self.param.update(status=f"{request.method.upper()} of {request.layer}: ready (cached)",
+                              **({"error": ""} if clear_error else {}))
+            self._inspected(cached)
+            return
+        self.jobs.submit("inspection", f"{request.method.upper()} of {request.layer}",
+                         lambda progress: shared.inspection(request, progress), self._inspected,
+                         clear_error=clear_error)
+
+    def request(self) -> Request:
+        """The engine request for the current choices."""
+        params = {name: getattr(self, name) for name in METHOD_PARAMS[self.method]}
+        params = {k: v for k, v in params.items() if v != "auto"}  # absent: the engine tunes it
+        root = self.project_obj.path.parent if self.project_obj is not None else None
+        return Request.make(self.project, self.layer, self.method, self.inverse, params, root=root,
+                            model=self.model_version)
+
+    def _inspected(self, inspection):
+        probe = shared.shared_probe(probe_key(inspection))  # trained on this layer before, by this session or another
+        self.param.update(inspection=inspection, probe=probe, points=plot_table(inspection, probe), decode=None,
+                          hovered=None)
+        self._colors(inspection, probe)
+
+    def show_probe(self, inspection, probe):
+        """Keep ``probe``, trained on the layer of ``inspection``, for every session; show it when that inspection
+        is still the current one (its predictions join the plot's colourings)."""
+        shared.remember_probe(probe_key(inspection), probe)
+        if self.inspection is inspection:
+            self.param.update(probe=probe, points=plot_table(inspection, probe))
+            self._colors(inspection, probe)
+
+    def _colors(self, inspection, probe):
+        colors = ["label", "none"] if inspection.labels is not None else ["none"]
+        if probe is not None:
+            colors[-1:-1] = list(PROBE_COLORS) if inspection.labels is not None else [PROBE_COLORS[0]]
+        self.param.color_by.objects = colors
+        if self.color_by not in colors:
+            self.color_by = colors[0]
+
+    def class_names(self) -> list[str]:
+        """The project's class names ([] without labels)."""
+        if self.project_obj is None:
+            return []
+        names = self.project_obj.label_names()
+        return list(names) if names is not None else []
+
+    def label_of(self, code) -> str:
+        """The name of class ``code`` (its number when the project names fewer classes)."""
+        names = self.class_names()
+        return names[int(code)] if int(code) < len(names) else str(code)
+
+    # -- decoding ----------------------------------------------------------------------------------------------------
+
+    def decode_at(self, x, y, record: bool = True):
+        """Decode the point (x, y) of the plane: inverse map, then the model's suffix. Returns the engine's Decode.
+
+        ``record`` appends it to the history (a tap does, a live hover does not).
+        """
+        if self.inspection is None or x is None or y is None:
+            return None
+        try:
+            decoded = self.inspection.decode(float(x), float(y))
+        except InspectorError as exc:
+            self.error = str(exc)
+            return None
+        if record:
+            self.param.update(decode=decoded, history=(self.history + [decoded])[-HISTORY_LENGTH:])
+        else:
+            self.decode = decoded
+        return decoded
+
+    def restore(self, decode):
+        """Show an earlier decode of the history again."""
+        if any(decode is d for d in self.history):
+            self.decode = decode
+
+    def clear_history(self):
+        """Forget the history of decodes (saved records stay: they are the dataset's)."""
+        self.param.update(history=[])
+
+    def hover_at(self, x, y):
+        """Record the sample nearest to (x, y), and decode there in live mode."""
+        if self.inspection is None or x is None or y is None:
+            return
+        if self.live:
+            self.decode_at(x, y, record=False)
+        index = int(self.inspection.nearest(float(x), float(y)))
+        if self.hovered is not None and self.hovered["index"] == index:
+            return
+        labels = self.inspection.labels
+        label = None if labels is None else self.label_of(labels[index])
+        ex, ey = (float(v) for v in self.inspection.embedding[index])
+        self.hovered = {"index": index, "label": label, "x": ex, "y": ey}
+
+
+class Follower(JobState):
+    """Base of a session's other states: each follows the session's :class:`Inspector` (its project, inspection
+    and decodes)."""
+
+    inspector = param.ClassSelector(class_=Inspector, doc="The session's choices and inspection")
+
+    @property
+    def inspection(self):
+        """The inspection the session shows (None while there is none)."""
+        return self.inspector.inspection
+
+
+class TabState(Follower):
+    """Base of the state of a tab beside the Inspect tab: its work runs only while the tab is on screen, so that a
+    tap on the main plot costs nothing more while the tab is closed."""
+
+    active = param.Boolean(default=False, doc="The tab is on screen: its work runs")
+
+    def on_screen(self):
+        """The inspection to work on while the tab is on screen; None while it is closed or there is none."""
+        return self.inspection if self.active else None
+
+    @param.depends("active", watch=True)
+    def _opened(self):
+        self.prepare()
+
+    def prepare(self):
+        """Get ready to show the current inspection: called when the tab opens (subclasses start their work)."""

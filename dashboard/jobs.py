@@ -1,0 +1,239 @@
+"""The dashboard's one job runner: long work (loading a model, fitting a reducer, training a probe, ranking a dataset,
+optimizing an input) runs on a worker thread, so that no session, the asking one included, stops answering meanwhile.
+
+Every state of a session derives from :class:`JobState` and submits its work to its own :class:`Jobs`: a job has a
+kind and a label; while it runs, the state's ``busy``, ``progress`` and ``status`` follow it (the engine reports
+``progress(stage, done, total)``); a newer job of the same kind supersedes an older one, whose result is then
+dropped; an error lands in the state's ``error``, where the view beside the control that asked shows it. When the
+session's page closes, its work still queued is dropped (work already running finishes: a shared inspection it
+builds still lands in the process's cache, :mod:`dashboard.shared`).
+
+The worker pool is the process's, created on first use: ``LATENT_INSPECTOR_WORKERS`` threads (default 1). On two
+cores one worker computes while the other core keeps serving every session's events; requests of several sessions
+queue (each page shows its own wait as progress), identical requests are computed once. Outside a server (tests, a
+notebook) the work runs synchronously, so every result follows its call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import panel as pn
+import param
+
+from engine.errors import InspectorError, UsageError
+
+from .widgets import weakly
+
+__all__ = ["DEFAULT_WORKERS", "WORKERS_ENV", "JobState", "Jobs", "Progress", "in_server_session", "worker_count",
+           "workers"]
+
+log = logging.getLogger(__name__)
+
+#: The environment variable that sets the number of worker threads of the process.
+WORKERS_ENV = "LATENT_INSPECTOR_WORKERS"
+DEFAULT_WORKERS = 1
+#: How often a running job's progress reaches its state, in seconds.
+POLL_S = 0.25
+
+_pool: ThreadPoolExecutor | None = None
+_pool_lock = threading.Lock()
+
+
+def worker_count(environ=None) -> int:
+    """The number of worker threads ``LATENT_INSPECTOR_WORKERS`` asks for (default 1).
+
+    Raises
+    ------
+    engine.errors.UsageError
+        The variable is set to anything but a whole number of at least 1.
+
+    Example
+    -------
+    >>> worker_count({"LATENT_INSPECTOR_WORKERS": "2"}), worker_count({})
+    (2, 1)
+    """
+    text = (os.environ if environ is None else environ).get(WORKERS_ENV, "").strip()
+    if not text:
+        return DEFAULT_WORKERS
+    if not text.isdigit() or int(text) < 1:
+        raise UsageError(f"{WORKERS_ENV}={text!r}: expected the number of worker threads, a whole number of 1 or "
+                         f"more (default {DEFAULT_WORKERS})")
+    return int(text)
+
+
+def workers() -> ThreadPoolExecutor:
+    """The process's worker pool, created on first use with :func:`worker_count` threads."""
+    global _pool
+    with _pool_lock:
+        if _pool is None:
+            _pool = ThreadPoolExecutor(max_workers=worker_count(), thread_name_prefix="latent-inspector-work")
+        return _pool
+
+
+def in_server_session() -> bool:
+    """True inside a server session's callbacks (work then goes to the worker pool), False in a test or notebook."""
+    doc = pn.state.curdoc
+    return bool(doc is not None and doc.session_context is not None)
+
+
+class Progress:
+    """The engine's progress reports of one job, ``(stage, done, total)``, written by the worker thread and read on
+    the event loop."""
+
+    def __init__(self, title: str):
+        self.title, self.label, self.fraction, self.t0 = title, title, None, time.perf_counter()
+
+    @property
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.t0
+
+    def __call__(self, stage: str, done: int, total: int) -> None:
+        self.label = f"{self.title}: {stage}"
+        self.fraction = done / total if total else None
+
+    @property
+    def text(self) -> str:
+        pct = f" {100 * self.fraction:.0f}%" if self.fraction is not None else ""
+        return f"{self.label}{pct} ({self.elapsed:.0f} s)"
+
+
+class JobState(param.Parameterized):
+    """Base of the dashboard's states: their work in the background (:attr:`jobs`) and what it is doing."""
+
+    busy = param.Boolean(default=False, doc="Work of this state is under way")
+    progress = param.Number(default=None, allow_None=True, bounds=(0, 1), doc="Fraction done, None if unknown")
+    status = param.String(default="", doc="The work under way, or the last work done, in words")
+    error = param.String(default="", doc="What went wrong last, in words ('' when nothing did)")
+
+    def __init__(self, **params):
+        super().__init__(**params)
+        self.jobs = Jobs(self)
+
+    def dismiss_error(self, *_):
+        """Forget the last error (the alert showing it goes)."""
+        self.error = ""
+
+
+class Jobs:
+    """Runs the background work of ``owner``, a :class:`JobState`.
+
+    Example
+    -------
+    >>> state.jobs.submit("path", "interpolating", lambda progress: work(progress), apply)    # doctest: +SKIP
+    """
+
+    def __init__(self, owner: JobState):
+        self.owner = owner
+        self.running: set[str] = set()  # kinds with work under way
+        self.closed = False
+        self._generation: dict[str, int] = {}
+        self._latest = None  # the kind last submitted: its progress is the one shown
+        self._lock = threading.Lock()
+        if in_server_session():
+            pn.state.on_session_destroyed(weakly(self._closing))
+
+    def submit(self, kind: str, label: str, work, apply, *, clear_error: bool = True) -> None:
+        """Run ``work(progress)`` on a worker, then ``apply(result)`` on the event loop, unless a newer job of
+        ``kind`` came meanwhile.
+
+        Parameters
+        ----------
+        kind : str
+            Jobs of one kind supersede each other; jobs of other kinds run on.
+        label : str
+            The job in words, shown as the state's ``status`` with the engine's stage and percentage.
+        work : callable(progress) -> result
+            Runs on a worker thread; ``progress(stage, done, total)`` reports how far it is.
+        apply : callable(result)
+            Runs on the event loop with the result (in the session's document lock).
+        clear_error : bool
+            Forget the state's last error (False when the job only continues the previous one).
+        """
+        if self.closed:  # a result of the closed session's last work: nobody is left to see what it would start
+            return
+        with self._lock:
+            generation = self._generation[kind] = self._generation.get(kind, 0) + 1
+        tracker = Progress(label)
+        self.running.add(kind)
+        self._latest = kind
+        self.owner.param.update(busy=True, progress=None, status=f"{label}…", **({"error": ""} if clear_error else {}))
+        if not in_server_session():
+            try:
+                result = work(tracker)
+            except Exception as exc:
+                self._failed(kind, generation, exc)
+            else:
+                self._done(kind, generation, tracker, apply, result)
+            return
+
+        async def task():
+            await self._run(kind, generation, tracker, work, apply)
+
+        pn.state.execute(task)
+
+    def supersede(self, kind: str) -> None:
+        """Drop the result of the work of ``kind`` under way: the state has its answer without it."""
+        with self._lock:
+            self._generation[kind] = self._generation.get(kind, 0) + 1
+        self.running.discard(kind)
+        self.owner.param.update(busy=bool(self.running), progress=None)
+
+    def current(self, kind: str, generation: int) -> bool:
+        return self._generation.get(kind) == generation
+
+    async def _run(self, kind, generation, tracker, work, apply):
+        loop = asyncio.get_running_loop()
+        try:
+            future = loop.run_in_executor(workers(), work, tracker)
+        except InspectorError as exc:  # the pool cannot be made (LATENT_INSPECTOR_WORKERS)
+            self._failed(kind, generation, exc)
+            return
+        while True:
+            done, _ = await asyncio.wait({future}, timeout=POLL_S)
+            if self.closed:
+                # Queued work is dropped, so that it does not hold the worker every session shares; work already
+                # running finishes and nobody waits for it.
+                future.cancel()
+                return
+            if done:
+                break
+            if self.current(kind, generation) and self._latest == kind:
+                self.owner.param.update(status=tracker.text, progress=tracker.fraction)
+        try:
+            result = future.result()
+        except Exception as exc:
+            self._failed(kind, generation, exc)
+        else:
+            self._done(kind, generation, tracker, apply, result)
+
+    def _closing(self, session_context=None):
+        """The session's page is gone: nothing this state would compute can be seen any more."""
+        self.closed = True
+
+    def _done(self, kind, generation, tracker, apply, result):
+        if not self.current(kind, generation):  # the user asked for something else meanwhile
+            return
+        self.running.discard(kind)
+        try:
+            apply(result)
+        except Exception as exc:
+            self._failed(kind, generation, exc)
+            return
+        if self.current(kind, generation):  # (apply may have submitted the next job of its kind)
+            self.owner.param.update(busy=bool(self.running), progress=None,
+                                    status=f"{tracker.title}: done in {tracker.elapsed:.1f} s")
+
+    def _failed(self, kind, generation, exc):
+        if not isinstance(exc, InspectorError):
+            log.exception("dashboard work failed", exc_info=exc)
+        if not self.current(kind, generation):
+            return
+        self.running.discard(kind)
+        message = str(exc) if isinstance(exc, InspectorError) else f"{type(exc).__name__}: {exc}"
+        self.owner.param.update(busy=bool(self.running), progress=None, status="", error=message)
