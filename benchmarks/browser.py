@@ -203,12 +203,12 @@ async ([name, fx, fy]) => {
 }
 """
 
-# Times from each pointerdown to the second animation frame after the decoded-output source changed (the frame after
-# the one in which the browser paints the new image); kept in window.__latency.samples.
+# Times from each pointerdown to the decoded-output source's change ("data") and to the second animation frame after
+# it (the frame after the one in which the browser paints the new image): window.__latency.data and .samples.
 TAP_JS = """
 () => {
-  if (window.__latency) return;
-  const lat = window.__latency = {t0: null, samples: [], pending: false};
+  if (window.__latency) return true;
+  const lat = window.__latency = {t0: null, samples: [], data: [], pending: false};
   document.addEventListener('pointerdown', () => { lat.t0 = performance.now(); lat.pending = true; }, true);
   for (const doc of Bokeh.documents) {
     doc.on_change((event) => {
@@ -216,9 +216,11 @@ TAP_JS = """
       if (!lat.pending || model == null || model.name !== 'decoded-output-source') return;
       lat.pending = false;
       const t0 = lat.t0;
+      lat.data.push(performance.now() - t0);
       requestAnimationFrame(() => requestAnimationFrame(() => lat.samples.push(performance.now() - t0)));
     });
   }
+  return true;
 }
 """
 

@@ -38,28 +38,28 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.browser import CHROMIUM, CHROMIUM_ARGS, FIGURE_JS, REPO, TO_PAGE_JS, VIEWPORT, ServerError, free_port
+from benchmarks.browser import (
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    FIGURE_JS,
+    REPO,
+    TAP_JS,
+    TO_PAGE_JS,
+    VIEWPORT,
+    ServerError,
+    free_port,
+)
 
 LATENT = "latent-figure"
 
-# In the page: each tap's times (ms) from pointerdown to the decoded-output source's change ("data") and to the
-# second animation frame after it ("paint"), and a reader of the decode probe (the hidden element the server fills
-# with the decode's coordinates and values when LATENT_INSPECTOR_PROBE=1) through its Bokeh model.
+# In the page: each tap's times (ms) from pointerdown to the decoded-output source's change and to the second
+# animation frame after it (benchmarks.browser.TAP_JS: window.__latency.data and .samples), and a reader of the decode
+# probe (the hidden element the server fills with the decode's coordinates and values when LATENT_INSPECTOR_PROBE=1)
+# through its Bokeh model.
 PAGE_JS = r"""
 () => {
-  if (window.__load) return true;
-  const lat = window.__load = {t0: null, pending: false, data: [], paint: []};
-  document.addEventListener('pointerdown', () => { lat.t0 = performance.now(); lat.pending = true; }, true);
-  for (const doc of Bokeh.documents) {
-    doc.on_change((event) => {
-      const model = event.model;
-      if (!lat.pending || model == null || model.name !== 'decoded-output-source') return;
-      lat.pending = false;
-      const t0 = lat.t0;
-      lat.data.push(performance.now() - t0);
-      requestAnimationFrame(() => requestAnimationFrame(() => lat.paint.push(performance.now() - t0)));
-    });
-  }
+  (""" + TAP_JS.strip() + r""")();
+  if (window.__probe) return true;
   window.__probe = () => {
     let m = window.__probeModel;
     if (m == null || m.document == null) {
@@ -99,7 +99,7 @@ PROBE_JS = "() => window.__probe ? window.__probe() : null"
 # True once the page holds the decode after number ``seq`` and its image (the ``images``-th change of the image).
 DECODED_JS = """([seq, images]) => {
   const p = window.__probe && window.__probe();
-  return p != null && +p.seq > seq && window.__load.data.length >= images;
+  return p != null && +p.seq > seq && window.__latency.data.length >= images;
 }"""
 # What the page shows of the decoded output: the figures named so, and whether each one's image holds data.
 OUTPUT_STATE_JS = """() => Bokeh.documents.flatMap(d => [...d.all_models])
@@ -283,7 +283,7 @@ async def _tap_all(page, session: Session, taps: int, seed: int, timeout_s: floa
             break
         x, y, px, py = await _aim(page, frame, rng, session)
         session.targets.append((x, y))
-        images = await page.evaluate("() => window.__load.data.length")
+        images = await page.evaluate("() => window.__latency.data.length")
         await page.mouse.click(px, py)
         try:  # a person waits for the image before tapping again
             await page.wait_for_function(DECODED_JS, arg=[seq, images + 1], timeout=timeout_s * 1e3, polling="raf")
@@ -308,7 +308,8 @@ async def _tap_all(page, session: Session, taps: int, seed: int, timeout_s: floa
         values = got.get("values")
         session.decodes.append((seq, float(got["x"]), float(got["y"]), values))
     await page.wait_for_timeout(200)  # the last tap's paint
-    times = await page.evaluate("() => ({data: window.__load.data.slice(), paint: window.__load.paint.slice()})")
+    times = await page.evaluate("() => ({data: window.__latency.data.slice(), "
+                                "paint: window.__latency.samples.slice()})")
     session.paint_ms, session.data_ms = times["paint"], times["data"]
     if len(session.paint_ms) != taps:
         session.errors.append(f"{len(session.paint_ms)} decoded images painted for {taps} taps")

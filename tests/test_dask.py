@@ -353,8 +353,11 @@ def test_an_inspection_reads_a_store_propagated_on_the_cluster(client, data, tmp
     assert d.output.shape == (16, 16, 1) and d.nearest == 7
     assert insp.quality.n_samples == 3000 and insp.quality.inverse == "exact"
 
-    umap = Inspection(project, "bottleneck", method="umap", params={"n_neighbors": 15, "fit_sample": 1000},
-                      inverse="knn", cache_dir=tmp_path / "cache")
+    # UMAP fitted on a sample, every chunk embedded by the workers: each worker then holds umap-learn and its numba
+    # code beside TensorFlow, more than the 1.5 GiB workers above keep below the 80 % at which they are paused
+    with connect("local:2", memory_limit="3GiB"):
+        umap = Inspection(project, "bottleneck", method="umap", params={"n_neighbors": 15, "fit_sample": 1000},
+                          inverse="knn", cache_dir=tmp_path / "cache")
     assert umap.embedding.shape == (3000, 2) and np.isfinite(umap.embedding).all()
     assert len(umap.reducer.fit_index_) == 1000 and umap.decode(0.0, 0.0).output.shape == (16, 16, 1)
 
@@ -489,6 +492,39 @@ def test_a_chunk_that_keeps_killing_its_worker_fails_with_a_clear_error_and_keep
     assert open_store(out).attrs["written"] == acts.stored.attrs["written"]
     np.testing.assert_array_equal(open_store(out).read(), acts.stored.read())
     assert _leftovers(out.parent) == []
+
+
+_HELD = []
+
+
+def _hold_memory(share):
+    """On a worker: keep memory alive (as a module's data would) until the process holds ``share`` of its limit."""
+    from distributed import get_worker
+
+    limit = get_worker().memory_manager.memory_limit
+    _HELD.append(np.ones(max(int(share * limit) - _rss(), 0) // 8))
+    return _rss() / limit
+
+
+def test_workers_paused_at_their_memory_limit_fail_the_job_rather_than_hang_it(monkeypatch):
+    """A worker whose own memory (its modules, a model) reaches 80 % of its limit is paused by its nanny and runs
+    nothing more: a job on such workers says so, instead of waiting for ever."""
+    import dask.array as da
+
+    import engine.backends.dask as backend
+    from engine.backends import map_chunks
+
+    monkeypatch.setattr(backend, "PAUSED_S", 3.0)
+    with connect("local:1", memory_limit="1GiB") as small:
+        assert 0.8 < small.submit(_hold_memory, 0.87, pure=False).result() < 0.95  # paused (80 %), not killed (95 %)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and any(
+                w["status"] != "paused" for w in small.scheduler_info()["workers"].values()):
+            time.sleep(0.2)
+        x = da.ones((1000, 4), chunks=(250, 4))
+        with pytest.raises(ClusterError, match=r"every worker has been paused at its memory limit \(1.00 GiB\) "
+                                               r"for 3 s.*--worker-memory"):
+            map_chunks(lambda rows: rows.sum(), x, stage="summing")
 
 
 @pytest.mark.gpu

@@ -126,7 +126,7 @@ def _run(tasks: list, bounds: list, *, progress: ProgressFn | None, stage: str, 
             done += hi - lo
             report(progress, stage, done, n)
         return results + list(dask.compute(*wait, scheduler="threads")) if wait else results
-    from distributed import as_completed
+    from distributed import wait as wait_for
     from distributed.scheduler import KilledWorker
 
     futures = client.compute(tasks + wait)
@@ -134,12 +134,18 @@ def _run(tasks: list, bounds: list, *, progress: ProgressFn | None, stage: str, 
     position = {f.key: i for i, f in enumerate(leaves)}
     current = None
     try:
-        done = 0
-        for fut in as_completed(leaves):
-            current = position[fut.key]
-            fut.result()  # raises the task's error
-            done += bounds[current][1] - bounds[current][0]
-            report(progress, stage, done, n)
+        done, pending, stalled = 0, set(leaves), _Stall(client)
+        while pending:
+            try:
+                finished, pending = wait_for(pending, timeout=POLL_S, return_when="FIRST_COMPLETED")
+            except TimeoutError:
+                stalled.check(what)  # raises when every worker has sat paused at its memory limit too long
+                continue
+            for fut in sorted(finished, key=lambda f: position[f.key]):
+                current = position[fut.key]
+                fut.result()  # raises the task's error
+                done += bounds[current][1] - bounds[current][0]
+                report(progress, stage, done, n)
         return [f.result() for f in futures]
     except KilledWorker as exc:
         if on_failure is not None:
@@ -148,6 +154,10 @@ def _run(tasks: list, bounds: list, *, progress: ProgressFn | None, stage: str, 
             f"{what}: workers died {exc.allowed_failures + 1} times while computing {_rows_text(bounds, current)} "
             f"(last on {getattr(exc.last_worker, 'address', exc.last_worker)}); {_death_hint(client)}"
         ) from None
+    except ClusterError:
+        if on_failure is not None:
+            on_failure(client, futures)
+        raise
     except (OSError, TimeoutError) as exc:  # the connection to the scheduler was lost
         if on_failure is not None:
             on_failure(client, futures)
@@ -158,6 +168,41 @@ def _run(tasks: list, bounds: list, *, progress: ProgressFn | None, stage: str, 
         raise
     finally:
         client.cancel(futures)
+
+
+#: Seconds between looks at a running job's futures (and at whether its workers can run at all).
+POLL_S = 2.0
+#: A job whose every worker has been paused at its memory limit this long fails rather than waiting forever.
+PAUSED_S = 120.0
+
+
+class _Stall:
+    """Whether the workers of a job can run at all: a worker that reaches 80 % of its memory limit is paused by its
+    nanny and runs nothing until memory is freed, which, for the memory its own modules hold, is never."""
+
+    def __init__(self, client, patience: float | None = None):
+        self.client, self.since = client, None
+        self.patience = PAUSED_S if patience is None else patience
+
+    def check(self, what: str) -> None:
+        try:
+            workers = self.client.scheduler_info(n_workers=-1)["workers"].values()
+        except Exception:  # the scheduler did not answer: the next wait says whether it is gone
+            return
+        paused = bool(workers) and all(w.get("status") == "paused" for w in workers)
+        if not paused:
+            self.since = None
+            return
+        self.since = self.since or time.monotonic()
+        if time.monotonic() - self.since > self.patience:
+            memory = sorted({w.get("memory_limit") or 0 for w in workers})
+            from dask.utils import format_bytes
+
+            raise ClusterError(
+                f"{what}: every worker has been paused at its memory limit ({'/'.join(map(format_bytes, memory))}) for "
+                f"{self.patience:.0f} s, so nothing can run: give each worker more memory (--worker-memory), or use "
+                "fewer rows per chunk (--input-chunks)"
+            )
 
 
 def _row_chunked(x):
