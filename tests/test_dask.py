@@ -511,10 +511,10 @@ def test_workers_paused_at_their_memory_limit_fail_the_job_rather_than_hang_it(m
     nothing more: a job on such workers says so, instead of waiting for ever."""
     import dask.array as da
 
-    import engine.backends.dask as backend
     from engine.backends import map_chunks
+    from engine.backends.dask import tasks
 
-    monkeypatch.setattr(backend, "PAUSED_S", 3.0)
+    monkeypatch.setattr(tasks, "PAUSED_S", 3.0)
     with connect("local:1", memory_limit="1GiB") as small:
         assert 0.8 < small.submit(_hold_memory, 0.87, pure=False).result() < 0.95  # paused (80 %), not killed (95 %)
         deadline = time.monotonic() + 60

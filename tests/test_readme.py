@@ -25,7 +25,7 @@ def test_the_readme_example_runs_on_the_bundled_project(tmp_path, monkeypatch):
     printed = out.getvalue()
     assert "(28, 28, 1) True" in printed  # a point far outside the data decodes, flagged out of bounds
     assert "trustworthiness@10" in printed and "explained variance" in printed
-    assert "bottleneck" in scope["cuts"] and len(scope["z"]) == 10_010 and scope["umap"].embedding_.shape == (2000, 2)
+    assert "bottleneck" in scope["cuts"] and len(scope["z"]) == 10_000 and scope["umap"].embedding_.shape == (2000, 2)
     assert scope["model_output"].shape == (1, 28, 28, 1)
 
 

@@ -368,7 +368,7 @@ def load_project(name, root=None) -> Project:
     Example
     -------
     >>> p = load_project("mnist"); p.inputs().shape  # doctest: +SKIP
-    (10010, 28, 28, 1)
+    (10000, 28, 28, 1)
     """
     path = project_dir(name, root)
     manifest = _read_manifest(path)

@@ -9,7 +9,7 @@ Example
 >>> from engine.propagate import activations
 >>> z = activations(load_project("mnist"), "bottleneck")          # doctest: +SKIP
 >>> z.shape                                                       # doctest: +SKIP
-(10010, 10)
+(10000, 10)
 """
 
 from __future__ import annotations
