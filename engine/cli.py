@@ -59,38 +59,57 @@ def _project(args):
 
 
 def cmd_info(args) -> int:
-    from engine.model import list_layers
+    from engine.model import input_specs, list_layers
 
     project = _project(args)
-    x = project.inputs()
-    y = project.labels()
     print(f"project   {project.name}  ({project.path})")
     if project.title and project.title != project.name:
         print(f"title     {project.title}")
     print(f"model     {project.model_path.name}  sha256:{project.model_hash()}")
-    print(f"inputs    {project.inputs_path.name}{f' [{project.inputs_key}]' if project.inputs_key else ''}  "
-          f"{x.shape} {x.dtype}")
-    if y is None:
-        print("labels    none")
+    hooks = project.hooks_path
+    if hooks is not None:
+        used = [name for name in ("preprocess", "custom_objects", "lambdas", "views")
+                if getattr(project.hooks(), name, None) is not None]
+        print(f"hooks     {hooks.name}: {', '.join(used) or 'none of preprocess, custom_objects, lambdas, views'}")
+    model = project.model()
+    for name, shape, dtype in input_specs(model):
+        print(f"expects   samples of shape {shape} {dtype} (input {name!r})")
+    if project.inputs_path is None:
+        print("inputs    none: add the data as x.npy, one sample per row in the shape above")
     else:
-        names = project.label_names()
-        print(f"labels    {len(y):,} in {len(names)} classes: {', '.join(names)}")
+        x = project.inputs()
+        print(f"inputs    {project.inputs_path.name}{f' [{project.inputs_key}]' if project.inputs_key else ''}  "
+              f"{x.shape} {x.dtype}")
+        y = project.labels()
+        if y is None:
+            print("labels    none")
+        else:
+            names = project.label_names()
+            print(f"labels    {len(y):,} in {len(names)} classes: {', '.join(names)}")
     for note in project.inferred:
         print(f"inferred  {note}")
+    input_view, output_view = project.views()
+    print(f"views     input: {input_view.describe()}")
+    print(f"          output: {output_view.describe()}")
+    for warning in project.warnings:
+        print(f"warning   {warning}")
     print()
-    layers = list_layers(project.model())
+    layers = list_layers(model)
     width = max(len(info.name) for info in layers)
     print(f"{'layer':<{width}}  {'type':<20} {'output shape':<20} cut")
     for info in layers:
         mark = "yes" if info.valid_cut else f"no: {info.reason}"
         default = "  (default)" if info.name == project.default_layer else ""
         print(f"{info.name:<{width}}  {info.class_name:<20} {str(info.output_shape):<20} {mark}{default}")
+    if any(not info.valid_cut for info in layers):
+        print("\nA cut must be a layer that every path from the inputs to the outputs passes through: a layer of a "
+              "chain, the Add/Concatenate that closes a block, or the boundary between nested models.")
     return 0
 
 
 def cmd_propagate(args) -> int:
     from engine.model import split
-    from engine.propagate import activations, cache_path
+    from engine.propagate import activations, cache_path, propagate
 
     project = _project(args)
     layer = args.layer or project.default_layer
@@ -108,9 +127,8 @@ def cmd_propagate(args) -> int:
     hit = path.is_file()
     if not hit:  # load, split and compile first, so the figure below is propagation alone
         t0 = time.perf_counter()
-        s = split(project.model(), layer)
-        x = project.inputs()
-        s.encode(x[:1])
+        # the same path as the whole run (reshape to the model's input, the project's preprocess), on one row
+        propagate(split(project.model(), layer), project.inputs()[:1], preprocess=project.preprocess())
         print(f"loaded and compiled in {time.perf_counter() - t0:.2f} s", file=sys.stderr)
     t0 = time.perf_counter()
     z = activations(project, layer, cache_dir=args.cache_dir, progress=Progress())
@@ -163,10 +181,26 @@ def _number(text: str):
     return text
 
 
+def _output(args, insp, suffix: str) -> Path:
+    """Where ``reduce``/``render`` write: ``--output``, else ``exports/PROJECT-LAYER-METHOD`` in the cache folder;
+    an existing file is kept unless ``--force``."""
+    from engine.settings import cache_dir
+
+    if args.output:
+        out = Path(args.output)
+    else:
+        folder = Path(args.cache_dir) if args.cache_dir else cache_dir()
+        out = folder / "exports" / f"{insp.project.name}-{insp.layer}-{insp.method}{suffix}"
+        out.parent.mkdir(parents=True, exist_ok=True)
+    if out.exists() and not args.force:
+        raise UsageError(f"{out} exists; pass --force to overwrite it, or -o PATH to write elsewhere")
+    return out
+
+
 def cmd_reduce(args) -> int:
     insp = _inspection(args)
     print(insp.quality.to_text() if hasattr(insp.quality, "to_text") else insp.quality)
-    out = Path(args.output or f"embedding-{insp.project.name}-{insp.layer}-{insp.method}.npz")
+    out = _output(args, insp, ".npz")
     from engine.data.formats import write_array
 
     arrays = {"embedding": insp.embedding}
@@ -188,7 +222,7 @@ def cmd_render(args) -> int:
         return insp.decode_batch(xy)[1]
 
     path = write_png(
-        args.output, insp.embedding, insp.labels, class_names=insp.project.label_names(),
+        _output(args, insp, ".png"), insp.embedding, insp.labels, class_names=insp.project.label_names(),
         decode_fn=decode_fn, draw_fn=lambda out: to_image(out, view, size=args.tile), grid=args.grid,
         tile=args.tile, title=f"{insp.project.title or insp.project.name}: {insp.layer}, {insp.method}",
     )
@@ -256,12 +290,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("reduce", help="fit (or read from cache) a 2-D projection and its inverse; print its quality")
     projection_args(p)
-    p.add_argument("-o", "--output", help="where to write the embedding (.npz; default embedding-*.npz here)")
+    p.add_argument("-o", "--output", help="where to write the embedding (.npz; default: exports/ in the cache folder)")
+    p.add_argument("--force", action="store_true", help="overwrite the output file if it exists")
     p.set_defaults(func=cmd_reduce)
 
     p = sub.add_parser("render", help="PNG of the latent space coloured by label, with a grid of decodes")
     projection_args(p)
-    p.add_argument("-o", "--output", default="latent.png")
+    p.add_argument("-o", "--output", help="where to write the PNG (default: exports/ in the cache folder)")
+    p.add_argument("--force", action="store_true", help="overwrite the output file if it exists")
     p.add_argument("--grid", type=int, default=6, help="decodes on a GRID x GRID lattice")
     p.add_argument("--tile", type=int, default=64, help="size of each decode tile in pixels")
     p.set_defaults(func=cmd_render)

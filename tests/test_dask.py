@@ -210,7 +210,8 @@ def test_bad_inputs_fail_with_typed_errors_and_leave_nothing(client, data, tmp_p
         propagate(ModelRef.from_file(data.model, "bottle"), open_chunked(data.root / "x.npy"),
                   out=tmp_path / "cut.zarr")
     np.save(tmp_path / "x_flat.npy", np.zeros((10, 100), np.float32))
-    with pytest.raises(ModelError, match=r"expects inputs of shape \(n, 16, 16, 1\); the data has shape \(2, 100\)"):
+    with pytest.raises(ModelError, match=r"expects samples of shape \(16, 16, 1\) \(256 values\); "
+                       r"the data's samples have shape \(100,\)"):
         propagate(ref, open_chunked(tmp_path / "x_flat.npy"), out=tmp_path / "shape.zarr")
     np.save(tmp_path / "x_f.npy", np.asfortranarray(np.zeros((10, 4), np.float32)))
     with pytest.raises(DataError, match="Fortran order"):

@@ -37,7 +37,8 @@ def test_flat_inputs_are_reshaped_and_wrong_shapes_named(model_files):
     s = split(load_model(model_files["conv2d", ".keras"][0]), "bottleneck")
     x = np.random.default_rng(0).random((4, 16, 16, 1)).astype("float32")
     np.testing.assert_allclose(propagate(s, x.reshape(4, 256)), s.encode(x), rtol=1e-6)
-    with pytest.raises(ModelError, match=r"expects inputs of shape \(n, 16, 16, 1\); the data has shape \(4, 100\)"):
+    with pytest.raises(ModelError, match=r"expects samples of shape \(16, 16, 1\) \(256 values\); "
+                       r"the data's samples have shape \(100,\)"):
         propagate(s, np.zeros((4, 100), np.float32))
 
 

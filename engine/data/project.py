@@ -22,12 +22,13 @@ import numpy as np
 
 from engine.data import formats
 from engine.data.files import file_hash
+from engine.data.views import VIEW_KINDS, ViewSpec, check_view, infer_view
 from engine.errors import DataError, ProjectError
-from engine.model import MODEL_SUFFIXES, load_model_cached, model_hash
+from engine.model import MODEL_SUFFIXES, load_model_cached, model_hash, require_single_input
+from engine.model.keras_files import ModelObjects
 
 __all__ = ["VIEW_KINDS", "Project", "ViewSpec", "list_projects", "load_project", "project_dir", "projects_root"]
 
-VIEW_KINDS = ("image", "series", "vector", "probabilities")
 #: A project name: one folder name (no separator, no leading dot), at most 255 characters as file systems allow.
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,254}")
 
@@ -46,17 +47,6 @@ _MANIFEST_KEYS = {
     "output_view": dict,
 }
 _VIEW_KEYS = {"kind": str, "shape": list, "channels": list, "class_names": list}
-
-
-@dataclass(frozen=True)
-class ViewSpec:
-    """How to draw one sample: ``image`` (``shape`` [H, W] or [H, W, C]), ``series`` ([T, C] with channel names),
-    ``vector`` or ``probabilities`` (bars, with class names)."""
-
-    kind: str
-    shape: tuple[int, ...] | None = None
-    channels: tuple[str, ...] | None = None
-    class_names: tuple[str, ...] | None = None
 
 
 def projects_root() -> Path:
@@ -147,28 +137,105 @@ class Project:
     name: str
     path: Path
     model_path: Path
-    inputs_path: Path
+    inputs_path: Path | None
     inputs_key: str | None = None
     labels_path: Path | None = None
     labels_key: str | None = None
     class_names: tuple[str, ...] | None = None
-    input_view: ViewSpec = ViewSpec("vector")
-    output_view: ViewSpec = ViewSpec("vector")
+    input_view_given: ViewSpec | None = None
+    output_view_given: ViewSpec | None = None
     default_layer: str | None = None
     trust_model: bool = False
     title: str = ""
     description: str = ""
     inferred: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
 
     def __post_init__(self):
-        self._inputs = self._labels = self._hooks = None
+        self._inputs = self._labels = self._hooks = self._views = None
         self._layer_checked = False
+        self.warnings = list(self.warnings)  # a copy (with_model) gathers its own
+
+    # -- views ----------------------------------------------------------------------------------------------------
+
+    @property
+    def input_view(self) -> ViewSpec:
+        """How an input sample is drawn: the manifest's ``[input_view]``, else inferred (:meth:`views`)."""
+        return self.views()[0]
+
+    @property
+    def output_view(self) -> ViewSpec:
+        """How a decoded output is drawn: the manifest's ``[output_view]``, else inferred (:meth:`views`)."""
+        return self.views()[1]
+
+    def views(self) -> tuple[ViewSpec, ViewSpec]:
+        """``(input view, output view)``: the manifest's, checked against the model, else inferred from the model's
+        shapes and final activation (:func:`engine.data.views.infer_view`); once per project object.
+
+        Raises
+        ------
+        ProjectError
+            A manifest view whose ``shape`` holds another number of values than the model's input or output.
+        """
+        if self._views is None:
+            self._views = self._resolve_views()
+        return self._views
+
+    def _resolve_views(self) -> tuple[ViewSpec, ViewSpec]:
+        from engine.model import input_specs, output_specs
+
+        model = self.model()
+        toml = self.path / "project.toml"
+        in_shape = input_specs(model)[0][1]
+        if None in in_shape and self.inputs_path is not None:  # a free dimension: the data's own shape says it
+            in_shape = tuple(self.inputs().shape[1:])
+        if self.input_view_given is not None:
+            problem = check_view(self.input_view_given, in_shape, f"{toml}: [input_view]", "the model's input")
+            if problem:
+                raise ProjectError(problem)
+            source = self.input_view_given
+        else:
+            source = infer_view(in_shape)
+        out_name, out_shape, activation = output_specs(model)[0]
+        if self.output_view_given is not None:
+            problem = check_view(self.output_view_given, out_shape, f"{toml}: [output_view]",
+                                 f"the model's output {out_name!r}")
+            if problem:
+                raise ProjectError(problem)
+            output = self.output_view_given
+            if output.class_names is None and output.kind == "probabilities":
+                output = dataclasses.replace(output, class_names=self._names_for(out_name, out_shape))
+        else:
+            output = infer_view(out_shape, activation=activation, like=source)
+            if output.kind == "probabilities":
+                output = dataclasses.replace(output, class_names=self._names_for(out_name, out_shape))
+        if output.class_names is not None and output.shape and len(output.class_names) != int(np.prod(output.shape)):
+            self.warnings.append(f"[output_view] class_names lists {len(output.class_names)} names for the "
+                                 f"{int(np.prod(output.shape))} values of output {out_name!r}: bars are numbered")
+            output = dataclasses.replace(output, class_names=None)
+        return source, output
+
+    def _names_for(self, output: str, shape) -> tuple[str, ...] | None:
+        """The project's ``class_names`` for an output of probabilities, when their count matches its values; a
+        warning naming both counts when it does not."""
+        if self.class_names is None:
+            return None
+        n = int(np.prod([d for d in shape if d is not None]))
+        if len(self.class_names) == n:
+            return self.class_names
+        self.warnings.append(f"class_names lists {len(self.class_names)} names but output {output!r} has {n} "
+                             f"values, so its bars are numbered; name them with [output_view] class_names")
+        return None
 
     # -- data -----------------------------------------------------------------------------------------------------
 
     def inputs(self) -> np.ndarray:
         """The input array (memory-mapped for large ``.npy``), checked: at least one sample, all finite."""
         if self._inputs is None:
+            if self.inputs_path is None:
+                raise ProjectError(f"{self.path}: no inputs file in the project folder; add the data as x.npy (one "
+                                   f"sample per row, in the model's input shape: `latent-inspector info "
+                                   f"{self.name}` prints it) or name it with inputs = \"...\" in project.toml")
             x = formats.read_array(self.inputs_path, self.inputs_key)
             where = f"{self.inputs_path}" + (f" [{self.inputs_key}]" if self.inputs_key else "")
             if x.ndim < 2:
@@ -223,7 +290,8 @@ class Project:
         """The Keras model, loaded once per process. The manifest's ``default_layer`` is checked against it: a
         layer that does not exist, or where the model cannot be cut, raises :class:`ProjectError` naming the
         valid layers, rather than another layer being shown in its place."""
-        model = load_model_cached(self.model_path, trust=self.trust_model)
+        model = load_model_cached(self.model_path, trust=self.trust_model, objects=self.model_objects())
+        require_single_input(model)
         if self.default_layer is not None and not getattr(self, "_layer_checked", False):
             self._check_default_layer(model)
             self._layer_checked = True
@@ -310,8 +378,9 @@ class Project:
         """The project's ``hooks.py`` as a module, or None. It is the project's own code, loaded on purpose: only
         from a project folder inside the projects root (symlinks that lead out are refused), once per process.
 
-        Recognised names: ``preprocess(batch) -> batch`` applied to every input batch before the model, and
-        ``views``, a mapping of view kind to ``draw(sample) -> Panel/HoloViews object`` for the dashboard.
+        Recognised names: ``preprocess(batch) -> batch`` applied to every input batch before the model;
+        ``custom_objects`` and ``lambdas`` to load the model (:meth:`model_objects`); ``views``, a mapping of view
+        kind to ``draw(sample) -> Panel/HoloViews object`` for the dashboard.
         """
         path = self.hooks_path  # refuses a hooks.py that leads out of the project folder
         if path is None:
@@ -329,6 +398,34 @@ class Project:
             self._hooks = module
         return self._hooks
 
+    def model_objects(self) -> ModelObjects | None:
+        """What the project's ``hooks.py`` supplies to load its model, or None: ``custom_objects`` (a dict of name
+        to class or function: custom layers, activations, functions a Lambda names) and ``lambdas`` (a dict of
+        Lambda layer name to a replacement function, used instead of the bytecode in the file).
+
+        Raises
+        ------
+        ProjectError
+            Either is not a dict of names to classes or functions.
+        """
+        hooks = self.hooks()
+        if hooks is None:
+            return None
+        found = {}
+        for name in ("custom_objects", "lambdas"):
+            value = getattr(hooks, name, None)
+            if value is None:
+                continue
+            if not isinstance(value, dict) or not all(isinstance(k, str) and callable(v) for k, v in value.items()):
+                example = "{'SamplingLayer': SamplingLayer}" if name == "custom_objects" else "{'layer_name': fn}"
+                raise ProjectError(f"{self.hooks_path}: {name} must be a dict of names to classes or functions, "
+                                   f"such as {name} = {example}; got {_short(value)}")
+            found[name] = dict(value)
+        if not found:
+            return None
+        return ModelObjects(found.get("custom_objects", {}), found.get("lambdas", {}), origin=str(self.hooks_path),
+                            key=file_hash(self.hooks_path, 16))
+
     def preprocess(self):
         """The hooks' ``preprocess`` function, or None."""
         hooks = self.hooks()
@@ -339,6 +436,8 @@ class Project:
 
     def data_hash(self) -> str:
         """Hash of the inputs file (content), for cache keys."""
+        if self.inputs_path is None:
+            self.inputs()  # says that there is none
         key = file_hash(self.inputs_path) + (f"-{self.inputs_key}" if self.inputs_key else "")
         if self.hooks_path is not None:  # preprocessing changes what reaches the model
             key += "-h" + file_hash(self.hooks_path, 8)
@@ -392,6 +491,9 @@ def load_project(name, root=None) -> Project:
     data_files = [f for f in files if f.suffix.lower() in formats.READABLE and f not in (model_path,)]
     if "inputs" in manifest:
         inputs_path = _inside(path, manifest["inputs"], "inputs")
+    elif not data_files:  # a model alone: its layers can be listed; reading inputs says what to add
+        inputs_path = None
+        inferred.append("inputs: none (no data file in the folder)")
     else:
         inputs_path = _confined(path, _guess(data_files, ("x", "data", "input"), path, "inputs"), "inputs")
         inferred.append(f"inputs: {inputs_path.name}")
@@ -406,7 +508,7 @@ def load_project(name, root=None) -> Project:
         if len(candidates) == 1:
             labels_path = _confined(path, candidates[0], "labels")
             inferred.append(f"labels: {labels_path.name}")
-        elif inputs_path.suffix.lower() == ".npz" and inputs_key is None:
+        elif inputs_path is not None and inputs_path.suffix.lower() == ".npz" and inputs_key is None:
             keys = formats.list_keys(inputs_path)
             xk = [k for k in keys if k.lower().startswith(("x", "data", "input"))]
             yk = [k for k in keys if k.lower().startswith(("y", "label"))]
@@ -432,8 +534,8 @@ def load_project(name, root=None) -> Project:
         labels_path=labels_path,
         labels_key=labels_key,
         class_names=class_names,
-        input_view=_view(manifest.get("input_view"), path, "input_view", class_names),
-        output_view=_view(manifest.get("output_view"), path, "output_view", class_names),
+        input_view_given=_view(manifest.get("input_view"), path, "input_view", class_names),
+        output_view_given=_view(manifest.get("output_view"), path, "output_view", None),
         default_layer=manifest.get("default_layer"),
         trust_model=bool(manifest.get("trust_model", False)),
         title=manifest.get("title", path.name),
@@ -467,9 +569,9 @@ def _read_manifest(path: Path) -> dict:
     return data
 
 
-def _view(spec, path: Path, where: str, class_names) -> ViewSpec:
+def _view(spec, path: Path, where: str, class_names) -> ViewSpec | None:
     if spec is None:
-        return ViewSpec("vector", class_names=class_names)
+        return None
     toml = path / "project.toml"
     unknown = sorted(set(spec) - set(_VIEW_KEYS))
     if unknown:

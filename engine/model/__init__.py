@@ -19,10 +19,14 @@ from engine.model.keras import (
     MODEL_SUFFIXES,
     Split,
     feature_extractor,
+    input_specs,
     layer_shape,
     list_layers,
     load_model,
     load_model_cached,
+    model_label,
+    output_specs,
+    require_single_input,
     split,
 )
 
@@ -31,11 +35,15 @@ __all__ = [
     "LayerInfo",
     "Split",
     "feature_extractor",
+    "input_specs",
     "layer_shape",
     "list_layers",
     "load_model",
     "load_model_cached",
     "model_hash",
+    "model_label",
+    "output_specs",
+    "require_single_input",
     "split",
 ]
 

@@ -212,7 +212,8 @@ def finetune_suffix(project, dataset, *, epochs: int = 3, learning_rate: float =
     where = f"{ds.path}: dataset {ds.name!r}"
     keras = keras_module()
 
-    model = load_model(project.model_path, trust=project.trust_model)  # a private copy: the cached one stays as is
+    # a private copy: the cached one stays as is
+    model = load_model(project.model_path, trust=project.trust_model, objects=project.model_objects())
     s = Split(model, layer)
     if len(s.output_shape) != 1 or s.output_shape[0] is None or s.output_shape[0] < 2:
         raise ModelError(
@@ -312,4 +313,5 @@ def decode_with(project, model_path, layer: str, activations) -> np.ndarray:
     >>> after = decode_with(insp.project, versions[-1], insp.layer, d.activation[None])  # doctest: +SKIP
     """
     version = project.with_model(model_path)
-    return split(load_model_cached(version.model_path, trust=project.trust_model), layer).decode(activations)
+    model = load_model_cached(version.model_path, trust=project.trust_model, objects=project.model_objects())
+    return split(model, layer).decode(activations)

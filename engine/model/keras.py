@@ -27,6 +27,7 @@ import importlib
 import os
 import sys
 import threading
+import warnings
 from collections import Counter, defaultdict, deque
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,6 +38,14 @@ import numpy as np
 from engine.errors import CutError, ModelError, UnitError
 from engine.memo import Memo, ObjectMemo
 from engine.model.base import LayerInfo
+from engine.model.keras_files import (
+    ModelObjects,
+    check_container,
+    explain_load_error,
+    keras_objects,
+    read_config,
+    with_replacements,
+)
 
 __all__ = [
     "GRAPH_LOCK",
@@ -46,11 +55,15 @@ __all__ = [
     "feature_extractor",
     "find_entry",
     "flat_graph",
+    "input_specs",
     "keras",
     "layer_shape",
     "list_layers",
     "load_model",
     "load_model_cached",
+    "model_label",
+    "output_specs",
+    "require_single_input",
     "split",
     "tensorflow",
 ]
@@ -108,24 +121,31 @@ def tensorflow() -> ModuleType:
 # -- loading --------------------------------------------------------------------------------------------------------
 
 
-def load_model(path, *, trust: bool = False):
+def load_model(path, *, trust: bool = False, objects: ModelObjects | None = None):
     """Load a ``.keras`` or ``.h5`` model for inference.
 
     Parameters
     ----------
     path : str or Path
     trust : bool
-        Allow layers that deserialize code (``Lambda``, custom objects). Never set this for a file you did not
-        write or check: it runs code from the file.
+        Allow Lambda layers that hold Python bytecode. Never set this for a file you did not write or check: it
+        runs code from the file.
+    objects : ModelObjects, optional
+        The project's ``custom_objects`` (classes and functions the model uses) and ``lambdas`` (replacement
+        functions of Lambda layers, which then need no ``trust``), from its ``hooks.py``.
 
     Returns
     -------
     keras.Model
+        Its ``latent_inspector_file`` attribute is the file's name, which messages use instead of Keras' model
+        name (``'functional_13'``).
 
     Raises
     ------
     ModelError
-        The file is missing, not a Keras model, corrupt, or needs ``trust``.
+        The file is missing, not a Keras model, holds weights only, is corrupt, needs ``trust``, or uses a class,
+        a function or Lambda bytecode this process cannot load; the message names the layer and what to write in
+        ``hooks.py``.
 
     Example
     -------
@@ -136,57 +156,46 @@ def load_model(path, *, trust: bool = False):
         raise ModelError(f"{path}: no such model file")
     if path.suffix.lower() not in MODEL_SUFFIXES:
         raise ModelError(f"{path}: not a Keras model file; expected one of {', '.join(MODEL_SUFFIXES)}")
-    _check_container(path)
+    check_container(path)
+    config = read_config(path)
     keras_ = keras()
-
+    custom = keras_objects(objects, config)
     try:
-        model = keras_.models.load_model(path, compile=False, safe_mode=not trust)
-    except Exception as exc:  # Keras raises ValueError, TypeError, OSError, KeyError... for bad files
-        text = str(exc)
-        if "safe_mode" in text or "Lambda" in text or "unsafe" in text.lower():
-            raise ModelError(
-                f"{path}: the model contains a Lambda layer or custom code, which is refused by default because "
-                "loading it runs code from the file. If you trust this file, set `trust_model = true` in the "
-                "project's project.toml."
-            ) from None
-        first = text.strip().splitlines()[0][:300] if text.strip() else type(exc).__name__
-        raise ModelError(f"{path}: cannot load the model ({type(exc).__name__}: {first})") from exc
+        with with_replacements(path, config, objects) as readable, warnings.catch_warnings():
+            # Keras warns about what inference does not use (an optimizer's or metrics' state left unbuilt)
+            warnings.simplefilter("ignore", UserWarning)
+            model = keras_.models.load_model(readable, compile=False, safe_mode=not trust,
+                                             custom_objects=custom or None)
+    except ModelError:
+        raise
+    except Exception as exc:  # Keras raises ValueError, TypeError, OSError, KeyError, EOFError... for bad files
+        raise ModelError(explain_load_error(path, exc, config, trust, objects)) from exc
     if not isinstance(model, keras_.Model):
         raise ModelError(f"{path}: holds a {type(model).__name__}, expected a keras Model")
     if not getattr(model, "inputs", None):
         raise ModelError(f"{path}: the model has no defined inputs (a subclassed model); save a Functional model")
+    model.latent_inspector_file = path.name
     return model
 
 
-def _check_container(path: Path) -> None:
-    """Refuse a file that is not even the container its suffix says (Keras then reports a ``.keras`` file that is
-    not a zip archive as "File not found")."""
-    suffix = path.suffix.lower()
-    if suffix == ".keras":
-        import zipfile
-
-        if not zipfile.is_zipfile(path):
-            raise ModelError(f"{path}: cannot load the model: not a zip archive, which a .keras model is (the file "
-                             "is truncated, corrupt or of another format)")
-    else:
-        import h5py
-
-        if not h5py.is_hdf5(path):
-            raise ModelError(f"{path}: cannot load the model: not an HDF5 file, which an {suffix} model is (the "
-                             "file is truncated, corrupt or of another format)")
+def model_label(model) -> str:
+    """How messages name a model: its file (``'ae.keras'``), else Keras' name of it."""
+    return getattr(model, "latent_inspector_file", None) or model.name
 
 
-#: Models loaded by :func:`load_model_cached`, by file, content and trust setting: the process-wide memo of model
-#: files (a long-running server sees several projects and fine-tuned versions).
+#: Models loaded by :func:`load_model_cached`, by file, content, trust setting and the project's objects: the
+#: process-wide memo of model files (a long-running server sees several projects and fine-tuned versions).
 LOADED_MODELS = Memo(max_items=8, name="loaded Keras models")
 
 
-def load_model_cached(path, *, trust: bool = False):
-    """:func:`load_model`, once per process for a given file content and trust setting (the 8 most recent kept)."""
+def load_model_cached(path, *, trust: bool = False, objects: ModelObjects | None = None):
+    """:func:`load_model`, once per process for a given file content, trust setting and project objects (the 8
+    most recent kept)."""
     path = Path(path).resolve()
     stat = path.stat() if path.exists() else None
-    key = (str(path), stat.st_mtime_ns if stat else None, stat.st_size if stat else None, trust)
-    return LOADED_MODELS.get(key, lambda: load_model(path, trust=trust))
+    key = (str(path), stat.st_mtime_ns if stat else None, stat.st_size if stat else None, trust,
+           objects.key if objects else None)
+    return LOADED_MODELS.get(key, lambda: load_model(path, trust=trust, objects=objects))
 
 
 # -- the flat graph ---------------------------------------------------------------------------------------------------
@@ -275,7 +284,8 @@ def flat_graph(model) -> _Graph:
 def _build_graph(model) -> _Graph:
     K = keras()
     if not getattr(model, "inputs", None):
-        raise ModelError(f"model {model.name!r} has no defined inputs; save it as a Functional or Sequential model")
+        raise ModelError(f"model {model_label(model)!r} has no defined inputs; save it as a Functional or Sequential "
+                         "model")
     inputs = [
         K.Input(shape=tuple(t.shape[1:]), dtype=t.dtype, name=t._keras_history[0].name)
         for t in model.inputs
@@ -286,7 +296,7 @@ def _build_graph(model) -> _Graph:
     try:
         outputs = _trace(model, inputs if len(inputs) > 1 else inputs[0], (), entries)
     except Exception as exc:
-        raise ModelError(f"model {model.name!r}: cannot trace its graph ({type(exc).__name__}: {exc})") from exc
+        raise ModelError(f"model {model_label(model)!r}: cannot trace its graph ({type(exc).__name__}: {exc})") from exc
     graph = _Graph(inputs, _flatten(outputs), entries)
     _disambiguate(graph)
     return graph
@@ -312,7 +322,7 @@ def find_entry(graph: _Graph, model, layer: str, error: type[Exception] = CutErr
         names = [e.name for e in graph.entries]
         close = [n for n in names if layer.lower() in n.lower()][:5]
         hint = f"; did you mean {', '.join(map(repr, close))}?" if close else f"; layers are: {', '.join(names)}"
-        raise error(f"model {model.name!r} has no layer {layer!r}{hint}")
+        raise error(f"model {model_label(model)!r} has no layer {layer!r}{hint}")
     return matches[-1]
 
 
@@ -345,9 +355,9 @@ def list_layers(model) -> list[LayerInfo]:
 
 def _why_not(graph: _Graph, entry: _Entry, calls: Counter, consumers) -> str | None:
     if len(entry.outputs) != 1:
-        return f"layer {entry.name!r} returns {len(entry.outputs)} tensors; a cut must be a single tensor"
+        return f"it returns {len(entry.outputs)} tensors; a cut must be a single tensor"
     if not entry.alias and calls[id(entry.layer)] > 1:
-        return f"layer {entry.name!r} is shared (called {calls[id(entry.layer)]} times); cut at a layer called once"
+        return f"it is shared (called {calls[id(entry.layer)]} times); a cut must be a layer called once"
     cut = id(entry.outputs[0])
     # Everything reachable from the inputs without passing through the cut.
     before = set()
@@ -379,13 +389,76 @@ def _why_not(graph: _Graph, entry: _Entry, calls: Counter, consumers) -> str | N
             if id(t) in before:
                 src = producer.get(id(t))
                 src_name = src.name if src else "an input"
-                return (
-                    f"the output of {src_name!r} (shape {tuple(t.shape)}) bypasses layer {entry.name!r} and is used "
-                    f"by {e.name!r} after it (a skip or residual connection crosses the cut); cut at a layer that "
-                    "every path passes through, such as the Add/Concatenate that closes the block"
-                )
+                return f"a skip connection from {src_name!r} to {e.name!r} crosses it"
     names = ", ".join(repr(producer[id(t)].name) if id(t) in producer else "an input" for t in leaking)
-    return f"the model output {names} does not depend on layer {entry.name!r}"
+    return f"the model output {names} does not depend on it"
+
+
+def input_specs(model) -> list[tuple[str, tuple, str]]:
+    """``(name, per-sample shape, dtype)`` of each input of the model (``None`` for a free dimension)."""
+    graph = flat_graph(model)
+    return [(t._keras_history[0].name, tuple(int(d) if d is not None else None for d in t.shape[1:]), str(t.dtype))
+            for t in graph.inputs]
+
+
+def output_specs(model) -> list[tuple[str, tuple, str | None]]:
+    """``(name, per-sample shape, final activation)`` of each output of the model; the activation is the name of
+    the function the producing layer applies (``"softmax"``, ``"sigmoid"``, ``"linear"``...), or None when the
+    layer has none of its own (an ``Add``, a ``Reshape``: then the layer before it is looked at, through shape-only
+    layers)."""
+    graph = flat_graph(model)
+    producer = {id(t): e for e in graph.entries if not e.alias for t in e.outputs}
+    specs = []
+    for t in graph.outputs:
+        entry = producer.get(id(t))
+        specs.append((entry.name if entry else t.name, tuple(int(d) if d is not None else None for d in t.shape[1:]),
+                      _activation(entry, producer)))
+    return specs
+
+
+_SHAPE_ONLY = ("Reshape", "Flatten", "Permute", "Dropout", "GaussianNoise", "Cropping1D", "Cropping2D")
+
+
+def _activation(entry, producer, depth: int = 0) -> str | None:
+    if entry is None or depth > 8:
+        return None
+    class_name = entry.class_name
+    if class_name == "Softmax":
+        return "softmax"
+    fn = getattr(entry.layer, "activation", None)
+    if fn is not None:
+        name = getattr(fn, "__name__", None) or str(fn)
+        return "softmax" if "softmax" in name else name
+    if class_name in _SHAPE_ONLY and len(entry.inputs) == 1:
+        return _activation(producer.get(id(entry.inputs[0])), producer, depth + 1)
+    return None
+
+
+def require_single_input(model) -> None:
+    """Raise :class:`ModelError` for a model with several inputs, in one line saying what to do instead."""
+    specs = input_specs(model)
+    if len(specs) == 1:
+        return
+    names = ", ".join(f"{n!r} {shape}" for n, shape, _ in specs)
+    nested = [e.name for e in flat_graph(model).entries if e.alias and len(e.inputs) == 1]
+    if nested:
+        hint = (f"; its nested model {nested[0]!r} has one input: save it as its own file "
+                f"(model.get_layer({nested[0]!r}).save('{nested[0]}.keras')) and inspect that")
+    else:
+        hint = "; build a single-input model over the part to inspect, save it, and inspect that"
+    raise ModelError(f"model {model_label(model)!r} has {len(specs)} inputs ({names}); Latent Inspector feeds one "
+                     f"input array to a model, so models with several inputs are not supported{hint}")
+
+
+def _nearby_cuts(model, layer: str) -> str:
+    """Advice for a refused cut: the closest valid cuts before and after ``layer`` in graph order."""
+    infos = list_layers(model)
+    at = max(i for i, info in enumerate(infos) if info.name == layer)
+    before = next((info.name for info in reversed(infos[:at]) if info.valid_cut), None)
+    after = next((info.name for info in infos[at + 1:] if info.valid_cut), None)
+    near = " or ".join(repr(n) for n in (before, after) if n is not None)
+    return ("cut at a layer that every path from the inputs to the outputs passes through"
+            + (f", such as {near}" if near else ""))
 
 
 class Split:
@@ -412,11 +485,13 @@ class Split:
         K = keras()
 
         graph = flat_graph(model)
+        require_single_input(model)
         entry = find_entry(graph, model, layer)
         calls = Counter(id(e.layer) for e in graph.entries if not e.alias)
         reason = _why_not(graph, entry, calls, graph.consumers())
         if reason is not None:
-            raise CutError(f"cannot cut model {model.name!r} at {layer!r}: {reason}")
+            raise CutError(f"cannot cut model {model_label(model)!r} at {layer!r}: {reason}; "
+                           f"{_nearby_cuts(model, layer)}")
         cut = entry.outputs[0]
         outputs = graph.outputs[0] if len(graph.outputs) == 1 else graph.outputs
         inputs = graph.inputs[0] if len(graph.inputs) == 1 else graph.inputs
@@ -457,8 +532,8 @@ class Split:
         x = np.asarray(x)
         if x.shape[1:] != self.input_shape and None not in self.input_shape:
             raise ModelError(
-                f"model {self.model.name!r} expects inputs of shape (n, {', '.join(map(str, self.input_shape))}), "
-                f"got {x.shape}"
+                f"model {model_label(self.model)!r} expects samples of shape {self.input_shape}, got samples of shape "
+                f"{x.shape[1:]} ({len(x):,} in this batch)"
             )
         return np.asarray(self._encode(x.astype(self.input_dtype, copy=False)))
 
@@ -489,11 +564,11 @@ def _entry(model, layer: str | None):
     """The flattened graph's output tensor of ``layer`` (``None``: the model's output)."""
     graph = flat_graph(model)
     if len(graph.inputs) != 1:
-        raise ModelError(f"model {model.name!r} has {len(graph.inputs)} inputs; feature visualization optimizes "
-                         "the input of a single-input model")
+        raise ModelError(f"model {model_label(model)!r} has {len(graph.inputs)} inputs; feature visualization "
+                         "optimizes the input of a single-input model")
     if layer is None:
         if len(graph.outputs) != 1:
-            raise UnitError(f"model {model.name!r} has {len(graph.outputs)} outputs; name the layer to use")
+            raise UnitError(f"model {model_label(model)!r} has {len(graph.outputs)} outputs; name the layer to use")
         return graph, graph.outputs[0]
     entry = find_entry(graph, model, layer, UnitError)
     if len(entry.outputs) != 1:

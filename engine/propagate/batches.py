@@ -12,6 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 from engine.errors import ModelError
+from engine.model import model_label
 from engine.progress import ProgressFn, report
 
 __all__ = ["DEFAULT_BATCH", "conform", "propagate_batches", "throughput"]
@@ -84,8 +85,8 @@ def conform(split_, inputs):
     if int(np.prod(have)) == int(np.prod(want)):
         return inputs.reshape((len(inputs), *want))
     raise ModelError(
-        f"model {split_.model.name!r} expects inputs of shape (n, {', '.join(map(str, want))}); the data has "
-        f"shape {tuple(inputs.shape)}"
+        f"model {model_label(split_.model)!r} expects samples of shape {want} ({int(np.prod(want)):,} values); the "
+        f"data's samples have shape {have} ({int(np.prod(have)):,} values), which cannot be reshaped to it"
     )
 
 

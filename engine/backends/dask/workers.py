@@ -43,7 +43,8 @@ class ModelRef:
     trust : bool, default=False
         Load layers that deserialize code (the project's ``trust_model``).
     project : tuple of (str, str) or None
-        ``(projects root, name)`` of a project whose ``hooks.py`` ``preprocess`` applies to each batch.
+        ``(projects root, name)`` of a project whose ``hooks.py`` applies: ``preprocess`` to each batch,
+        ``custom_objects`` and ``lambdas`` to load the model.
     """
 
     model_path: str
@@ -108,10 +109,11 @@ def _load_worker_model(ref: ModelRef, worker=None):
     if found != ref.model_hash:
         raise ModelError(f"{ref.model_path}: the model file changed since the job started (content hash {found}, "
                          f"expected {ref.model_hash}); run it again")
-    preprocess = None
+    preprocess = objects = None
     if ref.project is not None:
-        preprocess = load_project(ref.project[1], root=ref.project[0]).preprocess()
-    loaded = (split(load_model(ref.model_path, trust=ref.trust), ref.layer), preprocess)
+        project = load_project(ref.project[1], root=ref.project[0])
+        preprocess, objects = project.preprocess(), project.model_objects()
+    loaded = (split(load_model(ref.model_path, trust=ref.trust, objects=objects), ref.layer), preprocess)
     with _loads_lock:
         _model_loads[ref] += 1
     return loaded

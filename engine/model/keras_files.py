@@ -1,0 +1,331 @@
+"""Keras model files before Keras reads them: what a file holds, the project's own objects, and load errors in the
+user's terms.
+
+A model from the wild fails to load for reasons Keras reports in its own words ("Could not locate class
+'SamplingLayer'", "bad marshal data", "No model config found"). This module reads the file's architecture (the
+``model_config`` attribute of an ``.h5``, ``config.json`` of a ``.keras`` archive) without building anything, so an
+error can name the layer, the class or the function and say what to write in the project's ``hooks.py``:
+
+* ``custom_objects = {"SamplingLayer": SamplingLayer, "my_loss": my_loss}``: classes and functions the model uses
+  (custom layers, activations, functions named by a ``Lambda``); a class registered with
+  ``@keras.saving.register_keras_serializable(package="pkg")`` may be listed under its plain name, and is found
+  under ``"pkg>SamplingLayer"`` as Keras saved it.
+* ``lambdas = {"layer_name": function}``: a replacement for the Python function of a ``Lambda`` layer. The file's
+  bytecode is then never read, which is how a Lambda saved by another Python version (whose bytecode this Python
+  cannot read) loads, and why a replaced Lambda needs no ``trust_model``.
+
+Replacements are written into a temporary copy of the file (the project folder is never modified).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import marshal
+import re
+import shutil
+import sys
+import tempfile
+import zipfile
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from engine.errors import ModelError
+
+__all__ = ["FileConfig", "ModelObjects", "check_container", "explain_load_error", "keras_objects", "read_config",
+           "with_replacements"]
+
+#: Prefix of the names under which replaced Lambda functions are handed to Keras.
+_REPLACED = "latent_inspector_lambda__"
+
+
+@dataclass(frozen=True)
+class ModelObjects:
+    """What a project supplies to load its model: ``custom_objects`` (name -> class or function) and ``lambdas``
+    (Lambda layer name -> replacement function), with ``origin`` (the ``hooks.py`` they come from) for messages
+    and ``key`` (a hash of that file) for caches."""
+
+    custom_objects: Mapping[str, object] = field(default_factory=dict)
+    lambdas: Mapping[str, Callable] = field(default_factory=dict)
+    origin: str = "hooks.py"
+    key: str = ""
+
+    def __bool__(self) -> bool:
+        return bool(self.custom_objects or self.lambdas)
+
+
+@dataclass
+class _Lambda:
+    name: str
+    kind: str  # "bytecode" (a Python lambda saved as marshalled code) or "function" (a named function)
+    function: str | None = None  # the function's name, for kind "function"
+    code: str | None = None  # base64 of the marshalled code, for kind "bytecode"
+
+
+@dataclass
+class FileConfig:
+    """The architecture a model file declares, read without Keras: ``layers`` ((name, class name, registered name)
+    of every layer, nested models included), ``lambdas`` and the ``keras_version`` that wrote it."""
+
+    path: Path
+    config: dict
+    keras_version: str | None = None
+    layers: list = field(default_factory=list)
+    lambdas: list = field(default_factory=list)
+
+    def layer_of_class(self, name: str) -> str | None:
+        """The first layer whose class (or registered name) is ``name``."""
+        for layer, class_name, registered in self.layers:
+            if name in (class_name, registered) or (registered and registered.split(">")[-1] == name):
+                return layer
+        return None
+
+    def registered_name(self, name: str) -> str | None:
+        """The registered name (``"pkg>Name"``) under which the file refers to class or function ``name``."""
+        for _, class_name, registered in self.layers:
+            if registered and registered != class_name and registered.split(">")[-1] == name:
+                return registered
+        return None
+
+    def lambda_using(self, function: str) -> str | None:
+        for lam in self.lambdas:
+            if lam.function == function:
+                return lam.name
+        return None
+
+    def unreadable_lambdas(self) -> list[str]:
+        """Lambda layers whose bytecode this Python cannot unmarshal (saved by another Python version). Only the
+        unmarshalling is tried: nothing is run."""
+        bad = []
+        for lam in self.lambdas:
+            if lam.kind != "bytecode":
+                continue
+            try:
+                code = marshal.loads(base64.decodebytes(lam.code.encode("ascii")))
+                if not hasattr(code, "co_code"):
+                    raise TypeError("not a code object")
+            except Exception:  # noqa: BLE001 - ValueError, EOFError, TypeError, SystemError: all mean "cannot read"
+                bad.append(lam.name)
+        return bad
+
+
+def check_container(path: Path) -> None:
+    """Refuse a file that is not the container its suffix says, or an ``.h5`` holding weights but no architecture
+    (Keras then reports "File not found" or "No model config found")."""
+    suffix = path.suffix.lower()
+    if suffix == ".keras":
+        if not zipfile.is_zipfile(path):
+            raise ModelError(f"{path}: cannot load the model: not a zip archive, which a .keras model is (the file "
+                             "is truncated, corrupt or of another format)")
+        return
+    import h5py
+
+    if not h5py.is_hdf5(path):
+        raise ModelError(f"{path}: cannot load the model: not an HDF5 file, which an {suffix} model is (the "
+                         "file is truncated, corrupt or of another format)")
+    try:
+        with h5py.File(path, "r") as f:
+            has_config = "model_config" in f.attrs
+            # save_weights writes layer_names (Keras 2) or the groups layers and vars (Keras 3), no architecture
+            weights_only = "layer_names" in f.attrs or "model_weights" in f or {"layers", "vars"} <= set(f)
+            held = ", ".join(list(f)[:5])
+    except OSError as exc:
+        raise ModelError(f"{path}: cannot load the model: the HDF5 file cannot be read ({exc})") from None
+    if has_config:
+        return
+    if weights_only:
+        raise ModelError(
+            f"{path}: holds a model's weights but not its architecture (it was written by save_weights); save the "
+            "whole model instead, with model.save('model.keras') (or model.save('model.h5') in Keras 2)")
+    raise ModelError(f"{path}: cannot load the model: an HDF5 file with no Keras model in it (no model_config; it "
+                     f"holds {held or 'nothing'}); save the model with model.save('model.keras')")
+
+
+def read_config(path: Path) -> FileConfig | None:
+    """The architecture of a ``.h5`` or ``.keras`` file, or None where it cannot be read (Keras will say why)."""
+    try:
+        if path.suffix.lower() == ".keras":
+            with zipfile.ZipFile(path) as z:
+                config = json.loads(z.read("config.json"))
+                try:
+                    version = json.loads(z.read("metadata.json")).get("keras_version")
+                except (KeyError, ValueError):
+                    version = None
+        else:
+            import h5py
+
+            with h5py.File(path, "r") as f:
+                raw = f.attrs.get("model_config")
+                version = f.attrs.get("keras_version")
+            if raw is None:
+                return None
+            config = json.loads(raw.decode() if isinstance(raw, bytes) else raw)
+            version = version.decode() if isinstance(version, bytes) else version
+    except Exception:  # noqa: BLE001 - a file Keras cannot read either: its own error is reported
+        return None
+    found = FileConfig(path, config, str(version) if version else None)
+    for layer in _layers(config):
+        cfg = layer.get("config") if isinstance(layer.get("config"), dict) else {}
+        name = str(cfg.get("name", layer.get("name", "?")))
+        found.layers.append((name, str(layer.get("class_name")), layer.get("registered_name")))
+        if layer.get("class_name") == "Lambda":
+            found.lambdas.append(_lambda(name, cfg.get("function")))
+    return found
+
+
+def _layers(config) -> Iterator[dict]:
+    """Every layer config in a model config, nested models included."""
+    if isinstance(config, dict):
+        if "class_name" in config and isinstance(config.get("config"), dict):
+            inner = config["config"].get("layers")
+            if config["class_name"] not in ("Functional", "Sequential", "Model") or inner is None:
+                yield config
+            if isinstance(inner, list):
+                for layer in inner:
+                    yield from _layers(layer)
+        elif isinstance(config.get("layers"), list):
+            for layer in config["layers"]:
+                yield from _layers(layer)
+
+
+def _lambda(name: str, fn) -> _Lambda:
+    if isinstance(fn, list) and fn:  # Keras 2: [code, defaults, closure] with function_type "lambda"
+        return _Lambda(name, "bytecode", code=str(fn[0]))
+    if isinstance(fn, dict):
+        if fn.get("class_name") == "__lambda__":
+            return _Lambda(name, "bytecode", code=str(fn.get("config", {}).get("code", "")))
+        config = fn.get("config")
+        return _Lambda(name, "function", function=str(config) if isinstance(config, str) else None)
+    if isinstance(fn, str):  # Keras 2: a named function (function_type "function")
+        return _Lambda(name, "function", function=fn)
+    return _Lambda(name, "function")
+
+
+# -- replacements ---------------------------------------------------------------------------------------------------
+
+
+def keras_objects(objects: ModelObjects | None, config: FileConfig | None) -> dict:
+    """The ``custom_objects`` mapping to give Keras: the project's, each class also under the registered name the
+    file uses for it, and the Lambda replacements under their private names."""
+    out = dict(objects.custom_objects) if objects else {}
+    if config is not None:
+        for name, obj in list(out.items()):
+            registered = config.registered_name(name)
+            if registered and registered not in out:
+                out[registered] = obj
+    if objects:
+        for layer, fn in objects.lambdas.items():
+            out[_REPLACED + layer] = fn
+    return out
+
+
+@contextmanager
+def with_replacements(path: Path, config: FileConfig | None, objects: ModelObjects | None):
+    """``path``, or a temporary copy of it whose Lambda layers named in ``objects.lambdas`` refer to the
+    replacement function by name instead of holding bytecode. Raises :class:`ModelError` for a replacement that
+    names no Lambda layer of the file."""
+    lambdas = dict(objects.lambdas) if objects else {}
+    if not lambdas:
+        yield path
+        return
+    names = [lam.name for lam in config.lambdas] if config is not None else []
+    unknown = sorted(set(lambdas) - set(names))
+    if unknown:
+        known = ", ".join(map(repr, names)) or "none"
+        raise ModelError(f"{objects.origin}: lambdas names {', '.join(map(repr, unknown))}, not a Lambda layer of "
+                         f"{path.name}; its Lambda layers: {known}")
+    patched = json.loads(json.dumps(config.config))
+    for layer in _layers(patched):
+        cfg = layer.get("config", {})
+        if layer.get("class_name") == "Lambda" and cfg.get("name") in lambdas:
+            cfg["function"] = {"module": "builtins", "class_name": "function", "config": _REPLACED + cfg["name"],
+                               "registered_name": "function"}
+            for key in ("function_type", "module"):
+                cfg.pop(key, None)
+            if cfg.get("output_shape_type") == "lambda" or (isinstance(cfg.get("output_shape"), dict)
+                                                           and cfg["output_shape"].get("class_name") == "__lambda__"):
+                cfg.pop("output_shape", None)  # traced from the replacement instead
+                cfg.pop("output_shape_type", None)
+    with tempfile.TemporaryDirectory(prefix="latent-inspector-model-") as tmp:
+        copy = Path(tmp) / path.name
+        text = json.dumps(patched)
+        if path.suffix.lower() == ".keras":
+            with zipfile.ZipFile(path) as src, zipfile.ZipFile(copy, "w", zipfile.ZIP_DEFLATED) as dst:
+                for item in src.infolist():
+                    dst.writestr(item, text if item.filename == "config.json" else src.read(item.filename))
+        else:
+            import h5py
+
+            shutil.copyfile(path, copy)
+            with h5py.File(copy, "r+") as f:
+                f.attrs["model_config"] = text
+        yield copy
+
+
+# -- errors -----------------------------------------------------------------------------------------------------------
+
+_UNKNOWN = [
+    re.compile(r"Could not locate (class|function) '([^']+)'"),
+    re.compile(r"Unknown (layer|object|activation|loss|metric|initializer|regularizer|constraint|optimizer)"
+               r"(?: function)?: '?([A-Za-z_][\w.>]*)'?"),
+    re.compile(r"Unable to restore custom object of (?:class|type) \"?'?([A-Za-z_][\w.>]*)"),
+]
+
+
+def explain_load_error(path: Path, exc: BaseException, config: FileConfig | None, trust: bool,
+                       objects: ModelObjects | None) -> str:
+    """One line saying why Keras could not load ``path``: the layer, class or function concerned and what to
+    write in ``hooks.py`` or ``project.toml``."""
+    text = str(exc)
+    origin = objects.origin if objects else "the project's hooks.py"
+    replaced = set(objects.lambdas) if objects else set()
+    lambdas = [lam for lam in (config.lambdas if config else []) if lam.name not in replaced]
+    bytecode = [lam.name for lam in lambdas if lam.kind == "bytecode"]
+
+    if bytecode and not trust and ("safe_mode" in text or "Lambda" in text or "unsafe" in text.lower()):
+        names = ", ".join(map(repr, bytecode))
+        return (f"{path}: Lambda layer(s) {names} hold Python bytecode, and loading it runs code from the file, "
+                "which is refused by default. If you trust this file, set trust_model = true in the project's "
+                f"project.toml; or give each a replacement function in {origin}: lambdas = "
+                f"{{{bytecode[0]!r}: my_function}}")
+    unreadable = config.unreadable_lambdas() if (config and trust) else []
+    unreadable = [n for n in unreadable if n not in replaced]
+    if unreadable or (trust and bytecode and _is_marshal_error(exc)):
+        names = unreadable or bytecode
+        return (f"{path}: the Python bytecode of Lambda layer(s) {', '.join(map(repr, names))} cannot be read by "
+                f"this Python {sys.version_info.major}.{sys.version_info.minor}: it was saved by another Python "
+                f"version{_written_by(config)}. Write the function again in {origin}: lambdas = "
+                f"{{{names[0]!r}: lambda x: ...}} (the same computation), and it loads without the bytecode")
+    for pattern in _UNKNOWN:
+        m = pattern.search(text)
+        if not m:
+            continue
+        what, name = (m.group(1), m.group(2)) if m.lastindex == 2 else ("class", m.group(1))
+        plain = name.split(">")[-1]
+        layer = config.layer_of_class(plain) if config else None
+        using = config.lambda_using(plain) if config else None
+        if what == "function" or using or what in ("activation", "loss", "metric", "initializer",
+                                                    "regularizer", "constraint"):
+            where = f" (in Lambda layer {using!r})" if using else ""
+            kind = "function" if what in ("function", "object", "layer", "class") else f"{what} function"
+            return (f"{path}: the model uses a {kind} {name!r}{where} that is not registered; define it in "
+                    f"{origin} and list it there: custom_objects = {{{plain!r}: {plain}}}")
+        where = f" (layer {layer!r})" if layer else ""
+        return (f"{path}: the model uses a layer class {name!r}{where} that is not registered; define it in "
+                f"{origin} and list it there: custom_objects = {{{plain!r}: {plain}}}")
+    if "No model config found" in text:
+        return (f"{path}: holds a model's weights but not its architecture; save the whole model with "
+                "model.save('model.keras')")
+    first = text.strip().splitlines()[0][:300] if text.strip() else type(exc).__name__
+    return f"{path}: cannot load the model ({type(exc).__name__}: {first})"
+
+
+def _is_marshal_error(exc: BaseException) -> bool:
+    text = str(exc).lower()
+    return isinstance(exc, EOFError) or "marshal" in text or "code() argument" in text or "code expected" in text
+
+
+def _written_by(config: FileConfig | None) -> str:
+    return f" (the file was written by Keras {config.keras_version})" if config and config.keras_version else ""
