@@ -122,15 +122,27 @@ def plot_table(inspection, probe=None):
     """The plot's table of ``inspection`` (its ``frame``: x, y, categorical label); with a ``probe``, a copy with
     the probe's predicted class of each sample and, with labels, whether it agrees with the label. Made once per
     inspection and probe, and shared by the sessions showing them."""
-    if probe is None:
+    if probe is None and not output_colors(inspection):
         return inspection.frame
     return _PROBE_TABLES.get(inspection, probe, lambda: _with_probe(inspection, probe))
+
+
+def output_colors(inspection) -> dict[str, str]:
+    """The colourings by the model's own predicted class: column name -> output name, for each output that is a
+    vector of class scores ("model prediction" for a single output, "prediction of NAME" for several)."""
+    scored = inspection.scored_heads()
+    single = len(inspection.heads) == 1
+    return {"model prediction" if single else f"prediction of {name}": name for name in scored}
 
 
 def _with_probe(inspection, probe):
     import pandas as pd
 
     frame = inspection.frame.copy(deep=False)
+    for column, head in output_colors(inspection).items():
+        frame[column] = pd.Categorical.from_codes(inspection.predictions(head), list(inspection.head_classes(head)))
+    if probe is None:
+        return frame
     frame["prediction"] = pd.Categorical(probe.predict_names(inspection.activations),
                                          categories=list(probe.class_names_))
     if inspection.labels is not None:

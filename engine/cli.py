@@ -88,9 +88,10 @@ def cmd_info(args) -> int:
             print(f"labels    {len(y):,} in {len(names)} classes: {', '.join(names)}")
     for note in project.inferred:
         print(f"inferred  {note}")
-    input_view, output_view = project.views()
-    print(f"views     input: {input_view.describe()}")
-    print(f"          output: {output_view.describe()}")
+    print(f"views     input: {project.input_view.describe()}")
+    heads = project.output_views()
+    for name, view in heads.items():
+        print(f"          output{f' {name!r}' if len(heads) > 1 else ''}: {view.describe()}")
     for warning in project.warnings:
         print(f"warning   {warning}")
     print()
@@ -216,15 +217,17 @@ def cmd_render(args) -> int:
     from engine.render.samples import to_image
 
     insp = _inspection(args)
-    view = insp.project.output_view
+    head = insp.heads[insp.head_index(args.head)]
+    view = insp.project.output_views()[head]
 
     def decode_fn(xy):
-        return insp.decode_batch(xy)[1]
+        return insp.decode_batch(xy, head)[1]
 
     path = write_png(
         _output(args, insp, ".png"), insp.embedding, insp.labels, class_names=insp.project.label_names(),
         decode_fn=decode_fn, draw_fn=lambda out: to_image(out, view, size=args.tile), grid=args.grid,
-        tile=args.tile, title=f"{insp.project.title or insp.project.name}: {insp.layer}, {insp.method}",
+        tile=args.tile, title=f"{insp.project.title or insp.project.name}: {insp.layer}, {insp.method}"
+        + (f", output {head!r}" if len(insp.heads) > 1 else ""),
     )
     print(f"written {path}")
     return 0
@@ -300,6 +303,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="overwrite the output file if it exists")
     p.add_argument("--grid", type=int, default=6, help="decodes on a GRID x GRID lattice")
     p.add_argument("--tile", type=int, default=64, help="size of each decode tile in pixels")
+    p.add_argument("--head", metavar="OUTPUT", help="for a model with several outputs: the output to draw (default: "
+                   "the first; `info` lists them)")
     p.set_defaults(func=cmd_render)
 
     p = sub.add_parser("bench", help="run the benchmarks (python -m benchmarks): a table, JSON and Markdown reports")

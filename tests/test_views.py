@@ -24,10 +24,23 @@ def test_series_view_draws_one_colour_per_channel():
     assert len(colours) >= 3
 
 
+def _bar_pixels(img):
+    return int((img == np.array([0x1F, 0x77, 0xB4], np.uint8)).all(axis=2).sum())
+
+
 def test_probabilities_use_a_fixed_scale():
     low = to_image(np.array([0.1, 0.0]), ViewSpec("probabilities"), size=32)
     high = to_image(np.array([1.0, 0.0]), ViewSpec("probabilities"), size=32)
-    assert (high != 255).sum() > 3 * (low != 255).sum()
+    assert _bar_pixels(high) > 3 * _bar_pixels(low) > 0
+
+
+def test_a_probability_tile_writes_its_most_probable_class():
+    scores = np.array([0.1, 0.7, 0.2])
+    named = to_image(scores, ViewSpec("probabilities", class_names=("cat", "dog", "fox")), size=64)
+    numbered = to_image(scores, ViewSpec("probabilities"), size=64)
+    text = (named[:12] < 80).all(axis=2)  # black text in the top rows
+    assert text.sum() > 10
+    assert not np.array_equal(named[:12], numbered[:12])  # "dog 0.70" is not "1 0.70"
 
 
 def test_vector_bars_are_proportional():

@@ -73,6 +73,8 @@ class Controls(InspectorView):
         self.perplexity = pn.widgets.Select.from_param(p.perplexity, label="t-SNE perplexity",
                                                        sizing_mode="stretch_width")
         self.color_by = pn.widgets.Select.from_param(p.color_by, label="Colour by", sizing_mode="stretch_width")
+        self.head = pn.widgets.Select.from_param(p.head, label="Model output shown", sizing_mode="stretch_width",
+                                                 visible=p.several_heads)
         self.spread = pn.widgets.IntSlider.from_param(p.spread, label="Point size (spread, px)",
                                                       sizing_mode="stretch_width", throttled=True)
         self.live = pn.widgets.Checkbox.from_param(p.live, label="Live decoding under the cursor",
@@ -135,6 +137,7 @@ class Controls(InspectorView):
             self.method,
             pn.bind(self._method_params, s.method),
             self.inverse,
+            self.head,
             self.color_by,
             self.spread,
             self.live,

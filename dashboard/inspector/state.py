@@ -19,7 +19,7 @@ from engine.reduce.names import INVERSES, METHOD_PARAMS, METHODS
 
 from .. import shared
 from ..jobs import JobState
-from ..shared import PROBE_COLORS, Request, plot_table, probe_key
+from ..shared import PROBE_COLORS, Request, output_colors, plot_table, probe_key
 
 __all__ = ["HISTORY_LENGTH", "Follower", "Inspector", "TabState"]
 
@@ -64,6 +64,9 @@ class Inspector(JobState):
     perplexity = param.Selector(default="auto", objects=["auto", 5, 10, 30, 50, 100],
                                 doc="t-SNE: perplexity ('auto': the engine tunes it)")
     color_by = param.Selector(default="label", objects=["label", "none"], doc="Colour of the points")
+    head = param.Selector(default=None, objects=[None], allow_None=True,
+                          doc="For a model with several outputs: the output a decode shows first (and saves)")
+    several_heads = param.Boolean(default=False, doc="The model has several outputs (the head choice is shown)")
     spread = param.Integer(default=3, bounds=(0, 8), doc="Point size: maximum spread in pixels in sparse areas")
     live = param.Boolean(default=False, doc="Decode continuously under the cursor")
 
@@ -177,6 +180,11 @@ class Inspector(JobState):
 
     def _inspected(self, inspection):
         probe = shared.shared_probe(probe_key(inspection))  # trained on this layer before, by this session or another
+        heads = list(inspection.heads)
+        self.param.head.objects = heads
+        if self.head not in heads:
+            self.head = heads[0]
+        self.several_heads = len(heads) > 1
         self.param.update(inspection=inspection, probe=probe, points=plot_table(inspection, probe), decode=None,
                           hovered=None)
         self._colors(inspection, probe)
@@ -191,6 +199,7 @@ class Inspector(JobState):
 
     def _colors(self, inspection, probe):
         colors = ["label", "none"] if inspection.labels is not None else ["none"]
+        colors[-1:-1] = list(output_colors(inspection))
         if probe is not None:
             colors[-1:-1] = list(PROBE_COLORS) if inspection.labels is not None else [PROBE_COLORS[0]]
         self.param.color_by.objects = colors
@@ -219,7 +228,7 @@ class Inspector(JobState):
         if self.inspection is None or x is None or y is None:
             return None
         try:
-            decoded = self.inspection.decode(float(x), float(y))
+            decoded = self.inspection.decode(float(x), float(y), head=self.head)
         except InspectorError as exc:
             self.error = str(exc)
             return None
@@ -228,6 +237,12 @@ class Inspector(JobState):
         else:
             self.decode = decoded
         return decoded
+
+    @param.depends("head", watch=True)
+    def _head_changed(self):
+        """Another output chosen: the current decode shows it (the point is decoded again, not recorded)."""
+        if self.decode is not None:
+            self.decode_at(*self.decode.xy, record=False)
 
     def restore(self, decode):
         """Show an earlier decode of the history again."""

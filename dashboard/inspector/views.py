@@ -51,6 +51,11 @@ TRUST_CSS = """
 """
 WARNING = ("<div class='outside'><b>Outside the data.</b> The inverse map extrapolates here: the decode may show "
            "something the model never produced for a real sample.</div>")
+OTHERS_CSS = """
+:host .other-outputs-row { display: flex; gap: 10px; align-items: flex-end; flex-wrap: wrap; color: #555; }
+:host figure { margin: 0; text-align: center; font-size: 12px; }
+:host img { border: 1px solid #e3e7ef; image-rendering: pixelated; }
+"""
 CURSOR_CSS = """
 :host .cursor { display: flex; gap: 12px; align-items: flex-start; }
 :host .cursor img { image-rendering: pixelated; border: 1px solid #e3e7ef; }
@@ -214,19 +219,25 @@ class OutputView(InspectorView):
         # last: after the image and the table have changed
         self.store.param.watch(lambda e: later(partial(self._update_probe, e), TRUST_DELAY_MS), "decode",
                                precedence=100)
+        # A model with several outputs: the others, each drawn by its own view, small, under the one chosen.
+        self._others = pn.pane.HTML("", visible=False, css_classes=["other-outputs"], margin=(0, 10),
+                                    stylesheets=[OTHERS_CSS], sizing_mode="stretch_width")
+        self.store.param.watch(self._show_others, "decode", precedence=10)
         self._layout = pn.Column(
-            pn.bind(self._view, self.store.param.inspection),
-            self._trust, self._probe,
+            pn.bind(self._view, self.store.param.inspection, self.store.param.head),
+            self._others, self._trust, self._probe,
             sizing_mode="stretch_both",
         )
 
-    def _view(self, inspection):
+    def _view(self, inspection, head):
         self._image_source = self._image_spec = None
         if inspection is None:
             return pn.pane.Markdown("*The decoded output appears here once the projection is ready.*")
         project = self.store.project_obj
-        spec, names = project.output_view, self.store.class_names()
-        shape = tuple(inspection.output_shape)
+        head = head if head in inspection.heads else inspection.heads[0]
+        spec = project.output_views()[head]
+        names = list(spec.class_names or []) if spec.kind == "probabilities" else self.store.class_names()
+        shape = tuple(inspection.head_shape(head))
         custom = sample.custom_view(project, spec)
         if custom is not None:  # the project draws its outputs itself
             return pn.panel(pn.bind(lambda d: custom(d.output) if d is not None else None, self.store.param.decode),
@@ -254,6 +265,20 @@ class OutputView(InspectorView):
         # hidden until the first decode (a Column: toggling a HoloViews pane's own visibility upsets Panel 1.9)
         return pn.Column(pn.pane.HoloViews(plot, sizing_mode="stretch_both", min_height=200),
                          visible=self.store.param.decode.rx.is_not(None), sizing_mode="stretch_both")
+
+    def _show_others(self, event):
+        decode, inspection = event.new, self.store.inspection
+        if decode is None or inspection is None or len(getattr(decode, "heads", {})) < 2:
+            self._others.visible = False
+            return
+        views = self.store.project_obj.output_views()
+        shown = self.store.head if self.store.head in decode.heads else inspection.heads[0]
+        tiles = "".join(
+            f"<figure><img src='{sample.thumbnail_src(value, views[name], width=96, height=72)}' "
+            f"alt='output {html.escape(name)}'><figcaption>{html.escape(name)}</figcaption></figure>"
+            for name, value in decode.heads.items() if name != shown)
+        self._others.object = f"<div class='other-outputs-row'><span>other outputs:</span>{tiles}</div>"
+        self._others.visible = True
 
     def _capture_image(self, plot, element):
         self._image_source = plot.handles["source"]

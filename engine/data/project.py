@@ -144,6 +144,7 @@ class Project:
     class_names: tuple[str, ...] | None = None
     input_view_given: ViewSpec | None = None
     output_view_given: ViewSpec | None = None
+    head_views_given: dict[str, ViewSpec] = field(default_factory=dict)
     default_layer: str | None = None
     trust_model: bool = False
     title: str = ""
@@ -170,18 +171,29 @@ class Project:
 
     def views(self) -> tuple[ViewSpec, ViewSpec]:
         """``(input view, output view)``: the manifest's, checked against the model, else inferred from the model's
-        shapes and final activation (:func:`engine.data.views.infer_view`); once per project object.
+        shapes and final activation (:func:`engine.data.views.infer_view`); once per project object. For a model
+        with several outputs, the output view is the first output's (:meth:`output_views` has each).
 
         Raises
         ------
         ProjectError
-            A manifest view whose ``shape`` holds another number of values than the model's input or output.
+            A manifest view whose ``shape`` holds another number of values than the model's input or output, or a
+            ``[output_view.NAME]`` naming no output of the model.
         """
+        source, heads = self._all_views()
+        return source, next(iter(heads.values()))
+
+    def output_views(self) -> dict[str, ViewSpec]:
+        """The view of each output of the model, by output name, in the model's order: ``[output_view.NAME]`` of
+        the manifest (``[output_view]`` for the first or only output), else inferred."""
+        return dict(self._all_views()[1])
+
+    def _all_views(self):
         if self._views is None:
             self._views = self._resolve_views()
         return self._views
 
-    def _resolve_views(self) -> tuple[ViewSpec, ViewSpec]:
+    def _resolve_views(self) -> tuple[ViewSpec, dict[str, ViewSpec]]:
         from engine.model import input_specs, output_specs
 
         model = self.model()
@@ -196,24 +208,32 @@ class Project:
             source = self.input_view_given
         else:
             source = infer_view(in_shape)
-        out_name, out_shape, activation = output_specs(model)[0]
-        if self.output_view_given is not None:
-            problem = check_view(self.output_view_given, out_shape, f"{toml}: [output_view]",
-                                 f"the model's output {out_name!r}")
-            if problem:
-                raise ProjectError(problem)
-            output = self.output_view_given
-            if output.class_names is None and output.kind == "probabilities":
-                output = dataclasses.replace(output, class_names=self._names_for(out_name, out_shape))
-        else:
-            output = infer_view(out_shape, activation=activation, like=source)
-            if output.kind == "probabilities":
-                output = dataclasses.replace(output, class_names=self._names_for(out_name, out_shape))
-        if output.class_names is not None and output.shape and len(output.class_names) != int(np.prod(output.shape)):
-            self.warnings.append(f"[output_view] class_names lists {len(output.class_names)} names for the "
-                                 f"{int(np.prod(output.shape))} values of output {out_name!r}: bars are numbered")
-            output = dataclasses.replace(output, class_names=None)
-        return source, output
+        outputs = output_specs(model)
+        names = [name for name, _, _ in outputs]
+        unknown = sorted(set(self.head_views_given) - set(names))
+        if unknown:
+            raise ProjectError(f"{toml}: [output_view.{unknown[0]}] names no output of the model "
+                               f"{self.model_path.name}; its outputs: {', '.join(map(repr, names))}")
+        heads = {}
+        for i, (name, shape, activation) in enumerate(outputs):
+            given = self.head_views_given.get(name) or (self.output_view_given if i == 0 else None)
+            section = f"[output_view{'.' + name if name in self.head_views_given else ''}]"
+            if given is not None:
+                problem = check_view(given, shape, f"{toml}: {section}", f"the model's output {name!r}")
+                if problem:
+                    raise ProjectError(problem)
+                view = given if given.shape else dataclasses.replace(given, shape=_drawn_shape(given.kind, shape))
+            else:
+                view = infer_view(shape, activation=activation, like=source if len(outputs) == 1 else None)
+            if view.class_names is None and view.kind == "probabilities":
+                view = dataclasses.replace(view, class_names=self._names_for(name, shape))
+            size = int(np.prod([d for d in shape if d is not None]))
+            if view.class_names is not None and len(view.class_names) != size:
+                self.warnings.append(f"{section} class_names lists {len(view.class_names)} names for the {size} "
+                                     f"values of output {name!r}, so its bars are numbered")
+                view = dataclasses.replace(view, class_names=None)
+            heads[name] = view
+        return source, heads
 
     def _names_for(self, output: str, shape) -> tuple[str, ...] | None:
         """The project's ``class_names`` for an output of probabilities, when their count matches its values; a
@@ -524,6 +544,10 @@ def load_project(name, root=None) -> Project:
     class_names = manifest.get("class_names")
     if class_names is not None:
         class_names = tuple(str(c) for c in class_names)
+    # [output_view] is a view (of the first or only output) and may hold [output_view.NAME] views of named outputs
+    output_view = dict(manifest.get("output_view") or {})
+    head_views = {k: output_view.pop(k) for k in list(output_view) if isinstance(output_view[k], dict)}
+    plain_output = output_view or None
 
     return Project(
         name=path.name,
@@ -535,7 +559,8 @@ def load_project(name, root=None) -> Project:
         labels_key=labels_key,
         class_names=class_names,
         input_view_given=_view(manifest.get("input_view"), path, "input_view", class_names),
-        output_view_given=_view(manifest.get("output_view"), path, "output_view", None),
+        output_view_given=_view(plain_output, path, "output_view", None),
+        head_views_given={head: _view(spec, path, f"output_view.{head}", None) for head, spec in head_views.items()},
         default_layer=manifest.get("default_layer"),
         trust_model=bool(manifest.get("trust_model", False)),
         title=manifest.get("title", path.name),
@@ -594,6 +619,15 @@ def _view(spec, path: Path, where: str, class_names) -> ViewSpec | None:
     channels = tuple(str(c) for c in spec["channels"]) if "channels" in spec else None
     names = tuple(str(c) for c in spec["class_names"]) if "class_names" in spec else class_names
     return ViewSpec(kind, shape, channels, names)
+
+
+def _drawn_shape(kind: str, shape) -> tuple[int, ...]:
+    """The shape a view without one draws samples of per-sample ``shape`` with: bars of every value, or the
+    output's own image or series shape."""
+    shape = tuple(int(d) for d in shape if d is not None)
+    if kind in ("probabilities", "vector"):
+        return (int(np.prod(shape)),)
+    return tuple(d for d in shape if d != 1) if kind == "series" else shape
 
 
 def _stem_starts(f: Path, prefixes) -> bool:

@@ -17,14 +17,14 @@ kept by the inspection, which every dashboard session showing it shares.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
 import numpy as np
 
 from engine import backends
-from engine.errors import ProjectError
+from engine.errors import ProjectError, UsageError
 from engine.memo import Memo
 from engine.model import split
 from engine.progress import ProgressFn
@@ -45,7 +45,8 @@ class Decode:
     activation : numpy.ndarray
         The inverse map's activation at the layer, in the layer's shape.
     output : numpy.ndarray
-        The suffix's output for that activation (one sample, no batch axis).
+        The suffix's output for that activation (one sample, no batch axis); for a model with several outputs, the
+        output (head) asked for, by default the first.
     trust : engine.reduce.Trust
         The trust measures of the point (length-1 arrays; ``trust.record(0)`` gives plain values): distance to
         the data, out-of-bounds flags, estimated round-trip error.
@@ -53,6 +54,8 @@ class Decode:
         Index of the nearest embedded sample.
     seconds : float
         Time spent in inverse map + suffix.
+    heads : dict of str to numpy.ndarray
+        Every output of the model for that activation, by output name (one entry for a single-output model).
     """
 
     xy: tuple[float, float]
@@ -61,6 +64,7 @@ class Decode:
     trust: object
     nearest: int
     seconds: float
+    heads: dict = field(default_factory=dict)
 
 
 class Inspection:
@@ -134,6 +138,7 @@ class Inspection:
         self.timings["reduce"] = time.perf_counter() - t0
         self.embedding = self.reducer.embedding_
         self._indexes = Memo(max_items=4, name="point indexes of an inspection")
+        self._predictions = Memo(max_items=8, name="predicted classes of an inspection's samples, by output")
 
     # -- what the dashboard and CLI read --------------------------------------------------------------------------
 
@@ -143,7 +148,34 @@ class Inspection:
 
     @property
     def output_shape(self) -> tuple[int, ...]:
+        """Per-sample shape of the (first) output."""
         return self.split.output_shape
+
+    @property
+    def heads(self) -> tuple[str, ...]:
+        """The model's outputs, by name (one for most models)."""
+        return self.split.output_names
+
+    def head_index(self, head: str | int | None) -> int:
+        """Position of output ``head`` (a name from :attr:`heads`, an index, or None for the first).
+
+        Raises
+        ------
+        UsageError
+            No such output, naming the model's outputs.
+        """
+        if head is None:
+            return 0
+        if isinstance(head, (int, np.integer)) and not isinstance(head, bool) and 0 <= head < len(self.heads):
+            return int(head)
+        if head in self.heads:
+            return self.heads.index(head)
+        raise UsageError(f"the model of project {self.project.name!r} has no output {head!r}; its outputs: "
+                         f"{', '.join(map(repr, self.heads))}")
+
+    def head_shape(self, head: str | int | None = None) -> tuple[int, ...]:
+        """Per-sample shape of output ``head``."""
+        return self.split.output_shapes[self.head_index(head)]
 
     @property
     def out_of_core(self) -> bool:
@@ -155,7 +187,7 @@ class Inspection:
         """The projection's :class:`~engine.reduce.QualityReport`, in layer and output space (computed once)."""
         from engine.reduce import quality_report
 
-        return quality_report(self.reducer, self.activations, decode=self.split.decode, random_state=self.seed)
+        return quality_report(self.reducer, self.activations, decode=self.decode_outputs, random_state=self.seed)
 
     def nearest(self, x: float, y: float) -> int:
         """Index of the embedded sample nearest to ``(x, y)``."""
@@ -163,25 +195,66 @@ class Inspection:
 
     # -- decoding -------------------------------------------------------------------------------------------------
 
-    def decode(self, x: float, y: float) -> Decode:
-        """Decode one 2-D point: inverse map into the layer, then the suffix."""
+    def decode(self, x: float, y: float, head: str | int | None = None) -> Decode:
+        """Decode one 2-D point: inverse map into the layer, then the suffix; ``output`` is output ``head``'s
+        (default the first), ``heads`` holds every output."""
         t0 = time.perf_counter()
-        acts, outputs, trusts = self.decode_batch(np.array([[x, y]], dtype=np.float32))
-        return Decode((float(x), float(y)), acts[0], outputs[0], trusts[0], self.nearest(x, y),
-                      time.perf_counter() - t0)
+        xy = np.array([[x, y]], dtype=np.float32)
+        acts = self._activations_at(xy)
+        heads = self.split.decode_heads(acts)
+        return Decode((float(x), float(y)), acts[0], heads[self.head_index(head)][0], self.reducer.trust(xy)[0],
+                      self.nearest(x, y), time.perf_counter() - t0,
+                      {name: h[0] for name, h in zip(self.heads, heads, strict=True)})
 
-    def decode_batch(self, xy) -> tuple[np.ndarray, np.ndarray, object]:
-        """Decode many points at once: (activations in the layer's shape, outputs, :class:`Trust` of all points)."""
+    def decode_batch(self, xy, head: str | int | None = None) -> tuple[np.ndarray, np.ndarray, object]:
+        """Decode many points at once: (activations in the layer's shape, outputs of ``head`` (default the first),
+        :class:`Trust` of all points)."""
         xy = np.asarray(xy, dtype=np.float32).reshape(-1, 2)
-        flat = self.reducer.inverse_transform(xy)
-        acts = np.asarray(flat, dtype=np.float32).reshape((len(xy), *self.latent_shape))
-        outputs = self.split.decode(acts)
-        return acts, outputs, self.reducer.trust(xy)
+        acts = self._activations_at(xy)
+        return acts, self.decode_outputs(acts, head), self.reducer.trust(xy)
 
-    def decode_activation(self, activation) -> np.ndarray:
-        """The suffix's output for one activation in the layer's shape (an edited or interpolated point)."""
+    def _activations_at(self, xy: np.ndarray) -> np.ndarray:
+        flat = self.reducer.inverse_transform(xy)
+        return np.asarray(flat, dtype=np.float32).reshape((len(xy), *self.latent_shape))
+
+    def decode_outputs(self, activations, head: str | int | None = None) -> np.ndarray:
+        """Output ``head`` (default the first) of the suffix for a batch of activations at the layer."""
+        return self.split.decode_heads(activations)[self.head_index(head)]
+
+    def decode_activation(self, activation, head: str | int | None = None) -> np.ndarray:
+        """The suffix's output ``head`` for one activation in the layer's shape (an edited or interpolated point)."""
         a = np.asarray(activation, dtype=np.float32).reshape((1, *self.latent_shape))
-        return self.split.decode(a)[0]
+        return self.decode_outputs(a, head)[0]
+
+    def scored_heads(self) -> tuple[str, ...]:
+        """The outputs that are a vector of class scores (one axis of two or more values): those with
+        :meth:`predictions`."""
+        return tuple(name for name, shape in zip(self.heads, self.split.output_shapes, strict=True)
+                     if len([d for d in shape if d != 1]) == 1 and int(np.prod(shape)) >= 2)
+
+    def head_classes(self, head: str | int | None = None) -> tuple[str, ...]:
+        """The class names of output ``head``'s scores: its view's ``class_names``, else the class numbers."""
+        name = self.heads[self.head_index(head)]
+        names = self.project.output_views()[name].class_names
+        return tuple(names) if names else tuple(str(i) for i in range(int(np.prod(self.head_shape(name)))))
+
+    def predictions(self, head: str | int | None = None, batch_size: int = 4096) -> np.ndarray | None:
+        """The model's predicted class of every sample at output ``head`` (the argmax of its values), computed from
+        the layer's activations through the suffix once per head; None for an output that is not a vector of
+        class scores (an image, a series, a single value)."""
+        index = self.head_index(head)
+        if self.heads[index] not in self.scored_heads():
+            return None
+
+        def compute():
+            out = np.empty(len(self.activations), dtype=np.int64)
+            for start in range(0, len(self.activations), batch_size):
+                rows = np.asarray(self.activations[start:start + batch_size], dtype=np.float32)
+                scores = self.decode_outputs(rows.reshape((len(rows), *self.latent_shape)), index)
+                out[start:start + len(rows)] = scores.reshape(len(rows), -1).argmax(axis=1)
+            return out
+
+        return self._predictions.get(index, compute)
 
     # -- what is derived from this inspection, kept by it -----------------------------------------------------------
 

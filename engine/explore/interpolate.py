@@ -261,6 +261,6 @@ def interpolation_path(inspection, a, b, steps: int = 8, method: str = "linear")
     """
     start, end = resolve_endpoint(inspection, a), resolve_endpoint(inspection, b)
     acts = interpolate(start.activation, end.activation, steps, method)
-    outputs = inspection.split.decode(acts)
+    outputs = inspection.decode_outputs(acts)
     xy = np.asarray(inspection.reducer.transform(acts.reshape(len(acts), -1)), dtype=np.float32)
     return InterpolationPath(np.linspace(0.0, 1.0, len(acts)), acts, np.asarray(outputs), xy, start, end, method)

@@ -507,8 +507,14 @@ class Split:
         self.latent_shape = tuple(int(d) for d in cut.shape[1:])
         self.input_shape = tuple(int(d) if d is not None else None for d in graph.inputs[0].shape[1:])
         self.input_dtype = str(graph.inputs[0].dtype)
-        out0 = graph.outputs[0]
-        self.output_shape = tuple(int(d) if d is not None else None for d in out0.shape[1:])
+        producer = {id(t): e for e in graph.entries if not e.alias for t in e.outputs}
+        #: One name per output of the model (the layer that produces it), in the model's order.
+        self.output_names = tuple(producer[id(t)].name if id(t) in producer else f"output_{i}"
+                                  for i, t in enumerate(graph.outputs))
+        #: Per-sample shape of each output.
+        self.output_shapes = tuple(tuple(int(d) if d is not None else None for d in t.shape[1:])
+                                   for t in graph.outputs)
+        self.output_shape = self.output_shapes[0]
         self._encode = self._decode = None
 
     @property
@@ -537,8 +543,20 @@ class Split:
             )
         return np.asarray(self._encode(x.astype(self.input_dtype, copy=False)))
 
-    def decode(self, z) -> np.ndarray:
-        """Model outputs for a batch of activations at the cut (inference mode); one compiled call."""
+    def decode(self, z):
+        """Model outputs for a batch of activations at the cut (inference mode); one compiled call.
+
+        Returns
+        -------
+        numpy.ndarray, or list of numpy.ndarray
+            The output; for a model with several outputs, one array per output in :attr:`output_names` order
+            (as Keras returns them). :meth:`decode_heads` always returns the list.
+        """
+        heads = self.decode_heads(z)
+        return heads[0] if len(heads) == 1 else heads
+
+    def decode_heads(self, z) -> list[np.ndarray]:
+        """Every output of the model for a batch of activations at the cut, one array per output."""
         self._compile()
         z = np.asarray(z, dtype=np.float32)
         if z.shape[1:] != self.latent_shape:
@@ -548,7 +566,8 @@ class Split:
                 raise ModelError(
                     f"layer {self.layer!r} has activations of shape {self.latent_shape} per sample, got {z.shape[1:]}"
                 )
-        return np.asarray(self._decode(z))
+        out = self._decode(z)
+        return [np.asarray(t) for t in out] if isinstance(out, (list, tuple)) else [np.asarray(out)]
 
 
 def split(model, layer: str) -> Split:

@@ -110,7 +110,10 @@ def sample_picture(sample, view, width: int = 64, height: int | None = None) -> 
         return np.asarray(img)
     if kind == "series":
         return _lines(data, width, height)
-    return _bars(data.reshape(-1), width, height, fixed=(0.0, 1.0) if kind == "probabilities" else None)
+    if kind == "probabilities":
+        names = getattr(view, "class_names", None)
+        return _bars(data.reshape(-1), width, height, fixed=(0.0, 1.0), names=names)
+    return _bars(data.reshape(-1), width, height)
 
 
 def to_image(sample, view, size: int = 64) -> np.ndarray:
@@ -144,7 +147,9 @@ def _lines(a: np.ndarray, width: int, height: int) -> np.ndarray:
     return np.asarray(img)
 
 
-def _bars(v: np.ndarray, width: int, height: int, fixed=None) -> np.ndarray:
+def _bars(v: np.ndarray, width: int, height: int, fixed=None, names=None) -> np.ndarray:
+    """Bars from zero (``fixed``: on that value range); with ``names`` (probabilities), the most probable class and
+    its value are written in the top left corner, so a small tile still says what it shows."""
     from PIL import Image, ImageDraw
 
     img = Image.new("RGB", (width, height), "white")
@@ -162,4 +167,8 @@ def _bars(v: np.ndarray, width: int, height: int, fixed=None) -> np.ndarray:
         top = y_of(value)
         x0 = 1 + i * step
         draw.rectangle([x0, min(top, zero), x0 + max(step - 1, 1), max(top, zero)], fill=PALETTE[0])
+    if fixed is not None and len(v) and np.isfinite(v).any():
+        top = int(np.nanargmax(v))
+        name = names[top] if names is not None and top < len(names) else str(top)
+        draw.text((2, 1), f"{name} {float(v[top]):.2f}", fill="black")
     return np.asarray(img)
