@@ -1,8 +1,9 @@
 """The ``latent-inspector`` command: the engine's stages from a shell, and the commands other packages add.
 
-``info``, ``propagate``, ``reduce``, ``render`` and ``bench`` are the engine's. Other packages add commands through
-the ``latent_inspector.commands`` entry-point group: the dashboard adds ``serve`` (``dashboard.serve:add_command``),
-so the engine, which knows no screen, never imports the dashboard; the command line is where both meet.
+``info``, ``doctor``, ``propagate``, ``reduce``, ``render`` and ``bench`` are the engine's. Other packages add
+commands through the ``latent_inspector.commands`` entry-point group: the dashboard adds ``serve``
+(``dashboard.serve:add_command``), so the engine, which knows no screen, never imports the dashboard; the command
+line is where both meet.
 
 Every user error (bad project, file, layer or parameter) prints one line on stderr and exits with status 2;
 ``--debug`` shows the traceback instead.
@@ -106,6 +107,19 @@ def cmd_info(args) -> int:
         print("\nA cut must be a layer that every path from the inputs to the outputs passes through: a layer of a "
               "chain, the Add/Concatenate that closes a block, or the boundary between nested models.")
     return 0
+
+
+def cmd_doctor(args) -> int:
+    from engine.data.checkup import check_project
+
+    findings = check_project(_project(args))
+    marks = {"ok": "ok  ", "info": "info", "warning": "WARN", "error": "FAIL"}
+    for f in findings:
+        print(f"{marks[f.level]}  {f.topic:<7} {f.text}")
+    errors = sum(f.level == "error" for f in findings)
+    warnings = sum(f.level == "warning" for f in findings)
+    print(f"\n{errors} error(s), {warnings} warning(s)")
+    return 2 if errors else 0
 
 
 def cmd_propagate(args) -> int:
@@ -263,6 +277,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("info", help="list the project's layers, their shapes and which are valid cuts")
     p.add_argument("project")
     p.set_defaults(func=cmd_info)
+
+    p = sub.add_parser("doctor", help="check a project in seconds: the model loads, the data fits, one batch runs; "
+                       "what was inferred and what to fix")
+    p.add_argument("project")
+    p.set_defaults(func=cmd_doctor)
 
     p = sub.add_parser("propagate", help="propagate the dataset to a layer and cache the activations")
     p.add_argument("project")

@@ -218,3 +218,79 @@ def test_a_manifest_view_of_the_wrong_size_is_an_error_naming_both(conv, tmp_pat
     assert r.returncode == 2
     assert ("project.toml: [output_view]: shape = [28, 28] (784 values) does not match the model's output 'recon' "
             "(16, 16, 1) (256 values)") in r.stderr
+
+
+# ---- doctor, and data on another scale than the model's ---------------------------------------------------------
+
+
+def _pixels_model(rescaling: bool):
+    from keras import layers
+
+    inp = keras.Input((8, 8, 1), name="pixels")
+    h = layers.Rescaling(1 / 255.0, name="rescale")(inp) if rescaling else inp
+    h = layers.Dense(4, activation="relu", name="code")(layers.Flatten(name="flat")(h))
+    out = layers.Reshape((8, 8, 1), name="image")(layers.Dense(64, activation="sigmoid", name="dec")(h))
+    return keras.Model(inp, out)
+
+
+@pytest.fixture(scope="module")
+def pixels(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("pixels")
+    keras.utils.set_random_seed(0)
+    _pixels_model(False).save(folder / "plain.keras")
+    _pixels_model(True).save(folder / "rescaling.keras")
+    x = np.random.default_rng(0).integers(0, 256, size=(40, 8, 8, 1)).astype(np.uint8)
+    return SimpleNamespace(folder=folder, x=x)
+
+
+def test_doctor_warns_of_0_255_data_into_a_model_without_rescaling_and_input_scale_fixes_it(pixels, tmp_path):
+    _project(tmp_path, "raw", pixels.folder / "plain.keras", x_dot_npy=pixels.x)
+    r = run("doctor", "raw", root=tmp_path, cache=tmp_path / "cache")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert ("WARN  inputs  x.npy holds values 0..255, and the model has no Rescaling or Normalization layer at its "
+            "input: if it was trained on 0..1 inputs, add input_scale = 255 to project.toml") in r.stdout
+    assert "WARN  layer   no default_layer in project.toml" in r.stdout
+    assert "0 error(s), 2 warning(s)" in r.stdout
+
+    _project(tmp_path, "scaled", pixels.folder / "plain.keras", x_dot_npy=pixels.x,
+             project_dot_toml='input_scale = 255\ndefault_layer = "code"\n')
+    r = run("doctor", "scaled", root=tmp_path, cache=tmp_path / "cache")
+    assert r.returncode == 0 and "WARN" not in r.stdout, r.stdout
+    assert "info  inputs  input_scale = 255: inputs are divided by it before the model" in r.stdout
+    r = run("propagate", "scaled", root=tmp_path, cache=tmp_path / "cache")
+    assert r.returncode == 0, r.stderr
+    from engine.data.project import load_project
+
+    model = load_project("scaled", root=tmp_path).model()
+    encoder = keras.Model(model.inputs[0], model.get_layer("code").output)
+    z = np.load(next((tmp_path / "cache" / "activations").rglob("*.npy")))
+    np.testing.assert_allclose(z, np.asarray(encoder(pixels.x.astype("float32") / 255.0)), rtol=1e-5, atol=1e-6)
+
+
+def test_doctor_is_quiet_about_a_model_that_rescales_its_own_inputs(pixels, tmp_path):
+    _project(tmp_path, "own", pixels.folder / "rescaling.keras", x_dot_npy=pixels.x,
+             project_dot_toml='default_layer = "code"\n')
+    r = run("doctor", "own", root=tmp_path, cache=tmp_path / "cache")
+    assert r.returncode == 0 and "WARN" not in r.stdout, r.stdout
+    assert "ok    run     32 samples through the model, cut at 'code'" in r.stdout
+
+
+def test_doctor_fails_in_one_line_per_problem(pixels, tmp_path):
+    _project(tmp_path, "nodata", pixels.folder / "plain.keras")
+    r = run("doctor", "nodata", root=tmp_path, cache=tmp_path / "cache")
+    assert r.returncode == 2
+    assert "FAIL  inputs  " in r.stdout and "no inputs file in the project folder" in r.stdout
+    _project(tmp_path, "misfit", pixels.folder / "plain.keras", x_dot_npy=np.zeros((4, 65), np.float32))
+    r = run("doctor", "misfit", root=tmp_path, cache=tmp_path / "cache")
+    assert r.returncode == 2 and "Traceback" not in r.stdout + r.stderr
+    assert ("FAIL  inputs  x.npy: samples of shape (65,) (65 values) do not fit the model's input (8, 8, 1) (64 "
+            "values)") in r.stdout
+
+
+@pytest.mark.parametrize("value", ["0", "-3", '"255"', "true"])
+def test_a_bad_input_scale_is_named(pixels, tmp_path, value):
+    _project(tmp_path, "bad", pixels.folder / "plain.keras", x_dot_npy=pixels.x,
+             project_dot_toml=f"input_scale = {value}\n")
+    r = run("info", "bad", root=tmp_path, cache=tmp_path / "cache")
+    assert r.returncode == 2
+    assert "project.toml: input_scale" in r.stderr

@@ -45,6 +45,7 @@ _MANIFEST_KEYS = {
     "default_layer": str,
     "input_view": dict,
     "output_view": dict,
+    "input_scale": (int, float),
 }
 _VIEW_KEYS = {"kind": str, "shape": list, "channels": list, "class_names": list}
 
@@ -146,6 +147,7 @@ class Project:
     output_view_given: ViewSpec | None = None
     head_views_given: dict[str, ViewSpec] = field(default_factory=dict)
     default_layer: str | None = None
+    input_scale: float | None = None
     trust_model: bool = False
     title: str = ""
     description: str = ""
@@ -447,12 +449,16 @@ class Project:
                             key=file_hash(self.hooks_path, 16))
 
     def preprocess(self):
-        """The hooks' ``preprocess`` function, or None."""
+        """What every input batch goes through before the model, or None: division by the manifest's
+        ``input_scale`` (``input_scale = 255`` for 0..255 data into a model trained on 0..1), then the hooks'
+        ``preprocess(batch) -> batch``."""
         hooks = self.hooks()
         fn = getattr(hooks, "preprocess", None) if hooks is not None else None
         if fn is not None and not callable(fn):
             raise ProjectError(f"{self.hooks_path}: preprocess must be a function of one batch")
-        return fn
+        if self.input_scale is None:
+            return fn
+        return _Scaled(self.input_scale, fn)
 
     def data_hash(self) -> str:
         """Hash of the inputs file (content), for cache keys."""
@@ -461,7 +467,21 @@ class Project:
         key = file_hash(self.inputs_path) + (f"-{self.inputs_key}" if self.inputs_key else "")
         if self.hooks_path is not None:  # preprocessing changes what reaches the model
             key += "-h" + file_hash(self.hooks_path, 8)
+        if self.input_scale is not None:
+            key += f"-s{self.input_scale:g}"
         return key
+
+
+class _Scaled:
+    """A batch divided by ``scale`` (as float32), then passed to ``then``: a project's preprocessing with
+    ``input_scale``; picklable, for Dask workers."""
+
+    def __init__(self, scale: float, then=None):
+        self.scale, self.then = float(scale), then
+
+    def __call__(self, batch):
+        out = np.asarray(batch, dtype=np.float32) / np.float32(self.scale)
+        return out if self.then is None else self.then(out)
 
 
 def load_project(name, root=None) -> Project:
@@ -562,6 +582,7 @@ def load_project(name, root=None) -> Project:
         output_view_given=_view(plain_output, path, "output_view", None),
         head_views_given={head: _view(spec, path, f"output_view.{head}", None) for head, spec in head_views.items()},
         default_layer=manifest.get("default_layer"),
+        input_scale=_input_scale(manifest.get("input_scale"), path),
         trust_model=bool(manifest.get("trust_model", False)),
         title=manifest.get("title", path.name),
         description=manifest.get("description", ""),
@@ -587,7 +608,8 @@ def _read_manifest(path: Path) -> dict:
     for key, typ in _MANIFEST_KEYS.items():
         if key in data and not isinstance(data[key], typ):
             raise ProjectError(
-                f"{toml}: {key} must be a {typ.__name__}, got {type(data[key]).__name__} {data[key]!r}"
+                f"{toml}: {key} must be a {'number' if isinstance(typ, tuple) else typ.__name__}, got "
+                f"{type(data[key]).__name__} {data[key]!r}"
             )
     if "class_names" in data and not all(isinstance(c, (str, int)) for c in data["class_names"]):
         raise ProjectError(f"{toml}: class_names must be a list of strings")
@@ -619,6 +641,15 @@ def _view(spec, path: Path, where: str, class_names) -> ViewSpec | None:
     channels = tuple(str(c) for c in spec["channels"]) if "channels" in spec else None
     names = tuple(str(c) for c in spec["class_names"]) if "class_names" in spec else class_names
     return ViewSpec(kind, shape, channels, names)
+
+
+def _input_scale(value, path: Path) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not np.isfinite(value) or value <= 0:
+        raise ProjectError(f"{path / 'project.toml'}: input_scale = {value!r}; expected a positive number, such as "
+                           "255 for 0..255 data into a model trained on 0..1")
+    return float(value)
 
 
 def _drawn_shape(kind: str, shape) -> tuple[int, ...]:
