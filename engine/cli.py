@@ -97,11 +97,14 @@ def cmd_info(args) -> int:
         print(f"warning   {warning}")
     print()
     layers = list_layers(model)
+    chosen = project.default_layer or project.inferred_layer()
+    if project.default_layer is None:
+        print(f"inferred  layer: {chosen} (the valid cut with the fewest units; set default_layer in project.toml)")
     width = max(len(info.name) for info in layers)
     print(f"{'layer':<{width}}  {'type':<20} {'output shape':<20} cut")
     for info in layers:
         mark = "yes" if info.valid_cut else f"no: {info.reason}"
-        default = "  (default)" if info.name == project.default_layer else ""
+        default = "  (default)" if info.name == chosen else ""
         print(f"{info.name:<{width}}  {info.class_name:<20} {str(info.output_shape):<20} {mark}{default}")
     if any(not info.valid_cut for info in layers):
         print("\nA cut must be a layer that every path from the inputs to the outputs passes through: a layer of a "
@@ -127,11 +130,7 @@ def cmd_propagate(args) -> int:
     from engine.propagate import activations, cache_path, propagate
 
     project = _project(args)
-    layer = args.layer or project.default_layer
-    if layer is None:
-        from engine.errors import ProjectError
-
-        raise ProjectError(f"project {project.name!r} has no default_layer; pass --layer NAME")
+    layer = project.choose_layer(args.layer)
     if args.dask:
         return _propagate_on_dask(args, project, layer)
     for flag, value in (("--output", args.output), ("--inputs", args.inputs), ("--input-chunks", args.input_chunks),
@@ -285,7 +284,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("propagate", help="propagate the dataset to a layer and cache the activations")
     p.add_argument("project")
-    p.add_argument("--layer", help="layer name (default: the project's default_layer)")
+    p.add_argument("--layer", help="layer (default: default_layer, else the one `info` infers)")
     p.add_argument("--dask", metavar="ADDRESS",
                    help="run on Dask: local[:N] (N worker processes here), tcp://HOST:PORT (a running scheduler) or "
                    "cuda[:N] (one worker per GPU); activations go to a Zarr store")
@@ -302,7 +301,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     def projection_args(p):
         p.add_argument("project")
-        p.add_argument("--layer", help="layer name (default: the project's default_layer)")
+        p.add_argument("--layer", help="layer (default: default_layer, else the one `info` infers)")
         p.add_argument("--method", choices=tuple(METHODS), default="pca")
         p.add_argument("--inverse", choices=tuple(INVERSES), default="auto",
                        help="inverse map (auto: exact for PCA, the learned MLP otherwise)")

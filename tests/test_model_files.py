@@ -9,13 +9,12 @@ The models are real Keras models saved to real files by the tests; the project f
 from __future__ import annotations
 
 import base64
-import json
 import marshal
 import shutil
 
-import h5py
 import numpy as np
 import pytest
+from corpus import as_keras2_lambda, foreign_bytecode
 
 from engine.data.project import load_project
 from engine.errors import ModelError
@@ -156,25 +155,13 @@ def test_a_replacement_for_a_layer_that_is_no_lambda_is_named(files):
 
 
 def _keras2_lambda(src, dst, code: str):
-    """``src`` (an .h5 with Lambda 'double') rewritten as Keras 2 wrote Lambdas: ``[code, defaults, closure]`` and
-    ``function_type = "lambda"``, with ``code`` as the marshalled bytecode."""
+    """``src`` (an .h5 with Lambda 'double') copied to ``dst``, its Lambda as Keras 2 wrote it."""
     shutil.copyfile(src, dst)
-    with h5py.File(dst, "r+") as f:
-        config = json.loads(f.attrs["model_config"])
-        for layer in config["config"]["layers"]:
-            if layer["class_name"] == "Lambda":
-                layer["config"].update(function=[code, None, None], function_type="lambda", module="__main__",
-                                       output_shape=None, output_shape_type="raw", output_shape_module=None)
-        f.attrs["model_config"] = json.dumps(config)
-        f.attrs["keras_version"] = "2.4.0"
-    return dst
+    return as_keras2_lambda(dst, code)
 
 
 def test_a_keras2_lambda_from_another_python_is_explained_then_replaced(files, tmp_path):
-    # Bytecode another Python wrote reads here as truncated or unknown marshal data: cut this Python's short.
-    good = marshal.dumps((lambda t: t * 2.0).__code__)
-    foreign = base64.encodebytes(good[: len(good) // 2]).decode("ascii")
-    path = _keras2_lambda(files["lambda"]["paths"][".h5"], tmp_path / "k2_lambda.h5", foreign)
+    path = _keras2_lambda(files["lambda"]["paths"][".h5"], tmp_path / "k2_lambda.h5", foreign_bytecode())
     with pytest.raises(ModelError, match=r"k2_lambda\.h5: the Python bytecode of Lambda layer\(s\) 'double' cannot "
                        r"be read by this Python 3\.\d+: it was saved by another Python version \(the file was "
                        r"written by Keras 2\.4\.0\)\. Write the function again in .*lambdas = \{'double': "):

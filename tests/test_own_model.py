@@ -249,8 +249,9 @@ def test_doctor_warns_of_0_255_data_into_a_model_without_rescaling_and_input_sca
     assert r.returncode == 0, r.stdout + r.stderr
     assert ("WARN  inputs  x.npy holds values 0..255, and the model has no Rescaling or Normalization layer at its "
             "input: if it was trained on 0..1 inputs, add input_scale = 255 to project.toml") in r.stdout
-    assert "WARN  layer   no default_layer in project.toml" in r.stdout
-    assert "0 error(s), 2 warning(s)" in r.stdout
+    assert ("info  layer   no default_layer in project.toml: 'code' is used (the valid cut with the fewest "
+            "units)") in r.stdout
+    assert "0 error(s), 1 warning(s)" in r.stdout
 
     _project(tmp_path, "scaled", pixels.folder / "plain.keras", x_dot_npy=pixels.x,
              project_dot_toml='input_scale = 255\ndefault_layer = "code"\n')

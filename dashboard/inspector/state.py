@@ -126,7 +126,10 @@ class Inspector(JobState):
         valid = [info.name for info in layers if info.valid_cut]
         layer = self.layer if self.layer in valid else project.default_layer
         if layer not in valid:
-            layer = valid[len(valid) // 2] if valid else None
+            try:
+                layer = project.inferred_layer()
+            except InspectorError:
+                layer = valid[len(valid) // 2] if valid else None
         self._opening = True  # one inspection for the new project and layer, not one per parameter set below
         try:
             self.param.layer.objects = [info.name for info in layers]

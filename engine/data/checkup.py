@@ -64,10 +64,13 @@ def check_project(project, rows: int = 32) -> list[Finding]:
                          f"({', '.join(f'{n!r} {s}' for n, s, _ in outputs)}); {len(cuts)} of {len(layers)} layers "
                          "are valid cuts"))
     if project.default_layer is None:
-        inner = [c for c in cuts if c not in (name,)]
-        found.append(Finding("warning", "layer", "no default_layer in project.toml: commands need --layer, and the "
-                             f"dashboard starts at {inner[0] if inner else cuts[0]!r}; valid cuts: "
-                             f"{', '.join(cuts[:12])}{' ...' if len(cuts) > 12 else ''}"))
+        try:
+            inferred = project.inferred_layer()
+        except InspectorError as exc:
+            return found + [Finding("error", "layer", str(exc))]
+        found.append(Finding("info", "layer", f"no default_layer in project.toml: {inferred!r} is used (the valid "
+                             f"cut with the fewest units); valid cuts: {', '.join(cuts[:12])}"
+                             f"{' ...' if len(cuts) > 12 else ''}"))
     else:
         found.append(Finding("ok", "layer", f"default_layer {project.default_layer!r} is a valid cut"))
 
@@ -108,9 +111,7 @@ def check_project(project, rows: int = 32) -> list[Finding]:
     if scale:
         found.append(Finding("warning", "inputs", scale))
 
-    cut = project.default_layer or next((c for c in cuts if c != name), None)
-    if cut is not None:
-        found.append(_one_batch(project, model, cut, x[:rows]))
+    found.append(_one_batch(project, model, project.choose_layer(), x[:rows]))
     try:
         views = project.output_views()
         found.append(Finding("info", "views", f"input: {project.input_view.describe()}; "

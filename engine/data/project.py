@@ -333,6 +333,31 @@ class Project:
             raise ProjectError(f"{where}: the model cannot be cut there ({found[-1].reason}); layers where it can "
                                f"be cut: {valid}")
 
+    def choose_layer(self, layer: str | None = None) -> str:
+        """The layer to inspect: ``layer`` when given, else the manifest's ``default_layer``, else the one inferred
+        from the model (:meth:`inferred_layer`).
+
+        Raises
+        ------
+        ProjectError
+            The model has no valid cut between its inputs and outputs.
+        """
+        return layer or self.default_layer or self.inferred_layer()
+
+    def inferred_layer(self) -> str:
+        """The layer a project without ``default_layer`` opens at: of the valid cuts strictly between the inputs
+        and the outputs, the one with the fewest units (an autoencoder's bottleneck, a classifier's last hidden
+        features), the later one on a tie."""
+        from engine.model import input_specs, list_layers, output_specs
+
+        model = self.model()
+        ends = {name for name, _, _ in input_specs(model)} | {name for name, _, _ in output_specs(model)}
+        inner = [info for info in list_layers(model) if info.valid_cut and info.name not in ends]
+        if not inner:
+            raise ProjectError(f"{self.model_path}: the model has no layer between its inputs and outputs where it "
+                               "can be cut; `latent-inspector info` says why for each layer")
+        return min(reversed(inner), key=lambda info: info.units).name
+
     def model_hash(self) -> str:
         return model_hash(self.model_path)
 

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from engine import backends
-from engine.errors import ProjectError, UsageError
+from engine.errors import UsageError
 from engine.memo import Memo
 from engine.model import split
 from engine.progress import ProgressFn
@@ -74,7 +74,7 @@ class Inspection:
     ----------
     project : Project
     layer : str, optional
-        Default: the project's ``default_layer``.
+        Default: the project's ``default_layer``, else the one it infers (:meth:`Project.choose_layer`).
     method : {"pca", "umap", "tsne"}
     inverse : {"auto", "exact", "mlp", "knn", "native"}
         ``auto``: PCA's exact inverse for PCA, the learned MLP inverse otherwise.
@@ -104,9 +104,7 @@ class Inspection:
         from engine.reduce import make_reducer
 
         self.project = project
-        self.layer = layer or project.default_layer
-        if self.layer is None:
-            raise ProjectError(f"project {project.name!r} has no default_layer; choose a layer")
+        self.layer = project.choose_layer(layer)
         self.method, self.inverse, self.seed = method, inverse, seed
         self.params = dict(params or {})
         self.cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()

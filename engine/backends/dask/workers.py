@@ -19,7 +19,7 @@ from engine.backends.dask.tasks import current_client, row_chunked
 from engine.data.chunked import data_key, open_chunked
 from engine.data.files import file_hash
 from engine.data.store import Stored, reusable
-from engine.errors import ClusterError, DataError, ModelError, ProjectError
+from engine.errors import ClusterError, DataError, ModelError
 from engine.memo import Memo
 from engine.progress import ProgressFn, report
 
@@ -307,9 +307,7 @@ def project_activations(client, project, layer: str | None = None, *, out=None, 
     """
     from engine.settings import cache_dir as default_cache_dir
 
-    layer = layer or project.default_layer
-    if layer is None:
-        raise ProjectError(f"project {project.name!r} has no default_layer; pass a layer")
+    layer = project.choose_layer(layer)
     if inputs is None:
         path, key = project.inputs_path, project.inputs_key if inputs_key is None else inputs_key
     else:
