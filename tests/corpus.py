@@ -398,13 +398,16 @@ def rescaling_model_uint8(folder):
            manifest='default_layer = "code"\n')
 
 
-def keras2(name, layer):
+def keras2(name, layer, manifest="", hooks=None):
     def build(folder):
         folder.mkdir(parents=True)
         shutil.copyfile(HERE / "data" / "keras2" / f"{name}_k2.h5", folder / "model.h5")
-        x = np.load(HERE / "data" / "keras2" / f"inputs_{'seq' if name == 'sequential' else 'res'}.npy")
+        stem = {"sequential": "seq", "residual": "res"}.get(name, name)
+        x = np.load(HERE / "data" / "keras2" / f"inputs_{stem}.npy")
         np.save(folder / "x.npy", np.concatenate([x] * 4))
-        (folder / "project.toml").write_text(f'default_layer = "{layer}"\n')
+        (folder / "project.toml").write_text(f'default_layer = "{layer}"\n' + manifest)
+        if hooks:
+            (folder / "hooks.py").write_text(hooks)
     return build
 
 
@@ -452,6 +455,13 @@ CORPUS = [
     Case("keras2_sequential", "Keras 2 .h5, Sequential conv autoencoder (committed)",
          keras2("sequential", "bottleneck")),
     Case("keras2_residual", "Keras 2 .h5, residual Functional (committed)", keras2("residual", "res_add")),
+    Case("keras2_lstm_ae", "Keras 2 .h5, LSTM autoencoder, RepeatVector, TimeDistributed", keras2("lstm_ae", "enc")),
+    Case("keras2_nested", "Keras 2 .h5, nested Sequential encoder and decoder", keras2("nested", "encoder")),
+    Case("keras2_lambda_trusted", "Keras 2 .h5, Lambda bytecode, trust_model = true",
+         keras2("lambda", "code", "trust_model = true\n")),
+    Case("keras2_vae_hooks", "Keras 2 .h5, custom Sampling class from hooks.py",
+         keras2("vae", "z", hooks=SAMPLING_HOOKS)),
+    Case("keras2_two_heads", "Keras 2 .h5, two softmax heads", keras2("two_heads", "shared")),
     Case("unregistered_layer", "custom layer class, no hooks.py", unregistered_layer_without_hooks,
          "the model uses a layer class 'Sampling' (layer 'z') that is not registered"),
     Case("lambda_untrusted", "Lambda with bytecode, no trust, no replacement", lambda_untrusted,

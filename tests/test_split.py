@@ -92,6 +92,47 @@ def test_keras2_h5_files_load_and_split_exactly(name):
         assert not {i.name: i for i in layers}["d2"].valid_cut
 
 
+K2_SAMPLING = """
+import keras
+
+class Sampling(keras.layers.Layer):
+    def call(self, inputs):
+        mean, log_var = inputs
+        return mean + 0.0 * keras.ops.exp(0.5 * log_var)
+"""
+
+
+@pytest.mark.parametrize("name, objects, trust", [
+    ("lstm_ae", None, False),  # LSTM, RepeatVector, TimeDistributed
+    ("nested", None, False),  # Sequential models inside a Functional one
+    ("lambda", None, True),  # a Lambda's Keras 2 bytecode, trusted
+    ("lambda", {"lambdas": {"double": lambda t: t * 2.0}}, False),  # ... or replaced, without trust
+    ("vae", {"custom_objects": "Sampling"}, False),  # a custom layer class the project supplies
+    ("two_heads", None, False),  # two softmax outputs
+])
+def test_more_keras2_kinds_split_exactly_on_every_head(name, objects, trust):
+    """Keras 2 files of the kinds users bring (tests/data/keras2/make_models.py): every valid cut decodes every output
+    as Keras 2 computed it."""
+    from engine.model.keras_files import ModelObjects
+
+    if objects and objects.get("custom_objects") == "Sampling":
+        namespace = {}
+        exec(K2_SAMPLING, namespace)
+        objects = {"custom_objects": {"Sampling": namespace["Sampling"]}}
+    model = load_model(KERAS2 / f"{name}_k2.h5", trust=trust, objects=ModelObjects(**objects) if objects else None)
+    x = np.load(KERAS2 / f"inputs_{name}.npy")
+    with np.load(KERAS2 / f"outputs_{name}.npz") as f:
+        refs = [f[k] for k in sorted(f.files, key=lambda k: int(k.split("_")[1]))]
+    valid = [info for info in list_layers(model) if info.valid_cut]
+    assert len(valid) >= 2
+    for info in valid:
+        s = split(model, info.name)
+        heads = s.decode_heads(s.encode(x))
+        assert len(heads) == len(refs)
+        for got, ref in zip(heads, refs, strict=True):
+            np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-5, err_msg=f"{name} cut at {info.name}")
+
+
 def test_single_sample_decode_matches_batch(model_files):
     path, x, ref = model_files["conv2d", ".keras"]
     s = split(load_model(path), "bottleneck")

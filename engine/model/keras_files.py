@@ -14,7 +14,9 @@ error can name the layer, the class or the function and say what to write in the
   bytecode is then never read, which is how a Lambda saved by another Python version (whose bytecode this Python
   cannot read) loads, and why a replaced Lambda needs no ``trust_model``.
 
-Replacements are written into a temporary copy of the file (the project folder is never modified).
+A file written by Keras 2 gets what Keras 3 reads differently fixed (:func:`keras2_fixes`: arguments Keras 3 no
+longer takes, node numbering of nested models). Replacements and fixes are written into a temporary copy of the file
+(the project folder is never modified).
 """
 
 from __future__ import annotations
@@ -34,8 +36,8 @@ from pathlib import Path
 
 from engine.errors import ModelError
 
-__all__ = ["FileConfig", "ModelObjects", "check_container", "explain_load_error", "keras_objects", "read_config",
-           "with_replacements"]
+__all__ = ["FileConfig", "ModelObjects", "check_container", "explain_load_error", "keras2_fixes", "keras_objects",
+           "read_config", "with_replacements"]
 
 #: Prefix of the names under which replaced Lambda functions are handed to Keras.
 _REPLACED = "latent_inspector_lambda__"
@@ -223,23 +225,26 @@ def keras_objects(objects: ModelObjects | None, config: FileConfig | None) -> di
 
 @contextmanager
 def with_replacements(path: Path, config: FileConfig | None, objects: ModelObjects | None):
-    """``path``, or a temporary copy of it whose Lambda layers named in ``objects.lambdas`` refer to the
-    replacement function by name instead of holding bytecode. Raises :class:`ModelError` for a replacement that
-    names no Lambda layer of the file."""
+    """``path``, or a temporary copy of it whose architecture Keras 3 can read: Lambda layers named in
+    ``objects.lambdas`` refer to the replacement function by name instead of holding bytecode, and a file written by
+    Keras 2 has what Keras 3 reads differently fixed (:func:`keras2_fixes`). Raises :class:`ModelError` for a
+    replacement that names no Lambda layer of the file."""
     lambdas = dict(objects.lambdas) if objects else {}
-    if not lambdas:
-        yield path
-        return
     names = [lam.name for lam in config.lambdas] if config is not None else []
     unknown = sorted(set(lambdas) - set(names))
     if unknown:
         known = ", ".join(map(repr, names)) or "none"
         raise ModelError(f"{objects.origin}: lambdas names {', '.join(map(repr, unknown))}, not a Lambda layer of "
                          f"{path.name}; its Lambda layers: {known}")
+    if config is None:
+        yield path
+        return
     patched = json.loads(json.dumps(config.config))
+    changed = keras2_fixes(patched) if (config.keras_version or "").startswith(("1.", "2.")) else False
     for layer in _layers(patched):
         cfg = layer.get("config", {})
         if layer.get("class_name") == "Lambda" and cfg.get("name") in lambdas:
+            changed = True
             cfg["function"] = {"module": "builtins", "class_name": "function", "config": _REPLACED + cfg["name"],
                                "registered_name": "function"}
             for key in ("function_type", "module"):
@@ -248,6 +253,9 @@ def with_replacements(path: Path, config: FileConfig | None, objects: ModelObjec
                                                            and cfg["output_shape"].get("class_name") == "__lambda__"):
                 cfg.pop("output_shape", None)  # traced from the replacement instead
                 cfg.pop("output_shape_type", None)
+    if not changed:
+        yield path
+        return
     with tempfile.TemporaryDirectory(prefix="latent-inspector-model-") as tmp:
         copy = Path(tmp) / path.name
         text = json.dumps(patched)
@@ -262,6 +270,78 @@ def with_replacements(path: Path, config: FileConfig | None, objects: ModelObjec
             with h5py.File(copy, "r+") as f:
                 f.attrs["model_config"] = text
         yield copy
+
+
+#: Arguments Keras 2 layers saved that Keras 3 refuses ("Unrecognized keyword arguments"), by layer class.
+_KERAS2_ONLY = {"LSTM": ("time_major",), "GRU": ("time_major",), "SimpleRNN": ("time_major",),
+                "RNN": ("time_major",), "ConvLSTM2D": ("time_major",)}
+_MODELS = ("Sequential", "Functional", "Model")
+
+
+def keras2_fixes(config: dict) -> bool:
+    """Fix, in place, what a Keras 2 architecture says that Keras 3 reads differently; True when anything changed.
+
+    * arguments Keras 3 no longer takes (``time_major`` of recurrent layers, also inside ``Bidirectional`` and
+      ``TimeDistributed``);
+    * node indices of nested models: Keras 2 gave a nested model built on its own ``Input`` a node 0 of its own,
+      so the outer graph calls it as node 1, 2...; Keras 3 numbers its calls from 0. The references of every
+      functional graph (inbound nodes, input and output layers) to a nested model are shifted so that its first
+      call is node 0.
+    """
+    changed = False
+    for layer in _all_configs(config):
+        cfg = layer.get("config")
+        for key in _KERAS2_ONLY.get(layer.get("class_name"), ()):
+            if isinstance(cfg, dict) and key in cfg:
+                del cfg[key]
+                changed = True
+    for graph in _all_configs(config):
+        if graph.get("class_name") in _MODELS and isinstance(graph.get("config"), dict):
+            changed |= _renumber_nested_calls(graph["config"])
+    return changed
+
+
+def _all_configs(obj) -> Iterator[dict]:
+    """Every dict with a ``class_name`` in a config, at any depth (wrapped layers and nested models included)."""
+    if isinstance(obj, dict):
+        if "class_name" in obj:
+            yield obj
+        for value in obj.values():
+            yield from _all_configs(value)
+    elif isinstance(obj, list):
+        for value in obj:
+            yield from _all_configs(value)
+
+
+def _renumber_nested_calls(graph: dict) -> bool:
+    layers = graph.get("layers")
+    if not isinstance(layers, list):
+        return False
+    nested = {layer.get("name") or layer.get("config", {}).get("name") for layer in layers
+              if layer.get("class_name") in _MODELS}
+    refs = []  # every [name, node_index, tensor_index, ...] list that points at a nested model
+
+    def collect(obj):
+        if isinstance(obj, list):
+            if len(obj) >= 3 and isinstance(obj[0], str) and obj[0] in nested and isinstance(obj[1], int):
+                refs.append(obj)
+            else:
+                for value in obj:
+                    collect(value)
+
+    for layer in layers:
+        collect(layer.get("inbound_nodes"))
+    collect(graph.get("input_layers"))
+    collect(graph.get("output_layers"))
+    first = {}
+    for ref in refs:
+        first[ref[0]] = min(first.get(ref[0], ref[1]), ref[1])
+    changed = False
+    for ref in refs:
+        if first[ref[0]]:
+            ref[1] -= first[ref[0]]
+            changed = True
+    return changed
 
 
 # -- errors -----------------------------------------------------------------------------------------------------------

@@ -48,4 +48,54 @@ np.save(here / "outputs_seq.npy", seq.predict(x[:4], verbose=0))
 xr = np.random.default_rng(1).normal(size=(4, 10)).astype("float32")
 np.save(here / "inputs_res.npy", xr)
 np.save(here / "outputs_res.npy", res.predict(xr, verbose=0))
+
+
+# --- more Keras 2 kinds users bring (added with issue 15): recurrent, nested, Lambda, custom layer, two heads -------
+# Each file is written with the inputs it was checked on and the outputs Keras 2 computed for them.
+
+
+class Sampling(layers.Layer):
+    """A VAE's sampling layer as users write it; deterministic here, so that outputs can be compared."""
+
+    def call(self, inputs):
+        mean, log_var = inputs
+        return mean + 0.0 * keras.backend.exp(0.5 * log_var)
+
+
+def save(name, model, x):
+    model.save(here / f"{name}_k2.h5")
+    np.save(here / f"inputs_{name}.npy", x)
+    out = model.predict(x, verbose=0)
+    np.savez(here / f"outputs_{name}.npz", *(out if isinstance(out, list) else [out]))
+
+
+rng = np.random.default_rng(2)
+xs = rng.normal(size=(4, 10, 2)).astype("float32")
+inp = keras.Input((10, 2), name="series")
+z = layers.LSTM(4, name="enc")(inp)
+h = layers.LSTM(4, return_sequences=True, name="dec")(layers.RepeatVector(10, name="repeat")(z))
+save("lstm_ae", keras.Model(inp, layers.TimeDistributed(layers.Dense(2), name="recon")(h), name="lstm_ae"), xs)
+
+xv = rng.normal(size=(4, 12)).astype("float32")
+encoder = keras.Sequential([layers.InputLayer(input_shape=(12,)), layers.Dense(8, activation="relu", name="e1"),
+                            layers.Dense(3, name="z")], name="encoder")
+decoder = keras.Sequential([layers.InputLayer(input_shape=(3,)), layers.Dense(8, activation="relu", name="d1"),
+                            layers.Dense(12, name="d2")], name="decoder")
+inp = keras.Input((12,), name="x")
+save("nested", keras.Model(inp, decoder(encoder(inp)), name="nested_ae"), xv)
+
+inp = keras.Input((12,), name="x")
+h = layers.Lambda(lambda t: t * 2.0, name="double")(layers.Dense(6, name="d")(inp))
+save("lambda", keras.Model(inp, layers.Dense(12, name="out")(layers.Dense(3, name="code")(h)), name="lam"), xv)
+
+inp = keras.Input((12,), name="x")
+h = layers.Dense(8, activation="relu", name="enc")(inp)
+zz = Sampling(name="z")([layers.Dense(2, name="z_mean")(h), layers.Dense(2, name="z_log_var")(h)])
+save("vae", keras.Model(inp, layers.Dense(12, activation="sigmoid", name="recon")(zz), name="vae"), xv)
+
+inp = keras.Input((12,), name="x")
+shared = layers.Dense(5, activation="relu", name="shared")(inp)
+heads = [layers.Dense(3, activation="softmax", name="kind")(shared),
+         layers.Dense(2, activation="softmax", name="level")(shared)]
+save("two_heads", keras.Model(inp, heads, name="two_heads"), xv)
 print("written", sorted(p.name for p in here.iterdir()))
