@@ -462,6 +462,8 @@ CORPUS = [
     Case("keras2_vae_hooks", "Keras 2 .h5, custom Sampling class from hooks.py",
          keras2("vae", "z", hooks=SAMPLING_HOOKS)),
     Case("keras2_two_heads", "Keras 2 .h5, two softmax heads", keras2("two_heads", "shared")),
+    Case("keras2_bilstm", "Keras 2 .h5, Bidirectional LSTM classifier", keras2("bilstm", "feat")),
+    Case("keras2_depthwise", "Keras 2 .h5, depthwise-separable conv block (MobileNet's)", keras2("depthwise", "gap")),
     Case("unregistered_layer", "custom layer class, no hooks.py", unregistered_layer_without_hooks,
          "the model uses a layer class 'Sampling' (layer 'z') that is not registered"),
     Case("lambda_untrusted", "Lambda with bytecode, no trust, no replacement", lambda_untrusted,

@@ -109,6 +109,8 @@ class Sampling(keras.layers.Layer):
     ("lambda", {"lambdas": {"double": lambda t: t * 2.0}}, False),  # ... or replaced, without trust
     ("vae", {"custom_objects": "Sampling"}, False),  # a custom layer class the project supplies
     ("two_heads", None, False),  # two softmax outputs
+    ("bilstm", None, False),  # Bidirectional(LSTM): Keras 2's time_major inside a wrapper
+    ("depthwise", None, False),  # MobileNet's depthwise-separable block: Keras 2's groups=1
 ])
 def test_more_keras2_kinds_split_exactly_on_every_head(name, objects, trust):
     """Keras 2 files of the kinds users bring (tests/data/keras2/make_models.py): every valid cut decodes every output

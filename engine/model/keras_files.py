@@ -274,7 +274,8 @@ def with_replacements(path: Path, config: FileConfig | None, objects: ModelObjec
 
 #: Arguments Keras 2 layers saved that Keras 3 refuses ("Unrecognized keyword arguments"), by layer class.
 _KERAS2_ONLY = {"LSTM": ("time_major",), "GRU": ("time_major",), "SimpleRNN": ("time_major",),
-                "RNN": ("time_major",), "ConvLSTM2D": ("time_major",)}
+                "RNN": ("time_major",), "ConvLSTM2D": ("time_major",), "DepthwiseConv2D": ("groups",),
+                "DepthwiseConv1D": ("groups",)}
 _MODELS = ("Sequential", "Functional", "Model")
 
 
@@ -282,7 +283,7 @@ def keras2_fixes(config: dict) -> bool:
     """Fix, in place, what a Keras 2 architecture says that Keras 3 reads differently; True when anything changed.
 
     * arguments Keras 3 no longer takes (``time_major`` of recurrent layers, also inside ``Bidirectional`` and
-      ``TimeDistributed``);
+      ``TimeDistributed``; ``groups`` of depthwise convolutions, which MobileNet's have);
     * node indices of nested models: Keras 2 gave a nested model built on its own ``Input`` a node 0 of its own,
       so the outer graph calls it as node 1, 2...; Keras 3 numbers its calls from 0. The references of every
       functional graph (inbound nodes, input and output layers) to a nested model are shifted so that its first

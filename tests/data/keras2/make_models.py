@@ -98,4 +98,16 @@ shared = layers.Dense(5, activation="relu", name="shared")(inp)
 heads = [layers.Dense(3, activation="softmax", name="kind")(shared),
          layers.Dense(2, activation="softmax", name="level")(shared)]
 save("two_heads", keras.Model(inp, heads, name="two_heads"), xv)
+xb = rng.normal(size=(4, 8, 3)).astype("float32")
+inp = keras.Input((8, 3), name="series")
+h = layers.Bidirectional(layers.LSTM(4), name="bilstm")(inp)
+save("bilstm", keras.Model(inp, layers.Dense(3, activation="softmax", name="probs")(
+    layers.Dense(5, activation="relu", name="feat")(h)), name="bilstm_clf"), xb)
+
+xd = rng.random((4, 12, 12, 3)).astype("float32")
+inp = keras.Input((12, 12, 3), name="rgb")
+h = layers.DepthwiseConv2D(3, padding="same", name="depthwise")(inp)  # MobileNet's block: Keras 2 saves groups=1
+h = layers.ReLU(6.0, name="relu6")(layers.BatchNormalization(name="bn")(layers.Conv2D(8, 1, name="pointwise")(h)))
+save("depthwise", keras.Model(inp, layers.Dense(4, activation="softmax", name="probs")(
+    layers.GlobalAveragePooling2D(name="gap")(h)), name="separable"), xd)
 print("written", sorted(p.name for p in here.iterdir()))
