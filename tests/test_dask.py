@@ -328,7 +328,7 @@ def test_one_frame_rendered_from_a_dask_dataframe_is_the_in_memory_picture(clien
         embedding_frame(emb, np.zeros(10, int))
 
 
-def test_an_inspection_reads_a_store_propagated_on_the_cluster(client, data, tmp_path):
+def test_an_inspection_reads_a_store_propagated_on_the_cluster(client, data, tmp_path, monkeypatch):
     """``latent-inspector propagate --dask`` leaves a Zarr store in the cache; an Inspection (the dashboard's) then
     reads it chunk by chunk rather than propagating again in its own process, and gives the in-memory result."""
     from engine.data.project import load_project
@@ -353,6 +353,17 @@ def test_an_inspection_reads_a_store_propagated_on_the_cluster(client, data, tmp
                                rtol=0, atol=1e-4)
     assert d.output.shape == (16, 16, 1) and d.nearest == 7
     assert insp.quality.n_samples == 3000 and insp.quality.inverse == "exact"
+
+    # the dashboard opens the project out of core: its store's inspection reads the same Zarr store
+    from dashboard.inspector.state import Inspector
+
+    monkeypatch.setenv("LATENT_INSPECTOR_PROJECTS", str(tmp_path / "projects"))
+    monkeypatch.setenv("LATENT_INSPECTOR_CACHE", str(tmp_path / "cache"))
+    store = Inspector(project="conv")
+    assert store.error == "", store.error
+    assert store.inspection.out_of_core and isinstance(store.inspection.activations, Stored)
+    assert store.decode_at(*insp.embedding[7]).nearest == 7
+    assert not any((tmp_path / "cache" / "activations").glob("*.npy"))
 
     # UMAP fitted on a sample, every chunk embedded by the workers: each worker then holds umap-learn and its numba
     # code beside TensorFlow, more than the 1.5 GiB workers above keep below the 80 % at which they are paused
