@@ -69,9 +69,9 @@ def cmd_info(args) -> int:
     print(f"model     {project.model_path.name}  sha256:{project.model_hash()}")
     hooks = project.hooks_path
     if hooks is not None:
-        used = [name for name in ("preprocess", "custom_objects", "lambdas", "views")
-                if getattr(project.hooks(), name, None) is not None]
-        print(f"hooks     {hooks.name}: {', '.join(used) or 'none of preprocess, custom_objects, lambdas, views'}")
+        from engine.data.project import HOOK_NAMES
+
+        print(f"hooks     {hooks.name}: {', '.join(project.hooks_defined()) or 'none of ' + ', '.join(HOOK_NAMES)}")
     model = project.model()
     for name, shape, dtype in input_specs(model):
         print(f"expects   samples of shape {shape} {dtype} (input {name!r})")

@@ -76,9 +76,10 @@ def check_project(project, rows: int = 32) -> list[Finding]:
 
     hooks = project.hooks_path
     if hooks is not None:
-        names = ("preprocess", "custom_objects", "lambdas", "views")
-        used = [n for n in names if getattr(project.hooks(), n, None)]
-        what = ", ".join(used) if used else "none of " + ", ".join(names)
+        from engine.data.project import HOOK_NAMES
+
+        used = project.hooks_defined()
+        what = ", ".join(used) if used else "none of " + ", ".join(HOOK_NAMES)
         found.append(Finding("info", "hooks", f"{hooks.name} defines {what}"))
     if project.input_scale is not None:
         found.append(Finding("info", "inputs", f"input_scale = {project.input_scale:g}: inputs are divided by it "

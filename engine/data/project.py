@@ -27,10 +27,14 @@ from engine.errors import DataError, ProjectError
 from engine.model import MODEL_SUFFIXES, load_model_cached, model_hash, require_single_input
 from engine.model.keras_files import ModelObjects
 
-__all__ = ["VIEW_KINDS", "Project", "ViewSpec", "list_projects", "load_project", "project_dir", "projects_root"]
+__all__ = ["HOOK_NAMES", "VIEW_KINDS", "Project", "ViewSpec", "list_projects", "load_project", "project_dir",
+           "projects_root"]
 
 #: A project name: one folder name (no separator, no leading dot), at most 255 characters as file systems allow.
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,254}")
+
+#: The names a project's ``hooks.py`` may define (:meth:`Project.hooks`).
+HOOK_NAMES = ("preprocess", "custom_objects", "lambdas", "views")
 
 _MANIFEST_KEYS = {
     "title": str,
@@ -472,6 +476,11 @@ class Project:
             return None
         return ModelObjects(found.get("custom_objects", {}), found.get("lambdas", {}), origin=str(self.hooks_path),
                             key=file_hash(self.hooks_path, 16))
+
+    def hooks_defined(self) -> list[str]:
+        """Which of the names Latent Inspector reads (:data:`HOOK_NAMES`) the project's ``hooks.py`` defines."""
+        hooks = self.hooks()
+        return [] if hooks is None else [name for name in HOOK_NAMES if getattr(hooks, name, None) is not None]
 
     def preprocess(self):
         """What every input batch goes through before the model, or None: division by the manifest's
