@@ -114,17 +114,18 @@ def shared_probe(key: tuple):
 PROBE_COLORS = ("prediction", "misclassified")
 #: Categories of the "misclassified" colouring.
 AGREES, DISAGREES = "probe agrees with label", "misclassified"
-#: The plot tables with a probe's columns, kept while their inspection lives.
-_PROBE_TABLES = ObjectMemo(max_items=2, name="plot tables with a probe's columns")
+#: The plot tables with prediction columns (the model's, a probe's), kept while their inspection lives.
+_PREDICTION_TABLES = ObjectMemo(max_items=2, name="plot tables with prediction columns")
 
 
 def plot_table(inspection, probe=None):
-    """The plot's table of ``inspection`` (its ``frame``: x, y, categorical label); with a ``probe``, a copy with
-    the probe's predicted class of each sample and, with labels, whether it agrees with the label. Made once per
-    inspection and probe, and shared by the sessions showing them."""
+    """The plot's table of ``inspection`` (its ``frame``: x, y, categorical label); a copy with the model's predicted
+    class at each output of class scores (:func:`output_colors`) and, with a ``probe``, the probe's predicted class
+    of each sample and, with labels, whether it agrees with the label. Made once per inspection and probe, and shared
+    by the sessions showing them."""
     if probe is None and not output_colors(inspection):
         return inspection.frame
-    return _PROBE_TABLES.get(inspection, probe, lambda: _with_probe(inspection, probe))
+    return _PREDICTION_TABLES.get(inspection, probe, lambda: _with_predictions(inspection, probe))
 
 
 def output_colors(inspection) -> dict[str, str]:
@@ -135,7 +136,7 @@ def output_colors(inspection) -> dict[str, str]:
     return {"model prediction" if single else f"prediction of {name}": name for name in scored}
 
 
-def _with_probe(inspection, probe):
+def _with_predictions(inspection, probe):
     import pandas as pd
 
     frame = inspection.frame.copy(deep=False)
