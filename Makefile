@@ -7,6 +7,9 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 PROJECT ?= mnist
 PORT   ?= 5006
+# PyTorch's CPU build (a plain `torch` requirement takes a CUDA build of several GB); on a GPU node set
+# TORCH_SPEC to the CUDA build you want, e.g. make setup TORCH_SPEC='torch --index-url https://download.pytorch.org/whl/cu126'
+TORCH_SPEC ?= torch==2.13.0
 export NUMBA_CACHE_DIR := $(CURDIR)/.cache/numba
 
 .PHONY: setup run info test test-fast lint chromium bench clean
@@ -16,7 +19,8 @@ setup: $(STAMP)
 $(STAMP): pyproject.toml
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[cpu,test]'
+	$(BIN)/python -m pip install --quiet $(TORCH_SPEC)
+	$(BIN)/python -m pip install --quiet -e '.[cpu,torch,onnx,test]'
 	touch $(STAMP)
 
 # Browser tests drive Debian's chromium (Playwright cannot download browsers here).

@@ -13,8 +13,9 @@ from engine.data.generated import GeneratedDataset, Record
 from engine.data.project import load_project
 from engine.errors import DataError, ModelError, ProjectError
 from engine.explore.probe import finetune_probe
-from engine.model import Split, load_model
+from engine.model import load_model
 from engine.model.finetune import decode_with, finetune_suffix, model_versions
+from engine.model.keras import Split
 
 
 def _record(project, z, label) -> Record:

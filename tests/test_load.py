@@ -163,7 +163,7 @@ def test_a_closed_session_releases_its_store_and_drops_its_queued_work(tmp_path,
         other_work.set()
         pool.submit(ran.append, True).result(timeout=120)  # the worker has run whatever was left in its queue
         assert ran
-        loaded = [key for key in engine.model.keras.LOADED_MODELS.keys() if key[0].startswith(str(root.resolve()))]
+        loaded = [key for key in engine.model.LOADED_MODELS.keys() if key[0].startswith(str(root.resolve()))]
         built = [r for r in [*INSPECTIONS.keys(), *INSPECTIONS.building]
                  if Path(r.root).resolve() == root.resolve()]
         assert not loaded and not built, f"the closed session's work was run: {loaded or built}"

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from engine.errors import CutError, ModelError
-from engine.model import Split, list_layers, load_model, split
+from engine.model import list_layers, load_model, split
+from engine.model.keras import Split
 
 KINDS = ["sequential", "conv2d", "conv1d", "residual", "nested", "unet"]
 KERAS2 = Path(__file__).parent / "data" / "keras2"

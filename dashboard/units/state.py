@@ -147,10 +147,10 @@ class Units(TabState):
         if project is None or self.layer is None:
             self.shape = ()
             return
-        from engine.explore.featurevis import layer_shape
+        from engine.explore.featurevis import unit_shape
 
         try:
-            shape = layer_shape(project.model(), self.layer)
+            shape = unit_shape(project.model(), self.layer)
         except InspectorError as exc:
             self.error = str(exc)
             return
@@ -222,10 +222,10 @@ class Units(TabState):
 
     def objective_(self):
         """The engine's :class:`~engine.explore.featurevis.Objective` for the current choices."""
-        from engine.explore.featurevis import DeepDream, Objective, Unit, layer_shape, unit_at
+        from engine.explore.featurevis import DeepDream, Objective, Unit, unit_at, unit_shape
 
         if self.objective == "output":
-            shape = layer_shape(self.inspector.project_obj.model(), None)
+            shape = unit_shape(self.inspector.project_obj.model(), None)
             return Objective.sum([(1.0, unit_at(None, shape, self.output_index))])
         if self.objective == "deepdream":
             return Objective.sum([(1.0, DeepDream(self.layer))])

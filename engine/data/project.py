@@ -25,7 +25,7 @@ from engine.data.files import file_hash
 from engine.data.views import VIEW_KINDS, ViewSpec, check_view, infer_view
 from engine.errors import DataError, ProjectError
 from engine.model import MODEL_SUFFIXES, load_model_cached, model_hash, require_single_input
-from engine.model.keras_files import ModelObjects
+from engine.model.base import ModelObjects
 
 __all__ = ["HOOK_NAMES", "VIEW_KINDS", "Project", "ViewSpec", "list_projects", "load_project", "project_dir",
            "projects_root"]
@@ -34,7 +34,7 @@ __all__ = ["HOOK_NAMES", "VIEW_KINDS", "Project", "ViewSpec", "list_projects", "
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,254}")
 
 #: The names a project's ``hooks.py`` may define (:meth:`Project.hooks`).
-HOOK_NAMES = ("preprocess", "custom_objects", "lambdas", "views")
+HOOK_NAMES = ("preprocess", "custom_objects", "lambdas", "views", "build_model", "example_input")
 
 _MANIFEST_KEYS = {
     "title": str,
@@ -313,9 +313,9 @@ class Project:
     # -- model ----------------------------------------------------------------------------------------------------
 
     def model(self):
-        """The Keras model, loaded once per process. The manifest's ``default_layer`` is checked against it: a
-        layer that does not exist, or where the model cannot be cut, raises :class:`ProjectError` naming the
-        valid layers, rather than another layer being shown in its place."""
+        """The model (of whichever framework its file is), loaded once per process. The manifest's
+        ``default_layer`` is checked against it: a layer that does not exist, or where the model cannot be cut, raises
+        :class:`ProjectError` naming the valid layers, rather than another layer being shown in its place."""
         model = load_model_cached(self.model_path, trust=self.trust_model, objects=self.model_objects())
         require_single_input(model)
         if self.default_layer is not None and not getattr(self, "_layer_checked", False):
@@ -442,22 +442,30 @@ class Project:
 
             spec = importlib.util.spec_from_file_location(f"latent_inspector_hooks_{self.name}", real)
             module = importlib.util.module_from_spec(spec)
+            import sys
+
+            written = sys.dont_write_bytecode
+            sys.dont_write_bytecode = True  # no __pycache__ in the user's project folder
             try:
                 spec.loader.exec_module(module)
             except Exception as exc:
                 raise ProjectError(f"{path}: the project's hooks failed to load ({type(exc).__name__}: {exc})") from exc
+            finally:
+                sys.dont_write_bytecode = written
             self._hooks = module
         return self._hooks
 
     def model_objects(self) -> ModelObjects | None:
         """What the project's ``hooks.py`` supplies to load its model, or None: ``custom_objects`` (a dict of name
         to class or function: custom layers, activations, functions a Lambda names) and ``lambdas`` (a dict of
-        Lambda layer name to a replacement function, used instead of the bytecode in the file).
+        Lambda layer name to a replacement function, used instead of the bytecode in the file) for Keras;
+        ``build_model()`` (the ``torch.nn.Module`` a state dict is loaded into) and ``example_input()`` (a batch to
+        trace it with; default: the project's first samples after ``preprocess``) for PyTorch.
 
         Raises
         ------
         ProjectError
-            Either is not a dict of names to classes or functions.
+            A dict that is not of names to classes or functions, or a hook that is not a function.
         """
         hooks = self.hooks()
         if hooks is None:
@@ -472,10 +480,26 @@ class Project:
                 raise ProjectError(f"{self.hooks_path}: {name} must be a dict of names to classes or functions, "
                                    f"such as {name} = {example}; got {_short(value)}")
             found[name] = dict(value)
+        for name in ("build_model", "example_input"):
+            value = getattr(hooks, name, None)
+            if value is None:
+                continue
+            if not callable(value):
+                raise ProjectError(f"{self.hooks_path}: {name} must be a function of no arguments; got {_short(value)}")
+            found[name] = value
         if not found:
             return None
-        return ModelObjects(found.get("custom_objects", {}), found.get("lambdas", {}), origin=str(self.hooks_path),
+        if "build_model" in found and "example_input" not in found and self.inputs_path is not None:
+            found["example_input"] = self._example_input
+        return ModelObjects(found.get("custom_objects", {}), found.get("lambdas", {}), found.get("build_model"),
+                            found.get("example_input"), origin=str(self.hooks_path),
                             key=file_hash(self.hooks_path, 16))
+
+    def _example_input(self):
+        """The project's first two samples as the model takes them (after ``preprocess``): a batch to trace with."""
+        batch = np.asarray(self.inputs()[:2])
+        fn = self.preprocess()
+        return np.asarray(fn(batch)) if fn is not None else batch
 
     def hooks_defined(self) -> list[str]:
         """Which of the names Latent Inspector reads (:data:`HOOK_NAMES`) the project's ``hooks.py`` defines."""

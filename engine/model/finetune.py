@@ -4,9 +4,10 @@ A generated dataset pairs activations at one layer with the user's labels; it ho
 learn from it is what reads that layer:
 
 * :func:`finetune_suffix`, for a model whose output is a vector of class probabilities: the suffix after the layer
-  is trained with Keras on (activation, user label as class code). The suffix of :class:`~engine.model.Split` is
-  built from the model's own layer objects, so training it updates those layers inside a freshly loaded copy of
-  the whole model, which is then saved as a new version ``<project>/models/<stem>-<YYYYmmddTHHMMSS>.keras`` (UTC).
+  is trained by the model's framework (:meth:`engine.model.Framework.train_suffix`: Keras ``fit``, a PyTorch Adam loop)
+  on (activation, user label as class code). The suffix of a :class:`~engine.model.Split` shares the model's own
+  weights, so training it updates them inside a freshly loaded copy of the whole model, which is then saved as a new
+  version ``<project>/models/<stem>-<YYYYmmddTHHMMSS>.keras`` (``.pt2`` for PyTorch; UTC). ONNX files are refused.
   The prefix is untouched (layers it shares with the suffix are frozen), so the layer's activations, the
   projection and the records stay valid for the new version. The original file is never written.
 * :func:`engine.explore.probe.finetune_probe`, for any model (an autoencoder's output is an image, not a class):
@@ -31,9 +32,8 @@ from engine.data.files import atomic_path
 from engine.data.generated import GeneratedDataset
 from engine.data.project import load_project
 from engine.errors import DataError, ModelError, ProjectError
-from engine.model import Split, load_model, load_model_cached, split
-from engine.model.keras import keras as keras_module
-from engine.progress import ProgressFn, report
+from engine.model import MODEL_SUFFIXES, framework_for, load_model, load_model_cached, split
+from engine.progress import ProgressFn
 
 __all__ = [
     "FineTuneResult",
@@ -54,7 +54,7 @@ class FineTuneResult:
     Attributes
     ----------
     path : Path
-        The new model version (``<project>/models/<stem>-<YYYYmmddTHHMMSS>.keras``).
+        The new model version (``<project>/models/<stem>-<YYYYmmddTHHMMSS>.keras``, or ``.pt2``).
     layer : str
         The layer whose suffix was trained.
     classes : tuple of str
@@ -142,22 +142,23 @@ def _base_stem(path: Path) -> str:
     return m.group("stem") if m else path.stem
 
 
-def _save_version(model, project) -> Path:
+def _save_version(model, project, framework) -> Path:
     """Save ``model`` as a new file in ``<project>/models/``, under a name no file has (written whole or not at all;
     a name taken meanwhile, by another session in the same second, moves on to the next)."""
     folder = project.path / "models"
     stem = f"{_base_stem(project.model_path)}-{datetime.now(UTC).strftime(_STAMP)}"
     for n in range(1, 1000):
-        path = folder / (f"{stem}.keras" if n == 1 else f"{stem}-{n}.keras")
+        ext = framework.version_suffix
+        path = folder / (f"{stem}{ext}" if n == 1 else f"{stem}-{n}{ext}")
         if path.exists():
             continue
         try:
             with atomic_path(path, replace=False) as tmp:
-                model.save(tmp)
+                framework.save(model, tmp)
         except FileExistsError:
             continue
         return path
-    raise ProjectError(f"{folder}: could not find a free name for {stem}.keras")
+    raise ProjectError(f"{folder}: could not find a free name for {stem}{framework.version_suffix}")
 
 
 def finetune_suffix(project, dataset, *, epochs: int = 3, learning_rate: float = 1e-3, batch_size: int = 32,
@@ -210,11 +211,15 @@ def finetune_suffix(project, dataset, *, epochs: int = 3, learning_rate: float =
     ds = GeneratedDataset.with_records(project, dataset)
     layer = ds.manifest()["layer"]
     where = f"{ds.path}: dataset {ds.name!r}"
-    keras = keras_module()
+    framework = framework_for(project.model_path)
+    if not framework.trainable:
+        raise ModelError(f"{project.model_path.name}: {framework.title} files hold an inference graph without training "
+                         "support, so the suffix cannot be fine-tuned here; fine-tune the model in the framework that "
+                         "exported it, or fine-tune the probe (finetune_probe)")
 
     # a private copy: the cached one stays as is
     model = load_model(project.model_path, trust=project.trust_model, objects=project.model_objects())
-    s = Split(model, layer)
+    s = framework.split(model, layer)
     if len(s.output_shape) != 1 or s.output_shape[0] is None or s.output_shape[0] < 2:
         raise ModelError(
             f"project {project.name!r}: the model's output has shape {s.output_shape}, not a vector of class "
@@ -230,39 +235,20 @@ def finetune_suffix(project, dataset, *, epochs: int = 3, learning_rate: float =
             f"{where}: activations have shape {z.shape[1:]}, but layer {layer!r} of {project.model_path.name} "
             f"has shape {s.latent_shape}"
         )
-    before = np.asarray(s.suffix(z, training=False))
+    before = s.decode_heads(z)[0]
     if before.min() < -1e-6 or before.max() > 1 + 1e-6 or not np.allclose(before.sum(axis=1), 1.0, atol=1e-3):
         raise ModelError(
             f"project {project.name!r}: the model's outputs do not sum to 1 (not softmax class probabilities), so "
             "its suffix cannot be trained on labels with cross-entropy; fine-tune the probe instead (finetune_probe)"
         )
     loss_before, acc_before = _scores(before, y)
-
-    prefix_layers = {id(layer_) for layer_ in s.prefix.layers}
-    frozen = []
-    for layer_ in s.suffix.layers:
-        shared = id(layer_) in prefix_layers
-        bn = freeze_batchnorm and isinstance(layer_, keras.layers.BatchNormalization)
-        if (shared or bn) and layer_.trainable:
-            layer_.trainable = False
-            frozen.append(layer_)
-    callbacks = []
-    if progress is not None:
-        callbacks.append(keras.callbacks.LambdaCallback(
-            on_epoch_end=lambda epoch, logs: report(progress, "training", epoch + 1, epochs)))
-    try:
-        s.suffix.compile(optimizer=keras.optimizers.Adam(learning_rate), loss="sparse_categorical_crossentropy",
-                         jit_compile=False)
-        history = s.suffix.fit(z, y, epochs=epochs, batch_size=batch_size, shuffle=True, verbose=0,
-                               callbacks=callbacks)
-    finally:
-        for layer_ in frozen:
-            layer_.trainable = True
-    after = np.asarray(s.suffix(z, training=False))
+    history = framework.train_suffix(s, z, y, epochs=epochs, learning_rate=learning_rate, batch_size=batch_size,
+                                     freeze_batchnorm=freeze_batchnorm, progress=progress)
+    after = s.decode_heads(z)[0]
     loss_after, acc_after = _scores(after, y)
-    path = _save_version(model, project)
+    path = _save_version(model, project, framework)
     return FineTuneResult(
-        path=path, layer=layer, classes=classes, history=[float(v) for v in history.history["loss"]],
+        path=path, layer=layer, classes=classes, history=[float(v) for v in history],
         loss_before=loss_before, loss_after=loss_after, accuracy_before=acc_before, accuracy_after=acc_after,
         n_records=len(records), skipped=skipped,
     )
@@ -272,7 +258,8 @@ def finetune_suffix(project, dataset, *, epochs: int = 3, learning_rate: float =
 
 
 def model_versions(project) -> list[ModelVersion]:
-    """The project's original model file, then its saved versions (``models/*.keras``), oldest first.
+    """The project's original model file, then its saved versions (``models/<stem>-<stamp>.keras`` or ``.pt2``),
+    oldest first.
 
     Example
     -------
@@ -286,7 +273,7 @@ def model_versions(project) -> list[ModelVersion]:
         versions = []
         for p in folder.iterdir():
             m = _VERSION.match(p.stem)
-            if p.is_file() and p.suffix == ".keras" and not p.name.startswith(".") and m:
+            if p.is_file() and p.suffix.lower() in MODEL_SUFFIXES and not p.name.startswith(".") and m:
                 created = datetime.strptime(m.group("stamp"), _STAMP).replace(tzinfo=UTC)
                 versions.append((created, int(m.group("n") or 1), p))
         out += [ModelVersion(p, p.name, False, created) for created, _, p in sorted(versions)]

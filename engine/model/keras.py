@@ -36,8 +36,9 @@ from types import ModuleType
 import numpy as np
 
 from engine.errors import CutError, ModelError, UnitError
-from engine.memo import Memo, ObjectMemo
-from engine.model.base import LayerInfo
+from engine.memo import ObjectMemo
+from engine.model import base
+from engine.model.base import Ascent, Features, Framework, LayerInfo, Term
 from engine.model.keras_files import (
     ModelObjects,
     check_container,
@@ -48,7 +49,10 @@ from engine.model.keras_files import (
 )
 
 __all__ = [
+    "FRAMEWORK",
     "GRAPH_LOCK",
+    "Keras",
+    "KerasFeatures",
     "MODEL_SUFFIXES",
     "Split",
     "conform_batch",
@@ -56,11 +60,11 @@ __all__ = [
     "find_entry",
     "flat_graph",
     "input_specs",
+    "backend",
     "keras",
     "layer_shape",
     "list_layers",
     "load_model",
-    "load_model_cached",
     "model_label",
     "output_specs",
     "require_single_input",
@@ -107,9 +111,18 @@ def _init_devices(tf) -> None:
     tf.config.list_logical_devices()
 
 
+def backend() -> str:
+    """Keras' backend: ``tensorflow`` (the default), or ``torch`` or ``jax`` as ``KERAS_BACKEND`` sets it."""
+    if "keras" in sys.modules:
+        return sys.modules["keras"].backend.backend()
+    return os.environ.get("KERAS_BACKEND", "tensorflow")
+
+
 def keras() -> ModuleType:
-    """The ``keras`` module (Keras 3 on the TensorFlow backend), imported on first use."""
-    tensorflow()
+    """The ``keras`` module, imported on first use: Keras 3 on the TensorFlow backend, or on the backend
+    ``KERAS_BACKEND`` names (``torch`` runs the bundled Keras models where only PyTorch is installed, on its GPU)."""
+    if backend() == "tensorflow":
+        tensorflow()
     return _quiet_import("keras")
 
 
@@ -181,21 +194,6 @@ def load_model(path, *, trust: bool = False, objects: ModelObjects | None = None
 def model_label(model) -> str:
     """How messages name a model: its file (``'ae.keras'``), else Keras' name of it."""
     return getattr(model, "latent_inspector_file", None) or model.name
-
-
-#: Models loaded by :func:`load_model_cached`, by file, content, trust setting and the project's objects: the
-#: process-wide memo of model files (a long-running server sees several projects and fine-tuned versions).
-LOADED_MODELS = Memo(max_items=8, name="loaded Keras models")
-
-
-def load_model_cached(path, *, trust: bool = False, objects: ModelObjects | None = None):
-    """:func:`load_model`, once per process for a given file content, trust setting and project objects (the 8
-    most recent kept)."""
-    path = Path(path).resolve()
-    stat = path.stat() if path.exists() else None
-    key = (str(path), stat.st_mtime_ns if stat else None, stat.st_size if stat else None, trust,
-           objects.key if objects else None)
-    return LOADED_MODELS.get(key, lambda: load_model(path, trust=trust, objects=objects))
 
 
 # -- the flat graph ---------------------------------------------------------------------------------------------------
@@ -461,8 +459,9 @@ def _nearby_cuts(model, layer: str) -> str:
             + (f", such as {near}" if near else ""))
 
 
-class Split:
-    """A model cut at one layer: ``suffix(prefix(x)) == model(x)``.
+class Split(base.Split):
+    """A Keras model cut at one layer: ``suffix(prefix(x)) == model(x)``; ``prefix`` and ``suffix`` are Keras models
+    built over the flat graph's tensors, run as compiled functions of fixed signature.
 
     Parameters
     ----------
@@ -502,71 +501,45 @@ class Split:
                 self.suffix = K.Model(z, z, name=f"suffix_{entry.layer.name}")
             else:
                 self.suffix = K.Model(cut, outputs, name=f"suffix_{entry.layer.name}")
+        self.framework = FRAMEWORK
         self.model = model
         self.layer = layer
         self.latent_shape = tuple(int(d) for d in cut.shape[1:])
         self.input_shape = tuple(int(d) if d is not None else None for d in graph.inputs[0].shape[1:])
         self.input_dtype = str(graph.inputs[0].dtype)
         producer = {id(t): e for e in graph.entries if not e.alias for t in e.outputs}
-        #: One name per output of the model (the layer that produces it), in the model's order.
         self.output_names = tuple(producer[id(t)].name if id(t) in producer else f"output_{i}"
                                   for i, t in enumerate(graph.outputs))
-        #: Per-sample shape of each output.
         self.output_shapes = tuple(tuple(int(d) if d is not None else None for d in t.shape[1:])
                                    for t in graph.outputs)
-        self.output_shape = self.output_shapes[0]
-        self._encode = self._decode = None
-
-    @property
-    def latent_size(self) -> int:
-        return int(np.prod(self.latent_shape, dtype=np.int64))
+        self._encoder = self._decoder = None
 
     def _compile(self):
+        if self._encoder is not None:
+            return
+        if backend() != "tensorflow":  # Keras on PyTorch or JAX: the models' own calls, converted at the edge
+            K = keras()
+            prefix, suffix = self.prefix, self.suffix
+            self._decoder = lambda z: _to_numpy(K, suffix(z, training=False))
+            self._encoder = lambda x: _to_numpy(K, prefix(x, training=False))
+            return
         tf = tensorflow()
 
         with GRAPH_LOCK:
-            if self._encode is None:
+            if self._encoder is None:
                 prefix, suffix = self.prefix, self.suffix
                 in_spec = tf.TensorSpec((None, *self.input_shape), self.input_dtype)
                 z_spec = tf.TensorSpec((None, *self.latent_shape), tf.float32)
-                self._encode = tf.function(lambda x: prefix(x, training=False), input_signature=[in_spec])
-                self._decode = tf.function(lambda z: suffix(z, training=False), input_signature=[z_spec])
+                self._encoder = tf.function(lambda x: prefix(x, training=False), input_signature=[in_spec])
+                self._decoder = tf.function(lambda z: suffix(z, training=False), input_signature=[z_spec])
 
-    def encode(self, x) -> np.ndarray:
-        """Activations at the cut for a batch of inputs (inference mode), float32."""
+    def _encode(self, x: np.ndarray) -> np.ndarray:
         self._compile()
-        x = np.asarray(x)
-        if x.shape[1:] != self.input_shape and None not in self.input_shape:
-            raise ModelError(
-                f"model {model_label(self.model)!r} expects samples of shape {self.input_shape}, got samples of shape "
-                f"{x.shape[1:]} ({len(x):,} in this batch)"
-            )
-        return np.asarray(self._encode(x.astype(self.input_dtype, copy=False)))
+        return np.asarray(self._encoder(x))
 
-    def decode(self, z):
-        """Model outputs for a batch of activations at the cut (inference mode); one compiled call.
-
-        Returns
-        -------
-        numpy.ndarray, or list of numpy.ndarray
-            The output; for a model with several outputs, one array per output in :attr:`output_names` order
-            (as Keras returns them). :meth:`decode_heads` always returns the list.
-        """
-        heads = self.decode_heads(z)
-        return heads[0] if len(heads) == 1 else heads
-
-    def decode_heads(self, z) -> list[np.ndarray]:
-        """Every output of the model for a batch of activations at the cut, one array per output."""
+    def _decode(self, z: np.ndarray) -> list[np.ndarray]:
         self._compile()
-        z = np.asarray(z, dtype=np.float32)
-        if z.shape[1:] != self.latent_shape:
-            if z.ndim == 2 and z.shape[1] == self.latent_size:
-                z = z.reshape((len(z), *self.latent_shape))
-            else:
-                raise ModelError(
-                    f"layer {self.layer!r} has activations of shape {self.latent_shape} per sample, got {z.shape[1:]}"
-                )
-        out = self._decode(z)
+        out = self._decoder(z)
         return [np.asarray(t) for t in out] if isinstance(out, (list, tuple)) else [np.asarray(out)]
 
 
@@ -626,3 +599,207 @@ def conform_batch(batch: np.ndarray, extractor) -> np.ndarray:
                              f"{tuple(batch.shape)}")
         batch = batch.reshape((len(batch), *want))
     return batch.astype(np.float32, copy=False)
+
+
+# -- reading any layer, gradients ---------------------------------------------------------------------------------
+
+
+def _to_numpy(K, out):
+    if isinstance(out, (list, tuple)):
+        return [K.ops.convert_to_numpy(t) for t in out]
+    return K.ops.convert_to_numpy(out)
+
+
+class KerasFeatures(Features):
+    """Any layers' outputs of a Keras model through a feature extractor over its flat graph, one compiled call per
+    batch; gradients through ``tf.GradientTape``."""
+
+    def __init__(self, model, layers: tuple):
+        self.model, self.layers = model, tuple(layers)
+        self.extractor = feature_extractor(model, self.layers)
+        self.input_shape = tuple(int(d) if d is not None else None for d in self.extractor.inputs[0].shape[1:])
+        self._run = None
+
+    def __call__(self, x) -> list[np.ndarray]:
+        if backend() != "tensorflow":
+            K = keras()
+            out = _to_numpy(K, self.extractor(self.conform(x), training=False))
+            out = out if isinstance(out, list) else [out]
+            return [np.asarray(t, dtype=np.float32) for t in out]
+        tf = tensorflow()
+        if self._run is None:
+            extractor = self.extractor
+            spec = tf.TensorSpec((None, *self.extractor.inputs[0].shape[1:]), self.extractor.inputs[0].dtype)
+            self._run = tf.function(lambda b: extractor(b, training=False), input_signature=[spec])
+        out = self._run(self.conform(x))
+        out = out if isinstance(out, (list, tuple)) else [out]
+        return [np.asarray(t, dtype=np.float32) for t in out]
+
+    def ascent(self, terms: tuple[Term, ...], spatial_axes: tuple) -> Ascent:
+        if backend() != "tensorflow":
+            raise ModelError(f"activation maximization of a Keras model runs on Keras' TensorFlow backend; this "
+                             f"process runs Keras on {backend()!r} (KERAS_BACKEND)")
+        return _KerasAscent(self, terms, spatial_axes)
+
+
+class _KerasAscent(Ascent):
+    def __init__(self, features: KerasFeatures, terms, spatial_axes):
+        tf = tensorflow()
+        extractor = features.extractor
+        input_shape = tuple(int(d) for d in features.input_shape)
+        batch_axes = [a + 1 for a in spatial_axes]
+
+        def value(x):
+            outs = extractor(x, training=False)
+            outs = outs if isinstance(outs, (list, tuple)) else [outs]
+            total = 0.0
+            for t in terms:
+                a = tf.cast(outs[t.layer], tf.float32)
+                if t.kind == "square":
+                    v = tf.reduce_mean(tf.reshape(a * a, (tf.shape(a)[0], -1)), axis=1)
+                elif t.kind == "unit" and t.position is None:
+                    v = a[:, t.channel]
+                elif t.kind == "unit":
+                    v = a[(slice(None), *t.position, t.channel)]
+                else:
+                    v = tf.reduce_mean(tf.reshape(a[..., t.channel], (tf.shape(a)[0], -1)), axis=1)
+                total = total + t.weight * v
+            return total
+
+        def tv_of(u):
+            total = tf.constant(0.0)
+            for a in batch_axes:
+                ahead = [slice(None)] * (len(input_shape) + 1)
+                behind = list(ahead)
+                ahead[a], behind[a] = slice(1, None), slice(None, -1)
+                total = total + tf.reduce_mean(tf.abs(u[tuple(ahead)] - u[tuple(behind)]))
+            return total
+
+        sample = tf.TensorSpec((1, *input_shape), tf.float32)
+        scalar = tf.TensorSpec((), tf.float32)
+
+        @tf.function(input_signature=[sample, tf.TensorSpec((len(batch_axes),), tf.int32), scalar, scalar, scalar,
+                                      sample, sample, sample, sample, tf.TensorSpec((), tf.bool)])
+        def step(x, shift, lr, l2, tv, low, high, center, scale, clip):
+            with tf.GradientTape() as tape:
+                tape.watch(x)
+                seen = tf.roll(x, shift, axis=batch_axes) if batch_axes else x
+                target = value(seen)[0]
+                u = (x - center) / scale
+                loss = target - l2 * tf.reduce_mean(u * u) - tv * tv_of(u)
+            grad = tape.gradient(loss, x)
+            # A value held at a bound of the data's range cannot move further out: its gradient would only shrink
+            # the normalized step of the values that can move (projected gradient ascent).
+            pinned = tf.logical_and(clip, tf.logical_or(tf.logical_and(x <= low, grad < 0),
+                                                        tf.logical_and(x >= high, grad > 0)))
+            grad = tf.where(pinned, tf.zeros_like(grad), grad)
+            grad = grad / (tf.sqrt(tf.reduce_mean(grad * grad)) + 1e-12)  # normalized ascent: lr sets the step
+            x = x + lr * scale * grad
+            x = tf.where(clip, tf.clip_by_value(x, low, high), x)
+            return x, target
+
+        self._step = step
+        self._value = tf.function(value, input_signature=[tf.TensorSpec((None, *input_shape), tf.float32)])
+
+    def step(self, x, shift, lr, l2, tv, low, high, center, scale, clip):
+        tf = tensorflow()
+        f32 = [tf.constant(np.asarray(a, np.float32)) for a in (x, lr, l2, tv, low, high, center, scale)]
+        x_t, lr_t, l2_t, tv_t, low_t, high_t, center_t, scale_t = f32
+        x_next, target = self._step(x_t, tf.constant(np.asarray(shift, np.int32)), lr_t, l2_t, tv_t, low_t, high_t,
+                                    center_t, scale_t, tf.constant(bool(clip)))
+        return np.asarray(x_next), float(target)
+
+    def value(self, x) -> np.ndarray:
+        return np.asarray(self._value(np.asarray(x, np.float32)))
+
+
+# -- training the suffix ------------------------------------------------------------------------------------------
+
+
+def train_suffix(s: Split, z, y, *, epochs: int, learning_rate: float, batch_size: int, freeze_batchnorm: bool,
+                 seed: int = 0, progress=None) -> list[float]:
+    """Train ``s.suffix`` with Keras on ``(z, y)`` (sparse categorical cross-entropy on its probabilities); layers the
+    prefix shares and, with ``freeze_batchnorm``, BatchNormalization layers stay frozen. Returns each epoch's loss."""
+    from engine.progress import report
+
+    K = keras()
+    prefix_layers = {id(layer_) for layer_ in s.prefix.layers}
+    frozen = []
+    for layer_ in s.suffix.layers:
+        shared = id(layer_) in prefix_layers
+        bn = freeze_batchnorm and isinstance(layer_, K.layers.BatchNormalization)
+        if (shared or bn) and layer_.trainable:
+            layer_.trainable = False
+            frozen.append(layer_)
+    callbacks = []
+    if progress is not None:
+        callbacks.append(K.callbacks.LambdaCallback(
+            on_epoch_end=lambda epoch, logs: report(progress, "training", epoch + 1, epochs)))
+    try:
+        s.suffix.compile(optimizer=K.optimizers.Adam(learning_rate), loss="sparse_categorical_crossentropy",
+                         jit_compile=False)
+        history = s.suffix.fit(z, y, epochs=epochs, batch_size=batch_size, shuffle=True, verbose=0,
+                               callbacks=callbacks)
+    finally:
+        for layer_ in frozen:
+            layer_.trainable = True
+    s._encoder = s._decoder = None  # the compiled calls read the weights anew
+    return [float(v) for v in history.history["loss"]]
+
+
+# -- the framework ------------------------------------------------------------------------------------------------
+
+
+class Keras(Framework):
+    """Keras 3 models (``.keras``, ``.h5``) on the TensorFlow backend: the Keras implementation of the model
+    interface (:class:`engine.model.base.Framework`)."""
+
+    name = "keras"
+    title = "Keras"
+    suffixes = MODEL_SUFFIXES
+    requires = ("keras", "tensorflow")
+    extra = "cpu"
+    version_suffix = ".keras"
+
+    def load(self, path, *, trust: bool = False, objects: ModelObjects | None = None):
+        self.require(path)
+        return load_model(path, trust=trust, objects=objects)
+
+    def owns(self, model) -> bool:
+        k = sys.modules.get("keras")
+        return k is not None and isinstance(model, k.Model)
+
+    def label(self, model) -> str:
+        return model_label(model)
+
+    def list_layers(self, model) -> list[LayerInfo]:
+        return list_layers(model)
+
+    def input_specs(self, model):
+        return input_specs(model)
+
+    def output_specs(self, model):
+        return output_specs(model)
+
+    def require_single_input(self, model) -> None:
+        require_single_input(model)
+
+    def split(self, model, layer: str) -> Split:
+        return split(model, layer)
+
+    def layer_shape(self, model, layer):
+        return layer_shape(model, layer)
+
+    def features(self, model, layers) -> Features:
+        layers = tuple(layers)
+        with GRAPH_LOCK:
+            return _BUILT.get(model, ("features-run", layers), lambda: KerasFeatures(model, layers))
+
+    def train_suffix(self, split, z, y, **kwargs) -> list[float]:
+        return train_suffix(split, z, y, **kwargs)
+
+    def save(self, model, path) -> None:
+        model.save(path)
+
+
+FRAMEWORK = Keras()

@@ -29,33 +29,19 @@ import shutil
 import sys
 import tempfile
 import zipfile
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from engine.errors import ModelError
+from engine.model.base import ModelObjects
 
 __all__ = ["FileConfig", "ModelObjects", "check_container", "explain_load_error", "keras2_fixes", "keras_objects",
            "read_config", "with_replacements"]
 
 #: Prefix of the names under which replaced Lambda functions are handed to Keras.
 _REPLACED = "latent_inspector_lambda__"
-
-
-@dataclass(frozen=True)
-class ModelObjects:
-    """What a project supplies to load its model: ``custom_objects`` (name -> class or function) and ``lambdas``
-    (Lambda layer name -> replacement function), with ``origin`` (the ``hooks.py`` they come from) for messages
-    and ``key`` (a hash of that file) for caches."""
-
-    custom_objects: Mapping[str, object] = field(default_factory=dict)
-    lambdas: Mapping[str, Callable] = field(default_factory=dict)
-    origin: str = "hooks.py"
-    key: str = ""
-
-    def __bool__(self) -> bool:
-        return bool(self.custom_objects or self.lambdas)
 
 
 @dataclass

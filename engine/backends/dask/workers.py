@@ -3,6 +3,7 @@ process loads and compiles it once, and every chunk's activations go straight in
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
 import sys
@@ -82,9 +83,8 @@ _loads_lock = threading.Lock()
 
 
 def _limit_threads(worker=None) -> None:
-    """Before TensorFlow starts in a worker: as many intra-op threads as the worker has task threads."""
-    if "tensorflow" in sys.modules:
-        return
+    """Before a framework starts in a worker: as many intra-op threads as the worker has task threads (TensorFlow's
+    settings, ONNX Runtime's OMP default, PyTorch's thread count)."""
     try:
         if worker is None:  # inside a task; client.run passes its worker instead
             from distributed import get_worker
@@ -93,8 +93,15 @@ def _limit_threads(worker=None) -> None:
         n = worker.state.nthreads
     except (ImportError, ValueError, AttributeError):
         return
-    os.environ.setdefault("TF_NUM_INTRAOP_THREADS", str(n))
-    os.environ.setdefault("TF_NUM_INTEROP_THREADS", str(n))
+    if "tensorflow" not in sys.modules:
+        os.environ.setdefault("TF_NUM_INTRAOP_THREADS", str(n))
+        os.environ.setdefault("TF_NUM_INTEROP_THREADS", str(n))
+    os.environ.setdefault("OMP_NUM_THREADS", str(n))
+    if "torch" in sys.modules or importlib.util.find_spec("torch") is not None:
+        import torch
+
+        if torch.get_num_threads() != n:
+            torch.set_num_threads(n)
 
 
 def _load_worker_model(ref: ModelRef, worker=None):

@@ -40,8 +40,8 @@ from engine.explore.featurevis.units import (
     top_k,
     unit_activations,
     unit_at,
+    unit_shape,
 )
-from engine.model import feature_extractor, layer_shape
 
 __all__ = [
     "BATCH",
@@ -57,9 +57,7 @@ __all__ = [
     "UnitError",
     "UnitExamples",
     "dataset_values",
-    "feature_extractor",
     "input_space",
-    "layer_shape",
     "maximize",
     "maximizer",
     "noise_start",
@@ -68,5 +66,6 @@ __all__ = [
     "top_k",
     "total_variation",
     "unit_activations",
+    "unit_shape",
     "unit_at",
 ]

@@ -7,7 +7,8 @@ Inputs are optimized **in the model's input space**: for a project with a ``prep
 after the hook, and the optimized input is what the model sees, not a raw file sample. Steps and regularizers are
 measured in units of the data's own spread (:class:`InputSpace`), so one learning rate suits MNIST's 0..255 grey
 levels and standardized sensor series alike. Optimization works for any layer of the model, not only the layers
-where it can be cut (a feature extractor over the model's flattened graph, :func:`engine.model.feature_extractor`).
+where it can be cut (:func:`engine.model.features`), in every framework with gradients (Keras, PyTorch; an ONNX
+model is refused in one line).
 """
 
 from __future__ import annotations
@@ -19,10 +20,9 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from engine.errors import ModelError, UnitError
-from engine.explore.featurevis.units import CHUNK_ROWS, DeepDream, Objective, Unit
+from engine.explore.featurevis.units import CHUNK_ROWS, DeepDream, Objective, Unit, unit_shape
 from engine.memo import Memo, ObjectMemo
-from engine.model import feature_extractor, layer_shape
-from engine.model.keras import tensorflow
+from engine.model import Term, channel_axis, features, framework_of, input_specs
 from engine.progress import ProgressFn, report
 
 __all__ = [
@@ -214,7 +214,8 @@ class Maximizer:
     objective : Objective
     spatial_axes : tuple of int, optional
         Axes of one sample (without the batch axis) along which jitter, blur and total variation act. Default: all
-        but the last for inputs of rank >= 2 (``(H, W, C)`` -> (0, 1); ``(T, C)`` -> (0,)), none for flat inputs.
+        but the channel axis for inputs of rank >= 2 (``(H, W, C)`` -> (0, 1); ``(T, C)`` -> (0,); a PyTorch
+        ``(C, H, W)`` -> (1, 2)), none for flat inputs.
 
     Raises
     ------
@@ -223,86 +224,45 @@ class Maximizer:
     """
 
     def __init__(self, model, objective: Objective, spatial_axes=None):
-        tf = tensorflow()
+        framework = framework_of(model)
+        if not framework.gradients:
+            raise ModelError(f"activation maximization needs gradients with respect to the input, which "
+                             f"{framework.title} models do not have here; the top dataset examples of a unit work, "
+                             "or load the model the file was exported from")
         self.model, self.objective = model, objective
-        self.shapes = {layer: layer_shape(model, layer) for layer in objective.layers}
+        self.shapes = {layer: unit_shape(model, layer) for layer in objective.layers}
         for _, target in objective.terms:
             if isinstance(target, Unit):
                 target.check(self.shapes[target.layer])
-        self.extractor = feature_extractor(model, objective.layers)
-        self.input_shape = tuple(int(d) for d in self.extractor.inputs[0].shape[1:])
+        self.features = features(model, objective.layers)
+        self.input_shape = tuple(int(d) for d in self.features.input_shape)
         rank = len(self.input_shape)
-        if spatial_axes is None:
-            spatial_axes = tuple(range(rank - 1)) if rank >= 2 else ()
+        if spatial_axes is None:  # all but the channel axis
+            first = channel_axis(model, input_specs(model)[0][0]) == 0
+            spatial_axes = tuple(range(1, rank) if first else range(rank - 1)) if rank >= 2 else ()
         self.spatial_axes = tuple(int(a) for a in spatial_axes)
         self.description = objective.describe(self.shapes)
         index = {layer: i for i, layer in enumerate(objective.layers)}
-        terms = objective.terms
-        batch_axes = [a + 1 for a in self.spatial_axes]
-        extractor = self.extractor
-
-        def value(x):
-            outs = extractor(x, training=False)
-            outs = outs if isinstance(outs, (list, tuple)) else [outs]
-            total = 0.0
-            for w, t in terms:
-                a = tf.cast(outs[index[t.layer]], tf.float32)
-                if isinstance(t, DeepDream):
-                    v = tf.reduce_mean(tf.reshape(a * a, (tf.shape(a)[0], -1)), axis=1)
-                elif a.shape.rank == 2:
-                    v = a[:, t.channel]
-                elif t.position is not None:
-                    v = a[(slice(None), *t.position, t.channel)]
-                else:
-                    v = tf.reduce_mean(tf.reshape(a[..., t.channel], (tf.shape(a)[0], -1)), axis=1)
-                total = total + w * v
-            return total
-
-        def tv_of(u):
-            total = tf.constant(0.0)
-            for a in batch_axes:
-                ahead = [slice(None)] * (len(self.input_shape) + 1)
-                behind = list(ahead)
-                ahead[a], behind[a] = slice(1, None), slice(None, -1)
-                total = total + tf.reduce_mean(tf.abs(u[tuple(ahead)] - u[tuple(behind)]))
-            return total
-
-        sample = tf.TensorSpec((1, *self.input_shape), tf.float32)
-        scalar = tf.TensorSpec((), tf.float32)
-
-        @tf.function(input_signature=[sample, tf.TensorSpec((len(batch_axes),), tf.int32), scalar, scalar, scalar,
-                                      sample, sample, sample, sample, tf.TensorSpec((), tf.bool)])
-        def step(x, shift, lr, l2, tv, low, high, center, scale, clip):
-            with tf.GradientTape() as tape:
-                tape.watch(x)
-                seen = tf.roll(x, shift, axis=batch_axes) if batch_axes else x
-                target = value(seen)[0]
-                u = (x - center) / scale
-                loss = target - l2 * tf.reduce_mean(u * u) - tv * tv_of(u)
-            grad = tape.gradient(loss, x)
-            # A value held at a bound of the data's range cannot move further out: its gradient would only shrink
-            # the normalized step of the values that can move (projected gradient ascent).
-            pinned = tf.logical_and(clip, tf.logical_or(tf.logical_and(x <= low, grad < 0),
-                                                        tf.logical_and(x >= high, grad > 0)))
-            grad = tf.where(pinned, tf.zeros_like(grad), grad)
-            grad = grad / (tf.sqrt(tf.reduce_mean(grad * grad)) + 1e-12)  # normalized ascent: lr sets the step
-            x = x + lr * scale * grad
-            x = tf.where(clip, tf.clip_by_value(x, low, high), x)
-            return x, target
-
-        self._step = step
-        self._value = tf.function(value, input_signature=[tf.TensorSpec((None, *self.input_shape), tf.float32)])
+        terms = []
+        for w, t in objective.terms:
+            axis = channel_axis(model, t.layer)
+            if isinstance(t, DeepDream):
+                terms.append(Term(w, index[t.layer], "square", channel_axis=axis))
+            elif len(self.shapes[t.layer]) == 1 or t.position is not None:
+                terms.append(Term(w, index[t.layer], "unit", t.channel, t.position, axis))
+            else:
+                terms.append(Term(w, index[t.layer], "channel", t.channel, None, axis))
+        self._ascent = self.features.ascent(tuple(terms), self.spatial_axes)
 
     def value(self, x) -> np.ndarray:
         """The objective for a batch of inputs ``x`` (n, *input_shape), inference mode."""
         x = np.asarray(x, dtype=np.float32).reshape((-1, *self.input_shape))
-        return np.asarray(self._value(x))
+        return np.asarray(self._ascent.value(x))
 
     def run(self, start, space: InputSpace, *, steps: int = 512, lr: float = 0.1, seed: int = 0,
             regularizers: Regularizers | None = None, progress: ProgressFn | None = None, on_step=None,
             every: int = 8, cancel=None, start_name: str = "given input") -> Optimized:
         """Optimize from ``start`` (one sample in the model's input space); see :func:`maximize`."""
-        tf = tensorflow()
         reg = regularizers if regularizers is not None else Regularizers()
         if not (isinstance(steps, (int, np.integer)) and steps >= 0):
             raise UnitError(f"steps = {steps!r}; expected a whole number >= 0")
@@ -314,14 +274,12 @@ class Maximizer:
                              f"{x0.shape}")
         x0 = x0.reshape((1, *self.input_shape))
         rng = np.random.default_rng([int(seed), 1])  # the shifts' stream, apart from the noise start's
-        consts = [tf.constant(a.reshape((1, *self.input_shape)), tf.float32)
+        consts = [np.asarray(a, np.float32).reshape((1, *self.input_shape))
                   for a in (space.low, space.high, space.center, space.scale)]
-        lr_t, l2_t, tv_t = (tf.constant(float(v), tf.float32) for v in (lr, reg.l2, reg.tv))
-        clip_t = tf.constant(bool(reg.clip))
         if reg.clip:
             x0 = np.clip(x0, space.low[None], space.high[None])
         start_activation = float(self.value(x0)[0])
-        x = tf.constant(x0)
+        x = x0
         trace = []
         cancelled = False
         sigma = [0.0] + [float(reg.blur_sigma) if a in self.spatial_axes else 0.0 for a in range(len(self.input_shape))]
@@ -334,13 +292,13 @@ class Maximizer:
                 shift = rng.integers(-reg.jitter, reg.jitter + 1, size=len(self.spatial_axes)).astype(np.int32)
             else:
                 shift = np.zeros(len(self.spatial_axes), np.int32)
-            x, target = self._step(x, tf.constant(shift), lr_t, l2_t, tv_t, *consts, clip_t)
+            x, target = self._ascent.step(x, shift, lr, reg.l2, reg.tv, *consts, bool(reg.clip))
             trace.append(float(target))
             if reg.blur_every and reg.blur_sigma > 0 and self.spatial_axes and i % reg.blur_every == 0:
                 from scipy.ndimage import gaussian_filter
 
                 blurred = gaussian_filter(np.asarray(x), sigma=sigma, mode="nearest")
-                x = tf.constant(blurred.astype(np.float32))
+                x = blurred.astype(np.float32)
             if i % max(int(every), 1) == 0 or i == steps:
                 report(progress, "optimize", i, steps)
                 if on_step is not None and on_step(i, steps, np.asarray(x)[0].copy(), trace[-1]) is False:
@@ -362,17 +320,19 @@ def maximizer(model, objective: Objective, spatial_axes=None) -> Maximizer:
     return _MAXIMIZERS.get(model, key, lambda: Maximizer(model, objective, spatial_axes))
 
 
-def _spatial_axes(project, input_shape: tuple):
-    """The spatial axes of one input as the project's input view draws it: an image's rows and columns (also for a
-    ``(28, 28)`` input without a channel axis), a series' time."""
+def _spatial_axes(project, model):
+    """The spatial axes of one model input as the project's input view draws it: an image's rows and columns (also for
+    a ``(28, 28)`` input without a channel axis; ``(1, 2)`` of a PyTorch ``(C, H, W)``), a series' time."""
+    name, shape, _ = input_specs(model)[0]
+    first = channel_axis(model, name) == 0
     kind = getattr(project.input_view, "kind", None)
-    rank = len(input_shape)
+    rank = len(shape)
     if kind == "image" and rank == 2:
         return (0, 1)
     if kind == "image" and rank == 3:
-        return (0, 1)
+        return (1, 2) if first else (0, 1)
     if kind == "series" and rank == 2:
-        return (0,)
+        return (1,) if first else (0,)
     if kind in ("vector", "probabilities") and rank == 1:
         return ()
     return None
@@ -389,8 +349,8 @@ def maximize(project, objective: Objective, *, start="noise", steps: int = 512, 
              every: int = 8, cancel=None, space: InputSpace | None = None) -> Optimized:
     """Activation maximization: gradient ascent on the project model's input to drive ``objective`` up.
 
-    The gradient is taken with respect to the input (``tf.GradientTape``), the network fixed, in inference mode;
-    each step moves the input by ``lr`` times the data's spread along the normalized gradient of
+    The gradient is taken with respect to the input (``tf.GradientTape``, ``torch.autograd``), the network fixed,
+    in inference mode; each step moves the input by ``lr`` times the data's spread along the normalized gradient of
     ``objective - l2 * L2 - tv * TV``, then clips it to the data's range. It works in the model's input space: for a
     project with a ``preprocess`` hook, after the hook (a start sample is preprocessed first).
 
@@ -437,8 +397,7 @@ def maximize(project, objective: Objective, *, start="noise", steps: int = 512, 
     """
     model = project.model()
     space = space if space is not None else input_space(project)
-    shape = tuple(space.center.shape)
-    opt = maximizer(model, objective, _spatial_axes(project, shape))
+    opt = maximizer(model, objective, _spatial_axes(project, model))
     if isinstance(start, str) and start == "noise":
         x0, name = noise_start(space, seed), "noise"
     elif isinstance(start, (int, np.integer)) and not isinstance(start, bool):

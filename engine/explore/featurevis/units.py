@@ -17,8 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from engine.errors import UnitError
-from engine.model import feature_extractor, layer_shape
-from engine.model.keras import conform_batch, tensorflow
+from engine.model import channel_axis, features, layer_shape
 from engine.progress import ProgressFn, report
 
 __all__ = [
@@ -35,12 +34,31 @@ __all__ = [
     "top_k",
     "unit_activations",
     "unit_at",
+    "unit_shape",
 ]
 
 #: Rows read from a (memory-mapped) activation cache per chunk.
 CHUNK_ROWS = 65_536
 #: Rows per compiled call when a layer's activations are computed here (a layer that is not a valid cut).
 BATCH = 1024
+
+
+def unit_shape(model, layer: str | None) -> tuple:
+    """Per-sample shape of ``layer`` as units address it: channels last, whatever the framework (a PyTorch or ONNX
+    convolution's ``(C, H, W)`` reads ``(H, W, C)``). ``None`` is the model's output. Raises :class:`UnitError`."""
+    return _channels_last(layer_shape(model, layer), channel_axis(model, layer))
+
+
+def _channels_last(shape: tuple, axis: int) -> tuple:
+    shape = tuple(shape)
+    if axis == -1 or len(shape) < 2:
+        return shape
+    return shape[:axis] + shape[axis + 1:] + (shape[axis],)
+
+
+def _as_channels_last(block: np.ndarray, axis: int) -> np.ndarray:
+    """A block of activations (rows first) with the per-sample channel ``axis`` moved last (a view)."""
+    return block if axis == -1 or block.ndim < 3 else np.moveaxis(block, axis + 1, -1)
 
 
 # -- addressing units ------------------------------------------------------------------------------------------------
@@ -56,7 +74,7 @@ class Unit:
         A layer name as :func:`engine.model.list_layers` gives it; ``None`` is the model's final output.
     channel : int
         For activations of shape ``(d,)``: the unit's index. For ``(H, W, C)`` or ``(T, C)``: the channel (last
-        axis).
+        axis; a PyTorch or ONNX convolution's ``(C, H, W)`` is addressed as ``(H, W, C)``, see :func:`unit_shape`).
     position : tuple of int, optional
         A spatial position (``(i, j)`` or ``(t,)``) of a convolutional layer; ``None`` averages the channel over
         space. Must be ``None`` for a flat layer.
@@ -234,7 +252,7 @@ def _reduce(block: np.ndarray, target) -> np.ndarray:
     return block[..., target.channel].reshape(len(block), -1).mean(axis=1, dtype=np.float64)
 
 
-def unit_activations(z, target, *, chunk: int = CHUNK_ROWS) -> np.ndarray:
+def unit_activations(z, target, *, chunk: int = CHUNK_ROWS, channel_axis: int = -1) -> np.ndarray:
     """Each sample's value of ``target`` from a layer's activations ``z``, read ``chunk`` rows at a time.
 
     Parameters
@@ -259,11 +277,11 @@ def unit_activations(z, target, *, chunk: int = CHUNK_ROWS) -> np.ndarray:
     [3.0, 9.0]
     """
     if isinstance(target, Unit):
-        target.check(tuple(z.shape[1:]))
+        target.check(_channels_last(tuple(z.shape[1:]), channel_axis))
     n = len(z)
     out = np.empty(n, dtype=np.float32)
     for start in range(0, n, chunk):
-        block = np.asarray(z[start : start + chunk])
+        block = _as_channels_last(np.asarray(z[start : start + chunk]), channel_axis)
         out[start : start + len(block)] = _reduce(block, target)
     return out
 
@@ -380,28 +398,24 @@ def dataset_values(project, target, *, cache_dir=None, progress: ProgressFn | No
 
     model = project.model()
     layer = target.layer
-    shape = layer_shape(model, layer)
+    shape = unit_shape(model, layer)
+    axis = channel_axis(model, layer)
     if isinstance(target, Unit):
         target.check(shape)
     info = None if layer is None else next((i for i in list_layers(model) if i.name == layer), None)
     if info is not None and info.valid_cut:
         z = activations(project, layer, cache_dir=cache_dir, progress=progress)
-        return unit_activations(z, target), shape
-    # Not a cut (or the output): run the dataset through a feature extractor, reducing each batch at once.
-    extractor = feature_extractor(model, (layer,))
-    tf = tensorflow()
+        return unit_activations(z, target, channel_axis=axis), shape
+    # Not a cut (or the output): run the dataset through the layer's features, reducing each batch at once.
+    read = features(model, (layer,))
     x = project.inputs()
     preprocess = project.preprocess()
-    dtype = extractor.inputs[0].dtype
-    spec = tf.TensorSpec((None, *extractor.inputs[0].shape[1:]), dtype)
-    run = tf.function(lambda b: extractor(b, training=False), input_signature=[spec])
     out = np.empty(len(x), dtype=np.float32)
     for start in range(0, len(x), BATCH):
         batch = np.asarray(x[start : start + BATCH])
         if preprocess is not None:
             batch = np.asarray(preprocess(batch))
-        batch = conform_batch(batch, extractor)
-        out[start : start + len(batch)] = _reduce(np.asarray(run(batch)), target)
+        out[start : start + len(batch)] = _reduce(_as_channels_last(read(batch)[0], axis), target)
         report(progress, "activations", min(start + BATCH, len(x)), len(x))
     return out, shape
 
@@ -447,7 +461,7 @@ def top_examples(project, target, k: int = 8, *, cache_dir=None, progress: Progr
     t0 = time.perf_counter()
     if isinstance(target, Objective):
         values = objective_values(project, target, cache_dir=cache_dir, progress=progress)
-        shape = layer_shape(project.model(), target.terms[0][1].layer) if len(target.terms) == 1 else ()
+        shape = unit_shape(project.model(), target.terms[0][1].layer) if len(target.terms) == 1 else ()
         if len(target.terms) == 1:
             target = target.terms[0][1]
     else:

@@ -1,0 +1,866 @@
+"""PyTorch models: load a ``torch.export`` program or a module with its weights, cut it at module boundaries.
+
+This is the PyTorch implementation of the model interface of :mod:`engine.model` (:class:`engine.model.base.Framework`).
+PyTorch is imported on first use.
+
+**Files**, in order of preference:
+
+* ``.pt2``, a program saved with ``torch.export.save``: loads without the user's Python classes (the file holds the
+  graph of ATen operations and the weights). Export it with a dynamic batch dimension
+  (``dynamic_shapes={"x": {0: torch.export.Dim("batch")}}``); a program exported for a fixed batch runs in chunks
+  of that size.
+* ``.pt``/``.pth`` holding a state dict (``torch.save(model.state_dict())``), read with ``weights_only=True`` (no code
+  runs), into the ``torch.nn.Module`` that the project's ``hooks.py`` builds with ``build_model()``; the module is then
+  exported with ``torch.export`` on an example batch (the hooks' ``example_input()``, else the project's first
+  samples).
+* ``.pt``/``.pth`` holding a whole pickled module (``torch.save(model)``): unpickling runs arbitrary code from the
+  file, so it is refused unless the project sets ``trust_model = true``. A TorchScript archive (``torch.jit.save``)
+  is refused: its graph is not an FX graph; export the model with ``torch.export`` instead.
+
+**Cuts.** The exported graph is one flat graph of operations whose ``nn_module_stack`` metadata says which module
+call each operation belongs to. A *layer* is a module call (``"stem"``, ``"block1"``, ``"block1.conv1"``; a module
+called again is ``"act@1"``), a function called at the top level of ``forward`` (``"flatten"``), or the input. Its
+output is the one value of the call that is used outside it. A layer is a valid cut when every path from the input
+to the outputs passes through that value (the dominator rule of every framework here); the prefix and the suffix are
+new FX graph modules copied from the graph's nodes on either side, sharing the weights. Shapes that depend on the
+batch size (``x.view(x.size(0), -1)``) are recomputed from the suffix's own input.
+
+Inference runs in ``torch.inference_mode()``; an exported program is in eval mode (BatchNorm's running statistics,
+no Dropout) as it was exported. On a machine with CUDA the model runs there.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import pickle
+import threading
+import zipfile
+from collections import deque
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from engine.errors import CutError, ModelError, UnitError
+from engine.model.base import Ascent, Features, Framework, LayerInfo, ModelObjects, Split, Term
+
+__all__ = ["FRAMEWORK", "PyTorch", "TorchModel", "TorchSplit", "device"]
+
+SUFFIXES = (".pt2", ".pt", ".pth")
+
+# ATen operations after which a tensor's channels are on axis 1 (per sample: 0), and those after which they are last.
+_CHANNELS_FIRST = ("conv", "convolution", "max_pool", "avg_pool", "adaptive_avg_pool", "adaptive_max_pool",
+                   "batch_norm", "instance_norm", "group_norm", "upsample", "pixel_shuffle", "native_batch_norm",
+                   "_native_batch_norm_legit_no_training")
+_CHANNELS_LAST = ("linear", "matmul", "mm", "addmm", "bmm", "lstm", "gru", "rnn_tanh", "rnn_relu", "embedding",
+                  "layer_norm", "permute", "transpose", "t", "scaled_dot_product_attention")
+# Operations that keep the layout of their first input (walked through to find the layout, and the activation).
+_ELEMENTWISE = ("relu", "relu_", "gelu", "silu", "sigmoid", "tanh", "hardtanh", "leaky_relu", "elu", "add", "sub",
+                "mul", "div", "dropout", "clone", "contiguous", "hardswish", "mish", "softplus", "_to_copy", "to")
+_SHAPE_ONLY = ("view", "reshape", "flatten", "dropout", "clone", "contiguous", "squeeze", "unsqueeze", "_to_copy",
+               "to", "alias", "detach")
+_ACTIVATIONS = {"softmax": "softmax", "_softmax": "softmax", "log_softmax": "log_softmax",
+                "_log_softmax": "log_softmax", "sigmoid": "sigmoid", "relu": "relu", "tanh": "tanh",
+                "linear": "linear", "addmm": "linear", "gelu": "gelu", "silu": "silu"}
+
+
+def torch():
+    """The ``torch`` module, imported on first use."""
+    import torch as torch_
+
+    return torch_
+
+
+def device():
+    """Where models run: ``cuda`` when PyTorch sees a GPU, else ``cpu``."""
+    t = torch()
+    return t.device("cuda") if t.cuda.is_available() else t.device("cpu")
+
+
+@contextmanager
+def _quiet_export_log():
+    """``torch.export.load`` logs a whole traceback before raising on a bad file; the caller says it in one line."""
+    logger = logging.getLogger("torch.export")
+    level = logger.level
+    logger.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+# -- the loaded model -------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Layer:
+    name: str
+    class_name: str
+    node: object  # the fx node holding the layer's output (None when the call returns several values)
+    nodes: frozenset  # every node of the call (for a top-level function or the input, the node itself)
+    outputs: tuple  # nodes of the call used outside it
+    depth: int
+    order: int
+
+
+@dataclass(eq=False)
+class TorchModel:
+    """A PyTorch model as the engine holds it: the exported program's graph module (weights on :func:`device`) and
+    the layers found in its graph.
+
+    Attributes
+    ----------
+    gm : torch.fx.GraphModule
+        ``ExportedProgram.module()``: the flat graph of ATen operations, weights as attributes.
+    program : torch.export.ExportedProgram
+        What was loaded or exported; fine-tuned weights are written back into it to save a new version.
+    source : str
+        ``"export"`` (a ``.pt2``), ``"state_dict"`` (weights into the hooks' ``build_model()``) or ``"pickle"``.
+    latent_inspector_file : str
+        The file's name, for messages.
+    """
+
+    gm: object
+    program: object
+    source: str
+    latent_inspector_file: str
+    layers: list = field(default_factory=list)
+    by_name: dict = field(default_factory=dict)
+    input_node: object = None
+    output_nodes: tuple = ()
+    static_batch: int | None = None
+    lock: object = field(default_factory=threading.RLock)
+    built: dict = field(default_factory=dict)
+
+    def __hash__(self):
+        return id(self)
+
+
+def _node_tensor(node):
+    val = node.meta.get("val") if hasattr(node, "meta") else None
+    t = torch()
+    return val if isinstance(val, t.Tensor) else None
+
+
+def _shape(node) -> tuple:
+    """Per-sample shape of a node's tensor (``None`` for a symbolic dimension), batch axis excluded."""
+    val = _node_tensor(node)
+    if val is None:
+        return ()
+    return tuple(int(d) if isinstance(d, int) else None for d in val.shape[1:])
+
+
+def _op_name(node) -> str:
+    target = node.target
+    name = getattr(target, "__name__", None) or str(target)
+    # "aten.conv2d.default" / "conv2d.default" -> "conv2d"
+    name = str(getattr(target, "_overloadpacket", name))
+    return name.split(".")[-1] if "." in name else name
+
+
+def _is_guard(node) -> bool:
+    return node.op == "call_module" and str(node.target).startswith("_guards")
+
+
+def _analyse(model: TorchModel) -> None:
+    """Find the layers of ``model.gm``'s graph: module calls, top-level functions, the input."""
+    graph = model.gm.graph
+    nodes = [n for n in graph.nodes if n.op not in ("get_attr", "output") and not _is_guard(n)]
+    placeholders = [n for n in nodes if n.op == "placeholder"]
+    output = next(n for n in graph.nodes if n.op == "output")
+    t = torch()
+    leaves = t.utils._pytree.tree_leaves(output.args[0])
+    model.output_nodes = tuple(n for n in leaves if isinstance(n, t.fx.Node))
+    model.input_node = placeholders[0] if placeholders else None
+    position = {n: i for i, n in enumerate(graph.nodes)}
+
+    calls: dict[str, dict] = {}
+    top_level = []
+    for n in nodes:
+        if n.op == "placeholder":
+            continue
+        stack = n.meta.get("nn_module_stack") or {}
+        inner = [(key, value) for key, value in stack.items() if value and value[0] != ""]
+        if not inner:
+            top_level.append(n)
+        for depth, (key, (fqn, kind)) in enumerate(inner):
+            call = calls.setdefault(key, {"fqn": fqn, "kind": kind, "nodes": [], "depth": depth})
+            call["nodes"].append(n)
+
+    layers = []
+    for p in placeholders:
+        layers.append(_Layer(p.name, "Input", p, frozenset([p]), (p,), 0, position[p]))
+    names_taken = {p.name for p in placeholders}
+    for key, call in calls.items():
+        members = frozenset(call["nodes"])
+        outs = tuple(n for n in call["nodes"]
+                     if _node_tensor(n) is not None
+                     and (n in model.output_nodes or any(u not in members for u in n.users)))
+        if not outs:  # a call whose values are not used after it (export's own bookkeeping, a dead branch)
+            continue
+        suffix = key.rsplit("@", 1)[1] if "@" in key else None
+        name = call["fqn"] if suffix is None else f"{call['fqn']}@{suffix}"
+        kind = str(call["kind"]).rsplit(".", 1)[-1].strip("'>")
+        last = max(position[n] for n in call["nodes"])
+        layers.append(_Layer(name, kind, outs[0] if len(outs) == 1 else None, members, outs, call["depth"] + 1,
+                             last))
+        names_taken.add(name)
+    for n in top_level:
+        if _node_tensor(n) is None:
+            continue  # a size or another scalar: not a layer
+        name = n.name if n.name not in names_taken else f"{n.name}_"
+        layers.append(_Layer(name, _op_name(n), n, frozenset([n]), (n,), 0, position[n]))
+    # graph order; a module's inner layers before the module itself (as a nested Keras model's)
+    layers.sort(key=lambda layer: (layer.order, -layer.depth))
+    model.layers = layers
+    model.by_name = {layer.name: layer for layer in layers}
+    val = _node_tensor(model.input_node) if model.input_node is not None else None
+    if val is not None and isinstance(val.shape[0], int):
+        model.static_batch = int(val.shape[0])
+
+
+# -- loading -----------------------------------------------------------------------------------------------------------
+
+
+def _zip_names(path: Path) -> list[str]:
+    try:
+        with zipfile.ZipFile(path) as z:
+            return z.namelist()
+    except (zipfile.BadZipFile, OSError):
+        return []
+
+
+def _check_archive(path: Path, names: list[str]) -> None:
+    if not names:
+        raise ModelError(f"{path}: not a complete PyTorch archive (not a readable zip file: truncated or not written "
+                         "by torch.save / torch.export.save)")
+    if any("/code/" in n for n in names) and any(n.endswith("constants.pkl") for n in names):
+        raise ModelError(f"{path}: a TorchScript archive (torch.jit.save); its graph cannot be cut here. Export the "
+                         "model with torch.export and save it with torch.export.save (a .pt2 file)")
+
+
+def _load_program(path: Path):
+    t = torch()
+    names = _zip_names(path)
+    _check_archive(path, names)
+    if not any(n.endswith("archive_format") or n.endswith("models/model.json") for n in names):
+        raise ModelError(f"{path}: not a torch.export program (.pt2 written by torch.export.save)")
+    try:
+        with _quiet_export_log():
+            return t.export.load(str(path))
+    except Exception as exc:
+        raise ModelError(f"{path}: cannot read the torch.export program ({type(exc).__name__}: "
+                         f"{str(exc).splitlines()[0][:200]}); is it complete, and written by a PyTorch no newer than "
+                         f"{t.__version__}?") from exc
+
+
+def _example(path: Path, objects: ModelObjects | None):
+    if objects is None or objects.example_input is None:
+        raise ModelError(f"{path}: tracing the module needs an example input batch; define example_input() in the "
+                         "project's hooks.py, or give the project a data file")
+    t = torch()
+    try:
+        example = objects.example_input()
+    except Exception as exc:
+        raise ModelError(f"{objects.origin}: example_input() failed ({type(exc).__name__}: {exc})") from exc
+    example = t.as_tensor(np.asarray(example, dtype=np.float32))
+    if example.ndim < 1 or len(example) < 1:
+        raise ModelError(f"{objects.origin}: example_input() must return a batch of at least one sample")
+    return example[:2] if len(example) >= 2 else example.repeat((2,) + (1,) * (example.ndim - 1))
+
+
+def _export_module(module, path: Path, objects: ModelObjects | None):
+    """``torch.export`` a module with a dynamic batch dimension (a fixed one if the module will not allow it)."""
+    t = torch()
+    module = module.eval()
+    example = _example(path, objects)
+    inputs = _conform_example(module, example)
+    errors = []
+    for dynamic in (True, False):
+        for strict in (False, True):
+            try:
+                shapes = ({0: t.export.Dim("batch", min=1)},) if dynamic else None
+                return t.export.export(module, (inputs,), dynamic_shapes=shapes, strict=strict)
+            except Exception as exc:  # a graph break, data-dependent control flow, a batch-specialized shape...
+                errors.append(f"{type(exc).__name__}: {str(exc).splitlines()[0][:160]}")
+    raise ModelError(f"{path}: torch.export cannot trace the module that build_model() returns ({errors[0]}); "
+                     "a module with data-dependent Python control flow cannot be cut into a graph")
+
+
+def _conform_example(module, example):
+    """The example batch, reshaped as the module's first layer expects when it is an image without its channel axis
+    (the data's ``(n, 28, 28, 1)`` into a ``Conv2d``'s ``(n, 1, 28, 28)``)."""
+    t = torch()
+    first = next((m for m in module.modules() if isinstance(m, (t.nn.Conv1d, t.nn.Conv2d, t.nn.Conv3d))), None)
+    if isinstance(first, t.nn.Conv2d) and example.ndim == 4 and example.shape[-1] == first.in_channels \
+            and example.shape[1] != first.in_channels:
+        return example.permute(0, 3, 1, 2).contiguous()
+    if isinstance(first, t.nn.Conv2d) and example.ndim == 3 and first.in_channels == 1:
+        return example[:, None]
+    return example
+
+
+def _state_dict_of(obj):
+    if isinstance(obj, dict):
+        for key in ("state_dict", "model_state_dict", "model"):
+            if isinstance(obj.get(key), dict):
+                return obj[key]
+        return obj
+    return None
+
+
+def load(path, *, trust: bool = False, objects: ModelObjects | None = None) -> TorchModel:
+    """Load a ``.pt2`` program, a ``.pt``/``.pth`` state dict (into the hooks' ``build_model()``) or, with
+    ``trust``, a pickled module.
+
+    Raises
+    ------
+    ModelError
+        Missing or truncated file, a TorchScript archive, a pickle without ``trust``, a state dict without
+        ``build_model``, weights that do not fit the module, or a module that ``torch.export`` cannot trace.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ModelError(f"{path}: no such model file")
+    suffix = path.suffix.lower()
+    if suffix not in SUFFIXES:
+        raise ModelError(f"{path}: not a PyTorch model file; expected one of {', '.join(SUFFIXES)}")
+    if suffix == ".pt2":
+        program, source = _load_program(path), "export"
+    else:
+        names = _zip_names(path)
+        if any(n.endswith("archive_format") for n in names):
+            program, source = _load_program(path), "export"
+        else:
+            program, source = _load_weights_or_module(path, names, trust, objects)
+    try:
+        gm = program.module()
+    except Exception as exc:
+        raise ModelError(f"{path}: cannot build a module from the program ({type(exc).__name__}: {exc})") from exc
+    gm = gm.to(device())
+    model = TorchModel(gm=gm, program=program, source=source, latent_inspector_file=path.name)
+    _analyse(model)
+    if model.input_node is None:
+        raise ModelError(f"{path}: the program has no input")
+    if not model.output_nodes:
+        raise ModelError(f"{path}: the program has no tensor output")
+    return model
+
+
+def _load_weights_or_module(path: Path, names: list[str], trust: bool, objects: ModelObjects | None):
+    t = torch()
+    if names:
+        _check_archive(path, names)
+    try:
+        obj = t.load(str(path), map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        if "global" not in str(exc).lower():  # not a class the unpickler refused: a corrupt file
+            raise ModelError(f"{path}: not a readable PyTorch file (the pickle in it is corrupt or truncated)") from exc
+        if not trust:
+            raise ModelError(
+                f"{path}: holds a whole pickled object (torch.save(model)), and unpickling it runs arbitrary code from "
+                "the file; save a torch.export program (.pt2) or a state dict with build_model() in hooks.py, or, "
+                "only for a file you trust, set trust_model = true in project.toml") from exc
+        try:
+            obj = t.load(str(path), map_location="cpu", weights_only=False)
+        except Exception as exc2:
+            raise ModelError(f"{path}: cannot unpickle the module ({type(exc2).__name__}: {exc2}); the classes it "
+                             "was saved with must be importable here (a .pt2 program needs none)") from exc2
+    except Exception as exc:
+        raise ModelError(f"{path}: not a readable PyTorch file ({type(exc).__name__}: "
+                         f"{str(exc).splitlines()[0][:160]})") from exc
+    if isinstance(obj, t.nn.Module):
+        return _export_module(obj, path, objects), "pickle"
+    state = _state_dict_of(obj)
+    if state is None or not all(isinstance(v, t.Tensor) for v in state.values()):
+        raise ModelError(f"{path}: holds a {type(obj).__name__}, expected a state dict of tensors "
+                         "(torch.save(model.state_dict())) or a torch.export program")
+    if objects is None or objects.build_model is None:
+        raise ModelError(f"{path}: holds a state dict (weights only, {len(state)} tensors); define build_model() in "
+                         "the project's hooks.py returning the torch.nn.Module they belong to, or save a "
+                         "torch.export program (.pt2)")
+    try:
+        module = objects.build_model()
+    except Exception as exc:
+        raise ModelError(f"{objects.origin}: build_model() failed ({type(exc).__name__}: {exc})") from exc
+    if not isinstance(module, t.nn.Module):
+        raise ModelError(f"{objects.origin}: build_model() returned a {type(module).__name__}, expected a "
+                         "torch.nn.Module")
+    try:
+        module.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        first = " ".join(str(exc).split())[:300]
+        raise ModelError(f"{path}: the weights do not fit the module build_model() returns ({first})") from exc
+    return _export_module(module, path, objects), "state_dict"
+
+
+# -- cuts ---------------------------------------------------------------------------------------------------------
+
+
+def _find(model: TorchModel, layer: str, error=CutError) -> _Layer:
+    found = model.by_name.get(layer)
+    if found is None:
+        names = [entry.name for entry in model.layers]
+        close = [n for n in names if layer.lower() in n.lower()][:5]
+        hint = f"; did you mean {', '.join(map(repr, close))}?" if close else f"; layers are: {', '.join(names)}"
+        raise error(f"model {model.latent_inspector_file!r} has no layer {layer!r}{hint}")
+    return found
+
+
+def _owner(model: TorchModel, node) -> str:
+    """The name of the innermost layer a node belongs to (for messages)."""
+    best = None
+    for entry in model.layers:
+        if node in entry.nodes and (best is None or entry.depth > best.depth):
+            best = entry
+    return best.name if best is not None else node.name
+
+
+def _tensor_users(node):
+    return [u for u in node.users if not _is_guard(u)]
+
+
+def _why_not(model: TorchModel, entry: _Layer) -> str | None:
+    if entry.node is None:
+        return f"it returns {len(entry.outputs)} tensors used after it; a cut must be a single tensor"
+    cut = entry.node
+    if model.input_node is None:
+        return "the model has no input"
+    # Everything that depends on the input without passing through the cut (sizes do not count: the batch size is
+    # the same on both sides and is recomputed from the cut).
+    before = set()
+    queue = deque([model.input_node] if model.input_node is not cut else [])
+    while queue:
+        n = queue.popleft()
+        if n in before:
+            continue
+        before.add(n)
+        for u in _tensor_users(n):
+            if u is not cut and u.op != "output" and _node_tensor(u) is not None:
+                queue.append(u)
+    leaking = [n for n in model.output_nodes if n in before]
+    if not leaking:
+        return None
+    after = {cut}
+    queue = deque([cut])
+    while queue:
+        for u in _tensor_users(queue.popleft()):
+            if u not in after and u.op != "output":
+                after.add(u)
+                queue.append(u)
+    for n in model.gm.graph.nodes:
+        if n in after and n is not cut:
+            for arg in n.all_input_nodes:
+                if arg in before:
+                    return f"a skip connection from {_owner(model, arg)!r} to {_owner(model, n)!r} crosses it"
+    names = ", ".join(repr(_owner(model, n)) for n in leaking)
+    return f"the model output {names} does not depend on it"
+
+
+def _channel_axis_of(node, depth: int = 0) -> int:
+    val = _node_tensor(node)
+    if val is None or val.dim() < 3:
+        return -1
+    if node.op == "placeholder":
+        into_conv = any(_op_name(u).startswith(("conv", "convolution")) for u in node.users)
+        return 0 if into_conv or val.dim() >= 4 else -1
+    op = _op_name(node)
+    if any(op.startswith(k) for k in _CHANNELS_FIRST):
+        return 0
+    if op in _CHANNELS_LAST:
+        return -1
+    if (op in _ELEMENTWISE or op in _SHAPE_ONLY) and node.all_input_nodes and depth < 16:
+        if _shape(node.all_input_nodes[0]) == _shape(node):
+            return _channel_axis_of(node.all_input_nodes[0], depth + 1)
+    return 0 if val.dim() >= 4 else -1
+
+
+def _activation(node, depth: int = 0) -> str | None:
+    if node is None or node.op != "call_function" or depth > 8:
+        return None
+    op = _op_name(node)
+    if op in _ACTIVATIONS:
+        return _ACTIVATIONS[op]
+    if op in _SHAPE_ONLY and node.all_input_nodes:
+        return _activation(node.all_input_nodes[0], depth + 1)
+    return None
+
+
+def list_layers(model: TorchModel) -> list[LayerInfo]:
+    """Every layer of the model in graph order (see the module's docstring), with whether it is a valid cut."""
+    with model.lock:
+        if "layers" not in model.built:
+            infos = []
+            for entry in model.layers:
+                node = entry.node if entry.node is not None else entry.outputs[0] if entry.outputs else None
+                shape = (None, *_shape(node)) if node is not None else ()
+                reason = _why_not(model, entry)
+                axis = _channel_axis_of(node) if node is not None else -1
+                infos.append(LayerInfo(entry.name, entry.class_name, shape, reason is None, reason, axis))
+            model.built["layers"] = infos
+        return list(model.built["layers"])
+
+
+def _nearby_cuts(model: TorchModel, layer: str) -> str:
+    infos = list_layers(model)
+    at = max(i for i, info in enumerate(infos) if info.name == layer)
+    before = next((info.name for info in reversed(infos[:at]) if info.valid_cut), None)
+    after = next((info.name for info in infos[at + 1:] if info.valid_cut), None)
+    near = " or ".join(repr(n) for n in (before, after) if n is not None)
+    return ("cut at a layer that every path from the inputs to the outputs passes through"
+            + (f", such as {near}" if near else ""))
+
+
+# -- sub-graphs ----------------------------------------------------------------------------------------------------
+
+
+def _subgraph(model: TorchModel, start, outputs: list, start_name: str):
+    """A new graph module computing ``outputs`` from the value of node ``start`` (given as its only argument); it
+    shares the weights of ``model.gm``. A size of the batch computed before ``start`` is taken from the new input."""
+    t = torch()
+    fx = t.fx
+    graph = fx.Graph()
+    env = {}
+    placeholder = graph.placeholder(start_name)
+    placeholder.meta = dict(start.meta)
+    env[start] = placeholder
+    needed = set()
+    queue = deque(outputs)
+    while queue:
+        n = queue.popleft()
+        if n in needed or n in env:
+            continue
+        needed.add(n)
+        if not _batch_size(n):  # the batch size is read from the new input instead
+            queue.extend(n.all_input_nodes)
+    for n in model.gm.graph.nodes:
+        if n not in needed or n in env:
+            continue
+        if n.op == "placeholder":
+            raise CutError(f"model {model.latent_inspector_file!r}: the part after the cut needs the model's input "
+                           f"{n.name!r}")
+        if _batch_size(n) and n.args[0] not in env:
+            env[n] = graph.call_function(n.target, (placeholder, 0))  # the batch size, from the new input
+            env[n].meta = dict(n.meta)
+            continue
+        if _is_guard(n):
+            continue
+        env[n] = graph.node_copy(n, lambda a: env[a])
+    result = [env[o] for o in outputs]
+    graph.output(tuple(result))
+    graph.eliminate_dead_code()
+    return fx.GraphModule(model.gm, graph)
+
+
+def _batch_size(node) -> bool:
+    """The node reads the batch size of a tensor (``x.size(0)``, ``x.shape[0]``)."""
+    return node.op == "call_function" and _op_name(node) == "sym_size" and len(node.args) > 1 and node.args[1] == 0
+
+
+def _identity(model: TorchModel, node):
+    t = torch()
+    graph = t.fx.Graph()
+    p = graph.placeholder("z")
+    p.meta = dict(node.meta)
+    graph.output((p,))
+    return t.fx.GraphModule(t.nn.Module(), graph)
+
+
+class TorchSplit(Split):
+    """A PyTorch model cut at one layer: two graph modules over the same weights, run in inference mode on
+    :func:`device`, in chunks of the exported batch size when the program was exported for a fixed one."""
+
+    def __init__(self, model: TorchModel, layer: str):
+        entry = _find(model, layer)
+        FRAMEWORK.require_single_input(model)
+        reason = _why_not(model, entry)
+        if reason is not None:
+            raise CutError(f"cannot cut model {model.latent_inspector_file!r} at {layer!r}: {reason}; "
+                           f"{_nearby_cuts(model, layer)}")
+        cut = entry.node
+        self.framework = FRAMEWORK
+        self.model = model
+        self.layer = layer
+        shape = _shape(cut)
+        if None in shape:
+            raise CutError(f"cannot cut model {model.latent_inspector_file!r} at {layer!r}: its activations have a "
+                           f"free dimension {shape}; a cut needs a fixed shape per sample")
+        self.latent_shape = shape
+        self.input_shape = _shape(model.input_node)
+        val = _node_tensor(model.input_node)
+        self.input_dtype = str(val.dtype).replace("torch.", "")
+        outputs = list(model.output_nodes)
+        self.output_names = tuple(_owner(model, n) for n in outputs)
+        self.output_shapes = tuple(_shape(n) for n in outputs)
+        with model.lock:
+            self.prefix = (_identity(model, cut) if cut is model.input_node
+                           else _subgraph(model, model.input_node, [cut], "x"))
+            self.suffix = (_identity(model, cut) if outputs == [cut]
+                           else _subgraph(model, cut, outputs, "z"))
+        self.prefix.to(device())
+        self.suffix.to(device())
+        self._batch = model.static_batch
+
+    def _run(self, module, a: np.ndarray) -> list[np.ndarray]:
+        t = torch()
+        dev = device()
+        fixed = self._batch
+        chunks = [a] if fixed is None else [a[i: i + fixed] for i in range(0, len(a), fixed)]
+        outs = []
+        with t.inference_mode():
+            for chunk in chunks:
+                n = len(chunk)
+                if fixed is not None and n < fixed:  # the last chunk, padded to the exported batch size
+                    chunk = np.concatenate([chunk, np.repeat(chunk[-1:], fixed - n, axis=0)])
+                result = module(t.from_numpy(np.ascontiguousarray(chunk)).to(dev))
+                result = result if isinstance(result, (tuple, list)) else (result,)
+                outs.append([r[:n].detach().float().cpu().numpy() for r in result])
+        return [np.concatenate(parts) if len(parts) > 1 else parts[0] for parts in zip(*outs)]
+
+    def _encode(self, x: np.ndarray) -> np.ndarray:
+        if len(x) == 0:
+            return np.empty((0, *self.latent_shape), np.float32)
+        return self._run(self.prefix, x)[0]
+
+    def _decode(self, z: np.ndarray) -> list[np.ndarray]:
+        if len(z) == 0:
+            return [np.empty((0, *s), np.float32) for s in self.output_shapes]
+        return self._run(self.suffix, z)
+
+    def parameters(self):
+        """The suffix's trainable weights that the prefix does not use (what :meth:`PyTorch.train_suffix` trains)."""
+        in_prefix = {n.target for n in self.prefix.graph.nodes if n.op == "get_attr"}
+        return [(n, p) for n, p in self.suffix.named_parameters() if n not in in_prefix]
+
+
+# -- any layer, gradients ------------------------------------------------------------------------------------------
+
+
+class TorchFeatures(Features):
+    """The outputs of any layers of a PyTorch model (a graph module from the input to their nodes)."""
+
+    def __init__(self, model: TorchModel, layers: tuple):
+        self.model, self.layers = model, tuple(layers)
+        nodes = [_layer_node(model, layer) for layer in self.layers]
+        self.input_shape = _shape(model.input_node)
+        with model.lock:
+            self.module = _subgraph(model, model.input_node, nodes, "x").to(device())
+
+    def _forward(self, x):
+        out = self.module(x)
+        return list(out) if isinstance(out, (tuple, list)) else [out]
+
+    def __call__(self, x) -> list[np.ndarray]:
+        t = torch()
+        with t.inference_mode():
+            outs = self._forward(t.from_numpy(np.ascontiguousarray(self.conform(x))).to(device()))
+            return [o.detach().float().cpu().numpy() for o in outs]
+
+    def ascent(self, terms: tuple[Term, ...], spatial_axes: tuple) -> Ascent:
+        return _TorchAscent(self, terms, spatial_axes)
+
+
+class _TorchAscent(Ascent):
+    def __init__(self, features: TorchFeatures, terms, spatial_axes):
+        self.features, self.terms = features, tuple(terms)
+        self.dims = tuple(a + 1 for a in spatial_axes)
+        self.input_shape = tuple(int(d) for d in features.input_shape)
+
+    def _value(self, x):
+        total = 0.0
+        outs = self.features._forward(x)
+        for term in self.terms:
+            a = outs[term.layer].float()
+            if a.dim() > 2 and term.channel_axis == 0:
+                a = a.movedim(1, -1)  # channels last, as units are addressed
+            if term.kind == "square":
+                v = (a * a).reshape(a.shape[0], -1).mean(dim=1)
+            elif term.kind == "unit" and term.position is None:
+                v = a[:, term.channel]
+            elif term.kind == "unit":
+                v = a[(slice(None), *term.position, term.channel)]
+            else:
+                v = a[..., term.channel].reshape(a.shape[0], -1).mean(dim=1)
+            total = total + term.weight * v
+        return total
+
+    def value(self, x) -> np.ndarray:
+        t = torch()
+        x = t.from_numpy(np.ascontiguousarray(np.asarray(x, np.float32).reshape((-1, *self.input_shape))))
+        with t.inference_mode():
+            return self._value(x.to(device())).detach().cpu().numpy()
+
+    def step(self, x, shift, lr, l2, tv, low, high, center, scale, clip):
+        t = torch()
+        dev = device()
+
+        def tensor(a):
+            return t.as_tensor(np.asarray(a, np.float32), device=dev)
+
+        x, low, high, center, scale = (tensor(a) for a in (x, low, high, center, scale))
+        x = x.clone().requires_grad_(True)
+        with t.enable_grad():
+            seen = t.roll(x, tuple(int(s) for s in shift), dims=self.dims) if self.dims else x
+            target = self._value(seen)[0]
+            u = (x - center) / scale
+            loss = target - float(l2) * (u * u).mean()
+            if float(tv):
+                for a in self.dims:
+                    loss = loss - float(tv) * (u.narrow(a, 1, u.shape[a] - 1)
+                                               - u.narrow(a, 0, u.shape[a] - 1)).abs().mean()
+            (grad,) = t.autograd.grad(loss, x)
+        with t.no_grad():
+            if clip:
+                pinned = ((x <= low) & (grad < 0)) | ((x >= high) & (grad > 0))
+                grad = t.where(pinned, t.zeros_like(grad), grad)
+            grad = grad / (grad.pow(2).mean().sqrt() + 1e-12)
+            x = x + float(lr) * scale * grad
+            if clip:
+                x = t.minimum(t.maximum(x, low), high)
+        return x.detach().cpu().numpy(), float(target.detach())
+
+
+def _layer_node(model: TorchModel, layer: str | None):
+    if layer is None:
+        if len(model.output_nodes) != 1:
+            raise UnitError(f"model {model.latent_inspector_file!r} has {len(model.output_nodes)} outputs; name the "
+                            "layer to use")
+        return model.output_nodes[0]
+    entry = _find(model, layer, UnitError)
+    if entry.node is None:
+        raise UnitError(f"layer {layer!r} returns {len(entry.outputs)} tensors; choose a layer with one output")
+    return entry.node
+
+
+# -- the framework ------------------------------------------------------------------------------------------------
+
+
+class PyTorch(Framework):
+    """PyTorch models (``.pt2`` programs, ``.pt``/``.pth`` state dicts or, trusted, pickled modules)."""
+
+    name = "pytorch"
+    title = "PyTorch"
+    suffixes = SUFFIXES
+    requires = ("torch",)
+    extra = "torch"
+    version_suffix = ".pt2"
+
+    def load(self, path, *, trust: bool = False, objects: ModelObjects | None = None) -> TorchModel:
+        self.require(path)
+        return load(path, trust=trust, objects=objects)
+
+    def owns(self, model) -> bool:
+        return isinstance(model, TorchModel)
+
+    def label(self, model) -> str:
+        return model.latent_inspector_file
+
+    def list_layers(self, model) -> list[LayerInfo]:
+        return list_layers(model)
+
+    def input_specs(self, model):
+        out = []
+        for n in model.gm.graph.nodes:
+            if n.op == "placeholder":
+                val = _node_tensor(n)
+                out.append((n.name, _shape(n), str(val.dtype).replace("torch.", "") if val is not None else "?"))
+        return out
+
+    def output_specs(self, model):
+        return [(_owner(model, n), _shape(n), _activation(n)) for n in model.output_nodes]
+
+    def split(self, model, layer: str) -> TorchSplit:
+        with model.lock:
+            key = ("split", layer)
+            if key not in model.built:
+                model.built[key] = TorchSplit(model, layer)
+            return model.built[key]
+
+    def layer_shape(self, model, layer):
+        if len(self.input_specs(model)) != 1:
+            raise ModelError(f"model {model.latent_inspector_file!r} has several inputs; feature visualization "
+                             "optimizes the input of a single-input model")
+        return _shape(_layer_node(model, layer))
+
+    def channel_axis(self, model, layer) -> int:
+        return _channel_axis_of(_layer_node(model, layer))
+
+    def features(self, model, layers) -> TorchFeatures:
+        layers = tuple(layers)
+        with model.lock:
+            key = ("features", layers)
+            if key not in model.built:
+                model.built[key] = TorchFeatures(model, layers)
+            return model.built[key]
+
+    def train_suffix(self, split: TorchSplit, z, y, *, epochs: int, learning_rate: float, batch_size: int,
+                     freeze_batchnorm: bool, seed: int = 0, progress=None) -> list[float]:
+        """Adam on the cross-entropy of the suffix's first output (class probabilities) for the class codes ``y``.
+        The exported graph is in eval mode (BatchNorm's running statistics, no Dropout); with ``freeze_batchnorm``
+        the BatchNorm scales and shifts stay as they are too."""
+        from engine.progress import report
+
+        t = torch()
+        dev = device()
+        model = split.model
+        params = []
+        for name, p in split.parameters():
+            module_kind = _module_kind(model, name)
+            if freeze_batchnorm and "BatchNorm" in module_kind:
+                continue
+            params.append(p)
+        if not params:
+            raise ModelError(f"model {model.latent_inspector_file!r}: the part after {split.layer!r} has no weights "
+                             "to train")
+        for p in params:
+            p.requires_grad_(True)
+        gen = t.Generator().manual_seed(int(seed))
+        z_t = t.as_tensor(np.asarray(z, np.float32)).reshape((-1, *split.latent_shape))
+        y_t = t.as_tensor(np.asarray(y, np.int64))
+        optimizer = t.optim.Adam(params, lr=float(learning_rate))
+        history = []
+        for epoch in range(int(epochs)):
+            order = t.randperm(len(z_t), generator=gen)
+            total = 0.0
+            for start in range(0, len(order), int(batch_size)):
+                idx = order[start: start + int(batch_size)]
+                with t.enable_grad():
+                    out = split.suffix(z_t[idx].to(dev))
+                    probs = (out[0] if isinstance(out, (tuple, list)) else out).float()
+                    loss = t.nn.functional.nll_loss(t.log(probs.clamp_min(1e-7)), y_t[idx].to(dev))
+                    optimizer.zero_grad()
+                    loss.backward()
+                optimizer.step()
+                total += float(loss.detach()) * len(idx)
+            history.append(total / len(z_t))
+            report(progress, "training", epoch + 1, epochs)
+        for p in params:
+            p.requires_grad_(False)
+        return history
+
+    def save(self, model: TorchModel, path) -> None:
+        """Write the program with the (fine-tuned) weights of ``model.gm`` as a ``.pt2``."""
+        t = torch()
+        program = model.program
+        state = program.state_dict
+        for name, p in model.gm.named_parameters():
+            if name in state:
+                state[name] = t.nn.Parameter(p.detach().to("cpu").clone(), requires_grad=state[name].requires_grad)
+        buffer = io.BytesIO()
+        t.export.save(program, buffer)
+        Path(path).write_bytes(buffer.getvalue())
+
+
+def _module_kind(model: TorchModel, param_name: str) -> str:
+    """The class of the module a parameter (``"block1.bn1.weight"``) belongs to, from the graph's metadata."""
+    owner = param_name.rsplit(".", 1)[0]
+    for n in model.gm.graph.nodes:
+        for fqn, kind in (n.meta.get("nn_module_stack") or {}).values():
+            if fqn == owner:
+                return str(kind)
+    return ""
+
+
+FRAMEWORK = PyTorch()
