@@ -28,7 +28,7 @@ from engine.backends.dask import ModelRef, embedding_frame, loaded_models
 from engine.data.chunked import NpyRows, open_chunked
 from engine.data.store import open_store
 from engine.errors import ClusterError, CutError, DataError, InspectorError, ModelError
-from engine.model import load_model, split
+from engine.model import list_layers, load_model, split
 from engine.propagate import activations, propagate
 from engine.reduce import PCAReducer, PrincipalDirections, embed
 
@@ -143,6 +143,32 @@ def test_chunked_propagation_gives_the_single_process_activations(client, data, 
     key = f"{acts.ref.model_path}@{acts.ref.model_hash}:bottleneck"
     loads = [counts.get(key, 0) for counts in client.run(loaded_models).values()]
     assert loads == [1, 1]
+
+
+@pytest.mark.parametrize("kind", ["pytorch", "onnx"])
+def test_torch_and_onnx_models_propagate_on_the_cluster_loaded_once_per_worker(client, tmp_path, kind):
+    torch = pytest.importorskip("torch")
+    import torch_models as tm
+
+    module, example = tm.build("residual")
+    if kind == "pytorch":
+        path = tm.export(module, example, tmp_path / "model.pt2")
+    else:
+        pytest.importorskip("onnxruntime")
+        path = tmp_path / "model.onnx"
+        torch.onnx.export(module, (example,), str(path), dynamo=False, input_names=["x"], output_names=["y"],
+                          dynamic_axes={"x": {0: "batch"}, "y": {0: "batch"}})
+    layer = "block1" if kind == "pytorch" else next(
+        i.name for i in list_layers(load_model(path)) if i.valid_cut and i.name.startswith("/block1/"))
+    x = np.random.default_rng(3).random((1200, 1, 14, 14)).astype("float32")
+    np.save(tmp_path / "x.npy", x)
+    ref = ModelRef.from_file(path, layer)
+    stored = propagate(ref, open_chunked(tmp_path / "x.npy", chunk_rows=200), out=tmp_path / "acts.zarr",
+                       key=f"{kind}-x")
+    np.testing.assert_allclose(stored.read(), split(load_model(path), layer).encode(x), rtol=1e-5, atol=1e-5)
+    key = f"{ref.model_path}@{ref.model_hash}:{layer}"
+    loads = [counts.get(key, 0) for counts in client.run(loaded_models).values()]
+    assert sorted(loads) == [1, 1]  # six chunks, one load per worker process
 
 
 def test_a_complete_store_with_the_same_key_is_reused(client, data, acts):

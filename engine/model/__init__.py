@@ -32,6 +32,7 @@ from engine.data.files import file_hash
 from engine.errors import ModelError
 from engine.memo import Memo
 from engine.model import keras as _keras
+from engine.model import onnx as _onnx
 from engine.model import torch as _torch
 from engine.model.base import Features, Framework, LayerInfo, ModelObjects, Split, Term
 
@@ -61,7 +62,7 @@ __all__ = [
 ]
 
 #: The frameworks, by name.
-FRAMEWORKS: dict[str, Framework] = {f.name: f for f in (_keras.FRAMEWORK, _torch.FRAMEWORK)}
+FRAMEWORKS: dict[str, Framework] = {f.name: f for f in (_keras.FRAMEWORK, _torch.FRAMEWORK, _onnx.FRAMEWORK)}
 #: Every model file suffix a framework reads.
 MODEL_SUFFIXES: tuple[str, ...] = tuple(s for f in FRAMEWORKS.values() for s in f.suffixes)
 
