@@ -558,7 +558,8 @@ CASES: list[BadInput] = [
              _model_bytes(lambda b: _zip_member_cut(b, "model.weights.h5")), ModelError,
              r"model\.keras: cannot load the model", kind="model"),
     BadInput("model_is_data", "the manifest names a .npy file as the model", _model_is_data, ModelError,
-             r"weights\.npy: not a Keras model file; expected one of \.keras, \.h5", kind="model"),
+             r"weights\.npy: not a model file this tool reads; expected one of: Keras \.keras, \.h5.*PyTorch "
+             r"\.pt2.*ONNX \.onnx", kind="model"),
     BadInput("model_lambda_keras", "a .keras model with a Lambda layer and no trust_model", _lambda(".keras"),
              ModelError, r"model\.keras: Lambda layer\(s\) 'doubled' hold Python bytecode.* set trust_model = "
              r"true.*lambdas = ",
