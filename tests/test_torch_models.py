@@ -281,3 +281,18 @@ def test_the_bundled_keras_model_runs_on_keras_pytorch_backend(tmp_path):
     assert run.returncode == 0, run.stderr[-2000:]
     np.testing.assert_allclose(np.load(tmp_path / "z.npy"), z, rtol=1e-4, atol=1e-4)
     np.testing.assert_allclose(np.load(tmp_path / "y.npy"), s.decode(z), rtol=1e-4, atol=1e-4)
+
+
+def test_the_bundled_torch_project_optimizes_units_with_its_data_in_another_layout():
+    """The data's samples are (28, 28, 1), the model's (1, 28, 28): bounds, start and spatial axes follow the
+    model's layout (jitter and blur along rows and columns, not along the channel)."""
+    from engine.data.project import load_project
+    from engine.explore import featurevis as fv
+
+    project = load_project("mnist_torch")
+    for objective in (fv.Objective.unit("embedding", 0), fv.Objective.unit("block1", 3)):
+        result = fv.maximize(project, objective, steps=20, seed=0,
+                             regularizers=fv.Regularizers(tv=0.5, jitter=2, blur_every=5))
+        assert result.input.shape == (1, 28, 28) and result.spatial_axes == (1, 2)
+        assert result.activation > result.start_activation
+        assert result.input.min() >= 0 and result.input.max() <= 1 + 1e-6  # the data's range (after input_scale)

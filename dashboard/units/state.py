@@ -101,6 +101,7 @@ class Units(TabState):
     compared = param.Parameter(default=None, doc="UnitExamples (k=1) of the last run's objective over the dataset")
     live = param.Parameter(default=None, doc="(step, steps, input, activation) of the run under way")
     running = param.Boolean(default=False, doc="An optimization is under way")
+    no_gradients = param.String(default="", doc="Why the model's input cannot be optimized ('' when it can)")
 
     def __init__(self, **params):
         super().__init__(**params)
@@ -114,10 +115,23 @@ class Units(TabState):
         self.inspector.param.watch(self._follow, "layer")
         self.inspector.param.watch(self._forget, "project_obj")
         self._layers()
+        self._forget()
 
     def _forget(self, *_):
-        """Another project: nothing shown belongs to it."""
-        self.param.update(examples=None, result=None, compared=None)
+        """Another project: nothing shown belongs to it; say now if its framework has no gradients (ONNX)."""
+        from engine.errors import ModelError
+        from engine.model import framework_for
+
+        project = self.inspector.project_obj
+        why = ""
+        try:
+            framework = framework_for(project.model_path) if project is not None else None
+        except ModelError:
+            framework = None
+        if framework is not None and not framework.gradients:
+            why = (f"{framework.title} models carry no gradients, so the input cannot be optimized; the top dataset "
+                   "examples work. Open the Keras or PyTorch model the file was exported from to optimize.")
+        self.param.update(examples=None, result=None, compared=None, no_gradients=why)
 
     # -- the unit -------------------------------------------------------------------------------------------------
 

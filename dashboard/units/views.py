@@ -86,12 +86,15 @@ class UnitsView(View):
         self.blur_sigma = pn.widgets.FloatInput.from_param(p.blur_sigma, label="Blur sigma", width=90, step=0.1)
         self.clip = pn.widgets.Checkbox.from_param(p.clip, label="clip to the data's range", margin=(28, 10, 5, 10))
         self.run = pn.widgets.Button(label="Optimize", color="primary", width=110, margin=(22, 10, 5, 10),
-                                     css_classes=["units-run"], disabled=p.running)
+                                     css_classes=["units-run"],
+                                     disabled=pn.bind(lambda running, why: bool(running or why), p.running,
+                                                      p.no_gradients))
         self.run.on_click(u.optimize)
         self.stop = pn.widgets.Button(label="Cancel", color="light", width=90, margin=(22, 10, 5, 10),
                                       css_classes=["units-cancel"], disabled=p.running.rx.not_())
         self.stop.on_click(u.cancel)
-        self._plan = pn.pane.HTML(pn.bind(self._plan_html, p.objective, p.steps, p.lr, p.seed, p.start, p.sample),
+        self._plan = pn.pane.HTML(pn.bind(self._plan_html, p.objective, p.steps, p.lr, p.seed, p.start, p.sample,
+                                          p.no_gradients),
                                   stylesheets=[UNITS_CSS], sizing_mode="stretch_width", margin=(0, 10),
                                   css_classes=["units-plan"])
         self._live = pn.pane.HTML("", stylesheets=[UNITS_CSS], sizing_mode="stretch_width", margin=(0, 10),
@@ -187,7 +190,9 @@ class UnitsView(View):
     # -- the optimization ---------------------------------------------------------------------------------------
 
     @staticmethod
-    def _plan_html(objective, steps, lr, seed, start, sample_id):
+    def _plan_html(objective, steps, lr, seed, start, sample_id, no_gradients=""):
+        if no_gradients:
+            return f"<span class='flagged'>{html.escape(no_gradients)}</span>"
         name = next(k for k, v in OBJECTIVES.items() if v == objective)
         origin = {"noise": f"seeded noise (seed {seed})", "top": "the top example",
                   "sample": f"sample {sample_id}"}[start]

@@ -276,8 +276,8 @@ class Maximizer:
         rng = np.random.default_rng([int(seed), 1])  # the shifts' stream, apart from the noise start's
         consts = [np.asarray(a, np.float32).reshape((1, *self.input_shape))
                   for a in (space.low, space.high, space.center, space.scale)]
-        if reg.clip:
-            x0 = np.clip(x0, space.low[None], space.high[None])
+        if reg.clip:  # the bounds in the model's input shape (the data's (28, 28, 1) into a (1, 28, 28) model)
+            x0 = np.clip(x0, consts[0], consts[1])
         start_activation = float(self.value(x0)[0])
         x = x0
         trace = []
