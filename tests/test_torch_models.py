@@ -296,3 +296,45 @@ def test_the_bundled_torch_project_optimizes_units_with_its_data_in_another_layo
         assert result.input.shape == (1, 28, 28) and result.spatial_axes == (1, 2)
         assert result.activation > result.start_activation
         assert result.input.min() >= 0 and result.input.max() <= 1 + 1e-6  # the data's range (after input_scale)
+
+
+def test_finetuning_a_torch_project_saves_a_pt2_version_and_onnx_is_refused(tmp_path):
+    import re
+    import shutil
+
+    from engine.data.generated import GeneratedDataset, Record
+    from engine.data.project import load_project
+    from engine.model.finetune import decode_with, finetune_suffix, model_versions
+
+    repo = Path(__file__).resolve().parent.parent
+    for name in ("mnist_torch", "mnist_onnx"):
+        shutil.copytree(repo / "projects" / name, tmp_path / name, ignore=shutil.ignore_patterns("build"))
+    project = load_project("mnist_torch", tmp_path)
+    s = split(project.model(), "embedding")
+    x = project.preprocess()(np.asarray(project.inputs()[:40]))
+    z = s.encode(x)
+    least = np.argsort(s.decode(z), axis=1)[:, -2]  # the runner-up class: a correction the suffix can learn
+    ds = GeneratedDataset(project, "corrections")
+    for zi, c in zip(z, least):
+        ds.save(Record(project=project.name, model_hash=project.model_hash(), layer="embedding", method="pca",
+                       params={}, inverse="exact", xy=(0.0, 0.0), activation=zi, output=np.full(10, 0.1, np.float32),
+                       user_label=str(c)))
+    original = hashlib.sha256(project.model_path.read_bytes()).hexdigest()
+    result = finetune_suffix(project, ds, epochs=10, learning_rate=0.02, batch_size=8)
+    assert re.fullmatch(r"classifier-\d{8}T\d{6}(-\d+)?\.pt2", result.path.name)
+    assert result.loss_after < result.loss_before and result.accuracy_after > result.accuracy_before
+    assert hashlib.sha256(project.model_path.read_bytes()).hexdigest() == original
+    assert [v.name for v in model_versions(project)] == ["classifier.pt2", result.path.name]
+    tuned = split(load_model(result.path), "embedding")
+    np.testing.assert_allclose(tuned.encode(x), z, rtol=1e-5, atol=1e-5)  # the prefix is untouched
+    np.testing.assert_allclose(decode_with(project, result.path, "embedding", z), tuned.decode(z), rtol=1e-6)
+    assert tuned.decode(z)[np.arange(40), least].mean() > s.decode(z)[np.arange(40), least].mean() + 0.05
+
+    onnx_project = load_project("mnist_onnx", tmp_path)
+    layer = onnx_project.default_layer
+    ods = GeneratedDataset(onnx_project, "corrections")
+    ods.save(Record(project=onnx_project.name, model_hash=onnx_project.model_hash(), layer=layer, method="pca",
+                    params={}, inverse="exact", xy=(0.0, 0.0), activation=z[0], output=np.full(10, 0.1, np.float32),
+                    user_label="3"))
+    with pytest.raises(ModelError, match=r"classifier\.onnx: ONNX files hold an inference graph without training"):
+        finetune_suffix(onnx_project, ods, epochs=1)

@@ -797,7 +797,8 @@ class PyTorch(Framework):
 
     def train_suffix(self, split: TorchSplit, z, y, *, epochs: int, learning_rate: float, batch_size: int,
                      freeze_batchnorm: bool, seed: int = 0, progress=None) -> list[float]:
-        """Adam on the cross-entropy of the suffix's first output (class probabilities) for the class codes ``y``.
+        """Adam on the cross-entropy of the suffix's first output (class probabilities; a final softmax is trained
+        through its logits) for the class codes ``y``.
         The exported graph is in eval mode (BatchNorm's running statistics, no Dropout); with ``freeze_batchnorm``
         the BatchNorm scales and shifts stay as they are too."""
         from engine.progress import report
@@ -816,6 +817,7 @@ class PyTorch(Framework):
                              "to train")
         for p in params:
             p.requires_grad_(True)
+        log_probs, exact = _log_prob_suffix(split)
         gen = t.Generator().manual_seed(int(seed))
         z_t = t.as_tensor(np.asarray(z, np.float32)).reshape((-1, *split.latent_shape))
         y_t = t.as_tensor(np.asarray(y, np.int64))
@@ -827,9 +829,10 @@ class PyTorch(Framework):
             for start in range(0, len(order), int(batch_size)):
                 idx = order[start: start + int(batch_size)]
                 with t.enable_grad():
-                    out = split.suffix(z_t[idx].to(dev))
-                    probs = (out[0] if isinstance(out, (tuple, list)) else out).float()
-                    loss = t.nn.functional.nll_loss(t.log(probs.clamp_min(1e-7)), y_t[idx].to(dev))
+                    out = log_probs(z_t[idx].to(dev))
+                    out = (out[0] if isinstance(out, (tuple, list)) else out).float()
+                    logp = out if exact else t.log(out.clamp_min(1e-7))
+                    loss = t.nn.functional.nll_loss(logp, y_t[idx].to(dev))
                     optimizer.zero_grad()
                     loss.backward()
                 optimizer.step()
@@ -851,6 +854,23 @@ class PyTorch(Framework):
         buffer = io.BytesIO()
         t.export.save(program, buffer)
         Path(path).write_bytes(buffer.getvalue())
+
+
+def _log_prob_suffix(split: TorchSplit):
+    """The suffix computing log-probabilities, and whether they are exact: a final softmax is replaced by
+    ``log_softmax`` of its input (the cross-entropy of saturated probabilities would have no gradient); otherwise the
+    suffix itself (its probabilities are then clipped before the log)."""
+    t = torch()
+    graph = t.fx.Graph()
+    out = graph.graph_copy(split.suffix.graph, {})
+    first = out[0] if isinstance(out, (tuple, list)) else out
+    if isinstance(first, t.fx.Node) and _op_name(first) in ("softmax", "_softmax") and len(first.args) >= 2:
+        with graph.inserting_after(first):
+            logp = graph.call_function(t.ops.aten.log_softmax.int, (first.args[0], first.args[1]))
+        graph.output((logp,))
+        graph.eliminate_dead_code()
+        return t.fx.GraphModule(split.suffix, graph), True
+    return split.suffix, False
 
 
 def _module_kind(model: TorchModel, param_name: str) -> str:
