@@ -345,9 +345,9 @@ def test_large_batches_run_in_cache_sized_chunks_with_the_same_result(exported, 
 
     module, example, path = exported["residual"]
     model = load_model(path)
+    assert backend._cache_rows(split(model, "block1").prefix) > 16  # 4 channels of 14 x 14: far more rows fit
     monkeypatch.setattr(backend, "CPU_CHUNK_BYTES", 1)  # the smallest chunk: 16 rows
     s = backend.TorchSplit(model, "block1")
     assert s._rows[id(s.prefix)] == 16
     x = torch.rand((50, *example.shape[1:])).numpy()
     np.testing.assert_allclose(s.decode(s.encode(x)), _eager(module, x)[0], rtol=1e-5, atol=1e-6)
-    assert backend._cache_rows(split(model, "block1").prefix) > 16  # 4 channels of 14 x 14: far more rows fit
