@@ -85,8 +85,9 @@ def _onnx_calls(s, x):
 
 def run(quick: bool) -> list[Comparison]:
     results = []
-    n = 10_000 if quick else 100_000
-    k = 50 if quick else 300
+    n = 2_000 if quick else 100_000
+    k = 20 if quick else 300
+    repeats = 2 if quick else 5
     splits, inputs = {}, {}
     for kind, name in (("PyTorch", "mnist_torch"), ("ONNX Runtime", "mnist_onnx")):
         try:
@@ -103,14 +104,14 @@ def run(quick: bool) -> list[Comparison]:
         def ours(s=s, x=x):
             propagate(s, x)
 
-        a, b = alternate(ours, plain, repeats=3 if quick else 5, warmup=1)
+        a, b = alternate(ours, plain, repeats=repeats, warmup=1)
         results.append(Comparison(
             "frameworks", f"{kind} propagate {n:,} rows to {project.default_layer!r}", "rows/s",
             Side("engine propagate (batch 2048)", [n / t for t in a]),
             Side(f"plain {kind} batched call", [n / t for t in b]),
         ))
         if raw is not plain:
-            a, c = alternate(ours, raw, repeats=3 if quick else 5, warmup=1)
+            a, c = alternate(ours, raw, repeats=repeats, warmup=1)
             ratio = np.median([n / t for t in a]) / np.median([n / t for t in c])
             results.append(Comparison(
                 "frameworks", f"{kind} propagate vs raw on preloaded tensors", "rows/s",
@@ -138,7 +139,7 @@ def run(quick: bool) -> list[Comparison]:
     if len(splits) == 2:
         t, o = splits["PyTorch"], splits["ONNX Runtime"]
         x = inputs["PyTorch"]
-        a, b = alternate(lambda: propagate(o, x), lambda: propagate(t, x), repeats=3 if quick else 5, warmup=1)
+        a, b = alternate(lambda: propagate(o, x), lambda: propagate(t, x), repeats=repeats, warmup=1)
         results.append(Comparison(
             "frameworks", f"same network: propagate {n:,} rows", "rows/s",
             Side("ONNX Runtime (engine)", [n / t_ for t_ in a]), Side("PyTorch eager (engine)", [n / t_ for t_ in b]),
