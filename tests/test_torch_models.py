@@ -351,3 +351,17 @@ def test_large_batches_run_in_cache_sized_chunks_with_the_same_result(exported, 
     assert s._rows[id(s.prefix)] == 16
     x = torch.rand((50, *example.shape[1:])).numpy()
     np.testing.assert_allclose(s.decode(s.encode(x)), _eager(module, x)[0], rtol=1e-5, atol=1e-6)
+
+
+def test_a_project_whose_framework_is_missing_names_the_extra_to_install(exported, monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "torch" else real(name, *a))
+    with pytest.raises(ModelError, match=r"sequential\.pt2: PyTorch models need torch, which is not installed here; "
+                                         r"install the extra: pip install -e '\.\[torch\]'"):
+        load_model(exported["sequential"][2])
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "onnxruntime" else real(name, *a))
+    with pytest.raises(ModelError, match=r"m\.onnx: ONNX models need onnxruntime.*pip install -e '\.\[onnx\]'"):
+        (exported["sequential"][2].parent / "m.onnx").write_bytes(b"x")
+        load_model(exported["sequential"][2].parent / "m.onnx")

@@ -297,7 +297,7 @@ class Framework:
         missing = [m for m in self.requires if importlib.util.find_spec(m) is None]
         if missing:
             where = f"{path}: " if path is not None else ""
-            raise ModelError(f"{where}a {self.title} model needs {', '.join(missing)}, which is not installed; "
+            raise ModelError(f"{where}{self.title} models need {', '.join(missing)}, which is not installed here; "
                              f"install the extra: pip install -e '.[{self.extra}]'")
 
     # -- loading and describing
