@@ -145,10 +145,25 @@ def test_chunked_propagation_gives_the_single_process_activations(client, data, 
     assert loads == [1, 1]
 
 
+@pytest.fixture
+def torch_client(client):
+    """A cluster of its own for the PyTorch and ONNX models, closed after the test (the shared one is the default
+    client again): PyTorch and ONNX Runtime in the shared cluster's workers, beside TensorFlow, took them past the
+    memory at which the nanny pauses a worker (80 % of 1.5 GiB), and the next test's tasks waited forever."""
+    from distributed import default_client
+
+    with connect("local:2", memory_limit=WORKER_MEMORY) as own:
+        assert default_client() is own
+        yield own
+    assert default_client() is client
+
+
 @pytest.mark.parametrize("kind", ["pytorch", "onnx"])
-def test_torch_and_onnx_models_propagate_on_the_cluster_loaded_once_per_worker(client, tmp_path, kind):
+def test_torch_and_onnx_models_propagate_on_the_cluster_loaded_once_per_worker(torch_client, tmp_path, kind):
     torch = pytest.importorskip("torch")
     import torch_models as tm
+
+    client = torch_client
 
     module, example = tm.build("residual")
     if kind == "pytorch":
