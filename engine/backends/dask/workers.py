@@ -3,7 +3,6 @@ process loads and compiles it once, and every chunk's activations go straight in
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import re
 import sys
@@ -83,8 +82,9 @@ _loads_lock = threading.Lock()
 
 
 def _limit_threads(worker=None) -> None:
-    """Before a framework starts in a worker: as many intra-op threads as the worker has task threads (TensorFlow's
-    settings, ONNX Runtime's OMP default, PyTorch's thread count)."""
+    """Around a model's load in a worker: as many intra-op threads as the worker has task threads (TensorFlow's
+    settings before it starts, PyTorch's thread count once it is imported; never imported here for a worker whose
+    model does not need it: PyTorch beside TensorFlow takes a worker past the memory at which its nanny pauses it)."""
     try:
         if worker is None:  # inside a task; client.run passes its worker instead
             from distributed import get_worker
@@ -96,12 +96,9 @@ def _limit_threads(worker=None) -> None:
     if "tensorflow" not in sys.modules:
         os.environ.setdefault("TF_NUM_INTRAOP_THREADS", str(n))
         os.environ.setdefault("TF_NUM_INTEROP_THREADS", str(n))
-    os.environ.setdefault("OMP_NUM_THREADS", str(n))
-    if "torch" in sys.modules or importlib.util.find_spec("torch") is not None:
-        import torch
-
-        if torch.get_num_threads() != n:
-            torch.set_num_threads(n)
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.get_num_threads() != n:
+        torch.set_num_threads(n)
 
 
 def _load_worker_model(ref: ModelRef, worker=None):
@@ -121,6 +118,7 @@ def _load_worker_model(ref: ModelRef, worker=None):
         project = load_project(ref.project[1], root=ref.project[0])
         preprocess, objects = project.preprocess(), project.model_objects()
     loaded = (split(load_model(ref.model_path, trust=ref.trust, objects=objects), ref.layer), preprocess)
+    _limit_threads(worker)  # a PyTorch model imported torch just now
     with _loads_lock:
         _model_loads[ref] += 1
     return loaded
