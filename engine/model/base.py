@@ -21,7 +21,7 @@ import numpy as np
 
 from engine.errors import ModelError
 
-__all__ = ["Ascent", "Features", "Framework", "LayerInfo", "ModelObjects", "Split", "Term"]
+__all__ = ["Ascent", "Features", "Framework", "LayerInfo", "ModelObjects", "Split", "Term", "nearby_cuts"]
 
 
 @dataclass(frozen=True)
@@ -59,6 +59,17 @@ class LayerInfo:
     def units(self) -> int:
         """Number of scalar activations per sample at this layer."""
         return int(np.prod([d for d in self.output_shape[1:] if d is not None], dtype=np.int64))
+
+
+def nearby_cuts(infos: list[LayerInfo], layer: str) -> str:
+    """Advice for a refused cut at ``layer``: the closest valid cuts before and after it in ``infos``' order (the
+    last layer of that name), for every framework's :class:`~engine.errors.CutError`."""
+    at = max(i for i, info in enumerate(infos) if info.name == layer)
+    before = next((info.name for info in reversed(infos[:at]) if info.valid_cut), None)
+    after = next((info.name for info in infos[at + 1:] if info.valid_cut), None)
+    near = " or ".join(repr(n) for n in (before, after) if n is not None)
+    return ("cut at a layer that every path from the inputs to the outputs passes through"
+            + (f", such as {near}" if near else ""))
 
 
 @dataclass(frozen=True)

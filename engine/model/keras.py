@@ -38,7 +38,7 @@ import numpy as np
 from engine.errors import CutError, ModelError, UnitError
 from engine.memo import ObjectMemo
 from engine.model import base
-from engine.model.base import Ascent, Features, Framework, LayerInfo, Term
+from engine.model.base import Ascent, Features, Framework, LayerInfo, Term, nearby_cuts
 from engine.model.keras_files import (
     ModelObjects,
     check_container,
@@ -448,17 +448,6 @@ def require_single_input(model) -> None:
                      f"input array to a model, so models with several inputs are not supported{hint}")
 
 
-def _nearby_cuts(model, layer: str) -> str:
-    """Advice for a refused cut: the closest valid cuts before and after ``layer`` in graph order."""
-    infos = list_layers(model)
-    at = max(i for i, info in enumerate(infos) if info.name == layer)
-    before = next((info.name for info in reversed(infos[:at]) if info.valid_cut), None)
-    after = next((info.name for info in infos[at + 1:] if info.valid_cut), None)
-    near = " or ".join(repr(n) for n in (before, after) if n is not None)
-    return ("cut at a layer that every path from the inputs to the outputs passes through"
-            + (f", such as {near}" if near else ""))
-
-
 class Split(base.Split):
     """A Keras model cut at one layer: ``suffix(prefix(x)) == model(x)``; ``prefix`` and ``suffix`` are Keras models
     built over the flat graph's tensors, run as compiled functions of fixed signature.
@@ -490,7 +479,7 @@ class Split(base.Split):
         reason = _why_not(graph, entry, calls, graph.consumers())
         if reason is not None:
             raise CutError(f"cannot cut model {model_label(model)!r} at {layer!r}: {reason}; "
-                           f"{_nearby_cuts(model, layer)}")
+                           f"{nearby_cuts(list_layers(model), layer)}")
         cut = entry.outputs[0]
         outputs = graph.outputs[0] if len(graph.outputs) == 1 else graph.outputs
         inputs = graph.inputs[0] if len(graph.inputs) == 1 else graph.inputs

@@ -44,7 +44,7 @@ import numpy as np
 
 from engine.errors import CutError, ModelError, UnitError
 from engine.model import base
-from engine.model.base import Features, Framework, LayerInfo, ModelObjects
+from engine.model.base import Features, Framework, LayerInfo, ModelObjects, nearby_cuts
 
 __all__ = ["FRAMEWORK", "Onnx", "OnnxFeatures", "OnnxModel", "OnnxSplit"]
 
@@ -507,12 +507,7 @@ class _Graph:
 
     def nearby_cuts(self, layer: str) -> str:
         """Advice for a refused cut: the closest valid cuts before and after ``layer`` in graph order."""
-        at = next(i for i, info in enumerate(self.infos) if info.name == layer)
-        before = next((info.name for info in reversed(self.infos[:at]) if info.valid_cut), None)
-        after = next((info.name for info in self.infos[at + 1:] if info.valid_cut), None)
-        near = " or ".join(repr(n) for n in (before, after) if n is not None)
-        return ("cut at a layer that every path from the inputs to the outputs passes through"
-                + (f", such as {near}" if near else ""))
+        return nearby_cuts(self.infos, layer)
 
     # -- sub-models
 

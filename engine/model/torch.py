@@ -44,7 +44,7 @@ from pathlib import Path
 import numpy as np
 
 from engine.errors import CutError, ModelError, UnitError
-from engine.model.base import Ascent, Features, Framework, LayerInfo, ModelObjects, Split, Term
+from engine.model.base import Ascent, Features, Framework, LayerInfo, ModelObjects, Split, Term, nearby_cuts
 
 __all__ = ["FRAMEWORK", "PyTorch", "TorchModel", "TorchSplit", "device"]
 
@@ -503,16 +503,6 @@ def list_layers(model: TorchModel) -> list[LayerInfo]:
         return list(model.built["layers"])
 
 
-def _nearby_cuts(model: TorchModel, layer: str) -> str:
-    infos = list_layers(model)
-    at = max(i for i, info in enumerate(infos) if info.name == layer)
-    before = next((info.name for info in reversed(infos[:at]) if info.valid_cut), None)
-    after = next((info.name for info in infos[at + 1:] if info.valid_cut), None)
-    near = " or ".join(repr(n) for n in (before, after) if n is not None)
-    return ("cut at a layer that every path from the inputs to the outputs passes through"
-            + (f", such as {near}" if near else ""))
-
-
 # -- sub-graphs ----------------------------------------------------------------------------------------------------
 
 
@@ -598,7 +588,7 @@ class TorchSplit(Split):
         reason = _why_not(model, entry)
         if reason is not None:
             raise CutError(f"cannot cut model {model.latent_inspector_file!r} at {layer!r}: {reason}; "
-                           f"{_nearby_cuts(model, layer)}")
+                           f"{nearby_cuts(list_layers(model), layer)}")
         cut = entry.node
         self.framework = FRAMEWORK
         self.model = model
