@@ -30,7 +30,8 @@ from engine.render import PointIndex, aggregate_colors, color_key, index_frame, 
 from .shared import AGREES, DISAGREES
 from .widgets import name_models
 
-__all__ = ["FIXED_COLORS", "blank_plot", "category_colors", "embedding_raster", "plot_options", "shade_categories"]
+__all__ = ["FIXED_COLORS", "blank_plot", "category_colors", "embedding_raster", "plot_options",
+           "plot_tools", "shade_categories"]
 
 #: Colours of categories that mean something in themselves: the probe's disagreements stand out in red.
 FIXED_COLORS = {AGREES: "#c3c8d1", DISAGREES: "#d62728"}
@@ -109,6 +110,18 @@ def embedding_raster(points, color_by="label", spread=3, inspection=None):
 def blank_plot():
     """What a latent plot shows before its points exist: an empty frame without axes or tools."""
     return hv.Points([]).opts(responsive=True, xaxis=None, yaxis=None, toolbar=None)
+
+
+def plot_tools(*tools, active=("pan",)) -> dict:
+    """The tool options of a latent plot: pan, box zoom, reset, save, ``tools``, and a wheel zoom that acts only
+    with the Ctrl key held, so that the mouse wheel over the plot scrolls the page to the cards below it (a plain
+    wheel zoom would zoom the axes instead). ``active`` names the tools active from the start (the wheel zoom
+    always is: it waits for Ctrl). A Bokeh tool belongs to one figure, so each call makes its own."""
+    from bokeh.models import WheelZoomTool
+
+    wheel = WheelZoomTool(modifiers={"ctrl": True}, description="Wheel zoom (hold Ctrl)")
+    return dict(default_tools=["pan", "box_zoom", "reset", "save"], tools=[*tools, wheel],
+                active_tools=[*active, wheel])
 
 
 def plot_options(title: str, method: str, name: str, *hooks) -> dict:

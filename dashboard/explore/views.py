@@ -12,8 +12,10 @@ import numpy as np
 import panel as pn
 import param
 
+from engine.reduce.names import method_label
+
 from .. import sample
-from ..latent import blank_plot, embedding_raster, plot_options
+from ..latent import blank_plot, embedding_raster, plot_options, plot_tools
 from ..widgets import NOTE_CSS, WRAP_CSS, PickStrip, View, card, sample_caption, status_pane
 from .state import Explorer
 
@@ -68,12 +70,12 @@ class ExplorePlot(ExplorerView):
             return blank_plot()
         inspector, explorer = self.store.inspector, self.store
         raster = embedding_raster(points, color_by, inspector.param.spread, inspector.inspection)
-        raster = raster.opts(tools=["crosshair"], active_tools=["wheel_zoom"])
+        raster = raster.opts(**plot_tools("crosshair"))
         self.tap.source = raster
         marks = hv.DynamicMap(pn.bind(self.marks, explorer.param.path_xy, explorer.param.neighbors,
                                       inspector.param.decode))
         method = getattr(inspector.inspection, "method", inspector.method)
-        title = f"{inspector.layer} · {method.upper()} · tap a point to explore it"
+        title = f"{inspector.layer} · {method_label(method)} · tap a point to explore it"
         return (raster * marks).opts(hv.opts.Overlay(**plot_options(title, method, "explore-figure")))
 
     def __panel__(self):

@@ -15,7 +15,7 @@ import os
 import param
 
 from engine.errors import InspectorError
-from engine.reduce.names import INVERSES, METHOD_PARAMS, METHODS
+from engine.reduce.names import INVERSES, METHOD_PARAMS, METHODS, method_label
 
 from .. import shared
 from ..jobs import JobState
@@ -165,11 +165,11 @@ class Inspector(JobState):
         cached = shared.INSPECTIONS.peek(request)
         if cached is not None:  # built before, by this session or another: no work, no progress to show
             self.jobs.supersede("inspection")
-            self.param.update(status=f"{request.method.upper()} of {request.layer}: ready (cached)",
+            self.param.update(status=f"{method_label(request.method)} of {request.layer}: ready (cached)",
                               **({"error": ""} if clear_error else {}))
             self._inspected(cached)
             return
-        self.jobs.submit("inspection", f"{request.method.upper()} of {request.layer}",
+        self.jobs.submit("inspection", f"{method_label(request.method)} of {request.layer}",
                          lambda progress: shared.inspection(request, progress), self._inspected,
                          clear_error=clear_error)
 

@@ -24,11 +24,12 @@ import panel as pn
 import param
 from bokeh.models import ColumnDataSource
 
+from engine.reduce.names import method_label
 from engine.render.samples import view_shape
 
 from .. import sample
 from ..datasets.state import Datasets
-from ..latent import blank_plot, embedding_raster, plot_options
+from ..latent import blank_plot, embedding_raster, plot_options, plot_tools
 from ..push import later, push
 from ..widgets import HistoryStrip, View, name_models, weakly
 from .state import Inspector
@@ -122,11 +123,11 @@ class LatentView(InspectorView):
         raster = embedding_raster(points, color_by, store.param.spread, store.inspection)
         # What is under the cursor (nearest sample, its label and input) comes from the pointer stream, not a
         # tooltip. No TapTool: the Tap stream needs none, and a TapTool sends a selection to the server per click.
-        raster = raster.opts(tools=["crosshair"], active_tools=["wheel_zoom"])
+        raster = raster.opts(**plot_tools("crosshair"))
         self.tap.source = raster
         self.pointer.source = raster
         method = getattr(store.inspection, "method", store.method)
-        title = f"{store.project} · {store.layer} · {method.upper()} · {len(points):,} points"
+        title = f"{store.project} · {store.layer} · {method_label(method)} · {len(points):,} points"
         return raster.opts(padding=0.08, **plot_options(title, method, "latent-figure", weakly(self._add_markers)))
 
     # -- markers --------------------------------------------------------------------------------------------------

@@ -26,7 +26,7 @@ import numpy as np
 import param
 
 from engine.errors import InspectorError
-from engine.reduce.names import METHODS
+from engine.reduce.names import METHODS, method_label
 
 from .. import shared
 from ..inspector.state import TabState
@@ -40,7 +40,7 @@ PICTURE = (1200, 320)
 def view_name(inspection) -> str:
     """An inspection in words: its layer, reducer and model file."""
     model = Path(inspection.project.model_path).name
-    return f"{inspection.layer} ({inspection.method.upper()}, {model})"
+    return f"{inspection.layer} ({method_label(inspection.method)}, {model})"
 
 
 class Linked(TabState):
@@ -283,7 +283,7 @@ class Linked(TabState):
             self.param.update(other=other, other_points=other.frame)
             self._pair()
 
-        self.jobs.submit("compare", f"{request.method.upper()} of {layer}", work, apply)
+        self.jobs.submit("compare", f"{method_label(request.method)} of {layer}", work, apply)
 
     def _pair(self):
         from engine.explore.compare import compare

@@ -14,7 +14,7 @@ import panel as pn
 import param
 from holoviews.operation.datashader import datashade, dynspread
 
-from ..latent import blank_plot, embedding_raster, plot_options
+from ..latent import blank_plot, embedding_raster, plot_options, plot_tools
 from ..widgets import NOTE_CSS, View, card, name_models, status_pane
 from .state import PICTURE, Linked, view_name
 
@@ -67,7 +67,7 @@ class SelectionPlot(LinkedViews):
             return blank_plot()
         view = linked.view(self.side)
         raster = embedding_raster(points, color_by, linked.inspector.param.spread, view)
-        raster = raster.opts(tools=["box_select", "lasso_select"], active_tools=["box_select", "wheel_zoom"])
+        raster = raster.opts(**plot_tools("box_select", "lasso_select", active=("box_select",)))
         self.box.source = raster
         self.lasso.source = raster
         chosen = hv.DynamicMap(pn.bind(self.selected, linked.param.selection))

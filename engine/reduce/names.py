@@ -1,7 +1,7 @@
 """The reducers and inverse maps by name, with the words a user reads for each: the one table the CLI's choices, the
 dashboard's menus and :func:`engine.reduce.make_reducer` read. Importing it imports nothing heavy."""
 
-__all__ = ["INVERSES", "METHODS", "METHOD_PARAMS"]
+__all__ = ["INVERSES", "METHODS", "METHOD_PARAMS", "method_label"]
 
 #: Every reducer by name, with its label.
 METHODS = {"pca": "PCA", "umap": "UMAP", "tsne": "t-SNE"}
@@ -15,3 +15,12 @@ INVERSES = {
     "knn": "nearest neighbours",
     "native": "native (UMAP)",
 }
+
+
+def method_label(method: str) -> str:
+    """The reducer's name as a user reads it (``t-SNE``, not ``TSNE``).
+
+    >>> method_label("tsne"), method_label("umap")
+    ('t-SNE', 'UMAP')
+    """
+    return METHODS.get(str(method), str(method).upper())
