@@ -1,7 +1,8 @@
 """Latent Inspector's dashboard, served with ``panel serve dashboard/app.py`` or ``latent-inspector serve``.
 
 The project to open comes from the URL (``?project=mnist``), else from ``LATENT_INSPECTOR_PROJECT`` (set by
-``latent-inspector serve PROJECT``), else the bundled MNIST project.
+``latent-inspector serve PROJECT``), else the bundled MNIST project; the rest of the address (layer, reducer, view,
+tapped point...) is read by :func:`dashboard.urlstate.read_query`.
 """
 
 import os
@@ -18,6 +19,7 @@ except ImportError:  # `panel serve dashboard/app.py` from a checkout that is no
 import panel as pn
 
 from dashboard.template import Dashboard, extension
+from dashboard.urlstate import read_query
 
 extension()
 if pn.config.nthreads is None:
@@ -25,5 +27,6 @@ if pn.config.nthreads is None:
     # so that one session's callbacks do not hold the event loop every session shares.
     pn.config.nthreads = 4
 
-project = pn.state.session_args.get("project", [b""])[0].decode() or os.environ.get("LATENT_INSPECTOR_PROJECT")
-Dashboard(project=project or None).template().servable(title="Latent Inspector")
+link = read_query(pn.state.session_args)  # the page's address: project, layer, reducer, view... (checked)
+project = link.choices.get("project") or os.environ.get("LATENT_INSPECTOR_PROJECT")
+Dashboard(project=project or None, link=link).template().servable(title="Latent Inspector")

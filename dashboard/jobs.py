@@ -88,19 +88,36 @@ class Progress:
 
     def __init__(self, title: str):
         self.title, self.label, self.fraction, self.t0 = title, title, None, time.perf_counter()
+        self.stage, self._stage_t0, self._stage_f0 = "", self.t0, 0.0
 
     @property
     def elapsed(self) -> float:
         return time.perf_counter() - self.t0
 
     def __call__(self, stage: str, done: int, total: int) -> None:
+        fraction = done / total if total else None
+        if stage != self.stage:  # a new stage: its own clock for the estimate of time left
+            self.stage, self._stage_t0, self._stage_f0 = stage, time.perf_counter(), fraction or 0.0
         self.label = f"{self.title}: {stage}"
-        self.fraction = done / total if total else None
+        self.fraction = fraction
+
+    @property
+    def remaining(self) -> float | None:
+        """Seconds left in the current stage, extrapolated from its pace so far; None until the pace is known
+        (a stage reporting no fraction, or less than a second or 3% into it)."""
+        if self.fraction is None:
+            return None
+        spent, done = time.perf_counter() - self._stage_t0, self.fraction - self._stage_f0
+        if spent < 1.0 or done < 0.03:
+            return None
+        return spent * (1.0 - self.fraction) / done
 
     @property
     def text(self) -> str:
         pct = f" {100 * self.fraction:.0f}%" if self.fraction is not None else ""
-        return f"{self.label}{pct} ({self.elapsed:.0f} s)"
+        left = self.remaining
+        eta = f", about {left:.0f} s left" if left is not None and left >= 1 else ""
+        return f"{self.label}{pct} ({self.elapsed:.0f} s{eta})"
 
 
 class JobState(param.Parameterized):
@@ -138,7 +155,7 @@ class Jobs:
         if in_server_session():
             pn.state.on_session_destroyed(weakly(self._closing))
 
-    def submit(self, kind: str, label: str, work, apply, *, clear_error: bool = True) -> None:
+    def submit(self, kind: str, label: str, work, apply, *, clear_error: bool = True, on_poll=None) -> None:
         """Run ``work(progress)`` on a worker, then ``apply(result)`` on the event loop, unless a newer job of
         ``kind`` came meanwhile.
 
@@ -154,6 +171,9 @@ class Jobs:
             Runs on the event loop with the result (in the session's document lock).
         clear_error : bool
             Forget the state's last error (False when the job only continues the previous one).
+        on_poll : callable(), optional
+            Runs on the event loop with each progress report while the work is current (for a result that grows
+            while the work runs, such as t-SNE's layout during its optimisation).
         """
         if self.closed:  # a result of the closed session's last work: nobody is left to see what it would start
             return
@@ -173,7 +193,7 @@ class Jobs:
             return
 
         async def task():
-            await self._run(kind, generation, tracker, work, apply)
+            await self._run(kind, generation, tracker, work, apply, on_poll)
 
         pn.state.execute(task)
 
@@ -187,7 +207,7 @@ class Jobs:
     def current(self, kind: str, generation: int) -> bool:
         return self._generation.get(kind) == generation
 
-    async def _run(self, kind, generation, tracker, work, apply):
+    async def _run(self, kind, generation, tracker, work, apply, on_poll=None):
         loop = asyncio.get_running_loop()
         try:
             future = loop.run_in_executor(workers(), work, tracker)
@@ -205,6 +225,11 @@ class Jobs:
                 break
             if self.current(kind, generation) and self._latest == kind:
                 self.owner.param.update(status=tracker.text, progress=tracker.fraction)
+            if on_poll is not None and self.current(kind, generation):
+                try:
+                    on_poll()
+                except Exception:  # a picture of work in progress is a courtesy: the work itself goes on
+                    log.exception("showing work in progress failed")
         try:
             result = future.result()
         except Exception as exc:

@@ -14,6 +14,8 @@ A probe depends on the layer's activations only, not on the reducer: the last pr
 
 from __future__ import annotations
 
+import threading
+import time
 from dataclasses import dataclass, field
 
 from engine.memo import Memo, ObjectMemo
@@ -26,12 +28,15 @@ __all__ = [
     "PROBES",
     "PROBE_COLORS",
     "Request",
+    "Snapshots",
     "build",
     "inspection",
     "plot_table",
     "probe_key",
+    "quality",
     "remember_probe",
     "shared_probe",
+    "snapshot_table",
 ]
 
 
@@ -56,12 +61,13 @@ class Request:
         return cls(root, project, layer, method, inverse, tuple(sorted((params or {}).items())), str(model or ""))
 
 
-def build(request: Request, progress=None):
-    """Build the inspection ``request`` names, reporting ``progress(stage, done, total)``; ready to show.
+def build(request: Request, progress=None, snapshot=None):
+    """Build the inspection ``request`` names, reporting ``progress(stage, done, total)`` (and, for t-SNE, its
+    layout as it is optimised to ``snapshot``: see :class:`Snapshots`); ready to show.
 
-    The quality report (computed on first access), the plot table and the suffix's first call (its graph is traced
-    then) are made here, on the worker, not on the event loop when the page first reads them: the first tap is then
-    as fast as any.
+    The plot table and the suffix's first call (its graph is traced then) are made here, on the worker, not on the
+    event loop when the page first reads them: the first tap is then as fast as any. The quality report is not: it
+    is computed after the picture is shown (:func:`quality`).
     """
     from engine.data.project import load_project
     from engine.explore.inspection import Inspection
@@ -69,10 +75,9 @@ def build(request: Request, progress=None):
     project = load_project(request.project, root=request.root)
     if request.model:
         project = project.with_model(request.model)
+    extra = {"snapshot": snapshot} if snapshot is not None else {}
     inspection = Inspection(project, request.layer, method=request.method, inverse=request.inverse,
-                            params=dict(request.params), progress=progress)
-    report(progress, "quality report", 0, 1)
-    inspection.quality  # noqa: B018
+                            params=dict(request.params), progress=progress, **extra)
     inspection.frame  # noqa: B018 (ten million rows take a while)
     x, y = (float(v) for v in inspection.embedding[0])
     inspection.decode(x, y)
@@ -84,9 +89,49 @@ def build(request: Request, progress=None):
 INSPECTIONS = Memo(max_items=6, name="inspections shared by every session")
 
 
-def inspection(request: Request, progress=None):
+def inspection(request: Request, progress=None, snapshot=None):
     """The inspection for ``request``: the process's, or built now (reporting ``progress``) and kept."""
-    return INSPECTIONS.get(request, lambda: build(request, progress))
+    return INSPECTIONS.get(request, lambda: build(request, progress, snapshot))
+
+
+def quality(inspection, progress=None):
+    """The quality report of ``inspection`` (computed once; the inspection keeps it)."""
+    report(progress, "quality report", 0, 1)
+    return inspection.quality
+
+
+class Snapshots:
+    """The latest layout a reducer reported while optimising (``snapshot(embedding, fit_index, done, total)``,
+    called on the worker), taken by the event loop at most every ``interval`` seconds: the plot is redrawn about
+    once a second, whatever the optimiser's pace."""
+
+    def __init__(self, interval: float = 1.0):
+        self.interval, self._latest, self._taken_at = interval, None, 0.0
+        self._lock = threading.Lock()
+
+    def __call__(self, embedding, fit_index, done, total):
+        with self._lock:
+            self._latest = (embedding, fit_index, done, total)
+
+    def take(self):
+        """``(embedding, fit_index, done, total)`` reported since the last take, or None (nothing new, or too soon)."""
+        now = time.perf_counter()
+        with self._lock:
+            if self._latest is None or now - self._taken_at < self.interval:
+                return None
+            taken, self._latest, self._taken_at = self._latest, None, now
+        return taken
+
+
+def snapshot_table(embedding, fit_index, labels=None, class_names=None):
+    """The plot table of a layout in progress: the table of :attr:`engine.explore.inspection.Inspection.frame` for
+    the rows fitted so far (:func:`engine.render.points_frame`)."""
+    import numpy as np
+
+    from engine.render import points_frame
+
+    picked = None if labels is None else np.asarray(labels)[np.asarray(fit_index)]
+    return points_frame(np.asarray(embedding, dtype=np.float32), picked, list(class_names or []) or None)
 
 
 #: Probes trained on a layer, shared by every session: the most recently trained or used, keyed by

@@ -21,11 +21,13 @@ from .finetune.state import FineTuning
 from .finetune.views import FineTuneView
 from .inspector.controls import Controls
 from .inspector.state import Inspector
-from .inspector.views import CursorView, HistoryView, LatentView, OutputView
+from .inspector.views import CursorView, HistoryView, LatentView, OutputView, PictureStatus
+from .keys import Shortcuts
 from .linked.state import Linked
 from .linked.views import LinkedView
 from .units.state import Units
 from .units.views import UnitsView
+from .urlstate import UrlState
 from .widgets import ACCENT, PAGE_CSS, ErrorAlert, Fast, card
 
 __all__ = ["TITLE", "Dashboard", "extension"]
@@ -43,6 +45,8 @@ class Dashboard(pn.viewable.Viewer):
     ----------
     project : str, optional
         Project to open first (default: ``mnist`` when present, else the first project).
+    link : dashboard.urlstate.Query, optional
+        The choices, view and tapped point of the page's address (:func:`dashboard.urlstate.read_query`).
 
     Example
     -------
@@ -52,11 +56,11 @@ class Dashboard(pn.viewable.Viewer):
 
     store = param.ClassSelector(class_=Inspector, doc="The session's choices and inspection")
 
-    def __init__(self, project=None, **params):
+    def __init__(self, project=None, link=None, **params):
         if "bokeh" not in hv.Store.renderers:  # plotting backend, without the notebook's JS (see extension())
             hv.renderer("bokeh")
         if "store" not in params:
-            params["store"] = Inspector(project=project)
+            params["store"] = Inspector(project=project, link=link)
         super().__init__(**params)
         store = self.store
         # the session's other states, each following the inspection
@@ -68,6 +72,9 @@ class Dashboard(pn.viewable.Viewer):
         # the Inspect tab
         self.controls = Controls(store=store, others=[self.datasets, self.finetuning])
         self.latent = LatentView(store=store, datasets=self.datasets)
+        self.picture = PictureStatus(store=store, plot=self.latent)
+        self.address = UrlState(store=store, plot=self.latent)  # the page's address follows the choices
+        self.keys = Shortcuts(on_escape=store.clear_markers, width=0, height=0, margin=0)
         self.output = OutputView(store=store)
         self.cursor = CursorView(store=store)
         self.history = HistoryView(store=store)
@@ -85,7 +92,7 @@ class Dashboard(pn.viewable.Viewer):
     def main(self):
         """The main area: the Inspect grid of cards, and the Explore, Linked views and Units tabs."""
         grid = pn.GridSpec(sizing_mode="stretch_width", height=1350, mode="override")
-        grid[0:9, 0:7] = card("Latent space · tap to decode, hover to inspect", self.latent)
+        grid[0:9, 0:7] = card("Latent space · tap to decode, hover to inspect", self.picture)
         grid[0:9, 7:12] = card("Decoded output · label it and save it to the dataset", self.label, self.output)
         clear = pn.widgets.Button(label="Clear history", color="light", width=110, margin=(0, 5))
         clear.on_click(lambda _e: self.store.clear_history())
@@ -102,13 +109,16 @@ class Dashboard(pn.viewable.Viewer):
 
         self.units_view.reveal = lambda: setattr(tabs, "active", TABS.index("Units"))
         tabs.param.watch(opened, "active")
-        return pn.Column(self.errors, tabs, sizing_mode="stretch_width")
+        return pn.Column(self.errors, tabs, self.keys, sizing_mode="stretch_width")
 
     def template(self) -> pn.template.BaseTemplate:
         """The served page: controls in the sidebar, the tabs in the main area."""
         return pn.template.FastListTemplate(
             title=TITLE, sidebar=[self.controls], main=[self.main()], accent=ACCENT, sidebar_width=330,
             main_layout=None, raw_css=[PAGE_CSS], design=Fast,
+            # No dark-mode toggle: Panel's toggle reloads the page as a new session (the choices and the history
+            # are lost), and the cards, the plots' labels and markers are drawn for a light page.
+            theme_toggle=False,
         )
 
     def __panel__(self):

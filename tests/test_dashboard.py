@@ -121,11 +121,11 @@ def test_tap_far_from_the_data_warns(app):
     app.latent.tap.event(x=float(far[0]), y=float(far[1]))
     decode = app.store.decode
     assert bool(np.asarray(decode.trust.out_of_bounds).ravel()[0])
-    assert "Outside the data" in app.output._trust.object
+    assert "far outside</b>" in app.output._trust.object and "data-level='3'" in app.output._trust.object
     emb = np.asarray(app.store.inspection.embedding)
     app.latent.tap.event(x=float(emb[3, 0]), y=float(emb[3, 1]))  # on a sample: no warning
     assert not bool(np.asarray(app.store.decode.trust.out_of_bounds).ravel()[0])
-    assert "Outside the data" not in app.output._trust.object
+    assert "among the data</b>" in app.output._trust.object and "data-level='0'" in app.output._trust.object
 
 
 def test_taps_stream_into_the_history_strip_and_restore(app):
@@ -225,8 +225,10 @@ def test_latent_plot_renders_a_named_figure_with_the_points_and_markers(app):
 
 
 def test_quality_report_is_shown(app):
-    quality = app.controls._quality(app.store.inspection)
+    assert app.store.quality is app.store.inspection.quality  # measured after the picture, then shown
+    quality = app.controls._quality(app.store.quality)
     assert quality is not None and "<table" in quality.objects[1].object
+    assert "points close on the map are close in the layer" in quality.objects[1].object
 
 
 def test_the_app_displays_inline_as_in_a_notebook(app):

@@ -4,7 +4,6 @@ projection."""
 from __future__ import annotations
 
 import html
-import re
 
 import panel as pn
 import param
@@ -27,14 +26,37 @@ def _shape(shape) -> str:
 
 
 def quality_rows(report) -> list[tuple[str, str]]:
-    """(name, text) rows of the engine's quality report, worded and formatted by the engine (``to_text``)."""
-    rows = []
-    for line in report.to_text().splitlines():
-        match = re.match(r"^(\S.*?)\s{2,}(.*)$", line)
-        if match:
-            rows.append((match.group(1), match.group(2)))
-        elif rows:
-            rows[-1] = (rows[-1][0], rows[-1][1] + " " + line.strip())
+    """(question, answer) rows of the engine's quality report in plain words, each with the measure's name and
+    value, for a user who has not met trustworthiness or round-trip errors before."""
+    from engine.reduce.names import INVERSES, method_label
+
+    k = report.n_neighbors
+    rows = [("map", f"{method_label(report.method)} of {report.n_samples:,} activations of {report.n_features:,} "
+                    f"features ({report.backend.upper()})")]
+    if report.explained_variance_ratio is not None:
+        total = sum(report.explained_variance_ratio)
+        rows.append(("variance shown", f"the 2 axes keep {total:.0%} of the activations' variance"))
+    rows.append(("neighbours on the map", f"{report.trustworthiness:.3f} of 1: points close on the map are close in "
+                                          f"the layer (trustworthiness, {k} neighbours)"))
+    rows.append(("neighbours in the layer", f"{report.continuity:.3f} of 1: points close in the layer stay close on "
+                                            f"the map (continuity)"))
+    if report.inverse_error is not None:
+        name = INVERSES.get(report.inverse, report.inverse)
+        rows.append(("decoding a real sample", f"back within {report.inverse_error:.0%} of the activations' spread "
+                                               f"(round-trip error of the {name} inverse, "
+                                               f"{report.inverse_holdout:,} held-out samples)"))
+    else:
+        rows.append(("decoding", "no inverse map"))
+    if report.output_error is not None:
+        rows.append(("decoded outputs", f"within {report.output_error:.0%} of the outputs' spread of the real ones"))
+    if report.tuning:
+        t = report.tuning
+        tried = ", ".join(str(v) for v in t["scores"])
+        rows.append(("chosen for you", f"{t['param']} = {t['chosen']} (best of {tried} by trustworthiness)"))
+    if report.fit_seconds is not None:
+        rows.append(("computed in", f"{report.fit_seconds:.1f} s" + (" (read from the cache)" if report.cache_hit
+                                                                    else "")))
+    rows += [("note", note) for note in report.notes]
     return rows
 
 
@@ -103,10 +125,7 @@ class Controls(InspectorView):
                        title=f"{len(bad)} layer{'s' if len(bad) > 1 else ''} cannot be cut", collapsed=True,
                        sizing_mode="stretch_width", header_background="transparent")
 
-    def _quality(self, inspection):
-        if inspection is None:
-            return None
-        report = getattr(inspection, "quality", None)
+    def _quality(self, report):
         if report is None:
             return None
         rows = quality_rows(report)
@@ -142,6 +161,6 @@ class Controls(InspectorView):
             self.spread,
             self.live,
             self.progress,
-            pn.bind(self._quality, s.inspection),
+            pn.bind(self._quality, s.quality),
             sizing_mode="stretch_width",
         )

@@ -80,10 +80,24 @@ class Inspector(JobState):
     decode = param.Parameter(default=None, doc="The current engine Decode")
     history = param.List(default=[], doc="The last decodes, oldest first")
     hovered = param.Dict(default=None, allow_None=True, doc="The sample nearest to the cursor")
+    quality = param.Parameter(default=None, doc="The engine's QualityReport of the inspection shown, once computed "
+                              "(after the picture: it never delays it)")
+    # -- what the plot shows while work goes on ----------------------------------------------------------------------
+    shown = param.String(default="", doc="What the plot shows, in words ('' before the first picture)")
+    pending = param.String(default="", doc="The picture being computed, in words ('' when none): the plot shows an "
+                           "older one meanwhile")
+    moving = param.Boolean(default=False, doc="The plot shows a layout still being optimised (t-SNE's iterations): "
+                           "no inverse map yet, so taps wait")
+
+    view = param.NumericTuple(default=None, allow_None=True, length=4, doc="The plot's view range (x0, x1, y0, "
+                              "y1) a link asked for, applied to the first picture of its choices")
 
     def __init__(self, **params):
         projects = params.pop("projects", None)
         wanted = params.pop("project", None)
+        self._link = params.pop("link", None)  # a dashboard.urlstate.Query: the choices of the page's address
+        if self._link is not None:
+            wanted = self._link.choices.pop("project", None) or wanted
         super().__init__(**params)
         from engine.data.project import list_projects
 
@@ -98,8 +112,9 @@ class Inspector(JobState):
             project = default  # show what there is, and say what went wrong
         if project is not None:
             self.project = project  # triggers the load
-        if problem:
-            self.error = problem
+        problems = ([problem] if problem else []) + (list(self._link.problems) if self._link is not None else [])
+        if problems:
+            self.error = "; ".join(problems)
 
     # -- project and layer -----------------------------------------------------------------------------------------
 
@@ -124,7 +139,12 @@ class Inspector(JobState):
     def _project_opened(self, result):
         project, layers = result
         valid = [info.name for info in layers if info.valid_cut]
-        layer = self.layer if self.layer in valid else project.default_layer
+        link, problems = self._link, []
+        asked = link.choices.pop("layer", None) if link is not None else None
+        if asked is not None and asked not in valid:
+            problems.append(f"the link's layer {asked!r} is not a layer of {project.name!r} that can be cut")
+            asked = None
+        layer = asked or (self.layer if self.layer in valid else project.default_layer)
         if layer not in valid:
             try:
                 layer = project.inferred_layer()
@@ -135,14 +155,36 @@ class Inspector(JobState):
             self.param.layer.objects = [info.name for info in layers]
             # (the states that follow the project list its model versions and datasets on project_obj)
             self.param.update(project_obj=project, layers=layers, inspection=None, probe=None, points=None,
-                              decode=None, history=[], hovered=None)
+                              decode=None, history=[], hovered=None, quality=None, shown="", moving=False)
             self.layer = layer
+            problems += self._follow_link()
         finally:
             self._opening = False
+        if problems:
+            self.error = "; ".join(problems)
         if layer is None:
             self.error = f"project {project.name!r}: the model has no layer where it can be cut"
         else:
             self._inspect(clear_error=False)
+
+    def _follow_link(self) -> list[str]:
+        """Apply the choices of the page's address (reducer, parameters, inverse map, model version) once the project
+        is open; the colouring and the tapped point wait for the picture. Returns what could not be applied."""
+        link = self._link
+        if link is None:
+            return []
+        problems = []
+        for name in ("model_version", "method", "inverse", "n_neighbors", "min_dist", "perplexity"):
+            if name not in link.choices:
+                continue
+            value = link.choices.pop(name)
+            try:
+                setattr(self, name, value)
+            except ValueError:
+                problems.append(f"the link's {name.replace('_', ' ')} {value!r} is not one of the choices")
+        self.view = link.view
+        link.view = None
+        return problems
 
     def reload_project(self):
         """Read the current project's folder again (a fine-tuned version was saved in it), keeping the choices."""
@@ -169,10 +211,69 @@ class Inspector(JobState):
                               **({"error": ""} if clear_error else {}))
             self._inspected(cached)
             return
-        self.jobs.submit("inspection", f"{method_label(request.method)} of {request.layer}",
-                         lambda progress: shared.inspection(request, progress), self._inspected,
-                         clear_error=clear_error)
+        # A first picture in seconds, then the refined one: engine.explore.stages says how (for UMAP and t-SNE: the
+        # default neighbourhood size and the k-NN inverse first; self-tuning and the learned inverse after).
+        plan = self.plan()
+        *early, (final_stage, _) = plan
+        for stage, stage_request in reversed(early):
+            shown = shared.INSPECTIONS.peek(stage_request)
+            if shown is not None:  # that picture exists: show it now, refine after
+                self._inspected(shown, stage)
+                self._refine(final_stage, request, clear_error=clear_error)
+                return
+        if not early:
+            self._refine(final_stage, request, clear_error=clear_error)
+            return
+        stage, stage_request = early[0]
+        label = f"{method_label(request.method)} of {request.layer}, first picture"
+        snapshots = shared.Snapshots()
 
+        def work(progress):
+            return shared.inspection(stage_request, progress, snapshot=snapshots)
+
+        def first(inspection):
+            self._inspected(inspection, stage)
+            self._refine(final_stage, request, clear_error=False)
+
+        self.pending = self._words(request.method, stage.words)
+        self.jobs.submit("inspection", label, work, first, clear_error=clear_error,
+                         on_poll=lambda: self._show_snapshot(snapshots, request))
+
+    def plan(self) -> list:
+        """``[(engine Stage, Request), ...]`` of the current choices: the quick first picture (when there is one),
+        then the picture asked for (:func:`engine.explore.stages.stages`)."""
+        request = self.request()
+        try:  # TEMPORARY until engine.explore.stages lands
+            from engine.explore.stages import stages
+        except ImportError:
+            return [(type("S", (), {"name": "final", "words": ""})(), request)]
+        out = []
+        for stage in stages(request.method, request.inverse, dict(request.params)):
+            out.append((stage, Request.make(request.project, request.layer, request.method, stage.inverse,
+                                            stage.params, root=request.root, model=request.model)))
+        out[-1] = (out[-1][0], request)
+        return out
+
+    def _words(self, method: str, words: str = "") -> str:
+        return f"{method_label(method)} of {self.layer}" + (f" ({words})" if words else "")
+
+    def _refine(self, stage, request, clear_error=True):
+        self.pending = self._words(request.method, stage.words if self.shown else "")
+        label = f"{method_label(request.method)} of {request.layer}" + (", refining" if self.shown and
+                                                                         self.inspection is not None else "")
+        self.jobs.submit("inspection", label, lambda progress: shared.inspection(request, progress),
+                         lambda inspection: self._inspected(inspection, stage), clear_error=clear_error)
+
+    def _show_snapshot(self, snapshots, request):
+        """Draw t-SNE's layout as its optimisation goes (the rows fitted so far, coloured by label); taps wait."""
+        taken = snapshots.take()
+        if taken is None or self.project_obj is None:
+            return
+        embedding, index, done, total = taken
+        labels = self.project_obj.labels()
+        self.param.update(moving=True, decode=None, hovered=None,
+                          shown=f"{method_label(request.method)} optimising, iteration {done:,} of {total:,}",
+                          points=shared.snapshot_table(embedding, index, labels, self.class_names()))
     def request(self) -> Request:
         """The engine request for the current choices."""
         params = {name: getattr(self, name) for name in METHOD_PARAMS[self.method]}
@@ -181,7 +282,12 @@ class Inspector(JobState):
         return Request.make(self.project, self.layer, self.method, self.inverse, params, root=root,
                             model=self.model_version)
 
-    def _inspected(self, inspection):
+    def _inspected(self, inspection, stage=None):
+        final = stage is None or stage.name != "first picture"
+        method = method_label(inspection.method)
+        self.param.update(moving=False, pending="" if final else self.pending,
+                          shown=method if final else f"{method}, first picture: {stage.words}",
+                          quality=None)
         probe = shared.shared_probe(probe_key(inspection))  # trained on this layer before, by this session or another
         heads = list(inspection.heads)
         self.param.head.objects = heads
@@ -191,6 +297,34 @@ class Inspector(JobState):
         self.param.update(inspection=inspection, probe=probe, points=plot_table(inspection, probe), decode=None,
                           hovered=None)
         self._colors(inspection, probe)
+        if final:
+            self._measure(inspection)
+        link = self._link
+        if final and link is not None and self.pending == "":
+            self._link = None  # followed once: from now on the page's address follows the session
+            if link.tap is not None:
+                self.decode_at(*link.tap)
+
+    @param.depends("busy", "error", watch=True)
+    def _idle(self):
+        """The inspection's work ended without a picture (it failed): no banner, and no half-optimised layout."""
+        if not self.pending or "inspection" in self.jobs.running:
+            return
+        moving = self.moving
+        self.param.update(pending="", moving=False)
+        if moving:  # back to the picture of the inspection the session has
+            inspection = self.inspection
+            self.param.update(shown=method_label(inspection.method) if inspection is not None else "",
+                              points=plot_table(inspection, self.probe) if inspection is not None else None)
+
+    def _measure(self, inspection):
+        """The quality report of the inspection shown, computed after its picture (and after any refining)."""
+        def apply(report):
+            if self.inspection is inspection:
+                self.quality = report
+
+        self.jobs.submit("quality", "quality report", lambda progress: shared.quality(inspection, progress), apply,
+                         clear_error=False)
 
     def show_probe(self, inspection, probe):
         """Keep ``probe``, trained on the layer of ``inspection``, for every session; show it when that inspection
@@ -206,6 +340,10 @@ class Inspector(JobState):
         if probe is not None:
             colors[-1:-1] = list(PROBE_COLORS) if inspection.labels is not None else [PROBE_COLORS[0]]
         self.param.color_by.objects = colors
+        asked = self._link.choices.get("color_by") if self._link is not None else None
+        if asked is not None and asked in colors:
+            self._link.choices.pop("color_by")
+            self.color_by = asked
         if self.color_by not in colors:
             self.color_by = colors[0]
 
@@ -228,7 +366,7 @@ class Inspector(JobState):
 
         ``record`` appends it to the history (a tap does, a live hover does not).
         """
-        if self.inspection is None or x is None or y is None:
+        if self.inspection is None or x is None or y is None or self.moving:
             return None
         try:
             decoded = self.inspection.decode(float(x), float(y), head=self.head)
@@ -252,13 +390,17 @@ class Inspector(JobState):
         if any(decode is d for d in self.history):
             self.decode = decode
 
+    def clear_markers(self):
+        """Forget the current decode and the history: the plot's markers go (saved records stay)."""
+        self.param.update(decode=None, history=[])
+
     def clear_history(self):
         """Forget the history of decodes (saved records stay: they are the dataset's)."""
         self.param.update(history=[])
 
     def hover_at(self, x, y):
         """Record the sample nearest to (x, y), and decode there in live mode."""
-        if self.inspection is None or x is None or y is None:
+        if self.inspection is None or x is None or y is None or self.moving:
             return
         if self.live:
             self.decode_at(x, y, record=False)

@@ -34,7 +34,8 @@ from ..push import later, push
 from ..widgets import HistoryStrip, View, name_models, weakly
 from .state import Inspector
 
-__all__ = ["CursorView", "HistoryView", "InspectorView", "LatentView", "OutputView", "trust_rows"]
+__all__ = ["CursorView", "HistoryView", "InspectorView", "LatentView", "OutputView", "PictureStatus", "picture_banner",
+           "trust_rows", "verdict_html"]
 
 #: How long after the decoded image the markers follow (see ``LatentView._update_markers``).
 MARKER_DELAY_MS = 40
@@ -47,11 +48,14 @@ PROBE_ENV = "LATENT_INSPECTOR_PROBE"
 
 TRUST_CSS = """
 :host table th { text-align: left; padding-right: 1em; font-weight: 500; color: #555; }
-:host .outside { background: #fff3cd; border: 1px solid #ffe69c; color: #664d03; border-radius: 4px;
-                 padding: 6px 10px; margin-bottom: 6px; }
+:host table { font-size: 13px; }
+:host .verdict { border-radius: 4px; padding: 5px 10px; margin-bottom: 6px; border: 1px solid; }
+:host .verdict small { display: block; color: inherit; opacity: 0.9; }
+:host .level-0 { background: #e8f5e9; border-color: #a5d6a7; color: #1b5e20; }
+:host .level-1 { background: #f1f8e9; border-color: #c5e1a5; color: #33691e; }
+:host .level-2 { background: #fff3cd; border-color: #ffe69c; color: #664d03; }
+:host .level-3 { background: #f8d7da; border-color: #f1aeb5; color: #842029; }
 """
-WARNING = ("<div class='outside'><b>Outside the data.</b> The inverse map extrapolates here: the decode may show "
-           "something the model never produced for a real sample.</div>")
 OTHERS_CSS = """
 :host .other-outputs-row { display: flex; gap: 10px; align-items: flex-end; flex-wrap: wrap; color: #555; }
 :host figure { margin: 0; text-align: center; font-size: 12px; }
@@ -92,6 +96,7 @@ class LatentView(InspectorView):
         super().__init__(**params)
         self.tap = hv.streams.Tap(x=None, y=None, transient=True)
         self.pointer = hv.streams.PointerXY(x=None, y=None)
+        self.range = hv.streams.RangeXY()  # the view range, which the page's address keeps (dashboard.urlstate)
         self.tap.add_subscriber(self._on_tap)
         self.pointer.add_subscriber(self._on_pointer)
         self._marker_sources: list[ColumnDataSource] = []
@@ -126,8 +131,13 @@ class LatentView(InspectorView):
         raster = raster.opts(**plot_tools("crosshair"))
         self.tap.source = raster
         self.pointer.source = raster
+        self.range.source = raster
+        if store.view is not None and not store.pending and not store.moving:  # a link's view, on its picture
+            x0, x1, y0, y1 = store.view
+            store.view = None
+            raster = raster.opts(xlim=(x0, x1), ylim=(y0, y1))
         method = getattr(store.inspection, "method", store.method)
-        title = f"{store.project} · {store.layer} · {method_label(method)} · {len(points):,} points"
+        title = f"{store.project} · {store.layer} · {store.shown or method_label(method)} · {len(points):,} points"
         return raster.opts(padding=0.08, **plot_options(title, method, "latent-figure", weakly(self._add_markers)))
 
     # -- markers --------------------------------------------------------------------------------------------------
@@ -168,6 +178,70 @@ class LatentView(InspectorView):
         return self._pane
 
 
+PICTURE_CSS = """
+:host { position: relative; }
+:host(.stale) .latent-plot { opacity: 0.4; transition: opacity 0.3s; }
+:host .picture-status { position: absolute; top: 34px; left: 50%; transform: translateX(-50%); z-index: 20;
+                        max-width: 85%; }
+"""
+BANNER_CSS = """
+:host .banner { background: rgba(255, 255, 255, 0.94); border: 1px solid #c9d3e6; border-radius: 6px;
+                padding: 8px 14px; box-shadow: 0 2px 6px rgba(0, 0, 0, 0.12); font-size: 13px; color: #24324d; }
+:host .banner .bar { height: 4px; background: #e3e7ef; border-radius: 2px; margin-top: 6px; overflow: hidden; }
+:host .banner .bar span { display: block; height: 100%; background: #3e5f9a; }
+:host .banner .bar.unknown span { width: 30%; animation: slide 1.2s linear infinite; }
+@keyframes slide { from { margin-left: -30%; } to { margin-left: 100%; } }
+"""
+
+
+def picture_banner(shown: str, pending: str, status: str, progress, moving: bool) -> str:
+    """The banner over the latent plot while a picture is computed: what the plot shows meanwhile, what is being
+    computed, its stage, percentage and the time left (the job's ``status``), as a bar; '' when nothing is."""
+    if not pending:
+        return ""
+    if moving:
+        head = f"<b>{html.escape(shown)}</b> · taps decode once the first picture is ready"
+    elif shown:
+        head = f"showing <b>{html.escape(shown)}</b> · computing <b>{html.escape(pending)}</b>"
+    else:
+        head = f"computing <b>{html.escape(pending)}</b>"
+    stage = status.split(": ", 1)[1] if ": " in status else status
+    bar = (f"<div class='bar'><span style='width:{100 * progress:.0f}%'></span></div>" if progress is not None
+           else "<div class='bar unknown'><span></span></div>")
+    return f"<div class='banner'>{head}<br><small>{html.escape(stage)}</small>{bar}</div>"
+
+
+class PictureStatus(InspectorView):
+    """The latent plot with the progress of the picture being computed on top of it: what the plot shows
+    meanwhile (dimmed while it is an older picture), the stage, a percentage and the time left.
+
+    Parameters
+    ----------
+    store : Inspector
+    plot : LatentView
+    """
+
+    plot = param.ClassSelector(class_=LatentView, doc="The latent plot the banner covers")
+
+    def __init__(self, **params):
+        super().__init__(**params)
+        s = self.store.param
+        self._banner = pn.pane.HTML(pn.bind(picture_banner, s.shown, s.pending, s.status, s.progress, s.moving),
+                                    css_classes=["picture-status"], stylesheets=[BANNER_CSS], margin=0)
+        self._layout = pn.Column(self.plot, self._banner, sizing_mode="stretch_both", margin=0,
+                                 stylesheets=[PICTURE_CSS], css_classes=["picture"])
+        self.store.param.watch(self._dim, ["pending", "moving", "shown"])
+
+    def _dim(self, *_):
+        """An older picture (another reducer's, or the first picture before the refined one) is dimmed."""
+        store = self.store
+        stale = bool(store.pending) and bool(store.shown) and not store.moving and "first picture" not in store.shown
+        self._layout.css_classes = ["picture", "stale"] if stale else ["picture"]
+
+    def __panel__(self):
+        return self._layout
+
+
 def _fmt(value) -> str:
     if isinstance(value, (bool, np.bool_)):
         return "yes" if value else "no"
@@ -193,11 +267,24 @@ def trust_rows(fields: dict) -> list[tuple[str, str]]:
     outside = {"outside_hull": "the convex hull", "outside_support": "the density support"}
     if any(key in fields for key in outside):
         where = [text for key, text in outside.items() if fields.get(key)]
-        rows.append(("outside", " and ".join(where) if where else "no: among the data"))
+        rows.append(("position", "outside " + " and ".join(where) if where
+                     else "inside the data's convex hull and density support"))
         done |= set(outside)
     done.add("out_of_bounds")
     rows += [(k.replace("_", " "), _fmt(v)) for k, v in fields.items() if k not in done]
     return rows
+
+
+def verdict_html(fields: dict, inspection) -> str:
+    """The engine's one-word verdict of a decode (:func:`engine.reduce.verdict.verdict`), what it means, and the
+    measures that set it, as the banner above the trust table."""
+    from engine.reduce.verdict import typical_relative_error, verdict
+
+    trust_model = getattr(getattr(inspection, "reducer", None), "trust_", None)
+    result = verdict(fields, typical_relative_error(trust_model))
+    reasons = "; ".join(result.reasons[:2])
+    return (f"<div class='verdict level-{result.level}' data-level='{result.level}'><b>{html.escape(result.words)}"
+            f"</b> · {html.escape(result.meaning)}<small>{html.escape(reasons)}</small></div>")
 
 
 class OutputView(InspectorView):
@@ -212,7 +299,7 @@ class OutputView(InspectorView):
         self._values = os.environ.get(PROBE_ENV) == "1"
         # One element of fixed size, rewritten per decode: the trust measures never move the rest of the page.
         self._trust = pn.pane.HTML(self.HINT, margin=(0, 10), stylesheets=[TRUST_CSS], sizing_mode="stretch_width",
-                                   height=195)
+                                   height=250)
         self._probe = pn.pane.HTML("", visible=False, css_classes=["decode-probe-pane"], margin=0)
         self._image_source = self._image_spec = None
         self.store.param.watch(self._push_image, "decode")  # first: the image is what the user waits for
@@ -290,8 +377,13 @@ class OutputView(InspectorView):
             self._image_source.data = sample.image_data(self.store.decode.output, self._image_spec)
 
     def _push_image(self, event):
-        if event.new is not None and self._image_source is not None and self._image_spec is not None:
+        if self._image_source is None or self._image_spec is None:
+            return
+        if event.new is not None:
             push(self._image_source, sample.image_data(event.new.output, self._image_spec))
+        elif event.old is not None:  # the markers were cleared: so is the image
+            blank = sample.blank(self._image_spec, np.shape(event.old.output), transparent=True)
+            push(self._image_source, sample.image_data(blank, self._image_spec))
 
     def _show_trust(self, event):
         decode = event.new
@@ -304,8 +396,7 @@ class OutputView(InspectorView):
         if getattr(decode, "seconds", None) is not None:
             rows.append(("decoded in", f"{1000 * decode.seconds:.1f} ms (server)"))
         body = "".join(f"<tr><th>{html.escape(k)}</th><td>{v}</td></tr>" for k, v in rows)
-        warning = WARNING if fields.get("out_of_bounds") else ""
-        self._trust.object = f"{warning}<table class='trust'>{body}</table>"
+        self._trust.object = f"{verdict_html(fields, self.store.inspection)}<table class='trust'>{body}</table>"
 
     def _update_probe(self, event):
         """Fill the hidden element the browser tests read: coordinates, a digest and optionally the values."""

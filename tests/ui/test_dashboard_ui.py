@@ -88,7 +88,12 @@ def test_mnist_tap_in_cluster_and_in_empty_space(page, server, mnist, output_pat
     assert bool(np.asarray(outside.trust.out_of_bounds).ravel()[0])
     assert second["sha"] != first["sha"]
     wait_until(lambda: not np.array_equal(frame_pixels(page, OUTPUT), image_first), 10, "the image to change")
-    assert page.get_by_text("Outside the data.").is_visible()
+    from engine.reduce.verdict import typical_relative_error, verdict
+
+    expected = verdict(outside.trust.record(0), typical_relative_error(mnist.reducer.trust_))
+    assert expected.level >= 2  # extrapolating at least, said where the decode is
+    banner = page.locator(f".verdict[data-level='{expected.level}']")
+    assert banner.is_visible() and expected.words in banner.inner_text()
     page.screenshot(path=_save(out, "tap_empty.png"))
 
     # The history strip holds both decodes; clicking the first shows it again.

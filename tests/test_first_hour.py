@@ -1,0 +1,122 @@
+"""The first hour's pieces that need no browser: the page address's checked choices, the decode verdict's levels and
+thresholds, the progress line's estimate of time left, and the session following a link (outside a server the
+dashboard's work runs synchronously, so each assertion follows its action)."""
+
+from __future__ import annotations
+
+import math
+import time
+
+import numpy as np
+import pytest
+
+from dashboard.jobs import Progress
+from dashboard.urlstate import MAX_VALUE, read_query
+from engine.reduce.verdict import DISTANCE_LEVELS, LEVELS, typical_relative_error, verdict
+
+# -- the page's address -------------------------------------------------------------------------------------------
+
+def test_a_link_gives_its_choices_view_and_tapped_point():
+    q = read_query({"project": [b"mnist"], "layer": [b"bottleneck"], "method": [b"umap"], "n_neighbors": [b"30"],
+                    "min_dist": [b"0.25"], "perplexity": [b"auto"], "color": [b"label"],
+                    "view": [b"-3.5,4,-2,5.5"], "tap": [b"0.5,1.25"]})
+    assert q.problems == []
+    assert q.choices == {"project": "mnist", "layer": "bottleneck", "method": "umap", "n_neighbors": 30,
+                         "min_dist": 0.25, "perplexity": "auto", "color_by": "label"}
+    assert q.view == (-3.5, 4.0, -2.0, 5.5) and q.tap == (0.5, 1.25)
+
+
+@pytest.mark.parametrize(("args", "problem"), [
+    ({"view": [b"1,0,0,1"]}, "x0 < x1"),
+    ({"view": [b"0,1,2"]}, "4 finite numbers"),
+    ({"tap": [b"nan,1"]}, "2 finite numbers"),
+    ({"tap": [b"1e300,1"]}, "2 finite numbers"),
+    ({"tap": [b"inf,1"]}, "2 finite numbers"),
+    ({"n_neighbors": [b"12.5"]}, "whole number"),
+    ({"min_dist": [b"lots"]}, "1 finite numbers"),
+    ({"layer": [b"\xff\xfe"]}, "not UTF-8"),
+    ({"layer": [b"a\x00b"]}, "control characters"),
+    ({"project": [b"x" * (MAX_VALUE + 1)]}, f"at most {MAX_VALUE}"),
+])
+def test_a_hostile_or_wrong_value_is_left_out_and_named(args, problem):
+    q = read_query(args)
+    (name,) = args
+    assert len(q.problems) == 1 and problem in q.problems[0] and q.problems[0].startswith(name)
+    assert q.view is None and q.tap is None and q.choices == {}
+
+
+def test_a_session_follows_a_link_and_names_what_it_could_not(mnist_root):
+    """Outside a server the work is synchronous: the link's layer, reducer, colouring and tapped point apply; a value
+    that is not a choice is named in the session's error, the rest still applies."""
+    from dashboard.inspector.state import Inspector
+
+    link = read_query({"project": [b"mnist"], "layer": [b"bottleneck"], "method": [b"pca"], "color": [b"none"],
+                       "inverse": [b"bogus"], "tap": [b"1,2"], "view": [b"-5,5,-4,4"]})
+    store = Inspector(link=link)
+    assert (store.project, store.layer, store.method, store.color_by) == ("mnist", "bottleneck", "pca", "none")
+    assert store.decode is not None and store.decode.xy == (1.0, 2.0)
+    assert "inverse 'bogus' is not one of the choices" in store.error
+    assert store.view == (-5.0, 5.0, -4.0, 4.0)  # kept for the plot of that picture
+    assert store.quality is not None and store.shown == "PCA" and store.pending == ""
+
+    wrong = Inspector(link=read_query({"project": [b"mnist"], "layer": [b"../../etc/passwd"]}))
+    assert "layer '../../etc/passwd' is not a layer of 'mnist'" in wrong.error
+    assert wrong.layer == wrong.project_obj.default_layer and wrong.inspection is not None
+
+
+# -- the verdict of a decode --------------------------------------------------------------------------------------
+
+def test_each_measure_sets_the_level_its_thresholds_say():
+    assert verdict({"relative_distance": 1.0}).words == "among the data"
+    assert [verdict({"relative_distance": b + 0.01}).level for b in DISTANCE_LEVELS] == [1, 2, 3]
+    assert verdict({"relative_distance": 1.0, "outside_hull": True}).words == "extrapolating"
+    # the error against the map's own error on real samples: a coarse map is not "extrapolating" among its data
+    assert verdict({"relative_distance": 1.0, "relative_error": 0.6}, typical_error=0.5).words == "among the data"
+    assert verdict({"relative_distance": 1.0, "relative_error": 0.6}, typical_error=0.02).words == "far outside"
+    # above the activations' variance the decode is no better than a guess, whatever the distance
+    v = verdict({"relative_distance": 7.7, "relative_error": 1.19, "outside_hull": False}, typical_error=0.1)
+    assert v.words == "far outside" and v.reasons[0].startswith("estimated error 1.19")
+    assert any("7.7 x the typical spacing" in r for r in v.reasons)
+
+
+def test_missing_or_nan_measures_do_not_count():
+    assert verdict({}).words == LEVELS[0]
+    assert verdict({"relative_distance": math.nan, "relative_error": math.nan}).words == LEVELS[0]
+
+
+def test_verdicts_follow_distance_on_a_real_fit():
+    """On a fitted reducer, a point on a sample is among the data and a point far away is far outside."""
+    from engine.reduce import make_reducer
+
+    X = np.random.default_rng(0).normal(size=(400, 6)).astype(np.float32)
+    reducer = make_reducer("pca", random_state=0).fit(X)
+    typical = typical_relative_error(reducer.trust_)
+    assert 0 < typical < 1
+    on_sample = reducer.trust(reducer.embedding_[:1]).record(0)
+    far = reducer.trust(reducer.embedding_[:1] + 100.0).record(0)
+    assert verdict(on_sample, typical).level == 0
+    assert verdict(far, typical).words == "far outside"
+
+
+# -- progress -----------------------------------------------------------------------------------------------------
+
+def test_the_time_left_is_extrapolated_from_the_stage_pace(monkeypatch):
+    clock = [100.0]
+    monkeypatch.setattr(time, "perf_counter", lambda: clock[0])
+    p = Progress("UMAP of bottleneck")
+    p("fitting", 0, 100)
+    clock[0] += 10
+    p("fitting", 25, 100)
+    assert p.remaining == pytest.approx(30.0)
+    assert "about 30 s left" in p.text and "25%" in p.text
+    p("training the inverse map", 0, 50)  # a new stage: a new clock, no estimate until its pace is known
+    assert p.remaining is None and "left" not in p.text
+
+
+@pytest.fixture
+def mnist_root(monkeypatch):
+    from engine.data.project import projects_root
+
+    if not (projects_root() / "mnist" / "project.toml").is_file():
+        pytest.skip("projects/mnist is not built")
+    return projects_root()
