@@ -25,6 +25,10 @@ from .inspector.views import CursorView, HistoryView, LatentView, OutputView, Pi
 from .keys import Shortcuts
 from .linked.state import Linked
 from .linked.views import LinkedView
+from .search.state import Search
+from .search.views import SearchView
+from .selection.state import Selection
+from .selection.views import SelectionView
 from .units.state import Units
 from .units.views import UnitsView
 from .urlstate import UrlState
@@ -71,7 +75,11 @@ class Dashboard(pn.viewable.Viewer):
         self.units = Units(inspector=store)
         # the Inspect tab
         self.controls = Controls(store=store, others=[self.datasets, self.finetuning])
-        self.latent = LatentView(store=store, datasets=self.datasets)
+        self.search = Search(inspector=store)  # search and selection on the latent plot (issue 17)
+        self.selection = Selection(inspector=store, datasets=self.datasets, search=self.search)
+        self.search_view = SearchView(store=self.search)
+        self.selection_view = SelectionView(store=self.selection)
+        self.latent = LatentView(store=store, datasets=self.datasets, search=self.search, selection=self.selection)
         self.picture = PictureStatus(store=store, plot=self.latent)
         self.address = UrlState(store=store, plot=self.latent)  # the page's address follows the choices
         self.keys = Shortcuts(on_escape=store.clear_markers, width=0, height=0, margin=0)
@@ -82,7 +90,7 @@ class Dashboard(pn.viewable.Viewer):
         self.probe = ProbeView(store=self.datasets)
         self.tuning = FineTuneView(store=self.finetuning)
         self.dataset = DatasetView(store=self.datasets, tuning=self.tuning)
-        self.errors = ErrorAlert(states=[store, self.datasets, self.finetuning])
+        self.errors = ErrorAlert(states=[store, self.datasets, self.finetuning, self.search, self.selection])
         self._alert = self.errors.alert
         # the other tabs
         self.units_view = UnitsView(store=self.units)
@@ -91,15 +99,18 @@ class Dashboard(pn.viewable.Viewer):
 
     def main(self):
         """The main area: the Inspect grid of cards, and the Explore, Linked views and Units tabs."""
-        grid = pn.GridSpec(sizing_mode="stretch_width", height=1350, mode="override")
-        grid[0:9, 0:7] = card("Latent space · tap to decode, hover to inspect", self.picture)
+        grid = pn.GridSpec(sizing_mode="stretch_width", height=1950, mode="override")
+        grid[0:9, 0:7] = card("Latent space · tap to decode, hover to inspect, box or lasso to select", self.picture,
+                              self.latent.tip)
         grid[0:9, 7:12] = card("Decoded output · label it and save it to the dataset", self.label, self.output)
+        grid[9:12, 0:7] = card("Search · by label, prediction or metadata", self.search_view)
+        grid[9:12, 7:12] = card("Nearest sample under the cursor", self.cursor)
         clear = pn.widgets.Button(label="Clear history", color="light", width=110, margin=(0, 5))
         clear.on_click(lambda _e: self.store.clear_history())
-        grid[9:12, 0:8] = card("History · click a decode to show it again", self.history, clear)
-        grid[9:12, 8:12] = card("Nearest sample under the cursor", self.cursor)
-        grid[12:18, 0:4] = card("Probe classifier", self.probe)
-        grid[12:18, 4:12] = card("Generated dataset · saved decodes, ready to train on", self.dataset)
+        grid[12:15, 0:12] = card("History · click a decode to show it again", self.history, clear)
+        grid[15:20, 0:12] = card("Selection · the samples boxed or lassoed on the plot", self.selection_view)
+        grid[20:26, 0:4] = card("Probe classifier", self.probe)
+        grid[20:26, 4:12] = card("Generated dataset · saved decodes, ready to train on", self.dataset)
         # Only the open tab is rendered, and the explorer, linked views and units work only while theirs is open.
         tabs = pn.Tabs(*zip(TABS, (grid, self.explore, self.linked_views, self.units_view)), dynamic=True,
                        sizing_mode="stretch_width", css_classes=["main-tabs"])

@@ -22,16 +22,19 @@ import holoviews as hv
 import numpy as np
 import panel as pn
 import param
-from bokeh.models import ColumnDataSource
+from bokeh.models import BoxSelectTool, ColumnDataSource, LassoSelectTool
 
 from engine.reduce.names import method_label
 from engine.render.samples import view_shape
 
 from .. import sample
 from ..datasets.state import Datasets
-from ..latent import blank_plot, embedding_raster, plot_options, plot_tools
+from ..latent import blank_plot, category_colors, embedding_raster, plot_options, plot_tools
 from ..push import later, push
-from ..widgets import HistoryStrip, View, name_models, weakly
+from ..search.state import Search
+from ..selection.state import Selection
+from ..tooltip import PointerTip
+from ..widgets import ACCENT, HistoryStrip, View, name_models, weakly
 from .state import Inspector
 
 __all__ = ["CursorView", "HistoryView", "InspectorView", "LatentView", "OutputView", "PictureStatus", "picture_banner",
@@ -77,11 +80,20 @@ class InspectorView(View):
 class LatentView(InspectorView):
     """The 2-D embedding with its legend, the decode markers, and the tap and pointer streams.
 
+    Box and lasso select (picked from the toolbar; pan stays the tool active at first, so a tap decodes) select
+    samples into :attr:`selection`; the search's matches and the selection are drawn over the raster, the other points
+    dimmed (hidden with the search's *Show only matches*). :attr:`tip` is the hover preview: the nearest sample's input
+    and label in a box at the cursor (placed by the page anywhere: it follows the pointer by itself).
+
     Parameters
     ----------
     store : Inspector
     datasets : Datasets, optional
         Its saved records that lie on the plot are drawn as stars.
+    search : Search, optional
+        Its matches are highlighted.
+    selection : Selection, optional
+        What the box and lasso select; highlighted.
 
     Example
     -------
@@ -91,6 +103,10 @@ class LatentView(InspectorView):
 
     datasets = param.ClassSelector(class_=Datasets, default=None, allow_None=True,
                                    doc="The generated datasets: the saved records on this plot are marked")
+    search = param.ClassSelector(class_=Search, default=None, allow_None=True, doc="The search: its matches are "
+                                 "highlighted")
+    selection = param.ClassSelector(class_=Selection, default=None, allow_None=True, doc="The samples selected by "
+                                    "the box and lasso tools: highlighted")
 
     def __init__(self, **params):
         super().__init__(**params)
@@ -104,6 +120,18 @@ class LatentView(InspectorView):
         self.store.param.watch(self._update_markers, ["decode", "history"], precedence=10)
         if self.datasets is not None:
             self.datasets.param.watch(self._update_markers, "saved", precedence=10)
+        # -- selection, highlights and the hover preview (issue 17) --
+        self.box = hv.streams.BoundsXY(bounds=None)
+        self.lasso = hv.streams.Lasso(geometry=None)
+        self.box.add_subscriber(self._on_box)
+        self.lasso.add_subscriber(self._on_lasso)
+        self._highlight_sources: dict[str, ColumnDataSource] = {}
+        if self.search is not None:
+            self.search.param.watch(self._update_highlights, ["matches", "isolate"])
+        if self.selection is not None:
+            self.selection.param.watch(self._update_highlights, "ids")
+        self.tip = PointerTip(figure="latent-figure", width=0, height=0, margin=0)
+        self.store.param.watch(self._show_tip, "hovered")
         self._pane = pn.pane.HoloViews(
             pn.bind(self._plot, self.store.param.points, self.store.param.color_by),
             sizing_mode="stretch_both", min_height=420, linked_axes=False, css_classes=["latent-plot"],
@@ -119,6 +147,15 @@ class LatentView(InspectorView):
         if x is not None and y is not None:
             self.store.hover_at(x, y)
 
+    def _on_box(self, bounds=None):
+        if bounds is not None and self.selection is not None:
+            x0, y0, x1, y1 = bounds
+            self.selection.select_box(x0, x1, y0, y1)
+
+    def _on_lasso(self, geometry=None):
+        if geometry is not None and self.selection is not None:
+            self.selection.select_lasso(geometry)
+
     # -- elements -------------------------------------------------------------------------------------------------
 
     def _plot(self, points, color_by):
@@ -128,17 +165,99 @@ class LatentView(InspectorView):
         raster = embedding_raster(points, color_by, store.param.spread, store.inspection)
         # What is under the cursor (nearest sample, its label and input) comes from the pointer stream, not a
         # tooltip. No TapTool: the Tap stream needs none, and a TapTool sends a selection to the server per click.
-        raster = raster.opts(**plot_tools("crosshair"))
+        # Box and lasso select tools select no renderer (they would dim the markers): their geometry reaches the
+        # selection through the BoundsXY and Lasso streams.
+        selects = (BoxSelectTool(renderers=[], description="Box select: select samples"),
+                   LassoSelectTool(renderers=[], description="Lasso select: select samples"))
+        raster = raster.opts(**plot_tools("crosshair", *selects))
         self.tap.source = raster
         self.pointer.source = raster
         self.range.source = raster
+        self.box.source = raster
+        self.lasso.source = raster
         if store.view is not None and not store.pending and not store.moving:  # a link's view, on its picture
             x0, x1, y0, y1 = store.view
             store.view = None
             raster = raster.opts(xlim=(x0, x1), ylim=(y0, y1))
         method = getattr(store.inspection, "method", store.method)
         title = f"{store.project} · {store.layer} · {store.shown or method_label(method)} · {len(points):,} points"
-        return raster.opts(padding=0.08, **plot_options(title, method, "latent-figure", weakly(self._add_markers)))
+        return raster.opts(padding=0.08, **plot_options(title, method, "latent-figure", weakly(self._add_highlights),
+                                                        weakly(self._add_markers)))
+
+    # -- highlights -----------------------------------------------------------------------------------------------
+    # The search's matches and the selection are scatter renderers over a white cover that dims the raster (opaque
+    # when only the matches are shown), added by a hook under the markers and updated in place (dashboard.push).
+
+    #: Highlighted points drawn at most (an even subset of more).
+    MAX_HIGHLIGHTS = 50_000
+
+    def highlight_data(self, kind: str) -> dict:
+        """Columns of the highlighted points of ``kind`` ("search" or "selection"): place and colour (the point's
+        colour on the plot)."""
+        state = self.search if kind == "search" else self.selection
+        ids = None if state is None else (state.matches if kind == "search" else state.ids)
+        points = self.store.points
+        if ids is None or points is None or not len(ids) or int(ids[-1]) >= len(points):
+            return {"x": [], "y": [], "color": []}
+        ids = ids[:: -(-len(ids) // self.MAX_HIGHLIGHTS)]
+        by = self.store.color_by if self.store.color_by in points.columns else None
+        if by is not None:
+            codes = points[by].cat.codes.to_numpy()[ids]
+            colors = np.array(category_colors(list(points[by].cat.categories)) + [ACCENT], dtype=object)[codes]
+        else:
+            colors = np.full(len(ids), ACCENT, dtype=object)
+        return {"x": points["x"].to_numpy()[ids], "y": points["y"].to_numpy()[ids], "color": colors}
+
+    def cover_data(self) -> dict:
+        """The cover dimming the raster while something is highlighted: a white rectangle far beyond the points,
+        translucent, or opaque while the search shows only its matches."""
+        search, selection, points = self.search, self.selection, self.store.points
+        found = search is not None and search.matches is not None
+        chosen = selection is not None and selection.ids is not None
+        if points is None or not (found or chosen):
+            return {"left": [], "right": [], "bottom": [], "top": [], "alpha": []}
+        (x0, x1), (y0, y1) = ((float(points[c].min()), float(points[c].max())) for c in ("x", "y"))
+        reach = 1000 * max(x1 - x0, y1 - y0, 1e-9)
+        return {"left": [x0 - reach], "right": [x1 + reach], "bottom": [y0 - reach], "top": [y1 + reach],
+                "alpha": [1.0 if found and search.isolate else 0.7]}
+
+    def _add_highlights(self, plot, element):
+        figure = plot.state
+        if any(r.name == "context-cover" for r in figure.renderers):
+            return
+        cover = ColumnDataSource(self.cover_data(), name="context-cover-source")
+        figure.quad(left="left", right="right", bottom="bottom", top="top", source=cover, fill_color="white",
+                    fill_alpha="alpha", line_alpha=0, name="context-cover")
+        found = ColumnDataSource(self.highlight_data("search"), name="search-highlight-source")
+        figure.scatter("x", "y", source=found, size=4, fill_color="color", line_color="#1f2a44", line_width=0.5,
+                       name="search-highlight")
+        chosen = ColumnDataSource(self.highlight_data("selection"), name="selection-highlight-source")
+        figure.scatter("x", "y", source=chosen, size=6, fill_color="color", line_color="black", line_width=1.0,
+                       name="selection-highlight")
+        self._highlight_sources = {"cover": cover, "search": found, "selection": chosen}
+
+    def _update_highlights(self, *_):
+        sources = self._highlight_sources
+        if sources:
+            push(sources["cover"], self.cover_data())
+            push(sources["search"], self.highlight_data("search"))
+            push(sources["selection"], self.highlight_data("selection"))
+
+    # -- hover preview --------------------------------------------------------------------------------------------
+
+    def _show_tip(self, event):
+        """The nearest sample's input and label in the box at the cursor (:class:`dashboard.tooltip.PointerTip`)."""
+        hovered, project = event.new, self.store.project_obj
+        if hovered is None or project is None:
+            self.tip.content = ""
+            return
+        index, label = hovered["index"], hovered.get("label")
+        spec = project.input_view
+        image = "" if sample.custom_view(project, spec) is not None else (
+            f"<img src='{sample.thumbnail_src(project.inputs()[index], spec, width=64, height=64)}' alt=''>")
+        text = f"<b>sample {index:,}</b>" + (f"<br>label <b>{html.escape(str(label))}</b>" if label is not None else "")
+        self.tip.content = (f"{image}<div class='hover-text' data-index='{index}' "
+                            f"data-label='{html.escape(str(label or ''), quote=True)}'>{text}</div>")
 
     # -- markers --------------------------------------------------------------------------------------------------
     # Tapped, saved and current points are one Bokeh scatter renderer added to the figure by a hook and updated in

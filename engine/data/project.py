@@ -50,6 +50,7 @@ _MANIFEST_KEYS = {
     "input_view": dict,
     "output_view": dict,
     "input_scale": (int, float),
+    "metadata": str,  # the metadata table (engine.data.metadata)
 }
 _VIEW_KEYS = {"kind": str, "shape": list, "channels": list, "class_names": list}
 
@@ -155,6 +156,7 @@ class Project:
     trust_model: bool = False
     title: str = ""
     description: str = ""
+    metadata_path: Path | None = None  # one row per sample (engine.data.metadata)
     inferred: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
 
@@ -300,6 +302,26 @@ class Project:
                 )
             self._labels = y
         return self._labels
+
+    # -- metadata (engine.data.metadata) ----------------------------------------------------------------------------
+
+    def metadata(self):
+        """The project's metadata table (``metadata.csv`` / ``metadata.parquet``, or the manifest's ``metadata``):
+        a pandas DataFrame of one row per sample, read and checked once (:func:`engine.data.metadata.read_metadata`);
+        None for a project without one.
+
+        Raises
+        ------
+        DataError
+            An unreadable or malformed table, or one whose row count is not the number of samples.
+        """
+        if self.metadata_path is None:
+            return None
+        if self.__dict__.get("_metadata") is None:
+            from engine.data.metadata import read_metadata
+
+            self._metadata = read_metadata(self.metadata_path, len(self.inputs()))
+        return self._metadata
 
     def label_names(self) -> tuple[str, ...] | None:
         """Display name of every class code (the manifest's names, else the codes as text)."""
@@ -586,7 +608,15 @@ def load_project(name, root=None) -> Project:
         model_path = _confined(path, models[0], "model")
         inferred.append(f"model: {model_path.name} (the only model file)")
 
-    data_files = [f for f in files if f.suffix.lower() in formats.READABLE and f not in (model_path,)]
+    # the metadata table: the manifest's, else metadata.csv / metadata.parquet (never taken for inputs or labels)
+    if "metadata" in manifest:
+        metadata_path = _inside(path, manifest["metadata"], "metadata")
+    else:
+        from engine.data.metadata import find_metadata
+
+        found = find_metadata(path)
+        metadata_path = _confined(path, found, "metadata") if found is not None else None
+    data_files = [f for f in files if f.suffix.lower() in formats.READABLE and f not in (model_path, metadata_path)]
     if "inputs" in manifest:
         inputs_path = _inside(path, manifest["inputs"], "inputs")
     elif not data_files:  # a model alone: its layers can be listed; reading inputs says what to add
@@ -644,6 +674,7 @@ def load_project(name, root=None) -> Project:
         trust_model=bool(manifest.get("trust_model", False)),
         title=manifest.get("title", path.name),
         description=manifest.get("description", ""),
+        metadata_path=metadata_path,
         inferred=inferred,
     )
 
