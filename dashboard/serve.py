@@ -33,8 +33,8 @@ import sys
 import webbrowser
 from pathlib import Path
 
-__all__ = ["APP", "COOKIE_SECRET_ENV", "EPILOG", "PASSWORD_ENV", "ROUTE", "add_arguments", "add_command", "credentials",
-           "free_port", "main", "own_hosts", "run_command", "serve", "url"]
+__all__ = ["APP", "COOKIE_SECRET_ENV", "EPILOG", "PASSWORD_ENV", "ROUTE", "UPLOAD_ENV", "add_arguments", "add_command",
+           "credentials", "free_port", "main", "own_hosts", "run_command", "serve", "uploads_allowed", "url"]
 
 APP = Path(__file__).resolve().with_name("app.py")
 ROUTE = "app"
@@ -42,9 +42,17 @@ ROUTE = "app"
 PASSWORD_ENV = "LATENT_INSPECTOR_PASSWORD"
 COOKIE_SECRET_ENV = "LATENT_INSPECTOR_COOKIE_SECRET"
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
+# -- New project form (dashboard.upload) ------------------------------------------------------------------------------
+#: Set by :func:`serve` for the sessions: ``1`` shows the New project form (uploads into the projects root), ``0``
+#: hides it; unset (``panel serve dashboard/app.py``) hides it.
+UPLOAD_ENV = "LATENT_INSPECTOR_UPLOAD"
+_UPLOAD_LIMITS_ENV = ("LATENT_INSPECTOR_UPLOAD_MAX_MODEL, _MAX_DATA, _MAX_TOTAL, _MAX_UNPACKED (sizes such as 512MB or "
+                      "2GB: the New project form's limits; defaults 512MB, 2GB, 2.5GB, 4GB)")
+# -- end New project form -------------------------------------------------------------------------------------------
 #: The serve command's closing words in ``--help``: the environment it reads.
 EPILOG = (f"environment: {PASSWORD_ENV} (a password to ask for), {COOKIE_SECRET_ENV} (signs the login cookie), "
-          "LATENT_INSPECTOR_WORKERS (worker threads for the sessions' long work; default 1)")
+          "LATENT_INSPECTOR_WORKERS (worker threads for the sessions' long work; default 1), "
+          f"{_UPLOAD_LIMITS_ENV}")
 
 
 def free_port(address: str = "127.0.0.1") -> int:
@@ -128,9 +136,23 @@ def credentials(password_file=None, environ=None) -> str | dict[str, str] | None
     return password
 
 
+# -- New project form (dashboard.upload) ------------------------------------------------------------------------------
+def uploads_allowed(address: str, upload: bool | None = None) -> bool:
+    """Whether the New project form is shown: as ``upload`` says, else only when the server listens on this
+    machine alone (127.0.0.1, localhost, ::1).
+
+    Example
+    -------
+    >>> uploads_allowed("127.0.0.1"), uploads_allowed("0.0.0.0"), uploads_allowed("0.0.0.0", True)
+    (True, False, True)
+    """
+    return address in LOOPBACK if upload is None else bool(upload)
+# -- end New project form -------------------------------------------------------------------------------------------
+
+
 def serve(project: str | None = None, port: int = 5006, address: str = "127.0.0.1", show: bool = False, *,
           threads: int = 4, warm: bool = True, basic_auth: str | dict | None = None,
-          cookie_secret: str | None = None) -> None:
+          cookie_secret: str | None = None, upload: bool | None = None) -> None:
     """Serve the dashboard until interrupted.
 
     Parameters
@@ -153,6 +175,9 @@ def serve(project: str | None = None, port: int = 5006, address: str = "127.0.0.
         Panel's login page before any page or websocket (see :func:`credentials`).
     cookie_secret : str, optional
         Secret that signs the login cookie; default ``LATENT_INSPECTOR_COOKIE_SECRET``, else one drawn now.
+    upload : bool, optional
+        Show the New project form, which writes uploaded files into the projects root (:mod:`dashboard.upload`);
+        default: only when ``address`` is this machine's alone (:func:`uploads_allowed`).
 
     Raises
     ------
@@ -161,7 +186,8 @@ def serve(project: str | None = None, port: int = 5006, address: str = "127.0.0.
     engine.errors.DataError
         ``basic_auth`` is empty, or a password names an existing file (Panel would read that file instead).
     engine.errors.UsageError
-        ``LATENT_INSPECTOR_WORKERS`` is not a whole number of at least 1.
+        ``LATENT_INSPECTOR_WORKERS`` is not a whole number of at least 1, or, with uploads on, a
+        ``LATENT_INSPECTOR_UPLOAD_MAX_*`` limit is not a size.
     """
     import panel as pn
 
@@ -171,6 +197,14 @@ def serve(project: str | None = None, port: int = 5006, address: str = "127.0.0.
     from .jobs import worker_count
 
     worker_count()  # a bad LATENT_INSPECTOR_WORKERS fails here, not in every page's work
+    # -- New project form (dashboard.upload) --
+    uploads = uploads_allowed(address, upload)
+    os.environ[UPLOAD_ENV] = "1" if uploads else "0"
+    if uploads:
+        from engine.data.upload import UploadLimits
+
+        UploadLimits.from_environ()  # a bad limit fails here, not in the form
+    # -- end New project form --
     if project is not None:
         project_dir(project)  # a bad name fails here, with the list of projects, not in the browser
         os.environ["LATENT_INSPECTOR_PROJECT"] = project
@@ -184,9 +218,10 @@ def serve(project: str | None = None, port: int = 5006, address: str = "127.0.0.
         secret = cookie_secret or os.environ.get(COOKIE_SECRET_ENV) or secrets.token_urlsafe(32)
         auth = {"basic_auth": basic_auth, "cookie_secret": secret}
     elif address not in LOOPBACK:
+        writes = "write to the projects' datasets" + (" and make projects from uploaded files" if uploads else "")
         print(f"warning: serving on {address or 'every interface'} without a password: anyone who reaches this "
-              f"port can use the dashboard and write to the projects' datasets (set {PASSWORD_ENV} or use "
-              "--password-file)", file=sys.stderr, flush=True)
+              f"port can use the dashboard and {writes} (set {PASSWORD_ENV} or use --password-file)",
+              file=sys.stderr, flush=True)
     if port == 0:
         port = free_port(address)
     origins = [f"{host}:{port}" for host in own_hosts(address)]
@@ -230,6 +265,10 @@ def add_arguments(parser) -> None:
     parser.add_argument("--password-file", metavar="FILE",
                         help="ask for a password (Panel's basic auth): the file's first line, or a JSON object of "
                         f"users' passwords; default: the {PASSWORD_ENV} environment variable, if set")
+    parser.add_argument("--upload", action=argparse.BooleanOptionalAction, default=None,
+                        help="show (or not) the New project form, which writes a model and data sent from the "
+                        "browser into a new folder of the projects root; default: on when the server listens on "
+                        "127.0.0.1, localhost or ::1 only, off on any other address")
 
 
 def run_command(args) -> int:
@@ -245,7 +284,7 @@ def run_command(args) -> int:
     if args.project is not None:
         load_project(args.project, root=root)
     serve(args.project, port=args.port, address=args.address, show=args.show, warm=args.warm,
-          basic_auth=credentials(args.password_file))
+          basic_auth=credentials(args.password_file), upload=args.upload)
     return 0
 
 

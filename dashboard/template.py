@@ -31,6 +31,8 @@ from .selection.state import Selection
 from .selection.views import SelectionView
 from .units.state import Units
 from .units.views import UnitsView
+from .upload.state import Uploads, uploads_enabled  # New project form (dashboard.upload)
+from .upload.views import NewProjectView  # New project form (dashboard.upload)
 from .urlstate import UrlState
 from .widgets import ACCENT, PAGE_CSS, ErrorAlert, Fast, card
 
@@ -96,6 +98,10 @@ class Dashboard(pn.viewable.Viewer):
         self.units_view = UnitsView(store=self.units)
         self.explore = ExploreView(store=self.explorer, on_unit=self.units_view.show_unit)
         self.linked_views = LinkedView(store=self.linked)
+        # -- New project form (dashboard.upload): only where the server allows uploads --
+        self.uploads = Uploads(inspector=store) if uploads_enabled() else None
+        self.new_project = NewProjectView(store=self.uploads) if self.uploads is not None else None
+        # -- end New project form --
 
     def main(self):
         """The main area: the Inspect grid of cards, and the Explore, Linked views and Units tabs."""
@@ -125,7 +131,8 @@ class Dashboard(pn.viewable.Viewer):
     def template(self) -> pn.template.BaseTemplate:
         """The served page: controls in the sidebar, the tabs in the main area."""
         return pn.template.FastListTemplate(
-            title=TITLE, sidebar=[self.controls], main=[self.main()], accent=ACCENT, sidebar_width=330,
+            title=TITLE, sidebar=[*filter(None, [self.new_project]), self.controls],  # (the New project form first)
+            main=[self.main()], accent=ACCENT, sidebar_width=330,
             main_layout=None, raw_css=[PAGE_CSS], design=Fast,
             # No dark-mode toggle: Panel's toggle reloads the page as a new session (the choices and the history
             # are lost), and the cards, the plots' labels and markers are drawn for a light page.
@@ -139,4 +146,5 @@ class Dashboard(pn.viewable.Viewer):
 def extension():
     """Load the Bokeh/HoloViews front-end once per process."""
     hv.extension("bokeh", logo=False)
-    pn.extension("tabulator", raw_css=[PAGE_CSS])
+    uploads = ["filedropper"] if uploads_enabled() else []  # the New project form's file pickers (dashboard.upload)
+    pn.extension("tabulator", *uploads, raw_css=[PAGE_CSS])

@@ -28,6 +28,7 @@ __all__ = [
     "RenderError",
     "SelectionError",
     "UnitError",
+    "UploadError",
     "UsageError",
 ]
 
@@ -106,3 +107,15 @@ class UsageError(InspectorError):
 
 class ClusterError(InspectorError):
     """A Dask cluster cannot be started or reached, lacks a worker or a package, or lost workers mid-run."""
+
+
+# -- uploads (engine.data.upload) -------------------------------------------------------------------------------------
+class UploadError(InspectorError):
+    """Files sent to make a new project were refused: a bad or taken name, a file of the wrong kind or too large, an
+    archive that would unpack to too much, or files that do not load as a project. ``field`` names what the user
+    should change: ``"name"``, ``"model"``, ``"inputs"``, ``"labels"``, or None for the upload as a whole."""
+
+    def __init__(self, message: str, field: str | None = None):
+        super().__init__(message)
+        self.field = field
+# -- end uploads ------------------------------------------------------------------------------------------------------
