@@ -8,6 +8,7 @@ local storage, so it is shown once).
 
 from __future__ import annotations
 
+import panel as pn
 import param
 from panel.custom import JSComponent
 
@@ -36,7 +37,6 @@ class Shortcuts(JSComponent):
 
     shortcuts = param.List(default=[list(s) for s in SHORTCUTS], doc="(key, meaning) rows of the ? overlay")
     hint = param.String(default=HINT, doc="The first visit's hint ('' for none)")
-    escapes = param.Integer(default=0, doc="How often Escape was pressed")
 
     _esm = """
     const CSS = `
@@ -72,7 +72,7 @@ class Shortcuts(JSComponent):
         if (typing || ["input", "textarea", "select"].includes(tag)) return;
         if (event.key === "Escape") {
           if (box.style.display !== "none") { close(); remember(); }
-          model.escapes = model.escapes + 1;
+          model.send_msg({key: "Escape"});
         } else if (event.key === "?") {
           if (box.style.display !== "none" && box.dataset.kind === "keys") close(); else show(rows(), "keys");
           remember();
@@ -85,5 +85,15 @@ class Shortcuts(JSComponent):
 
     def __init__(self, on_escape=None, **params):
         super().__init__(**params)
-        if on_escape is not None:
-            self.param.watch(lambda _e: on_escape(), "escapes")
+        self._on_escape = on_escape
+        self._doc = pn.state.curdoc if pn.state.curdoc is not None and pn.state.curdoc.session_context else None
+
+    def _handle_msg(self, msg):
+        """A key pressed in the page. The answer runs on the session's document, in its lock: a message is handled
+        on whatever thread received it, and changes made from there may never reach the page."""
+        if not (isinstance(msg, dict) and msg.get("key") == "Escape" and self._on_escape is not None):
+            return
+        if self._doc is not None:
+            self._doc.add_next_tick_callback(self._on_escape)
+        else:
+            self._on_escape()

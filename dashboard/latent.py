@@ -120,12 +120,23 @@ def plot_tools(*tools, active=("pan",)) -> dict:
     from bokeh.models import WheelZoomTool
 
     wheel = WheelZoomTool(modifiers={"ctrl": True}, description="Wheel zoom (hold Ctrl)")
-    return dict(default_tools=["pan", "box_zoom", "reset", "save"], tools=[*tools, wheel],
-                active_tools=[*active, wheel])
+    # (HoloViews activates tools named in active_tools, not tool objects: plot_options' hook activates this one)
+    return dict(default_tools=["pan", "box_zoom", "reset", "save"], tools=[*tools, wheel], active_tools=[*active])
+
+
+def _activate_ctrl_wheel(plot, element):
+    """Make the Ctrl wheel zoom of :func:`plot_tools` the figure's active scroll tool (it acts only with Ctrl)."""
+    from bokeh.models import WheelZoomTool
+
+    figure = plot.state
+    wheel = next((t for t in figure.tools if isinstance(t, WheelZoomTool) and t.modifiers), None)
+    if wheel is not None:
+        figure.toolbar.active_scroll = wheel
 
 
 def plot_options(title: str, method: str, name: str, *hooks) -> dict:
     """The options of a latent plot: ``title``, the axes named after the reducer ``method``, the toolbar above
     (hidden until the pointer comes), and the Bokeh figure named ``name`` (plus further plot ``hooks``)."""
     return dict(responsive=True, title=title, xlabel=f"{method} 1", ylabel=f"{method} 2", toolbar="above",
-                backend_opts={"plot.toolbar.autohide": True}, hooks=[name_models(name), *hooks])
+                backend_opts={"plot.toolbar.autohide": True},
+                hooks=[name_models(name), _activate_ctrl_wheel, *hooks])

@@ -126,13 +126,14 @@ class Dashboard(pn.viewable.Viewer):
 
         self.units_view.reveal = lambda: setattr(tabs, "active", TABS.index("Units"))
         tabs.param.watch(opened, "active")
-        return pn.Column(self.errors, tabs, self.keys, sizing_mode="stretch_width")
+        return pn.Column(self.errors, tabs, sizing_mode="stretch_width")
 
     def template(self) -> pn.template.BaseTemplate:
         """The served page: controls in the sidebar, the tabs in the main area."""
         return pn.template.FastListTemplate(
             title=TITLE, sidebar=[*filter(None, [self.new_project]), self.controls],  # (the New project form first)
             main=[self.main()], accent=ACCENT, sidebar_width=330,
+            header=[self.keys, self.address.address],  # the keys and the page's address: nothing to see, laid out once
             main_layout=None, raw_css=[PAGE_CSS], design=Fast,
             # No dark-mode toggle: Panel's toggle reloads the page as a new session (the choices and the history
             # are lost), and the cards, the plots' labels and markers are drawn for a light page.
@@ -140,7 +141,8 @@ class Dashboard(pn.viewable.Viewer):
         )
 
     def __panel__(self):
-        return pn.Row(pn.Column(self.controls, width=320), self.main(), sizing_mode="stretch_width", min_height=800)
+        return pn.Row(pn.Column(self.controls, self.keys, width=320), self.main(), sizing_mode="stretch_width",
+                      min_height=800)
 
 
 def extension():

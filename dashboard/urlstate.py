@@ -15,10 +15,10 @@ import math
 from dataclasses import dataclass, field
 from urllib.parse import urlencode
 
-import panel as pn
 import param
+from panel.custom import JSComponent
 
-__all__ = ["MAX_VALUE", "Query", "UrlState", "read_query"]
+__all__ = ["MAX_VALUE", "Address", "Query", "UrlState", "read_query"]
 
 #: Longest value read from the query: a project, layer or file name is far shorter.
 MAX_VALUE = 300
@@ -129,6 +129,25 @@ def _fmt(v: float) -> str:
     return f"{v:.6g}"
 
 
+class Address(JSComponent):
+    """The page's address in the browser: ``search`` (the query, ``?a=b&...``) replaces the address's query with
+    ``history.replaceState`` (no reload, no new history entry), whenever it changes and when the page renders."""
+
+    search = param.String(default="", doc="The query the page's address shows ('' leaves it as it is)")
+
+    _esm = """
+    export function render({ model }) {
+      const apply = () => {
+        const search = model.search;
+        if (!search || window.location.search === search) return;
+        window.history.replaceState(window.history.state, "", window.location.pathname + search + window.location.hash);
+      };
+      apply();
+      model.on("search", apply);
+    }
+    """
+
+
 class UrlState(param.Parameterized):
     """Writes a session's state into its page's address as the user works (see the module's docstring).
 
@@ -145,28 +164,20 @@ class UrlState(param.Parameterized):
     def __init__(self, **params):
         super().__init__(**params)
         self._query: dict[str, str] = {}
+        self.address = Address(width=0, height=0, margin=0)  # the browser side: put it on the page
         self.store.param.watch(self._choices_changed, list(CHOICES.values()))
         self.store.param.watch(self._decoded, "decode")
         self.plot.range.add_subscriber(self._range_changed)
-        if pn.state.curdoc is not None and pn.state.curdoc.session_context is not None:
-            # the browser reports its own address when the page has loaded: what was written before is written again
-            pn.state.onload(self._loaded)
-
-    def _loaded(self):
-        self._choices_changed()
-        self._publish()
-
-    def _publish(self):
-        location = pn.state.location
-        if location is not None:  # replaced whole: a value set to None leaves the address
-            location.search = "?" + urlencode({k: v for k, v in self._query.items() if v is not None}, safe=",")
 
     def _write(self, **values):
         changed = {k: v for k, v in values.items() if self._query.get(k) != v}
-        if not changed:
-            return
-        self._query.update(changed)
-        self._publish()
+        if changed:
+            self._query.update(changed)
+            self._publish()
+
+    def _publish(self):
+        # replaced whole: a value set to None leaves the address
+        self.address.search = "?" + urlencode({k: v for k, v in self._query.items() if v is not None}, safe=",")
 
     def _choices_changed(self, *_):
         store = self.store
@@ -180,7 +191,8 @@ class UrlState(param.Parameterized):
 
     def _decoded(self, event):
         decode = event.new
-        self._write(tap=None if decode is None else ",".join(_fmt(v) for v in decode.xy))
+        # exactly (the shortest text that reads back as the same float): the link decodes the very same point
+        self._write(tap=None if decode is None else ",".join(repr(float(v)) for v in decode.xy))
 
     def _range_changed(self, x_range=None, y_range=None):
         if x_range is None or y_range is None or self.store.moving:

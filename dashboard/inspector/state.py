@@ -110,11 +110,12 @@ class Inspector(JobState):
         if project is not None and project not in objects:
             problem = f"No project {project!r}; projects available: {', '.join(objects) or 'none'}"
             project = default  # show what there is, and say what went wrong
+        # what the project's opening says joins these (a job clears the error when it starts)
+        self._notices = ([problem] if problem else []) + (list(self._link.problems) if self._link is not None else [])
         if project is not None:
             self.project = project  # triggers the load
-        problems = ([problem] if problem else []) + (list(self._link.problems) if self._link is not None else [])
-        if problems:
-            self.error = "; ".join(problems)
+        if self._notices:
+            self.error = "; ".join(self._notices)
 
     # -- project and layer -----------------------------------------------------------------------------------------
 
@@ -160,6 +161,7 @@ class Inspector(JobState):
             problems += self._follow_link()
         finally:
             self._opening = False
+        problems, self._notices = self._notices + problems, []
         if problems:
             self.error = "; ".join(problems)
         if layer is None:
@@ -299,6 +301,8 @@ class Inspector(JobState):
         self._colors(inspection, probe)
         if final:
             self._measure(inspection)
+            if self.view is not None and self._link is None:  # another picture than the link's: its own range
+                self.view = None
         link = self._link
         if final and link is not None and self.pending == "":
             self._link = None  # followed once: from now on the page's address follows the session

@@ -113,6 +113,7 @@ class LatentView(InspectorView):
         self.tap = hv.streams.Tap(x=None, y=None, transient=True)
         self.pointer = hv.streams.PointerXY(x=None, y=None)
         self.range = hv.streams.RangeXY()  # the view range, which the page's address keeps (dashboard.urlstate)
+        self.range.add_subscriber(self._on_range)
         self.tap.add_subscriber(self._on_tap)
         self.pointer.add_subscriber(self._on_pointer)
         self._marker_sources: list[ColumnDataSource] = []
@@ -142,6 +143,14 @@ class LatentView(InspectorView):
     def _on_tap(self, x=None, y=None):
         if x is not None and y is not None:
             self.store.decode_at(x, y)
+
+    def _on_range(self, x_range=None, y_range=None):
+        view = self.store.view
+        if view is None or x_range is None or y_range is None:
+            return
+        span = max(view[1] - view[0], view[3] - view[2])
+        if max(abs(a - b) for a, b in zip((*x_range, *y_range), view)) > 1e-6 * span:
+            self.store.view = None  # the user moved it: the link's view has served
 
     def _on_pointer(self, x=None, y=None):
         if x is not None and y is not None:
@@ -175,9 +184,8 @@ class LatentView(InspectorView):
         self.range.source = raster
         self.box.source = raster
         self.lasso.source = raster
-        if store.view is not None and not store.pending and not store.moving:  # a link's view, on its picture
+        if store.view is not None and not store.moving:  # a link's view, until the user moves it
             x0, x1, y0, y1 = store.view
-            store.view = None
             raster = raster.opts(xlim=(x0, x1), ylim=(y0, y1))
         method = getattr(store.inspection, "method", store.method)
         title = f"{store.project} · {store.layer} · {store.shown or method_label(method)} · {len(points):,} points"
