@@ -77,7 +77,8 @@ def _numbers(name: str, text: str, count: int, problems: list) -> tuple | None:
     except ValueError:
         values = ()
     if len(values) != count or not all(math.isfinite(v) and abs(v) < 1e12 for v in values):
-        problems.append(f"{name}={text[:40]!r}: expected {count} finite numbers separated by commas")
+        what = "a finite number" if count == 1 else f"{count} finite numbers separated by commas"
+        problems.append(f"{name}={text[:40]!r}: expected {what}")
         return None
     return values
 

@@ -33,7 +33,7 @@ def test_a_link_gives_its_choices_view_and_tapped_point():
     ({"tap": [b"1e300,1"]}, "2 finite numbers"),
     ({"tap": [b"inf,1"]}, "2 finite numbers"),
     ({"n_neighbors": [b"12.5"]}, "whole number"),
-    ({"min_dist": [b"lots"]}, "1 finite numbers"),
+    ({"min_dist": [b"lots"]}, "a finite number"),
     ({"layer": [b"\xff\xfe"]}, "not UTF-8"),
     ({"layer": [b"a\x00b"]}, "control characters"),
     ({"project": [b"x" * (MAX_VALUE + 1)]}, f"at most {MAX_VALUE}"),
@@ -120,3 +120,57 @@ def mnist_root(monkeypatch):
     if not (projects_root() / "mnist" / "project.toml").is_file():
         pytest.skip("projects/mnist is not built")
     return projects_root()
+
+
+# -- a first picture in seconds -----------------------------------------------------------------------------------
+
+def test_a_self_tuned_or_learned_request_gets_a_quick_first_stage():
+    from engine.explore.stages import stages
+
+    first, refined = stages("tsne", "mlp", {})
+    assert (first.name, first.inverse, first.params) == ("first picture", "knn", {"perplexity": 30})
+    assert (refined.name, refined.inverse, refined.params) == ("refined", "mlp", {})
+    first, refined = stages("umap", "knn", {"min_dist": 0.3})  # tuned only: the first picture keeps the inverse
+    assert first.inverse == "knn" and first.params == {"min_dist": 0.3, "n_neighbors": 15}
+    assert [s.name for s in stages("umap", "native", {"n_neighbors": 30})] == ["final"]
+    assert [s.name for s in stages("pca", "auto", {})] == ["final"]
+
+
+def test_tsne_reports_its_layout_as_it_forms():
+    from engine.reduce import make_reducer
+    from engine.reduce.tsne import SNAPSHOT_EVERY
+
+    X = np.random.default_rng(0).normal(size=(300, 5)).astype(np.float32)
+    seen, reports = [], []
+    reducer = make_reducer("tsne", perplexity=20, n_iter=100, early_exaggeration_iter=50, inverse="knn",
+                           random_state=0, snapshot=lambda e, i, d, t: seen.append((e.shape, len(i), d, t)),
+                           progress=lambda stage, d, t: reports.append((stage, d, t)))
+    reducer.fit(X)
+    assert [s[2] for s in seen] == list(range(SNAPSHOT_EVERY, 151, SNAPSHOT_EVERY))
+    assert all(shape == (300, 2) and rows == 300 and total == 150 for shape, rows, _, total in seen)
+    assert ("optimising the t-SNE layout", 150, 150) in reports
+
+    def broken(*_):
+        raise RuntimeError("the plot went away")
+
+    with pytest.raises(RuntimeError, match="the plot went away"):  # the caller's error, not a silent stop
+        make_reducer("tsne", perplexity=20, n_iter=50, early_exaggeration_iter=25, inverse="knn", random_state=0,
+                     snapshot=broken).fit(X)
+
+
+def test_umap_on_exact_neighbours_embeds_new_rows_too():
+    """From 4,096 rows the neighbours come from scikit-learn (no NN-descent to compile); transform() builds the
+    search index when first asked, and places a fitted row next to where it was embedded."""
+    from sklearn.manifold import trustworthiness
+
+    from engine.reduce import make_reducer
+
+    rng = np.random.default_rng(1)
+    centres = rng.normal(scale=6, size=(5, 4))
+    X = (centres[rng.integers(0, 5, 4200)] + rng.normal(size=(4200, 4))).astype(np.float32)
+    reducer = make_reducer("umap", n_neighbors=10, n_epochs=60, inverse="knn", random_state=0).fit(X)
+    assert reducer.model_._knn_search_index is None  # fitted on the exact neighbours
+    assert trustworthiness(X[:1000], reducer.embedding_[:1000], n_neighbors=10) > 0.9
+    placed = reducer.transform(X[:20] + 1e-3)
+    spread = np.ptp(reducer.embedding_, axis=0).max()
+    assert np.abs(placed - reducer.embedding_[:20]).max() < 0.1 * spread

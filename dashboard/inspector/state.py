@@ -244,11 +244,9 @@ class Inspector(JobState):
     def plan(self) -> list:
         """``[(engine Stage, Request), ...]`` of the current choices: the quick first picture (when there is one),
         then the picture asked for (:func:`engine.explore.stages.stages`)."""
+        from engine.explore.stages import stages
+
         request = self.request()
-        try:  # TEMPORARY until engine.explore.stages lands
-            from engine.explore.stages import stages
-        except ImportError:
-            return [(type("S", (), {"name": "final", "words": ""})(), request)]
         out = []
         for stage in stages(request.method, request.inverse, dict(request.params)):
             out.append((stage, Request.make(request.project, request.layer, request.method, stage.inverse,

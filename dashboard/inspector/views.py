@@ -187,7 +187,7 @@ class LatentView(InspectorView):
         if store.view is not None and not store.moving:  # a link's view, until the user moves it
             x0, x1, y0, y1 = store.view
             raster = raster.opts(xlim=(x0, x1), ylim=(y0, y1))
-        method = getattr(store.inspection, "method", store.method)
+        method = store.method if store.moving else getattr(store.inspection, "method", store.method)
         title = f"{store.project} · {store.layer} · {store.shown or method_label(method)} · {len(points):,} points"
         return raster.opts(padding=0.08, **plot_options(title, method, "latent-figure", weakly(self._add_highlights),
                                                         weakly(self._add_markers)))

@@ -84,6 +84,9 @@ class Inspection:
     cache_dir : str or Path, optional
     progress : callable(stage: str, done: int, total: int), optional
         Stages ``"propagate"`` (rows) and ``"reduce"`` (rows).
+    snapshot : callable(embedding, fit_index, done, total), optional
+        For t-SNE: the layout of the fitted rows as it forms (see :class:`~engine.reduce.TSNEReducer`); ignored by
+        the other reducers, which have no layout to show before the end.
     activations : array, memory map, Zarr store or its path, optional
         The layer's activations, computed elsewhere (a store from ``latent-inspector propagate --dask``). Default:
         :func:`engine.propagate.activations`, which finds such a store in the cache too.
@@ -100,7 +103,7 @@ class Inspection:
     """
 
     def __init__(self, project, layer=None, *, method="pca", inverse="auto", params=None, seed=0,
-                 cache_dir=None, progress: ProgressFn | None = None, activations=None):
+                 cache_dir=None, progress: ProgressFn | None = None, activations=None, snapshot=None):
         from engine.reduce import make_reducer
 
         self.project = project
@@ -128,11 +131,14 @@ class Inspection:
                             f"{len(project.inputs())} samples")
 
         t0 = time.perf_counter()
+        extra = {"snapshot": snapshot} if snapshot is not None and method == "tsne" else {}
         self.reducer = make_reducer(
             method, inverse=inverse, random_state=seed, cache_dir=self.cache_dir / "projections",
-            progress=progress, **self.params,
+            progress=progress, **self.params, **extra,
         ).fit(self.activations)
         self.reducer.progress = None  # the fitted reducer outlives this call's progress display
+        if extra:
+            self.reducer.snapshot = None
         self.timings["reduce"] = time.perf_counter() - t0
         self.embedding = self.reducer.embedding_
         self._indexes = Memo(max_items=4, name="point indexes of an inspection")

@@ -222,7 +222,11 @@ class BaseReducer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
         tuned_value, tuning, reuse = self._tune(X_fit, backend, rng)
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*n_jobs value.*overridden.*")
-            model, emb_fit = reuse if reuse is not None else self._fit_model(X_fit, backend, tuned_value, report)
+            self._snapshot_rows = fit_index  # the rows a reducer that reports its layout as it forms is fitting
+            try:
+                model, emb_fit = reuse if reuse is not None else self._fit_model(X_fit, backend, tuned_value, report)
+            finally:
+                del self._snapshot_rows
         del self._on_disk
         self.model_ = model
         self.backend_ = backend

@@ -26,7 +26,7 @@ __all__ = ["CACHE_FORMAT", "ProjectionCache", "array_digest", "projection_key"]
 
 CACHE_FORMAT = 2  # 2: inverse_index_, PCAReducer.model_ is a PrincipalDirections
 _VERSIONED = ("numpy", "scikit-learn", "umap-learn", "openTSNE", "keras")
-_IGNORED_PARAMS = frozenset({"cache_dir", "progress"})
+_IGNORED_PARAMS = frozenset({"cache_dir", "progress", "snapshot"})
 
 
 def array_digest(X, chunk_rows: int = 65_536) -> str:

@@ -13,10 +13,14 @@ import numpy as np
 
 from engine.backends.cupy import import_cuml, to_numpy
 from engine.errors import ReducerValueError
+from engine.progress import report
 from engine.reduce.base import BaseReducer, seed_of
 from engine.reduce.validation import check_int
 
-__all__ = ["TSNEReducer"]
+__all__ = ["SNAPSHOT_EVERY", "TSNEReducer"]
+
+#: Iterations between two snapshots of the layout (and progress reports) during the optimisation.
+SNAPSHOT_EVERY = 25
 
 
 class TSNEReducer(BaseReducer):
@@ -50,6 +54,11 @@ class TSNEReducer(BaseReducer):
     random_state : int, RandomState or None, default=None
     cache_dir : str, Path or None, default=None
     progress : callable or None, default=None
+    snapshot : callable or None, default=None
+        ``snapshot(embedding, fit_index, done, total)`` is called with the layout of the fitted rows every
+        ``SNAPSHOT_EVERY`` iterations of the optimisation (early exaggeration, then the main phase; ``done`` counts
+        both), so that a caller can draw it as it forms. Not called by the tuning's trial fits, nor on the GPU. An
+        exception it raises stops the fit and is raised from ``fit``.
 
     Attributes
     ----------
@@ -87,6 +96,7 @@ class TSNEReducer(BaseReducer):
         random_state=None,
         cache_dir=None,
         progress=None,
+        snapshot=None,
     ):
         self.n_components = n_components
         self.perplexity = perplexity
@@ -105,6 +115,7 @@ class TSNEReducer(BaseReducer):
         self.random_state = random_state
         self.cache_dir = cache_dir
         self.progress = progress
+        self.snapshot = snapshot
 
     def _check_params(self, n_samples):
         if self.n_components not in (1, 2):
@@ -138,6 +149,7 @@ class TSNEReducer(BaseReducer):
         from openTSNE import TSNE
 
         model = TSNE(
+            **self._snapshot_callbacks(len(X)),
             n_components=self.n_components,
             perplexity=perplexity,
             n_iter=self.n_iter,
@@ -148,7 +160,31 @@ class TSNEReducer(BaseReducer):
             random_state=seed,
             verbose=False,
         ).fit(X)
+        # openTSNE keeps the callbacks with the embedding: not ours to keep (nor to pickle into the cache)
+        params = getattr(model, "gradient_descent_params", None)
+        if isinstance(params, dict) and params.get("callbacks") is not None:
+            params["callbacks"] = None
+            if "use_callbacks" in params:
+                params["use_callbacks"] = False
         return model, np.asarray(model, dtype=np.float32)
+
+    def _snapshot_callbacks(self, n_rows: int) -> dict:
+        """openTSNE's ``callbacks`` for :attr:`snapshot` and the progress of the optimisation, when this fit is the
+        fit of every sampled row (not a tuning trial)."""
+        rows = getattr(self, "_snapshot_rows", None)
+        if rows is None or len(rows) != n_rows or (self.snapshot is None and self.progress is None):
+            return {}
+        total, done = self.early_exaggeration_iter + self.n_iter, [0]
+        snapshot, progress = self.snapshot, self.progress
+
+        def callback(iteration, error, embedding):
+            done[0] = min(total, done[0] + SNAPSHOT_EVERY)
+            report(progress, "optimising the t-SNE layout", done[0], total)
+            if snapshot is not None:
+                snapshot(np.asarray(embedding, dtype=np.float32), rows, done[0], total)
+            return False  # go on
+
+        return {"callbacks": [callback], "callbacks_every_iters": SNAPSHOT_EVERY}
 
     def _transform_model(self, X):
         return np.asarray(self.model_.transform(X), dtype=np.float32)
