@@ -189,6 +189,7 @@ def serve(project: str | None = None, port: int = 5006, address: str = "127.0.0.
         ``LATENT_INSPECTOR_WORKERS`` is not a whole number of at least 1, or, with uploads on, a
         ``LATENT_INSPECTOR_UPLOAD_MAX_*`` limit is not a size.
     """
+    panel_files = _panel_files_here()  # before Panel is imported (issue 17)
     import panel as pn
 
     from engine.data.project import project_dir
@@ -231,7 +232,7 @@ def serve(project: str | None = None, port: int = 5006, address: str = "127.0.0.
         _prepare(project)
     server = pn.serve(
         {ROUTE: str(APP)}, port=port, address=address, websocket_origin=origins, show=False, start=False,
-        title="Latent Inspector", warm=warm, print=False, **auth,
+        title="Latent Inspector", warm=warm, print=False, static_dirs=panel_files, **auth,
     )
     print(f"Latent Inspector: {page}" + (" (log in first)" if auth else ""), flush=True)
     if show:
@@ -241,6 +242,31 @@ def serve(project: str | None = None, port: int = 5006, address: str = "127.0.0.
         server.io_loop.start()
     except KeyboardInterrupt:
         print("stopped", file=sys.stderr)
+
+
+# -- Panel's files from this server, never from its CDN (issue 17) ----------------------------------------------------
+#: The path under which the server serves Panel's own files where Panel would ask its CDN for them.
+PANEL_FILES_ROUTE = "/panel-cdn/"
+
+
+def _panel_files_here() -> dict[str, str]:
+    """Point Panel's CDN at this server, and return the route that serves Panel's files there (``static_dirs``).
+
+    Panel rewrites the address of its own stylesheets (every component's ``loading.css``, a component's CSS) to its
+    CDN, cdn.holoviz.org, when it updates a component that is off the page at that moment, such as a pane of a tab
+    that is not open (``HTMLBasePane._update`` computes the stylesheets without the document, whose ``dist_url``
+    names the server); the browser then asks the CDN once the component shows. Offline (a GPU node) the request
+    fails; online it tells a third party who opens the page. ``PANEL_CDN_ROOT``, read when Panel is imported, moves
+    that CDN to a path of this server. Nothing changes when Panel was imported before, or the variable is set.
+    """
+    if "panel.io.resources" not in sys.modules:
+        os.environ.setdefault("PANEL_CDN_ROOT", PANEL_FILES_ROUTE)
+    from panel.io.resources import CDN_DIST, DIST_DIR
+
+    if not CDN_DIST.startswith("/"):  # a real CDN: Panel was imported first, or PANEL_CDN_ROOT names one
+        return {}
+    return {CDN_DIST.strip("/"): str(DIST_DIR)}
+# -- end Panel's files ------------------------------------------------------------------------------------------------
 
 
 def _prepare(project: str | None) -> None:

@@ -101,3 +101,21 @@ def install_latency_probe(page):
 
 def latency_samples(page) -> list[float]:
     return page.evaluate("() => window.__latency ? window.__latency.samples.slice() : []")
+
+
+# -- Tabs and drags, for the tests that visit every tab (issue 17) -----------------------------------------------------
+def open_tab(page, title: str):
+    """Bring the main area's tab ``title`` (Inspect, Explore, Linked views, Units) on screen."""
+    page.locator(".main-tabs .bk-tab", has_text=title).click()
+
+
+def drag(page, name: str, start, end, steps: int = 8):
+    """Press at data point ``start`` of figure ``name``, move to ``end`` in steps, release (a box select)."""
+    x0, y0 = to_page(page, *(float(v) for v in start), name=name)
+    x1, y1 = to_page(page, *(float(v) for v in end), name=name)
+    page.mouse.move(x0, y0)
+    page.mouse.down()
+    for f in np.linspace(1 / steps, 1.0, steps):
+        page.mouse.move(x0 + f * (x1 - x0), y0 + f * (y1 - y0))
+    page.mouse.up()
+# -- end Tabs and drags ------------------------------------------------------------------------------------------------
