@@ -29,6 +29,8 @@ __all__ = [
     "WorkProgress",
     "any_busy",
     "card",
+    "error_html",
+    "error_pane",
     "name_models",
     "sample_caption",
     "status_html",
@@ -107,7 +109,7 @@ def sample_caption(sample_id, label=None) -> str:
 def status_html(status: str, error: str) -> str:
     """The line above a tab or beside a control: the work under way, or what went wrong."""
     if error:
-        return f"<span class='flagged'>{html.escape(error)}</span>"
+        return f"<span class='flagged state-error'>{html.escape(error)}</span>"
     return f"<span class='muted'>{html.escape(status)}</span>"
 
 
@@ -116,6 +118,26 @@ def status_pane(state, **params) -> pn.pane.HTML:
     params = {"sizing_mode": "stretch_width", "margin": (0, 10), **params}
     return pn.pane.HTML(pn.bind(status_html, state.param.status, state.param.error), stylesheets=[NOTE_CSS],
                         **params)
+
+
+# -- Errors beside their controls (issue 17) ---------------------------------------------------------------------------
+def error_html(error: str, error_at: str = "", at: str | None = None) -> str:
+    """What went wrong, in red, when it concerns the controls ``at``: an error of no particular controls
+    (``error_at`` '') concerns every place that shows the state's errors."""
+    if not error or (at is not None and error_at not in ("", at)):
+        return ""
+    return f"<span class='flagged state-error'>{html.escape(error)}</span>"
+
+
+def error_pane(state, at: str | None = None, **params) -> pn.pane.HTML:
+    """The error of ``state`` beside the controls that asked for the work, where a person who clicked sees it (the
+    banner over the page may be scrolled away). A state whose controls sit in several places says which asked for
+    the failed work in ``error_at``; ``at`` names the controls beside this line (None: every error of the state).
+    """
+    params = {"sizing_mode": "stretch_width", "margin": (0, 10), **params}
+    at_param = state.param.error_at if "error_at" in state.param else ""
+    return pn.pane.HTML(pn.bind(error_html, state.param.error, at_param, at), stylesheets=[NOTE_CSS], **params)
+# -- end Errors beside their controls ----------------------------------------------------------------------------------
 
 
 class ErrorAlert(pn.viewable.Viewer):

@@ -92,11 +92,8 @@ def test_errors_say_why_no_probe_can_be_trained():
     X = rng.normal(size=(40, 3))
     with pytest.raises(ProbeUnavailable, match=r"one class \('7'\)"):
         Probe().fit(X, np.full(40, "7"))
-    y = np.array(["a"] * 20 + ["b"] * 19 + ["rare"])
-    with pytest.raises(ProbeUnavailable, match="class 'rare' .1. has a single sample"):
-        Probe().fit(X, y)
-    with pytest.raises(ProbeUnavailable, match="too few for validation_fraction=0.05"):
-        Probe(validation_fraction=0.05).fit(X, np.repeat(np.arange(4), 10))
+    with pytest.raises(ProbeUnavailable, match="each of the 3 classes has a single sample"):
+        Probe().fit(X[:3], ["a", "b", "c"])
     with pytest.raises(ProbeUnavailable, match="no labels were given"):
         train_probe(X)
     with pytest.raises(DataError, match="39 labels for 40 activation rows"):
@@ -140,3 +137,56 @@ def test_train_probe_from_an_inspection_uses_the_project_labels_and_names(tiny_p
     renamed = train_probe(insp, class_names=["x", "y", "z"])
     assert renamed.class_names_ == ("x", "y", "z")
     assert train_probe(insp, labels=insp.labels % 2).binary_
+
+
+def test_a_class_with_a_single_sample_is_trained_on_and_the_report_says_it_was_not_validated():
+    """A new label saved once (issue 17): no stratified split can hold it out, so it is trained on; the rest is
+    split stratified, and the report says on how many held-out samples the probe was scored."""
+    rng = np.random.default_rng(4)
+    centres = rng.normal(scale=5, size=(3, 4))
+    y = np.array(["a"] * 50 + ["b"] * 50 + ["new"])
+    X = centres[np.searchsorted(["a", "b", "new"], y)] + rng.normal(size=(101, 4))
+    probe = Probe(random_state=0).fit(X, y, sample_weight=np.r_[np.ones(100), 10.0])
+
+    assert probe.classes_.tolist() == ["a", "b", "new"] and probe.stratified_
+    assert probe.unvalidated_classes_ == ("new",) and 100 in probe.train_index_
+    assert len(probe.validation_index_) == 20 and np.mean(y[probe.validation_index_] == "a") == 0.5
+    assert probe.confusion_matrix_.shape == (3, 3) and probe.confusion_matrix_[2].sum() == 0
+    assert probe.predict(centres[2:3]).tolist() == ["new"]
+    assert "on 20 held-out samples" in probe.summary()
+    assert "class 'new' is trained on, not validated (no held-out sample)" in probe.summary()
+    assert Probe().fit(X[:100], y[:100]).unvalidated_note() == ""
+
+
+def test_too_few_samples_to_stratify_hold_out_some_each_class_keeping_one_in_training():
+    X = np.random.default_rng(0).normal(size=(40, 3))
+    y = np.repeat(np.arange(4), 10)
+    probe = Probe(validation_fraction=0.05, random_state=0).fit(X, y)  # 2 held out, 4 classes
+    assert not probe.stratified_ and len(probe.validation_index_) == 2
+    assert "not stratified" in probe.summary()
+    tiny = Probe(random_state=1).fit(X[:5], ["a", "a", "b", "b", "c"])  # 1 of 4 samples held out, 'c' trained on
+    assert len(tiny.validation_index_) == 1 and not tiny.stratified_
+    assert set(tiny.classes_) == {"a", "b", "c"} and "c" in tiny.unvalidated_classes_
+    assert len(tiny.unvalidated_classes_) == 2  # the class not drawn for validation is not validated either
+
+
+def test_finetune_probe_with_one_record_of_a_new_label(tmp_path):
+    """The dashboard's refit after saving ONE record with a new label: the project's samples plus that record."""
+    from engine.data.generated import GeneratedDataset, record_from_decode
+    from engine.explore.inspection import Inspection
+    from engine.explore.probe import finetune_probe
+
+    root = tmp_path / "root"
+    root.mkdir()
+    model, _ = build_models()["sequential"]
+    rng = np.random.default_rng(0)
+    write_project(root, "small", model, rng.normal(size=(60, 12)).astype("float32"), np.repeat([0, 1, 2], 20))
+    project = load_project("small", root)
+    insp = Inspection(project, "bottleneck", method="pca", cache_dir=tmp_path / "cache")
+    decoded = insp.decode(0.0, 0.0)
+    GeneratedDataset(project, "once").save(record_from_decode(insp, decoded, "not a number", None))
+
+    probe = finetune_probe(project, "once", record_weight=10.0, cache_dir=tmp_path / "cache", random_state=0)
+    assert "not a number" in probe.classes_.tolist() and probe.unvalidated_classes_ == ("not a number",)
+    assert len(probe.validation_index_) == 12 and len(probe.train_index_) == 49
+    assert "on 12 held-out samples" in probe.summary() and "'not a number' is trained on" in probe.summary()

@@ -42,10 +42,15 @@ class Datasets(Follower):
     notice = param.String(default="", doc="Outcome of the last save, undo or deletion")
     probe_note = param.String(default="", doc="Why no probe can be trained here, when that is so")
     prediction = param.Parameter(default=None, doc="The probe's engine Prediction for the current decode")
+    error_at = param.Selector(default="", objects=["", "label", "records", "probe"], doc=(
+        "Which controls asked for the work that failed last, so that its view shows the error beside them: the "
+        "label box (save, undo), the records (delete, export, another dataset), the probe's training; '' when the "
+        "error came from elsewhere (every view of this state then shows it)"))
 
     def __init__(self, **params):
         super().__init__(**params)
         self._open = (None, None)  # (key, GeneratedDataset) of the current dataset
+        self._failing = ""  # where the error about to be reported comes from (see _fail)
         inspector = self.inspector
         inspector.param.watch(self._project_changed, "project_obj")
         inspector.param.watch(self._mark_saved, "inspection")
@@ -62,6 +67,19 @@ class Datasets(Follower):
 
         self.probe_note = probe_status(project) or ""
         self._load_records()
+
+    # -- where an error is shown -------------------------------------------------------------------------------------
+
+    def _fail(self, where: str, message: str) -> None:
+        """Report ``message`` as the error of the controls ``where`` (an :attr:`error_at` value)."""
+        self._failing = where
+        self.error = ""  # the same message again is a new error: shown again, where it now comes from
+        self.error = message
+
+    @param.depends("error", watch=True)
+    def _place_error(self):
+        if self.error:  # set by _fail, by the job runner after the probe's work failed, or by another state
+            self.error_at, self._failing = self._failing, ""
 
     # -- the dataset -----------------------------------------------------------------------------------------------
 
@@ -86,7 +104,8 @@ class Datasets(Follower):
         try:
             records = self.current().records()
         except (InspectorError, ValueError) as exc:
-            self.param.update(records=[], saved=[], error=str(exc))
+            self.param.update(records=[], saved=[])
+            self._fail("records", str(exc))
             return
         self.param.update(records=records, datasets=list_datasets(project))
         self._mark_saved()
@@ -113,7 +132,7 @@ class Datasets(Follower):
             return None
         if label is None or not str(label).strip():
             if suggestion is None:
-                self.error = "Give the point a label before saving it (no probe is trained to suggest one)."
+                self._fail("label", "Give the point a label before saving it (no probe is trained to suggest one).")
                 return None
             label = suggestion
         from engine.data.generated import record_from_decode
@@ -122,7 +141,7 @@ class Datasets(Follower):
             record = record_from_decode(inspection, decoded, str(label).strip(), self.inspector.probe)
             record_id = self.current().save(record)
         except (InspectorError, ValueError, OSError) as exc:
-            self.error = f"Not saved: {exc}"
+            self._fail("label", f"Not saved: {exc}")
             return None
         self.notice = f"Saved as {label!r} to {self.dataset!r} ({record_id})."
         self._load_records()
@@ -133,7 +152,7 @@ class Datasets(Follower):
         try:
             record = self.current().undo()
         except (InspectorError, ValueError, OSError) as exc:
-            self.error = str(exc)
+            self._fail("label", str(exc))
             return None
         self.notice = f"Took back {record.id} ({record.user_label!r})." if record else "Nothing to take back."
         self._load_records()
@@ -144,7 +163,7 @@ class Datasets(Follower):
         try:
             record = self.current().delete(record_id)
         except (InspectorError, ValueError, OSError, KeyError) as exc:
-            self.error = str(exc)
+            self._fail("records", str(exc))
             return None
         self.notice = f"Deleted {record.id} ({record.user_label!r})."
         self._load_records()
@@ -160,7 +179,7 @@ class Datasets(Follower):
         try:
             return self.current().export(folder / f"{self.dataset}.{format}", format)
         except (InspectorError, ValueError, OSError) as exc:
-            self.error = str(exc)
+            self._fail("records", str(exc))
             return None
 
     # -- the probe -------------------------------------------------------------------------------------------------
@@ -180,10 +199,14 @@ class Datasets(Follower):
         def work(progress):
             from engine.explore.probe import train_probe
 
-            progress("fitting", 0, 2)
-            probe = train_probe(inspection, class_names=names)
-            progress("predicting every sample", 1, 2)
-            plot_table(inspection, probe)  # on the worker too: every sample is predicted
+            try:
+                progress("fitting", 0, 2)
+                probe = train_probe(inspection, class_names=names)
+                progress("predicting every sample", 1, 2)
+                plot_table(inspection, probe)  # on the worker too: every sample is predicted
+            except Exception:
+                self._failing = "probe"  # the runner reports the error next, beside the probe's button
+                raise
             return probe
 
         self.jobs.submit("probe", f"probe on {inspection.layer}", work,

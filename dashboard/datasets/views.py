@@ -19,7 +19,7 @@ import pandas as pd
 import panel as pn
 import param
 
-from ..widgets import View, any_busy, weakly
+from ..widgets import NOTE_CSS, View, any_busy, error_html, error_pane, weakly
 from .state import Datasets
 
 __all__ = ["DatasetView", "DatasetsView", "LabelBox", "ProbeView", "confusion_html", "probabilities_html"]
@@ -86,11 +86,20 @@ class ProbeView(DatasetsView):
                              store.param.probe_note, any_busy(inspector, store)),
         )
         self.train.on_click(store.train_probe)
+        # its training, or why it failed, under the button
+        line = pn.bind(self._status_html, store.param.status, store.param.error, store.param.error_at)
+        self.status = pn.pane.HTML(line, stylesheets=[NOTE_CSS], sizing_mode="stretch_width", margin=(0, 10),
+                                   css_classes=["probe-status"])
         self._summary = pn.pane.HTML(pn.bind(self._summary_html, inspector.param.probe, store.param.probe_note,
                                              inspector.param.inspection),
                                      stylesheets=[PROBE_CSS], sizing_mode="stretch_width", margin=(0, 10))
         self._prediction = pn.pane.HTML(pn.bind(self._prediction_html, store.param.prediction),
                                         stylesheets=[PROBE_CSS], sizing_mode="stretch_width", margin=(0, 10))
+
+    @staticmethod
+    def _status_html(status, error, error_at) -> str:
+        failed = error_html(error, error_at, "probe")
+        return failed or (f"<span class='muted'>{html.escape(status)}</span>" if status else "")
 
     @staticmethod
     def _summary_html(probe, note, inspection) -> str:
@@ -106,9 +115,13 @@ class ProbeView(DatasetsView):
                     "validated on a stratified split: how linearly the layer separates the classes, and a "
                     "label for every decode.</p>")
         kind = "binary" if probe.binary_ else f"{len(probe.classes_)} classes"
+        split = "" if probe.stratified_ else ", not stratified: too few samples"
+        unvalidated = probe.unvalidated_note()
+        caveat = f"<p class='muted probe-unvalidated'>{html.escape(unvalidated)}.</p>" if unvalidated else ""
         return (f"<p>Validation accuracy <b>{probe.validation_accuracy_:.1%}</b> "
-                f"<span class='muted'>(chance {probe.chance_:.1%}, {kind}, "
-                f"{len(probe.validation_index_):,} held-out samples)</span></p>{confusion_html(probe)}")
+                f"<span class='muted'>(chance {probe.chance_:.1%}, {kind}, scored on "
+                f"<span class='probe-held-out'>{len(probe.validation_index_):,}</span> held-out samples{split})"
+                f"</span></p>{caveat}{confusion_html(probe)}")
 
     @staticmethod
     def _prediction_html(prediction) -> str:
@@ -119,7 +132,8 @@ class ProbeView(DatasetsView):
                 f"{probabilities_html(prediction)}</div>")
 
     def __panel__(self):
-        return pn.Column(self.train, self._summary, self._prediction, sizing_mode="stretch_both", scroll=True)
+        return pn.Column(self.train, self.status, self._summary, self._prediction, sizing_mode="stretch_both",
+                         scroll=True)
 
 
 class LabelBox(DatasetsView):
@@ -147,6 +161,7 @@ class LabelBox(DatasetsView):
         self.undo = pn.widgets.Button(label="Undo save", color="light", width=90, margin=(5, 5),
                                       css_classes=["undo-save"], disabled=store.param.records.rx.len() == 0)
         self.undo.on_click(store.undo_save)
+        self.error = error_pane(store, at="label", css_classes=["label-error"], margin=(0, 5))  # save, undo
         store.param.watch(self._suggest, "prediction")
         store.param.watch(self._offer, "records")
         inspector.param.watch(self._offer, "project_obj")
@@ -178,7 +193,9 @@ class LabelBox(DatasetsView):
         self.submit(str(label))
 
     def __panel__(self):
-        return pn.Row(self.label, self.save, self.undo, self._request, margin=0, sizing_mode="stretch_width")
+        return pn.Column(pn.Row(self.label, self.save, self.undo, self._request, margin=0,
+                                sizing_mode="stretch_width"),
+                         self.error, margin=0, sizing_mode="stretch_width")
 
 
 #: Browser side of *Save*: the label as the box shows it (typed, or picked from the list) and a count, so that two
@@ -223,6 +240,7 @@ class DatasetView(DatasetsView):
         self.downloads = pn.Row(*(self._download(fmt) for fmt in ("npz", "csv", "h5")), margin=0)
         self.notice = pn.pane.HTML(pn.bind(lambda t: f"<p class='dataset-notice'>{html.escape(t)}</p>" if t else "",
                                            store.param.notice), sizing_mode="stretch_width", margin=(0, 10))
+        self.error = error_pane(store, at="records", css_classes=["records-error"])  # delete, export, dataset
 
     def _frame(self) -> pd.DataFrame:
         on_plot = {id(r) for r in self.store.saved}
@@ -248,6 +266,6 @@ class DatasetView(DatasetsView):
         hint = pn.pane.HTML("<small>export x = outputs, y = labels:</small>", margin=(12, 0, 0, 10))
         header = pn.Row(self.dataset_name, hint, self.downloads, margin=0, sizing_mode="stretch_width")
         tuning = self.tuning
-        parts = [header, self.table]
+        parts = [header, self.error, self.table]
         parts += [self.notice] if tuning is None else [tuning.actions(), self.notice, tuning.results()]
         return pn.Column(*parts, sizing_mode="stretch_both", scroll=True)

@@ -47,7 +47,13 @@ class FineTuning(Follower):
         self.inspector.param.watch(self._project_changed, "project_obj")
         # the comparison after the decoded image, which the user waits for
         self.inspector.param.watch(self._compare, "decode", precedence=50)
+        self.datasets.param.watch(self._dataset_changed, "dataset")
         self._project_changed()
+
+    def _dataset_changed(self, *_):
+        """Another dataset: what went wrong training on the previous one is no longer said under the buttons."""
+        if not self.busy:
+            self.error = ""
 
     def _project_changed(self, *_):
         self.param.update(compare=None, notice="")
@@ -142,8 +148,11 @@ class FineTuning(Follower):
             return probe
 
         def apply(probe):
+            unvalidated = probe.unvalidated_note()
             self.notice = (f"Probe refitted with the records of {dataset!r} (each weighing {record_weight:g} "
-                           f"samples): validation accuracy {probe.validation_accuracy_:.1%}.")
+                           f"samples): validation accuracy {probe.validation_accuracy_:.1%} on "
+                           f"{len(probe.validation_index_):,} held-out samples"
+                           + (f"; {unvalidated}." if unvalidated else "."))
             self.inspector.show_probe(inspection, probe)
 
         self.jobs.submit("probe", f"probe with {dataset}", work, apply)

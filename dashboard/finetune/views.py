@@ -12,7 +12,7 @@ import panel as pn
 import param
 
 from .. import sample
-from ..widgets import View, any_busy
+from ..widgets import View, any_busy, status_pane
 from .state import FineTuning
 
 __all__ = ["FineTuneView", "FineTuningView"]
@@ -50,6 +50,7 @@ class FineTuneView(FineTuningView):
                              datasets.param.probe_note, busy),
         )
         self.refit.on_click(store.refit_probe)
+        self.status = status_pane(store, css_classes=["finetune-status"])  # the training under way, or what failed
         self.notice = pn.pane.HTML(pn.bind(lambda t: f"<p class='finetune-notice'>{html.escape(t)}</p>" if t else "",
                                            store.param.notice), sizing_mode="stretch_width", margin=(0, 10))
         self.compare = pn.Row(pn.bind(self._compare, store.param.compare, inspector.param.decode), margin=0)
@@ -69,8 +70,10 @@ class FineTuneView(FineTuningView):
         )
 
     def actions(self):
-        """The buttons: fine-tune (with its epochs) and refit the probe."""
-        return pn.Row(self.tune, self.epochs, self.refit, margin=0)
+        """The buttons: fine-tune (with its epochs) and refit the probe; right under them the training under way or
+        what went wrong."""
+        return pn.Column(pn.Row(self.tune, self.epochs, self.refit, margin=0), self.status, margin=0,
+                         sizing_mode="stretch_width")
 
     def results(self):
         """What came of the last training, and the original model's decode beside the version's."""

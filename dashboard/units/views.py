@@ -13,7 +13,7 @@ import panel as pn
 import param
 
 from .. import sample
-from ..widgets import NOTE_CSS, View, card, sample_caption, status_pane
+from ..widgets import NOTE_CSS, View, card, error_pane, sample_caption, status_pane
 from .state import OBJECTIVES, Units
 
 __all__ = ["UnitsView", "picture"]
@@ -101,6 +101,7 @@ class UnitsView(View):
                                   css_classes=["units-live"])
         self._outcome = pn.pane.HTML("", stylesheets=[UNITS_CSS], sizing_mode="stretch_width", margin=(0, 10),
                                      css_classes=["units-outcome"])
+        self.error = error_pane(u, css_classes=["units-error"])  # beside Optimize: the top line may be scrolled away
 
         u.param.watch(self._build_position, "shape")
         u.param.watch(self._describe, ["shape", "reduce", "examples"])
@@ -259,7 +260,7 @@ class UnitsView(View):
                        sizing_mode="stretch_width"),
             pn.FlexBox(self.steps, self.lr, self.seed, self.l2, self.tv, self.jitter, self.blur_every,
                        self.blur_sigma, self.clip, self.run, self.stop, margin=0, sizing_mode="stretch_width"),
-            self._plan, self._live, self._outcome, sizing_mode="stretch_width",
+            self.error, self._plan, self._live, self._outcome, sizing_mode="stretch_width",
         )
         grid = pn.GridSpec(sizing_mode="stretch_width", height=860, mode="override")
         grid[0:1, 0:6] = card("Dataset examples · from the cached activations",

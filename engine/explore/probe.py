@@ -5,9 +5,12 @@ validation accuracy says how linearly the layer separates the classes; its predi
 the latent space and flag the samples it gets wrong.
 
 ``fit`` makes a stratified train/validation split and trains on the training part only, so the reported
-``validation_accuracy_`` and ``confusion_matrix_`` describe exactly the classifier that predicts afterwards. Two
-classes give a binary logistic regression, more a multinomial one: scikit-learn chooses from the labels, and
-``binary_`` records which.
+``validation_accuracy_`` and ``confusion_matrix_`` describe exactly the classifier that predicts afterwards. A class
+with a single sample (a new label saved once) cannot be split: its sample is trained on and not held out, and
+``unvalidated_classes_`` names it; when too few samples are left to hold out one of every class, the held-out part is
+drawn without stratification (``stratified_`` is False), each class keeping a sample in training. Two classes give a
+binary logistic regression, more a multinomial one: scikit-learn chooses from the labels, and ``binary_`` records
+which.
 
 Example
 -------
@@ -33,6 +36,7 @@ from sklearn.metrics import confusion_matrix
 from sklearn.model_selection import train_test_split
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
+from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
 from engine.data.generated import GeneratedDataset
@@ -93,8 +97,8 @@ def _check_fraction(value) -> float:
     return float(value)
 
 
-def _why_unavailable(y, where: str, validation_fraction: float) -> str | None:
-    """Why no stratified probe can be trained on labels ``y`` (None when one can)."""
+def _why_unavailable(y, where: str) -> str | None:
+    """Why no probe can be trained and validated on labels ``y`` (None when one can)."""
     classes, counts = np.unique(y, return_counts=True)
     classes = classes.tolist()  # plain Python values, so messages read 'x', not np.str_('x')
     n, k = len(y), len(classes)
@@ -104,21 +108,39 @@ def _why_unavailable(y, where: str, validation_fraction: float) -> str | None:
             f"{where}: all {n} labels are one class{only}; a probe needs at least two classes "
             "(label samples of another class)"
         )
-    rare = [f"{c!r} ({m})" for c, m in zip(classes, counts) if m < 2]
-    if rare:
-        shown = ", ".join(rare[:5]) + (f" and {len(rare) - 5} more" if len(rare) > 5 else "")
+    if counts.max() < 2:
         return (
-            f"{where}: class {shown} has a single sample; a stratified train/validation split needs at least 2 "
-            "samples of every class (label more of it, or leave it out)"
-        )
-    n_val = math.ceil(validation_fraction * n)
-    if n_val < k or n - n_val < k:
-        return (
-            f"{where}: {n} samples of {k} classes are too few for validation_fraction={validation_fraction}: the "
-            f"split would give {n_val} validation and {n - n_val} training samples, and each part needs at least "
-            f"one sample per class ({k}); label more samples or change validation_fraction"
+            f"{where}: each of the {k} classes has a single sample; holding one out to validate the probe would "
+            "leave its class out of training (label a second sample of any class)"
         )
     return None
+
+
+def _split(y: np.ndarray, fraction: float, random_state) -> tuple[np.ndarray, np.ndarray, bool]:
+    """Rows to train on and rows to validate on (sorted), and whether the split is stratified.
+
+    Only classes with at least 2 samples are split: ``ceil(fraction * their samples)`` rows of them are held out,
+    stratified by class when that leaves at least one sample of each in both parts. Otherwise the held-out rows are
+    drawn at random, at most all but one sample of each class. A class with a single sample is trained on.
+    """
+    _, inverse, counts = np.unique(y, return_inverse=True, return_counts=True)
+    rows = np.flatnonzero(counts[inverse] >= 2)
+    k = int(np.count_nonzero(counts >= 2))
+    n_val = math.ceil(fraction * len(rows))
+    if k <= n_val <= len(rows) - k:
+        _, val = train_test_split(rows, test_size=n_val, stratify=y[rows], random_state=random_state)
+        stratified = True
+    else:  # too few to hold out one sample of every class: each class keeps one in training
+        room, picked = counts - 1, []
+        for row in check_random_state(random_state).permutation(rows):
+            if len(picked) == min(n_val, len(rows) - k):
+                break
+            if room[inverse[row]] > 0:
+                room[inverse[row]] -= 1
+                picked.append(row)
+        val, stratified = np.asarray(picked, dtype=rows.dtype), False
+    val = np.sort(val)
+    return np.setdiff1d(np.arange(len(y)), val), val, stratified
 
 
 def _no_labels_message(project) -> str:
@@ -152,15 +174,15 @@ def probe_status(project, validation_fraction: float = 0.2) -> str | None:
     >>> probe_status(load_project("basicmotions"))  # doctest: +SKIP
     "project 'basicmotions' has no labels: add a y*.npy or labels* file to ..., or `labels = \\"...\\"` ..."
     """
-    fraction = _check_fraction(validation_fraction)
+    _check_fraction(validation_fraction)
     y = project.labels()
     if y is None:
         return _no_labels_message(project)
-    return _why_unavailable(y, f"project {project.name!r}", fraction)
+    return _why_unavailable(y, f"project {project.name!r}")
 
 
 class Probe(ClassifierMixin, BaseEstimator):
-    """Logistic regression on a layer's standardized activations, validated on a stratified held-out part.
+    """Logistic regression on a layer's standardized activations, validated on a held-out part stratified by class.
 
     Parameters
     ----------
@@ -168,7 +190,7 @@ class Probe(ClassifierMixin, BaseEstimator):
         Inverse regularization strength of the logistic regression.
     validation_fraction : float, default=0.2
         Share of the samples held out (stratified by class) to measure the accuracy; the classifier is trained on
-        the rest.
+        the rest. Classes with a single sample are not split: they are trained on.
     max_iter : int, default=1000
         Iterations of the solver (lbfgs).
     random_state : int or None, default=0
@@ -195,6 +217,12 @@ class Probe(ClassifierMixin, BaseEstimator):
         Accuracy of always answering the most frequent class, on the validation part (the baseline).
     train_index_, validation_index_ : ndarray of int
         Which rows of ``X`` trained and validated the probe.
+    stratified_ : bool
+        Whether the held-out part was stratified by class (False when too few samples were left to hold out one of
+        every class: it was then drawn at random, each class keeping a sample in training).
+    unvalidated_classes_ : tuple
+        The classes (values of ``classes_``) with no held-out sample: trained on, never validated (a class with a
+        single sample, such as a new label saved once).
     n_features_in_ : int
         Activation values per sample (the layer's shape, flattened).
     converged_ : bool
@@ -203,7 +231,7 @@ class Probe(ClassifierMixin, BaseEstimator):
     Raises
     ------
     ProbeUnavailable
-        From ``fit``: no labels, a single class, a class with a single sample, or too few samples to split.
+        From ``fit``: no labels, a single class, or no class with two samples (nothing to hold out).
     DataError
         From ``fit``: activations with NaN/inf, or a number of labels different from the number of rows.
 
@@ -222,7 +250,8 @@ class Probe(ClassifierMixin, BaseEstimator):
         self.class_names = class_names
 
     def fit(self, X, y, sample_weight=None):
-        """Train on a stratified part of ``(X, y)`` and measure the accuracy on the rest.
+        """Train on a part of ``(X, y)`` and measure the accuracy on the rest, held out stratified by class (a class
+        with a single sample is only trained on; see ``unvalidated_classes_`` and ``stratified_``).
 
         Parameters
         ----------
@@ -242,7 +271,7 @@ class Probe(ClassifierMixin, BaseEstimator):
             raise ProbeUnavailable("no labels were given: a probe is trained on activations with their class labels")
         X = _flat(X)
         y = _labels(y, len(X))
-        reason = _why_unavailable(y, "the labels", self.validation_fraction)
+        reason = _why_unavailable(y, "the labels")
         if reason is not None:
             raise ProbeUnavailable(reason)
         w = None
@@ -251,10 +280,7 @@ class Probe(ClassifierMixin, BaseEstimator):
             if len(w) != len(X):
                 raise DataError(f"{len(w)} sample weights for {len(X)} activation rows; expected one per sample")
 
-        index = np.arange(len(X))
-        n_val = math.ceil(self.validation_fraction * len(X))
-        train, val = train_test_split(index, test_size=n_val, stratify=y, random_state=self.random_state)
-        train, val = np.sort(train), np.sort(val)
+        train, val, stratified = _split(y, self.validation_fraction, self.random_state)
         pipeline = make_pipeline(
             StandardScaler(), LogisticRegression(C=self.C, max_iter=self.max_iter, random_state=self.random_state)
         )
@@ -268,7 +294,9 @@ class Probe(ClassifierMixin, BaseEstimator):
         self.binary_ = len(self.classes_) == 2
         self.class_names_ = tuple(self._name(c) for c in self.classes_)
         self.n_features_in_ = X.shape[1]
-        self.train_index_, self.validation_index_ = train, val
+        self.train_index_, self.validation_index_, self.stratified_ = train, val, stratified
+        self.unvalidated_classes_ = tuple(c.item() if isinstance(c, np.generic) else c
+                                          for c in np.setdiff1d(self.classes_, y[val]))
         predicted = pipeline.predict(X[val])
         self.validation_accuracy_ = float(np.mean(predicted == y[val]))
         self.confusion_matrix_ = confusion_matrix(y[val], predicted, labels=self.classes_)
@@ -335,10 +363,30 @@ class Probe(ClassifierMixin, BaseEstimator):
         """One line: validation accuracy, how many samples and classes, and chance."""
         check_is_fitted(self, "pipeline_")
         kind = "binary" if self.binary_ else f"{len(self.classes_)} classes"
+        split = "" if self.stratified_ else ", not stratified: too few samples to hold out one of every class"
         return (
             f"validation accuracy {self.validation_accuracy_:.3f} on {len(self.validation_index_):,} held-out "
-            f"samples ({kind}; chance {self.chance_:.3f}; trained on {len(self.train_index_):,})"
+            f"samples{split} ({kind}; chance {self.chance_:.3f}; trained on {len(self.train_index_):,})"
+            + (f"; {self.unvalidated_note()}" if self.unvalidated_classes_ else "")
         )
+
+    def unvalidated_note(self) -> str:
+        """The classes trained on but never validated, in words ('' when every class was validated).
+
+        Example
+        -------
+        >>> probe.unvalidated_note()                                      # doctest: +SKIP
+        "class 'not a number' is trained on, not validated (no held-out sample)"
+        """
+        check_is_fitted(self, "pipeline_")
+        missing = self.unvalidated_classes_
+        if not missing:
+            return ""
+        names = dict(zip(self.classes_.tolist(), self.class_names_))
+        shown = ", ".join(repr(names[c]) for c in missing[:5]) + (f" and {len(missing) - 5} more"
+                                                                   if len(missing) > 5 else "")
+        verb = "class {} is" if len(missing) == 1 else "classes {} are"
+        return f"{verb.format(shown)} trained on, not validated (no held-out sample)"
 
 
 def train_probe(source, labels=None, *, class_names=None, **params) -> Probe:
@@ -363,8 +411,8 @@ def train_probe(source, labels=None, *, class_names=None, **params) -> Probe:
     Raises
     ------
     ProbeUnavailable
-        The project has no labels (the message says how to add them), or they hold a single class, a class with
-        a single sample, or too few samples to split.
+        The project has no labels (the message says how to add them), or they hold a single class, or no class
+        with two samples.
 
     Example
     -------
@@ -389,7 +437,8 @@ def train_probe(source, labels=None, *, class_names=None, **params) -> Probe:
         where = "the labels"
     probe = Probe(class_names=class_names, **params)
     y = _labels(labels, len(X))
-    reason = _why_unavailable(y, where, _check_fraction(probe.validation_fraction))
+    _check_fraction(probe.validation_fraction)
+    reason = _why_unavailable(y, where)
     if reason is not None:
         raise ProbeUnavailable(reason)
     return probe.fit(X, y)
@@ -400,8 +449,8 @@ def finetune_probe(project, dataset, *, include_project: bool = True, record_wei
     """Refit the probe on the project's labelled activations plus a generated dataset's records.
 
     Labels are text: the project's class codes become their class names, so a record labelled "3" joins class
-    "3" and a new label ("not a number") becomes a new class. Each class needs at least 2 samples (the split is
-    stratified).
+    "3" and a new label ("not a number") becomes a new class. A label saved once is trained on, not held out: the
+    probe's ``unvalidated_classes_`` names it, and ``summary()`` says on how many held-out samples it was scored.
 
     Parameters
     ----------
@@ -425,7 +474,7 @@ def finetune_probe(project, dataset, *, include_project: bool = True, record_wei
     Raises
     ------
     ProbeUnavailable
-        A single class, or a class with a single sample.
+        A single class, or no class with two samples.
     DataError
         An empty dataset.
 
