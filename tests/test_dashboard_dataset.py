@@ -253,3 +253,37 @@ def test_a_malformed_save_request_saves_nothing_and_the_next_one_works(app):
     app.label._request.value = json.dumps({"label": "cat", "n": 4})
     app.label._request.value = json.dumps({"label": "cat", "n": 5})  # the same label again: a second save
     assert [r.user_label for r in datasets.records] == ["cat", "cat"]
+
+
+def test_undo_takes_back_only_this_sessions_saves_and_errors_show_beside_their_controls(root):
+    """Issue 17: a fresh page's Undo took back another session's save; an error of the label box, of the records
+    or of the probe is shown beside those controls (and nowhere else in the card's other places)."""
+    from dashboard.template import Dashboard
+    from engine.data.generated import GeneratedDataset
+
+    others = Dashboard(project="blobs")
+    others.datasets.dataset = "undo-own"
+    _tap(others.store, 5)
+    theirs = others.datasets.save_decode(others.store.decode, "dog")
+
+    app = Dashboard(project="blobs")  # a fresh page on the same dataset
+    datasets = app.datasets
+    datasets.dataset = "undo-own"
+    assert [r.id for r in datasets.records] == [theirs]
+    assert not datasets.undoable and app.label.undo.disabled
+    assert datasets.undo_save() is None and [r.id for r in datasets.records] == [theirs]
+    _tap(app.store, 7)
+    mine = datasets.save_decode(app.store.decode, "cat")
+    assert datasets.undoable and not app.label.undo.disabled
+    assert datasets.undo_save().id == mine
+    assert GeneratedDataset(app.store.project_obj, "undo-own").ids() == [theirs] and not datasets.undoable
+
+    assert datasets.save_decode(app.store.decode, "   ") is None  # no label, no suggestion
+    assert datasets.error_at == "label" and "label" in app.label.error.object
+    assert app.dataset.error.object == "" and "state-error" not in app.probe.status.object
+    datasets.delete_record("00000099-nosuchrecord")
+    assert datasets.error_at == "records" and "state-error" in app.dataset.error.object
+    assert app.label.error.object == ""
+    datasets.error = "from another state"  # set by no control of this state's: shown in each place
+    assert datasets.error_at == "" and all("from another state" in pane.object
+                                           for pane in (app.label.error, app.dataset.error, app.probe.status))

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import param
 
-from engine.errors import InspectorError
+from engine.errors import DataError, InspectorError
 
 from ..inspector.state import Follower
 from ..shared import plot_table
@@ -46,10 +46,13 @@ class Datasets(Follower):
         "Which controls asked for the work that failed last, so that its view shows the error beside them: the "
         "label box (save, undo), the records (delete, export, another dataset), the probe's training; '' when the "
         "error came from elsewhere (every view of this state then shows it)"))
+    undoable = param.Boolean(default=False, doc="This session saved a record of the current dataset that is still "
+                             "there: Undo takes back the newest of them")
 
     def __init__(self, **params):
         super().__init__(**params)
         self._open = (None, None)  # (key, GeneratedDataset) of the current dataset
+        self._mine: dict[tuple, list[str]] = {}  # ids this session saved, oldest first, by (project path, dataset)
         self._failing = ""  # where the error about to be reported comes from (see _fail)
         inspector = self.inspector
         inspector.param.watch(self._project_changed, "project_obj")
@@ -60,7 +63,7 @@ class Datasets(Follower):
 
     def _project_changed(self, *_):
         project = self.inspector.project_obj
-        self.param.update(records=[], saved=[], prediction=None, notice="")
+        self.param.update(records=[], saved=[], prediction=None, notice="", undoable=False)
         if project is None:
             return
         from engine.explore.probe import probe_status
@@ -83,14 +86,16 @@ class Datasets(Follower):
 
     # -- the dataset -----------------------------------------------------------------------------------------------
 
+    def _key(self) -> tuple:
+        return (str(self.inspector.project_obj.path), self.dataset)
+
     def current(self):
-        """This session's handle on the current dataset: its undo takes back this session's own last save."""
+        """This session's handle on the current dataset."""
         from engine.data.generated import GeneratedDataset
 
-        project = self.inspector.project_obj
-        key = (str(project.path), self.dataset)
+        key = self._key()
         if self._open[0] != key:
-            self._open = (key, GeneratedDataset(project, self.dataset))
+            self._open = (key, GeneratedDataset(self.inspector.project_obj, self.dataset))
         return self._open[1]
 
     @param.depends("dataset", watch=True)
@@ -104,10 +109,12 @@ class Datasets(Follower):
         try:
             records = self.current().records()
         except (InspectorError, ValueError) as exc:
-            self.param.update(records=[], saved=[])
+            self.param.update(records=[], saved=[], undoable=False)
             self._fail("records", str(exc))
             return
-        self.param.update(records=records, datasets=list_datasets(project))
+        present = {r.id for r in records}
+        self.param.update(records=records, datasets=list_datasets(project),
+                          undoable=any(i in present for i in self._mine.get(self._key(), ())))
         self._mark_saved()
 
     def _mark_saved(self, *_):
@@ -143,18 +150,27 @@ class Datasets(Follower):
         except (InspectorError, ValueError, OSError) as exc:
             self._fail("label", f"Not saved: {exc}")
             return None
+        self._mine.setdefault(self._key(), []).append(record_id)
         self.notice = f"Saved as {label!r} to {self.dataset!r} ({record_id})."
         self._load_records()
         return record_id
 
     def undo_save(self, *_):
-        """Take back the newest record of the dataset (it is moved aside, not destroyed)."""
+        """Take back this session's newest save to the current dataset (moved aside, not destroyed); a record
+        another session saved is never taken back. Returns the record, or None when there is none to take back."""
+        mine, record = self._mine.get(self._key(), []), None
         try:
-            record = self.current().undo()
+            while mine and record is None:
+                try:
+                    record = self.current().delete(mine[-1])
+                except DataError:  # deleted meanwhile (from the table, or by another session)
+                    pass
+                mine.pop()
         except (InspectorError, ValueError, OSError) as exc:
             self._fail("label", str(exc))
             return None
-        self.notice = f"Took back {record.id} ({record.user_label!r})." if record else "Nothing to take back."
+        self.notice = (f"Took back {record.id} ({record.user_label!r})." if record
+                       else "Nothing this session saved is left to take back.")
         self._load_records()
         return record
 

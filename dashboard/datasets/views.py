@@ -158,8 +158,9 @@ class LabelBox(DatasetsView):
         # lives, so a strong watcher here would tie the button to this view and its store for the life of the server.
         self._request.param.watch(weakly(self._requested), "value")
         self.save.js_on_click(args={"label": self.label, "request": self._request}, code=_SAVE_JS)
+        # only this session's own saves: disabled until it saved one (a fresh page would take back another's)
         self.undo = pn.widgets.Button(label="Undo save", color="light", width=90, margin=(5, 5),
-                                      css_classes=["undo-save"], disabled=store.param.records.rx.len() == 0)
+                                      css_classes=["undo-save"], disabled=store.param.undoable.rx.not_())
         self.undo.on_click(store.undo_save)
         self.error = error_pane(store, at="label", css_classes=["label-error"], margin=(0, 5))  # save, undo
         store.param.watch(self._suggest, "prediction")
