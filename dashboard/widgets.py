@@ -92,7 +92,7 @@ def card(title: str, *objects):
     """A titled panel of a tab's grid."""
     header = pn.pane.HTML(f"<div class='li-card-title'>{title}</div>", sizing_mode="stretch_width", margin=0,
                           stylesheets=[CARD_TITLE_CSS])
-    return pn.Column(header, *objects, sizing_mode="stretch_both", margin=5, styles=CARD_STYLE)
+    return pn.Column(header, *objects, sizing_mode="stretch_both", margin=5, styles=CARD_STYLE, css_classes=["li-card"])
 
 
 def any_busy(*states):

@@ -219,6 +219,12 @@ class DatasetView(DatasetsView):
 
     tuning = param.Parameter(default=None, doc="A view with actions() and results() to show with the records")
     COLUMNS = ("id", "timestamp", "user_label", "probe_label", "probe_confidence", "x", "y", "on_plot")
+    #: The records table: a delete column frozen at its right edge, always inside the card; the other columns at
+    #: their natural widths, scrolled sideways where the card is narrower than they are.
+    TABLE_CSS = """
+    .tabulator-cell[tabulator-field="delete"] { cursor: pointer; color: #b02a37; font-weight: 600; }
+    .tabulator-cell[tabulator-field="delete"]:hover { background-color: #f8e5e7; }
+    """
 
     def __init__(self, **params):
         super().__init__(**params)
@@ -228,10 +234,15 @@ class DatasetView(DatasetsView):
             css_classes=["dataset-name"],
         )
         store.param.watch(lambda e: setattr(self.dataset_name, "options", list(e.new)), "datasets")
+        # The delete column is data, not one of Tabulator's button columns: Panel appends those after every other
+        # column and cannot freeze them, so at 1500 px the ✕ lay past the card's edge, out of reach.
         self.table = pn.widgets.Tabulator(
             self._frame(), show_index=False, disabled=True, height=210, sizing_mode="stretch_width",
-            buttons={"delete": "✕"}, css_classes=["records-table"], layout="fit_data_fill",
-            titles={"user_label": "label", "probe_label": "probe", "probe_confidence": "conf.", "on_plot": "here"},
+            css_classes=["records-table"], layout="fit_data_fill", frozen_columns={"delete": "right"},
+            widths={"delete": 38}, text_align={"delete": "center"}, sortable={"delete": False},
+            stylesheets=[self.TABLE_CSS],
+            titles={"user_label": "label", "probe_label": "probe", "probe_confidence": "conf.", "on_plot": "here",
+                    "delete": ""},
             formatters={"probe_confidence": {"type": "progress", "max": 1},
                         "x": {"type": "money", "precision": 4, "symbol": ""},
                         "y": {"type": "money", "precision": 4, "symbol": ""}},
@@ -249,6 +260,7 @@ class DatasetView(DatasetsView):
                 for r in reversed(self.store.records)]
         frame = pd.DataFrame(rows, columns=list(self.COLUMNS))
         frame["timestamp"] = frame["timestamp"].astype(str).str.slice(0, 19).str.replace("T", " ")
+        frame["delete"] = "✕"
         return frame
 
     def _clicked(self, event):
@@ -265,7 +277,8 @@ class DatasetView(DatasetsView):
 
     def __panel__(self):
         hint = pn.pane.HTML("<small>export x = outputs, y = labels:</small>", margin=(12, 0, 0, 10))
-        header = pn.Row(self.dataset_name, hint, self.downloads, margin=0, sizing_mode="stretch_width")
+        # wraps rather than pushing the exports past the card's edge on a narrower window
+        header = pn.FlexBox(self.dataset_name, hint, self.downloads, margin=0, sizing_mode="stretch_width")
         tuning = self.tuning
         parts = [header, self.error, self.table]
         parts += [self.notice] if tuning is None else [tuning.actions(), self.notice, tuning.results()]

@@ -70,10 +70,10 @@ class FineTuneView(FineTuningView):
         )
 
     def actions(self):
-        """The buttons: fine-tune (with its epochs) and refit the probe; right under them the training under way or
-        what went wrong."""
-        return pn.Column(pn.Row(self.tune, self.epochs, self.refit, margin=0), self.status, margin=0,
-                         sizing_mode="stretch_width")
+        """The buttons (wrapping in a narrow card): fine-tune (with its epochs) and refit the probe; right under them
+        the training under way or what went wrong."""
+        return pn.Column(pn.FlexBox(self.tune, self.epochs, self.refit, margin=0, sizing_mode="stretch_width"),
+                         self.status, margin=0, sizing_mode="stretch_width")
 
     def results(self):
         """What came of the last training, and the original model's decode beside the version's."""
