@@ -84,6 +84,19 @@ class FineTuning(Follower):
         return bool(inspection is not None and len(inspection.output_shape) == 1 and inspection.output_shape[0] > 1
                     and getattr(project.output_view, "kind", None) == "probabilities")
 
+    def finetune_blocker(self) -> str:
+        """Why the model's suffix cannot be fine-tuned now, in words ('' when it can): shown under the button."""
+        if self.inspector.inspection is None:
+            return "Fine-tuning waits for the inspection of a layer."
+        if not self.datasets.records:
+            return "Fine-tuning trains on the dataset's records: label decodes and save them first."
+        if not self.suffix_trainable:
+            view = self.inspector.project_obj.output_view
+            what = f"{view.kind} {'x'.join(map(str, view.shape or ()))}".strip()
+            return (f"Fine-tuning the suffix needs a model whose output is a vector of class probabilities (this "
+                    f"model's output: {what}). Refit the probe with the records instead.")
+        return ""
+
     def _compare(self, *_):
         """The original model's output at the current decode's activation, while a fine-tuned version is shown."""
         inspector = self.inspector

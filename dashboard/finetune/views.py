@@ -12,7 +12,7 @@ import panel as pn
 import param
 
 from .. import sample
-from ..widgets import View, any_busy, status_pane
+from ..widgets import NOTE_CSS, View, any_busy, status_pane
 from .state import FineTuning
 
 __all__ = ["FineTuneView", "FineTuningView"]
@@ -36,11 +36,13 @@ class FineTuneView(FineTuningView):
         self.tune = pn.widgets.Button(
             label="Fine-tune the model's suffix", color="primary", variant="outline", margin=(5, 10),
             css_classes=["finetune-suffix"],
-            disabled=pn.bind(lambda i, r, busy: busy or not r or not self.store.suffix_trainable,
+            disabled=pn.bind(lambda i, r, busy: busy or bool(self.store.finetune_blocker()),
                              inspector.param.inspection, datasets.param.records, busy),
-            description="Train the layers after the cut on the records' activations and labels; saved as a new "
-            "model version (only for a model whose output is a vector of class probabilities)",
         )
+        # What the button does, or why it is disabled, in words under it: a tooltip at the window's edge was cut off.
+        self.why = pn.pane.HTML(pn.bind(self._why_html, inspector.param.inspection, datasets.param.records),
+                                stylesheets=[NOTE_CSS], sizing_mode="stretch_width", margin=(0, 10),
+                                css_classes=["finetune-why"])
         self.epochs = pn.widgets.IntInput(label="epochs", value=5, start=1, end=500, width=80, margin=(0, 10),
                                           css_classes=["finetune-epochs"])
         self.tune.on_click(lambda _e: store.finetune(epochs=self.epochs.value))
@@ -54,6 +56,13 @@ class FineTuneView(FineTuningView):
         self.notice = pn.pane.HTML(pn.bind(lambda t: f"<p class='finetune-notice'>{html.escape(t)}</p>" if t else "",
                                            store.param.notice), sizing_mode="stretch_width", margin=(0, 10))
         self.compare = pn.Row(pn.bind(self._compare, store.param.compare, inspector.param.decode), margin=0)
+
+    def _why_html(self, *_) -> str:
+        blocker = self.store.finetune_blocker()
+        if blocker:
+            return f"<span class='muted'>{html.escape(blocker)}</span>"
+        return ("<span class='muted'>Fine-tuning trains the layers after the cut on the records' activations and "
+                "labels, and saves a new model version.</span>")
 
     def _compare(self, compare, decode):
         if compare is None or decode is None:
@@ -70,10 +79,10 @@ class FineTuneView(FineTuningView):
         )
 
     def actions(self):
-        """The buttons (wrapping in a narrow card): fine-tune (with its epochs) and refit the probe; right under them
-        the training under way or what went wrong."""
+        """The buttons: fine-tune (with its epochs) and refit the probe; right under them the training under way or
+        what went wrong, then what fine-tuning does or why it cannot."""
         return pn.Column(pn.FlexBox(self.tune, self.epochs, self.refit, margin=0, sizing_mode="stretch_width"),
-                         self.status, margin=0, sizing_mode="stretch_width")
+                         self.status, self.why, margin=0, sizing_mode="stretch_width")
 
     def results(self):
         """What came of the last training, and the original model's decode beside the version's."""
