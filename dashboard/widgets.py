@@ -16,6 +16,7 @@ from panel.custom import JSComponent
 
 __all__ = [
     "ACCENT",
+    "BUTTON_CSS",
     "CARD_STYLE",
     "CARD_TITLE_CSS",
     "NOTE_CSS",
@@ -53,10 +54,32 @@ NOTE_CSS = """
 :host .flagged { color: #b02a37; font-weight: 600; }
 :host .ok { color: #2c6e2f; }
 """
-#: The page's own CSS: the hidden elements the browser tests read stay out of the layout.
+# -- Buttons that look like what they are (issue 17) ------------------------------------------------------------------
+#: Buttons in every component: a secondary ("light") button has an outline and a tint under the cursor (Bokeh's was
+#: borderless, like plain text); a disabled one is faded and flat, shows a not-allowed cursor and does nothing under
+#: it (Bokeh's disabled light button looked like a grey button). Part of :data:`PAGE_CSS`, which Panel adds to every
+#: component's shadow root before the design's and Bokeh's own rules: hence ``:host`` and the extra classes, which
+#: outrank them. A disabled button takes the pointer itself, so that its cursor shows, and its content none, so that
+#: no click reaches a link inside it (a download). Panel 1.9 draws a ``FileDownload(color="light")`` as a default
+#: button (it never sends the colour to the page): give it the class ``li-light`` to look light.
+BUTTON_CSS = """
+:host .bk-btn.bk-btn-light:not([disabled]), :host(.li-light) .bk-btn.bk-btn-default:not([disabled]) {
+  background-color: #ffffff; border-color: #9aa8bf; color: #2c3e63; }
+:host .bk-btn.bk-btn-light:not([disabled]):hover, :host(.li-light) .bk-btn.bk-btn-default:not([disabled]):hover {
+  background-color: #e9eef7; border-color: #3b5b92; }
+:host .bk-btn.bk-btn-light[disabled], :host .bk-btn.bk-btn-light[disabled]:hover,
+:host(.li-light) .bk-btn.bk-btn-default[disabled], :host(.li-light) .bk-btn.bk-btn-default[disabled]:hover {
+  background-color: transparent; border-color: #dfe3ea; color: #8a93a3; opacity: 0.55; box-shadow: none; }
+:host .bk-btn.bk-btn[disabled] { cursor: not-allowed; pointer-events: auto !important; }
+:host .bk-btn.bk-btn[disabled] > * { pointer-events: none; }
+:host(.outline) .bk-btn.bk-btn-primary[disabled]:hover { border-color: var(--accent-fill-rest);
+  color: var(--neutral-foreground-rest); }
+"""
+# -- end Buttons -------------------------------------------------------------------------------------------------------
+#: The page's own CSS: the hidden elements the browser tests read stay out of the layout; the buttons.
 PAGE_CSS = """
 .decode-probe-pane { display: none; }
-"""
+""" + BUTTON_CSS
 #: A thumbnail strip that wraps onto several rows (the history strip scrolls sideways).
 WRAP_CSS = ".strip { flex-wrap: wrap; overflow-x: hidden; overflow-y: auto; align-content: flex-start; }"
 

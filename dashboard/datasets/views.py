@@ -271,7 +271,7 @@ class DatasetView(DatasetsView):
     def _download(self, fmt: str):
         return pn.widgets.FileDownload(
             callback=lambda: self.store.export_dataset(fmt), filename=f"dataset.{fmt}", label=f".{fmt}",
-            color="light", width=70, margin=(5, 5), css_classes=[f"export-{fmt}"],
+            color="light", width=70, margin=(5, 5), css_classes=[f"export-{fmt}", "li-light"],
             disabled=self.store.param.records.rx.len() == 0,
         )
 
