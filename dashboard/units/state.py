@@ -107,7 +107,8 @@ class Units(TabState):
         super().__init__(**params)
         self._cancel = threading.Event()
         self._slot_lock = threading.Lock()
-        self._slot = None
+        self._slot = None  # (run, frame): the latest input of the run under way, left by the worker
+        self._run = 0  # the run whose frames are shown; a run dropped for another unit is no longer it
         self._periodic = None
         self._frames = []  # the live frames of the last run shown outside a server (what tests look at)
         self._quiet = False  # set while several choices change at once: one ranking at the end
@@ -204,6 +205,20 @@ class Units(TabState):
         """The tab opened: rank the dataset for the chosen unit."""
         self.refresh()
 
+    @param.depends("layer", "unit", "reduce", "position", watch=True)
+    def _another_unit(self):
+        """Another unit: the optimized input of the previous one goes, and a run still under way for it is stopped
+        and its result dropped (it would show beside the new unit's examples)."""
+        if self.running or self.result is not None or self.live is not None:
+            self._cancel.set()
+            self.jobs.supersede("optimize")
+            self._stop_periodic()
+            idle = {} if self.jobs.running else {"status": "the optimization of the previous unit was dropped"}
+            with self._slot_lock:  # (a frame being shown by _pull on another thread lands before this, not after)
+                self._run += 1
+                self._slot = None
+                self.param.update(running=False, result=None, compared=None, live=None, **idle)
+
     @param.depends("layer", "unit", "reduce", "position", "k", watch=True)
     def refresh(self):
         """Rank the dataset by the chosen unit (on the worker): its top-k and bottom-k examples."""
@@ -280,12 +295,14 @@ class Units(TabState):
         examples = self.examples
         server = in_server_session()
         self._frames = []
+        with self._slot_lock:
+            run = self._run = self._run + 1
 
         def show(step, total, x, activation):
             frame = (step, total, x, activation)
             if server:
                 with self._slot_lock:
-                    self._slot = frame
+                    self._slot = (run, frame)
             else:
                 self._frames.append(frame)
                 self.live = frame
@@ -322,9 +339,9 @@ class Units(TabState):
     def _pull(self):
         """Show the latest input of the run under way (a periodic callback of the session, only while it runs)."""
         with self._slot_lock:
-            frame, self._slot = self._slot, None
-        if frame is not None:
-            self.live = frame
+            taken, self._slot = self._slot, None
+            if taken is not None and taken[0] == self._run:  # not a frame of a run dropped meanwhile
+                self.live = taken[1]
         if "optimize" not in self.jobs.running:  # done, failed or superseded
             self._stop_periodic()
             self.running = False

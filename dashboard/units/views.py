@@ -214,8 +214,11 @@ class UnitsView(View):
         result, compared = u.result, u.compared
         if u.running:
             self._outcome.object = "<span class='muted'>optimizing…</span>"
+            if u.live is None:  # the previous run's input goes until this run's first step
+                self._live.object = ""
             return
-        if result is None:
+        if result is None:  # nothing optimized for this unit yet (another unit's input never stays beside it)
+            self._live.object = ""
             self._outcome.object = ("<span class='muted'>Gradient ascent on the input (the network fixed) to drive "
                                     "the objective up, from seeded noise or a sample; the input appears here as it "
                                     "is optimized.</span>")
