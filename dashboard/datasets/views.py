@@ -143,7 +143,7 @@ class LabelBox(DatasetsView):
         super().__init__(**params)
         store, inspector = self.store, self.store.inspector
         self.label = pn.widgets.AutocompleteInput(
-            placeholder="label (a class, or type a new one)", restrict=False, min_characters=0,
+            placeholder="a class or a new label", restrict=False, min_characters=0,
             case_sensitive=False, search_strategy="includes", width=200, margin=(5, 5),
             css_classes=["label-input"], options=self._options(),
         )

@@ -131,7 +131,7 @@ class EditorView(ExplorerView):
         self.edit_image = pn.pane.PNG(None, width=130, height=130, margin=(0, 5), fixed_aspect=False)
         self.flags = pn.pane.HTML("", sizing_mode="stretch_width", stylesheets=[NOTE_CSS], margin=(5, 10),
                                   css_classes=["edit-flags"])
-        self.label = pn.widgets.TextInput(placeholder="label (default: the probe's prediction)", width=230)
+        self.label = pn.widgets.TextInput(placeholder="label (empty: the probe's)", width=230)
         self.save = pn.widgets.Button(label="Save edit to the dataset", color="primary", width=190,
                                       disabled=ex.param.activation.rx.is_(None))
         self.save.on_click(lambda _e: ex.save(self.label.value or None))
