@@ -92,7 +92,9 @@ class Dashboard(pn.viewable.Viewer):
         self.probe = ProbeView(store=self.datasets)
         self.tuning = FineTuneView(store=self.finetuning)
         self.dataset = DatasetView(store=self.datasets, tuning=self.tuning)
-        self.errors = ErrorAlert(states=[store, self.datasets, self.finetuning, self.search, self.selection])
+        # the banner over the page: errors with no control of their own (a project that does not open, a link's
+        # values); the probe's, the dataset's and fine-tuning's errors show beside the buttons that asked
+        self.errors = ErrorAlert(states=[store, self.search, self.selection])
         self._alert = self.errors.alert
         # the other tabs
         self.units_view = UnitsView(store=self.units)

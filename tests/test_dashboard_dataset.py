@@ -126,7 +126,8 @@ def test_unlabelled_project_says_why_there_is_no_probe(root):
     _tap(dash.store, 2)
     assert datasets.save_current("   ") is None  # no label, and no probe to suggest one
     assert "label" in datasets.error and datasets.records == []
-    assert dash._alert.visible  # shown with the page's other errors
+    assert "label" in dash.label.error.object  # shown beside Save, not in the banner over the page
+    assert not dash._alert.visible
 
 
 def test_label_save_table_marker_undo_and_delete(app, root):
@@ -184,7 +185,8 @@ def test_save_without_a_label_or_into_a_bad_name_is_an_alert_and_nothing_is_lost
     kept = [r.id for r in datasets.records]
     datasets.dataset = "../escape"
     assert "invalid dataset name" in datasets.error and datasets.records == []
-    assert "invalid dataset name" in app._alert.object  # the page's alert shows it
+    assert "invalid dataset name" in app.dataset.error.object  # shown above the records, where it was asked for
+    assert "invalid dataset name" not in app._alert.object
     datasets.dismiss_error()
     assert datasets.save_current("cat") is None and "invalid dataset name" in datasets.error
     datasets.dataset = name

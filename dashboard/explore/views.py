@@ -16,7 +16,7 @@ from engine.reduce.names import method_label
 
 from .. import sample
 from ..latent import blank_plot, embedding_raster, plot_options, plot_tools
-from ..widgets import NOTE_CSS, WRAP_CSS, PickStrip, View, card, sample_caption, status_pane
+from ..widgets import NOTE_CSS, WRAP_CSS, PickStrip, View, card, error_pane, sample_caption, status_pane
 from .state import Explorer
 
 __all__ = ["EditorView", "ExplorePlot", "ExploreView", "ExplorerView", "InterpolationView", "NeighborsView"]
@@ -138,6 +138,7 @@ class EditorView(ExplorerView):
         self.notice = pn.pane.HTML(pn.bind(lambda n: f"<span class='muted'>{html.escape(n)}</span>",
                                            ex.datasets.param.notice), stylesheets=[NOTE_CSS],
                                    sizing_mode="stretch_width", margin=(0, 10))
+        self.save_error = error_pane(ex.datasets)  # a failed save says so here, beside its button
         ex.param.watch(self._build, "editor")
         ex.param.watch(self._load, "start")
         ex.param.watch(self._show, ["output", "flags"])
@@ -258,7 +259,7 @@ class EditorView(ExplorerView):
         return pn.Column(
             pn.Row(self.sample, self.load, self.reset), self._origin,
             self._basis, self._channels, pn.Row(self.unit_pick, self.drives, visible=self.drives.param.visible),
-            self.flags, images, pn.Row(self.label, self.save), self.notice,
+            self.flags, images, pn.Row(self.label, self.save), self.notice, self.save_error,
             sizing_mode="stretch_width",
         )
 

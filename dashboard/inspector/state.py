@@ -215,7 +215,11 @@ class Inspector(JobState):
             return
         # A first picture in seconds, then the refined one: engine.explore.stages says how (for UMAP and t-SNE: the
         # default neighbourhood size and the k-NN inverse first; self-tuning and the learned inverse after).
-        plan = self.plan()
+        try:
+            plan = self.plan()
+        except InspectorError as exc:  # a choice the engine refuses (t-SNE has no native inverse): said, not raised
+            self.error = str(exc)
+            return
         *early, (final_stage, _) = plan
         for stage, stage_request in reversed(early):
             shown = shared.INSPECTIONS.peek(stage_request)
