@@ -174,3 +174,19 @@ def test_umap_on_exact_neighbours_embeds_new_rows_too():
     placed = reducer.transform(X[:20] + 1e-3)
     spread = np.ptp(reducer.embedding_, axis=0).max()
     assert np.abs(placed - reducer.embedding_[:20]).max() < 0.1 * spread
+
+
+def test_the_probe_guess_sits_under_the_label_it_fills(mnist_root):
+    """The probe's reading of a decode is shown in the decoded output's card, not only in the probe's card a screen
+    below."""
+    from dashboard.template import Dashboard
+
+    dash = Dashboard(project="mnist")
+    dash.datasets.train_probe()
+    x, y = (float(v) for v in dash.store.inspection.embedding[5])
+    dash.latent.tap.event(x=x, y=y)
+    prediction = dash.datasets.prediction
+    text = dash.label._guess_html(prediction)
+    best = max(prediction.probabilities.values())
+    assert f"the probe reads <b>{prediction.name}</b> ({best:.1%})" in text
+    assert dash.label.label.value == prediction.name  # and it fills the label box

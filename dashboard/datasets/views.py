@@ -193,10 +193,24 @@ class LabelBox(DatasetsView):
             return
         self.submit(str(label))
 
+    @staticmethod
+    def _guess_html(prediction) -> str:
+        """The probe's guess for the current decode, one line under the label box: where the decode is."""
+        if prediction is None:
+            return ""
+        top = sorted(prediction.probabilities.items(), key=lambda cp: -cp[1])[:3]
+        rest = ", ".join(f"{html.escape(str(c))} {p:.0%}" for c, p in top[1:])
+        return (f"<span class='probe-guess'>the probe reads <b>{html.escape(str(prediction.name))}</b> "
+                f"({top[0][1]:.1%})</span>" + (f"<span class='muted'> · then {rest}</span>" if rest else ""))
+
     def __panel__(self):
+        # the probe's guess right under the label it fills (the probe's card, with the full probabilities, is a screen
+        # below the decode)
+        guess = pn.pane.HTML(pn.bind(self._guess_html, self.store.param.prediction), stylesheets=[NOTE_CSS],
+                             margin=(0, 8), css_classes=["decode-guess"], sizing_mode="stretch_width")
         return pn.Column(pn.Row(self.label, self.save, self.undo, self._request, margin=0,
                                 sizing_mode="stretch_width"),
-                         self.error, margin=0, sizing_mode="stretch_width")
+                         guess, self.error, margin=0, sizing_mode="stretch_width")
 
 
 #: Browser side of *Save*: the label as the box shows it (typed, or picked from the list) and a count, so that two
