@@ -83,10 +83,13 @@ class Inspection:
     seed : int
     cache_dir : str or Path, optional
     progress : callable(stage: str, done: int, total: int), optional
-        Stages ``"propagate"`` (rows) and ``"reduce"`` (rows).
+        Stages ``"propagate"`` (rows), then the reducer's: ``"tuning n_neighbors"`` / ``"tuning perplexity"``
+        (trial fits), ``"fitting UMAP"`` (epochs) / ``"fitting t-SNE"`` (iterations), ``"reduce"`` (rows),
+        ``"training the inverse map"`` (epochs of the learned inverse).
     snapshot : callable(embedding, fit_index, done, total), optional
-        For t-SNE: the layout of the fitted rows as it forms (see :class:`~engine.reduce.TSNEReducer`); ignored by
-        the other reducers, which have no layout to show before the end.
+        For t-SNE: the layout of the fitted rows as it forms, every 25 iterations, then the final one (see
+        :class:`~engine.reduce.TSNEReducer`); never called by PCA and UMAP, which have no layout to show before the
+        end, nor when the projection comes from the cache. An exception it raises stops the build and is raised.
     activations : array, memory map, Zarr store or its path, optional
         The layer's activations, computed elsewhere (a store from ``latent-inspector propagate --dask``). Default:
         :func:`engine.propagate.activations`, which finds such a store in the cache too.
@@ -131,14 +134,12 @@ class Inspection:
                             f"{len(project.inputs())} samples")
 
         t0 = time.perf_counter()
-        extra = {"snapshot": snapshot} if snapshot is not None and method == "tsne" else {}
         self.reducer = make_reducer(
             method, inverse=inverse, random_state=seed, cache_dir=self.cache_dir / "projections",
-            progress=progress, **self.params, **extra,
+            progress=progress, snapshot=snapshot, **self.params,
         ).fit(self.activations)
-        self.reducer.progress = None  # the fitted reducer outlives this call's progress display
-        if extra:
-            self.reducer.snapshot = None
+        # the fitted reducer outlives this call's progress display and layout drawing
+        self.reducer.progress = self.reducer.snapshot = None
         self.timings["reduce"] = time.perf_counter() - t0
         self.embedding = self.reducer.embedding_
         self._indexes = Memo(max_items=4, name="point indexes of an inspection")

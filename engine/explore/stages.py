@@ -6,24 +6,28 @@ not needed to see the picture. :func:`stages` splits such a request in two:
 
 1. **first picture**: the tuned parameter at its default (15 neighbours, perplexity 30), the other parameters as
    asked, and the k-nearest-neighbour inverse (fitted in milliseconds): a map to look at and tap at once;
-2. **refined**: the request as asked (self-tuned, learned inverse). When the tuning keeps the default, the refined
-   fit reuses the first picture's embedding (the reducers' projection cache), so the map does not move and only the
-   inverse map changes.
+2. **refined**: the request as asked (self-tuned, learned inverse). When the tuning keeps the default (or the
+   parameter was given), the refined fit reads the first picture's fitted model and embedding from the projection
+   cache's model entries (:func:`engine.reduce.cache.model_key`) instead of fitting again, so the map does not move
+   and only the inverse map is trained.
 
 A request that is quick already (PCA, or an explicit parameter with the k-NN, exact or native inverse) is one stage.
+Each stage is built as ``Inspection(project, layer, method=method, inverse=stage.inverse, params=stage.params)``
+with the same seed and cache folder.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from engine.reduce.names import INVERSES, method_label
+from engine.errors import ReducerValueError
+from engine.reduce.names import INVERSES, METHODS, method_label
 
 __all__ = ["QUICK_INVERSES", "TUNED", "Stage", "stages"]
 
 #: The parameter each reducer self-tunes, and its default (the value of the first picture).
 TUNED = {"umap": ("n_neighbors", 15), "tsne": ("perplexity", 30)}
-#: Inverse maps that fit in about no time.
+#: Inverse maps that fit in about no time (umap-learn's native inverse is slow to decode, not to fit).
 QUICK_INVERSES = ("knn", "exact", "native")
 
 
@@ -51,8 +55,12 @@ class Stage:
 
 def _words(method: str, inverse: str, params: dict, default=None) -> str:
     parts = [method_label(method)]
+    if method in TUNED and TUNED[method][0] not in params:
+        parts.append(f"{TUNED[method][0]} self-tuned")
     for name, value in sorted(params.items()):
         parts.append(f"{name} {value}" + (" (default)" if default == (name, value) else ""))
+    if inverse == "auto":
+        inverse = "exact" if method == "pca" else "mlp"
     parts.append(f"{INVERSES.get(inverse, inverse)} inverse")
     return ", ".join(parts)
 
@@ -74,6 +82,12 @@ def stages(method: str, inverse: str = "auto", params: dict | None = None) -> tu
         One stage (``"final"``) for a quick request; else ``"first picture"`` then ``"refined"``, whose
         inverse and parameters are the request's.
 
+    Raises
+    ------
+    ReducerValueError
+        An unknown method or inverse map, or t-SNE with the native inverse (it has none): refused here rather than
+        after a first picture.
+
     Examples
     --------
     >>> [s.name for s in stages("pca")]
@@ -83,9 +97,18 @@ def stages(method: str, inverse: str = "auto", params: dict | None = None) -> tu
     ('knn', {'min_dist': 0.1, 'n_neighbors': 15}, {'min_dist': 0.1})
     >>> first.words
     'UMAP, min_dist 0.1, n_neighbors 15 (default), nearest neighbours inverse'
+    >>> refined.words
+    'UMAP, n_neighbors self-tuned, min_dist 0.1, learned (MLP) inverse'
     >>> [s.name for s in stages("tsne", "knn", {"perplexity": 50})]
     ['final']
     """
+    method = str(method).lower().replace("-", "")
+    if method not in METHODS:
+        raise ReducerValueError(f"method must be one of {sorted(METHODS)}, got {method!r}.")
+    if inverse not in INVERSES:
+        raise ReducerValueError(f"inverse must be one of {tuple(INVERSES)}, got {inverse!r}.")
+    if method == "tsne" and inverse == "native":
+        raise ReducerValueError("TSNEReducer has no native inverse; use inverse='mlp' (default) or 'knn'.")
     params = {k: v for k, v in (params or {}).items() if v != "auto"}
     asked = Stage("final", inverse, dict(params), _words(method, inverse, params))
     if method not in TUNED:

@@ -11,7 +11,8 @@ Estimators in the scikit-learn style, on float32 arrays of shape (n, d) (one fla
 * :func:`quality_report` / :class:`QualityReport`: trustworthiness, continuity, round-trip errors;
 * :class:`PrincipalDirections`: PCA, once, for every backend (the 2-D PCA reducer, the editor's directions);
 * :func:`make_reducer`, :func:`make_inverse` and the name tables :data:`METHODS`, :data:`INVERSES`;
-* :func:`embed`: every row of a dataset (a Zarr store: into another store, on the Dask workers).
+* :func:`embed`: every row of a dataset (a Zarr store: into another store, on the Dask workers);
+* :func:`warm_up`: a reducer's libraries imported and its compiled code ready, for a server to call at start.
 
 The activations may be a NumPy array, a memory map, or a Dask array or Zarr store (:mod:`engine.backends`).
 Names are imported on first use: ``import engine.reduce`` loads neither scikit-learn nor UMAP.
@@ -51,6 +52,7 @@ _EXPORTS = {
     "UMAPReducer": "engine.reduce.umap_",
     "embed": "engine.reduce.factory",
     "make_reducer": "engine.reduce.factory",
+    "warm_up": "engine.reduce.warmup",
 }
 __all__ = ["INVERSES", "METHODS", "METHOD_PARAMS", *sorted(_EXPORTS)]
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

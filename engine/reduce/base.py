@@ -9,6 +9,16 @@ The activations may be a NumPy array, a memory map, or a Dask array or Zarr stor
 (:mod:`engine.backends`): sampling reads only the sampled rows, and embedding every row maps over the chunks (on the
 Dask scheduler for the latter). The embedding, the inverse map and the trust model are then in memory, as for an
 in-memory fit; the inverse map of an out-of-core fit learns from a sample of at most ``INVERSE_SAMPLE`` rows.
+
+With a ``cache_dir``, a UMAP or t-SNE fit also keeps its backend model and embedding alone, keyed by what determines
+them (:func:`~engine.reduce.cache.model_key`): a later fit of the same data and parameters that differs only in its
+inverse map or its self-tuning's knobs, or whose self-tuning chooses a value fitted before, reads that model instead
+of fitting it again (``model_source_ == "model cache"``) and only fits its own inverse map.
+
+Progress, through ``progress(stage, done, total)`` (:mod:`engine.progress`), in words a user reads:
+``"tuning n_neighbors"`` or ``"tuning perplexity"`` (trial fits), the backend's own (``"fitting UMAP"``: epochs;
+``"computing t-SNE affinities"``, ``"optimising the t-SNE layout"``: iterations), ``"reduce"`` (rows embedded),
+``"training the inverse map"`` (epochs of the learned inverse). A callback that raises stops the fit there.
 """
 
 from __future__ import annotations
@@ -25,7 +35,7 @@ from engine import backends
 from engine.backends.cupy import resolve_backend
 from engine.errors import ReducerValueError
 from engine.progress import report
-from engine.reduce.cache import ProjectionCache, array_digest, projection_key
+from engine.reduce.cache import ProjectionCache, array_digest, model_key, projection_key
 from engine.reduce.inverse import BaseInverse, make_inverse
 from engine.reduce.trust import Trust, TrustModel
 from engine.reduce.tuning import tune_parameter
@@ -69,6 +79,34 @@ def _digest(X) -> str:
     return backends.fingerprint(X) if backends.is_chunked(X) else array_digest(X)
 
 
+class FitWatch:
+    """What the fit of a backend model on the reducer's fit rows reports as it goes: progress in words, and the layout
+    as it forms (``snapshot``). The self-tuning's trial fits on subsamples get none (``watch=None``).
+
+    Parameters
+    ----------
+    progress : callable(stage, done, total) or None
+    snapshot : callable(embedding, fit_index, done, total) or None
+    fit_index : ndarray of int
+        The rows of ``X`` being fitted, passed to ``snapshot`` with each layout.
+    """
+
+    def __init__(self, progress, snapshot, fit_index):
+        self.progress, self.snapshot, self.fit_index = progress, snapshot, fit_index
+
+    def step(self, stage: str, done, total) -> None:
+        """Report ``done`` of ``total`` units of ``stage``."""
+        report(self.progress, stage, done, total)
+
+    def layout(self, embedding, done, total) -> None:
+        """Send a copy of the layout of the fit rows (float32, (m, n_components)) to ``snapshot``, if any.
+
+        An exception the callback raises is not caught: it stops the fit and is raised from ``fit``.
+        """
+        if self.snapshot is not None:
+            self.snapshot(np.array(embedding, dtype=np.float32), self.fit_index, int(done), int(total))
+
+
 def seed_of(random_state):
     """An int seed for libraries that take one (``None`` stays ``None``: unseeded, possibly parallel)."""
     if random_state is None:
@@ -78,11 +116,38 @@ def seed_of(random_state):
     return int(check_random_state(random_state).randint(np.iinfo(np.int32).max))
 
 
+class _ModelEntries:
+    """The model entries of a projection cache (``<cache_dir>/models/``) for one fit: data, parameters, fit rows."""
+
+    def __init__(self, cache, reducer, data_hash, backend, n, n_features, fit_index):
+        self.cache = ProjectionCache(cache.directory / "models")
+        self.reducer, self.data_hash, self.backend = reducer, data_hash, backend
+        self.n, self.n_features, self.fit_index = n, n_features, fit_index
+        self.name = type(reducer).__name__
+
+    def _key(self, value) -> str:
+        param = self.reducer._tuned_param
+        return model_key(self.reducer, self.data_hash, self.backend, {param: value} if param else {})
+
+    def load(self, value) -> dict | None:
+        """The entry fitted with the tuned parameter at ``value``, or None (a miss, or an entry of other rows)."""
+        entry = self.cache.load(self.name, self._key(value))
+        if (entry is None or entry.get("n_features_in_") != self.n_features or len(entry["embedding_"]) != self.n
+                or not np.array_equal(entry["fit_index_"], self.fit_index)):
+            return None
+        return entry
+
+    def save(self, value, model, embedding) -> None:
+        self.cache.save(self.name, self._key(value), {
+            "model_": model, "embedding_": embedding, "fit_index_": self.fit_index, "n_features_in_": self.n_features,
+        })
+
+
 class BaseReducer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
     """Base class of the reducers; not used directly.
 
     Shared parameters (documented on each subclass): ``n_components``, ``inverse``, ``fit_sample``,
-    ``chunk_size``, ``backend``, ``random_state``, ``cache_dir``, ``progress``.
+    ``chunk_size``, ``backend``, ``random_state``, ``cache_dir``, ``progress``, ``snapshot``.
 
     Shared fitted attributes
     ------------------------
@@ -99,6 +164,10 @@ class BaseReducer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
         Mean per-feature variance of the fitted rows (errors are expressed relative to it).
     cache_hit_ : bool
         True when this fit was read from ``cache_dir`` instead of computed.
+    model_source_ : {"fitted", "tuning", "model cache"}
+        Where the backend model comes from: fitted for this fit, the self-tuning's fit of the chosen value (when it
+        tuned on every fit row), or read from the model entries of ``cache_dir`` (fitted before with the same data
+        and the parameters that determine the embedding).
     cache_key_ : str or None
     fit_seconds_ : float
         Wall time of the fit that computed the projection (the original one, for a cache hit).
@@ -107,9 +176,17 @@ class BaseReducer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
     method = ""
     _tuned_param: str | None = None  # name of the parameter that may be "auto"
     _tune_default = None
+    #: Whether the backend model and embedding are cached on their own (``<cache_dir>/models/``): the model must be
+    #: all of the fitted state ``_transform_model`` needs (PCA keeps its state on the reducer, and refits in seconds).
+    _caches_model = False
 
     # ---- to be provided by subclasses -------------------------------------------------------------------------
-    def _fit_model(self, X, backend, tuned_value, report):
+    def _fit_model(self, X, backend, tuned_value, report, watch: FitWatch | None = None):
+        """Fit the backend model on ``X`` (rows in memory); return ``(model, embedding of X)``.
+
+        ``report(rows)`` counts rows of ``_extra_work``; ``watch`` is given for the fit of the fit rows (not for the
+        tuning's trials): report its steps and layouts there.
+        """
         raise NotImplementedError
 
     def _transform_model(self, X):
@@ -160,6 +237,12 @@ class BaseReducer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
     def _report(self, done, total):
         report(self.progress, "reduce", done, total)
 
+    def _check_snapshot(self):
+        snapshot = getattr(self, "snapshot", None)
+        if snapshot is not None and not callable(snapshot):
+            raise ReducerValueError(f"snapshot must be a callable(embedding, fit_index, done, total) or None, got "
+                                    f"{snapshot!r}.")
+
     def fit(self, X, y=None):
         """Fit the projection of ``X`` (n, d), its inverse map and its trust model.
 
@@ -183,13 +266,15 @@ class BaseReducer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
         start = time.perf_counter()
         on_disk = _is_memmap(X)
         self._check_common_params()
+        self._check_snapshot()
         X = self._validate(X, reset=True)
         self._check_params(len(X))
         backend = resolve_backend(self.backend)
         n = len(X)
 
         cache = ProjectionCache(self.cache_dir) if self.cache_dir is not None else None
-        key = projection_key(self, backends.fingerprint(X), backend) if cache is not None else None
+        data_hash = backends.fingerprint(X) if cache is not None else None
+        key = projection_key(self, data_hash, backend) if cache is not None else None
         if cache is not None:
             state = cache.load(type(self).__name__, key)
             if state is not None and state.get("n_features_in_") == X.shape[1] and len(state["embedding_"]) == n:
@@ -218,36 +303,50 @@ class BaseReducer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
             done[0] += rows
             self._report(done[0], total)
 
+        models = _ModelEntries(cache, self, data_hash, backend, n, X.shape[1], fit_index) \
+            if cache is not None and self._caches_model else None
         self._on_disk = on_disk
-        tuned_value, tuning, reuse = self._tune(X_fit, backend, rng)
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message=".*n_jobs value.*overridden.*")
-            self._snapshot_rows = fit_index  # the rows a reducer that reports its layout as it forms is fitting
-            try:
-                model, emb_fit = reuse if reuse is not None else self._fit_model(X_fit, backend, tuned_value, report)
-            finally:
-                del self._snapshot_rows
+        tuned_value, tuning, reuse = self._tune(X_fit, backend, rng, models)
+        entry = models.load(tuned_value) if models is not None else None
+        if entry is not None:  # fitted before on these rows with these parameters: the same map, not fitted again
+            model, embedding, source = entry["model_"], entry["embedding_"], "model cache"
+        else:
+            if reuse is not None:
+                (model, emb_fit), source = reuse, "tuning"
+            else:
+                with warnings.catch_warnings():
+                    warnings.filterwarnings("ignore", message=".*n_jobs value.*overridden.*")
+                    watch = FitWatch(self.progress, getattr(self, "snapshot", None), fit_index)
+                    model, emb_fit = self._fit_model(X_fit, backend, tuned_value, report, watch)
+                source = "fitted"
+            embedding = None
         del self._on_disk
         self.model_ = model
         self.backend_ = backend
         self.tuning_ = tuning
+        self.model_source_ = source
         if self._tuned_param is not None:
             setattr(self, self._tuned_param + "_", tuned_value)
 
-        embedding = np.empty((n, self.n_components), dtype=np.float32)
-        embedding[fit_index] = np.asarray(emb_fit, dtype=np.float32).reshape(len(fit_index), -1)
-        done[0] = extra + len(fit_index)
-        self._report(done[0], total)
-        if len(fit_index) < n and backends.is_chunked(X):  # every chunk on the scheduler; the fitted rows kept
-            embedding = np.concatenate(backends.map_chunks(self._transform_model, X, self.chunk_size))
+        if embedding is None:
+            embedding = np.empty((n, self.n_components), dtype=np.float32)
             embedding[fit_index] = np.asarray(emb_fit, dtype=np.float32).reshape(len(fit_index), -1)
-            report(n - len(fit_index))
-        elif len(fit_index) < n:
-            rest = np.setdiff1d(np.arange(n), fit_index, assume_unique=True)
-            for lo in range(0, len(rest), self.chunk_size):
-                rows = rest[lo : lo + self.chunk_size]
-                embedding[rows] = self._transform_model(np.ascontiguousarray(X[rows], dtype=np.float32))
-                report(len(rows))
+            done[0] = extra + len(fit_index)
+            self._report(done[0], total)
+            if len(fit_index) < n and backends.is_chunked(X):  # every chunk on the scheduler; the fitted rows kept
+                embedding = np.concatenate(backends.map_chunks(self._transform_model, X, self.chunk_size))
+                embedding[fit_index] = np.asarray(emb_fit, dtype=np.float32).reshape(len(fit_index), -1)
+                report(n - len(fit_index))
+            elif len(fit_index) < n:
+                rest = np.setdiff1d(np.arange(n), fit_index, assume_unique=True)
+                for lo in range(0, len(rest), self.chunk_size):
+                    rows = rest[lo : lo + self.chunk_size]
+                    embedding[rows] = self._transform_model(np.ascontiguousarray(X[rows], dtype=np.float32))
+                    report(len(rows))
+            if models is not None:
+                models.save(tuned_value, model, embedding)
+        else:
+            self._report(total, total)
         self.embedding_ = embedding
         self.fit_index_ = fit_index
         self._fit_shape = tuple(X.shape)
@@ -282,26 +381,40 @@ class BaseReducer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
     def _fitted_state(self) -> dict:
         return {k: v for k, v in vars(self).items() if k.endswith("_") or k in ("_fit_shape", "_fit_digest")}
 
-    def _tune(self, X_fit, backend, rng):
-        """Return ``(value, Tuning or None, reusable (model, embedding) or None)``."""
+    def _tune(self, X_fit, backend, rng, models=None):
+        """Return ``(value, Tuning or None, reusable (model, embedding) or None)``.
+
+        When the tuning sample is every fit row, each trial is the fit of that value: one fitted before is read from
+        ``models`` (the model entries of the cache) instead of fitted, and the chosen one is reused by ``fit``.
+        """
         if self._tuned_param is None:
             return None, None, None
         value = getattr(self, self._tuned_param)
         if value != "auto":
             return value, None, None
         sample = check_int(self.tune_sample, "tune_sample", minimum=3, owner=type(self).__name__)
-        X_tune = X_fit if len(X_fit) <= sample else X_fit[np.sort(rng.choice(len(X_fit), sample, replace=False))]
+        whole = len(X_fit) <= sample
+        X_tune = X_fit if whole else X_fit[np.sort(rng.choice(len(X_fit), sample, replace=False))]
+        stage_name = f"tuning {self._tuned_param}"
+
+        def fit_embed(Xs, v):
+            entry = models.load(v) if whole and models is not None else None
+            if entry is not None:
+                return entry["model_"], entry["embedding_"][models.fit_index]
+            return self._fit_model(Xs, backend, v, lambda rows: None)
+
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*n_jobs value.*overridden.*")
             tuning, fitted = tune_parameter(
-                lambda Xs, v: self._fit_model(Xs, backend, v, lambda rows: None),
+                fit_embed,
                 X_tune,
                 param=self._tuned_param,
                 grid=tuple(self.tune_grid),
                 default=self._tune_default,
                 seconds=float(self.tune_seconds),
+                progress=lambda done, total: report(self.progress, stage_name, done, total),
             )
-        reuse = fitted[tuning.chosen] if len(X_tune) == len(X_fit) else None
+        reuse = fitted[tuning.chosen] if whole else None
         return tuning.chosen, tuning, reuse
 
     def _fit_inverse(self, embedding, X_fit):
@@ -312,7 +425,14 @@ class BaseReducer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
             inverse = make_inverse(self.inverse, method=self.method, **params)
         else:
             inverse = clone(self.inverse)
-        return inverse.fit(embedding, X_fit, reducer=self)
+        reports = "progress" in inverse.get_params() and inverse.progress is None and self.progress is not None
+        if reports:  # the learned map reports its epochs; the others fit in a moment
+            inverse.set_params(progress=self.progress)
+        try:
+            return inverse.fit(embedding, X_fit, reducer=self)
+        finally:
+            if reports:  # the fitted map is cached and outlives this fit's callback
+                inverse.set_params(progress=None)
 
     def transform(self, X):
         """Embed rows of ``X`` (n, d) into (n, n_components), in chunks (with progress).

@@ -6,8 +6,14 @@ A fitted reducer (embedding, backend model, inverse map, trust model, tuning rep
 * the data's :func:`engine.backends.fingerprint`: shape, dtype and a strided sample of rows, so that fingerprinting a
   1M-row memory-mapped array reads ~1,000 rows, not gigabytes (a Zarr store: its identity key);
 * the estimator's parameters (``get_params``) except those that cannot change the result
-  (``cache_dir``, ``progress``);
+  (``cache_dir``, ``progress``, ``snapshot``, and the same in a nested estimator such as an inverse map);
 * the resolved backend and the versions of the libraries that compute the projection.
+
+Beside these full states, ``<cache_dir>/models/`` keeps the backend model alone (:func:`model_key`): the fitted
+UMAP or t-SNE model and the embedding, keyed by what determines the embedding only, with the self-tuned parameter
+resolved to the value used. A fit that asks for another inverse map, or self-tunes and chooses a value fitted before
+(the staged plan of :mod:`engine.explore.stages`: a first picture at the default value, then the self-tuned one),
+reads the model there instead of fitting it again, so the map does not move and only the inverse map is trained.
 """
 
 from __future__ import annotations
@@ -22,11 +28,15 @@ import numpy as np
 
 from engine.data.files import atomic_path
 
-__all__ = ["CACHE_FORMAT", "ProjectionCache", "array_digest", "projection_key"]
+__all__ = ["CACHE_FORMAT", "MODEL_IGNORED_PARAMS", "ProjectionCache", "array_digest", "model_key", "projection_key"]
 
-CACHE_FORMAT = 2  # 2: inverse_index_, PCAReducer.model_ is a PrincipalDirections
+CACHE_FORMAT = 3  # 2: inverse_index_, PCAReducer.model_ is a PrincipalDirections; 3: model_source_, models/ entries
 _VERSIONED = ("numpy", "scikit-learn", "umap-learn", "openTSNE", "keras")
+#: Parameters that cannot change a fitted projection: callbacks, and where the cache is.
 _IGNORED_PARAMS = frozenset({"cache_dir", "progress", "snapshot"})
+#: Parameters that cannot change the backend model and its embedding once the self-tuned value is resolved: the
+#: inverse map and the self-tuning's knobs.
+MODEL_IGNORED_PARAMS = _IGNORED_PARAMS | {"inverse", "tune_grid", "tune_sample", "tune_seconds"}
 
 
 def array_digest(X, chunk_rows: int = 65_536) -> str:
@@ -47,9 +57,10 @@ def _version(dist: str) -> str:
 
 
 def _param_token(value):
-    """JSON-able stand-in for a parameter value (estimators by class and parameters)."""
+    """JSON-able stand-in for a parameter value (estimators by class and parameters, callbacks left out)."""
     if hasattr(value, "get_params"):
-        return {type(value).__name__: {k: _param_token(v) for k, v in sorted(value.get_params().items())}}
+        return {type(value).__name__: {k: _param_token(v) for k, v in sorted(value.get_params().items())
+                                       if k not in _IGNORED_PARAMS}}
     if isinstance(value, (list, tuple)):
         return [_param_token(v) for v in value]
     if isinstance(value, np.generic):
@@ -59,14 +70,13 @@ def _param_token(value):
     return repr(value)
 
 
-def projection_key(estimator, data_hash: str, backend: str) -> str:
-    """Cache key of fitting ``estimator`` (its current parameters) on data with fingerprint ``data_hash``."""
-    params = {k: _param_token(v) for k, v in sorted(estimator.get_params().items()) if k not in _IGNORED_PARAMS}
+def _key(kind: str, estimator, params: dict, data_hash: str, backend: str) -> str:
     blob = json.dumps(
         {
             "format": CACHE_FORMAT,
+            "kind": kind,
             "estimator": type(estimator).__name__,
-            "params": params,
+            "params": {k: _param_token(v) for k, v in sorted(params.items())},
             "data": data_hash,
             "backend": backend,
             "versions": {dist: _version(dist) for dist in _VERSIONED},
@@ -74,6 +84,29 @@ def projection_key(estimator, data_hash: str, backend: str) -> str:
         sort_keys=True,
     )
     return hashlib.sha256(blob.encode()).hexdigest()[:24]
+
+
+def projection_key(estimator, data_hash: str, backend: str) -> str:
+    """Cache key of fitting ``estimator`` (its current parameters) on data with fingerprint ``data_hash``."""
+    params = {k: v for k, v in estimator.get_params().items() if k not in _IGNORED_PARAMS}
+    return _key("projection", estimator, params, data_hash, backend)
+
+
+def model_key(estimator, data_hash: str, backend: str, resolved: dict) -> str:
+    """Cache key of the backend model alone: the parameters that determine the embedding, ``resolved`` replacing
+    some (the self-tuned one by the value used), the inverse map and the tuning's knobs left out
+    (:data:`MODEL_IGNORED_PARAMS`).
+
+    Example
+    -------
+    >>> from engine.reduce import UMAPReducer
+    >>> a = model_key(UMAPReducer(inverse="knn"), "data", "cpu", {"n_neighbors": 15})
+    >>> a == model_key(UMAPReducer(n_neighbors=15, tune_grid=(15,)), "data", "cpu", {"n_neighbors": 15})
+    True
+    """
+    params = {k: v for k, v in estimator.get_params().items() if k not in MODEL_IGNORED_PARAMS}
+    params.update(resolved)
+    return _key("model", estimator, params, data_hash, backend)
 
 
 class ProjectionCache:

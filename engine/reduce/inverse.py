@@ -32,6 +32,7 @@ from sklearn.utils.validation import validate_data
 
 from engine.backends.cupy import get_namespace, to_numpy
 from engine.errors import ReducerValueError
+from engine.progress import report
 from engine.reduce.names import INVERSES
 from engine.reduce.validation import check_fitted, check_int, check_query
 
@@ -174,8 +175,9 @@ def _keras_dense_weights(model):
     return coefs, intercepts
 
 
-def _make_stopper(patience: int, max_seconds: float | None):
-    """Keras callback: early stopping on val_loss that also stops on a time limit and always restores the best."""
+def _make_stopper(patience: int, max_seconds: float | None, on_epoch=None):
+    """Keras callback: early stopping on val_loss that also stops on a time limit and always restores the best;
+    ``on_epoch(epochs_done)`` after each epoch."""
     import keras
 
     class BestWeights(keras.callbacks.Callback):
@@ -195,6 +197,8 @@ def _make_stopper(patience: int, max_seconds: float | None):
                     self.model.stop_training, self.reason = True, "early_stopping"
             if max_seconds is not None and time.perf_counter() - self.start > max_seconds:
                 self.model.stop_training, self.reason = True, "max_seconds"
+            if on_epoch is not None:
+                on_epoch(self.epochs)
 
         def on_train_end(self, logs=None):
             if self.best_weights is not None:
@@ -235,6 +239,9 @@ class MLPInverse(BaseInverse):
     random_state : int, RandomState or None, default=None
         Seeds the split and, via ``keras.utils.set_random_seed``, Keras' initializers and shuffling (this
         seeds Python's, NumPy's and TensorFlow's global generators).
+    progress : callable(stage, done, total) or None, default=None
+        Stage ``"training the inverse map"``: epochs done of ``max_epochs`` (0 while Keras builds the network, all
+        of them at the end, also when it stopped early). A reducer passes its own for the fit of its inverse map.
 
     Attributes
     ----------
@@ -266,6 +273,7 @@ class MLPInverse(BaseInverse):
         max_samples=100_000,
         max_seconds=600.0,
         random_state=None,
+        progress=None,
     ):
         self.hidden_layer_sizes = hidden_layer_sizes
         self.learning_rate = learning_rate
@@ -277,6 +285,7 @@ class MLPInverse(BaseInverse):
         self.max_samples = max_samples
         self.max_seconds = max_seconds
         self.random_state = random_state
+        self.progress = progress
 
     def _check_params(self):
         hidden = tuple(self.hidden_layer_sizes)
@@ -311,6 +320,8 @@ class MLPInverse(BaseInverse):
         """
         hidden = self._check_params()
         Y, X = self._validate_pairs(X, y)
+        stage = "training the inverse map"
+        report(self.progress, stage, 0, self.max_epochs)
         import keras
 
         rng = check_random_state(self.random_state)
@@ -340,7 +351,8 @@ class MLPInverse(BaseInverse):
         schedule = keras.optimizers.schedules.CosineDecay(self.learning_rate, decay_steps=steps, alpha=0.01)
         # many steps per call of the compiled function: small networks are otherwise dominated by Python overhead
         model.compile(optimizer=keras.optimizers.Adam(schedule), loss="mse", steps_per_execution=32)
-        stopper = _make_stopper(self.patience, self.max_seconds)
+        stopper = _make_stopper(self.patience, self.max_seconds,
+                                lambda epochs: report(self.progress, stage, epochs, self.max_epochs))
         model.fit(
             np.tile(standardize(Y[train], x_mean, x_scale), (repeat, 1)),
             np.tile(standardize(X[train], y_mean, y_scale), (repeat, 1)),
@@ -363,6 +375,7 @@ class MLPInverse(BaseInverse):
         self.best_val_loss_ = float(stopper.best)
         self._device_weights = {}
         self._set_holdout(val, Y[val], self._forward(Y[val], np), X[val])
+        report(self.progress, stage, self.max_epochs, self.max_epochs)
         return self
 
     def _forward(self, Y, xp):
@@ -397,6 +410,7 @@ class MLPInverse(BaseInverse):
     def __getstate__(self):
         state = self.__dict__.copy()
         state["_device_weights"] = {}
+        state["progress"] = None  # a callback of the fit that made it, not part of the fitted map
         return state
 
 

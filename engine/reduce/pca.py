@@ -312,6 +312,8 @@ class PCAReducer(BaseReducer):
         Folder of the projection cache; ``None`` disables caching.
     progress : callable(stage, done, total) or None, default=None
         Stage ``"reduce"``, rows.
+    snapshot : callable or None, default=None
+        Accepted as every reducer does and never called: PCA has no layout that forms over iterations.
 
     Attributes
     ----------
@@ -349,6 +351,7 @@ class PCAReducer(BaseReducer):
         random_state=None,
         cache_dir=None,
         progress=None,
+        snapshot=None,
     ):
         self.n_components = n_components
         self.whiten = whiten
@@ -361,6 +364,7 @@ class PCAReducer(BaseReducer):
         self.random_state = random_state
         self.cache_dir = cache_dir
         self.progress = progress
+        self.snapshot = snapshot
 
     def _check_params(self, n_samples):
         if self.incremental not in ("auto", True, False):
@@ -380,7 +384,7 @@ class PCAReducer(BaseReducer):
             return 0
         return len(X) if self.fit_sample is None else min(len(X), self.fit_sample)
 
-    def _fit_model(self, X, backend, tuned_value, report_rows):
+    def _fit_model(self, X, backend, tuned_value, report_rows, watch=None):
         k = self.n_components
         n, d = X.shape[0], int(np.prod(X.shape[1:], dtype=np.int64))
         if k > min(n, d):

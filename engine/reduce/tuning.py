@@ -84,6 +84,7 @@ def tune_parameter(
     default,
     seconds: float,
     n_neighbors: int = 10,
+    progress: Callable[[int, int], object] | None = None,
 ) -> tuple[Tuning, dict]:
     """Try each value of ``grid`` (``default`` first) on ``X`` and score it by trustworthiness.
 
@@ -103,6 +104,9 @@ def tune_parameter(
         Time budget; at least one value is always tried.
     n_neighbors : int
         k of the trustworthiness score.
+    progress : callable(done, total), optional
+        Called before the first trial and after each, with the values tried and the values of the grid; with
+        ``done == total`` at the end (values skipped for the time budget count as done).
 
     Returns
     -------
@@ -118,12 +122,16 @@ def tune_parameter(
     k = min(n_neighbors, max(1, (len(X) - 1) // 2 - 1))
     best, best_fit = None, None
     start = time.perf_counter()
+    if progress is not None:
+        progress(0, len(order))
     for i, value in enumerate(order):
         elapsed = time.perf_counter() - start
         slowest = max(tuning.seconds.values(), default=0.0)
         if i > 0 and elapsed + slowest > seconds:
             tuning.skipped = tuple(order[i:])
             break
+        if i > 0 and progress is not None:
+            progress(i, len(order))
         t0 = time.perf_counter()
         model, embedding = fit_embed(X, value)
         tuning.seconds[value] = round(time.perf_counter() - t0, 3)
@@ -133,4 +141,6 @@ def tune_parameter(
             best, best_fit = value, (model, embedding)
     tuning.chosen = best
     tuning.n_neighbors = k
+    if progress is not None:
+        progress(len(order), len(order))
     return tuning, {best: best_fit}
