@@ -290,7 +290,7 @@ class Inspector(JobState):
         final = stage is None or stage.name != "first picture"
         method = method_label(inspection.method)
         self.param.update(moving=False, pending="" if final else self.pending,
-                          shown=method if final else f"{method}, first picture: {stage.words}",
+                          shown=method if final else f"{method}, first picture",
                           quality=None)
         probe = shared.shared_probe(probe_key(inspection))  # trained on this layer before, by this session or another
         heads = list(inspection.heads)

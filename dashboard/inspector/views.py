@@ -328,6 +328,8 @@ def picture_banner(shown: str, pending: str, status: str, progress, moving: bool
         return ""
     if moving:
         head = f"<b>{html.escape(shown)}</b> · taps decode once the first picture is ready"
+    elif shown.endswith("first picture"):
+        head = f"showing the <b>{html.escape(shown)}</b> (tap it) · refining: <b>{html.escape(pending)}</b>"
     elif shown:
         head = f"showing <b>{html.escape(shown)}</b> · computing <b>{html.escape(pending)}</b>"
     else:

@@ -49,7 +49,7 @@ def _shot(page, output_path, name):
 
 def test_a_link_reproduces_the_view_and_follows_the_session(context, cold_server, mnist, output_path):
     page = context.new_page()
-    f = open_dashboard(page, cold_server, "mnist")
+    open_dashboard(page, cold_server, "mnist")
     assert page.locator(".li-keys[data-kind='hint']").is_visible()  # the first visit's hint
     page.locator(".li-keys button").click()
     # a tap, then the address holds the choices and the tapped point
@@ -142,7 +142,7 @@ def test_a_first_umap_picture_comes_before_the_refined_one(page, cold_server, ou
     wait_until(lambda: (f := figure(page)) and "UMAP, first picture" in f["title"], 240, "the first UMAP picture")
     first_picture_s = time.perf_counter() - t0
     assert page.locator(".picture.stale").count() == 0
-    assert "refining" in banner.inner_text() or "computing" in banner.inner_text()
+    wait_until(lambda: "refining" in banner.inner_text(), 10, "the banner saying the picture is being refined")
     _shot(page, output_path, "first_picture.png")
     f = figure(page)
     got = click_and_decode(page, (f["x0"] + f["x1"]) / 2, (f["y0"] + f["y1"]) / 2)
