@@ -51,6 +51,7 @@ _UPLOAD_LIMITS_ENV = ("LATENT_INSPECTOR_UPLOAD_MAX_MODEL, _MAX_DATA, _MAX_TOTAL,
 # -- end New project form -------------------------------------------------------------------------------------------
 #: The serve command's closing words in ``--help``: the environment it reads.
 EPILOG = (f"environment: {PASSWORD_ENV} (a password to ask for), {COOKIE_SECRET_ENV} (signs the login cookie), "
+          "LATENT_INSPECTOR_WARMUP=0 (no warm-up of UMAP and t-SNE at start), "
           "LATENT_INSPECTOR_WORKERS (worker threads for the sessions' long work; default 1), "
           f"{_UPLOAD_LIMITS_ENV}")
 
@@ -238,6 +239,8 @@ def serve(project: str | None = None, port: int = 5006, address: str = "127.0.0.
     if show:
         server.io_loop.add_callback(webbrowser.open, page)
     server.start()
+    if warm and os.environ.get(WARMUP_ENV, "1") != "0":
+        _warm_reducers_in_background()
     try:
         server.io_loop.start()
     except KeyboardInterrupt:
@@ -267,6 +270,32 @@ def _panel_files_here() -> dict[str, str]:
         return {}
     return {CDN_DIST.strip("/"): str(DIST_DIR)}
 # -- end Panel's files ------------------------------------------------------------------------------------------------
+
+
+#: Set to 0 to keep the server from warming the reducers up in the background at start.
+WARMUP_ENV = "LATENT_INSPECTOR_WARMUP"
+
+
+def _warm_reducers_in_background() -> None:
+    """Import UMAP's and t-SNE's libraries and compile their code (:func:`engine.reduce.warm_up`) on a thread of
+    lowest priority, while the first page shows PCA: a user's first UMAP then does not pay for it. A failure is
+    logged and changes nothing (the fit compiles what it needs, as without the warm-up)."""
+    import threading
+
+    def run():
+        try:
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)  # this thread only (Linux)
+        except (AttributeError, OSError):
+            pass
+        from engine.reduce import warm_up
+
+        for method in ("umap", "tsne"):
+            try:
+                warm_up(method)
+            except Exception as exc:  # noqa: BLE001 (a warm-up is a courtesy)
+                print(f"warm-up of {method} failed: {exc}", file=sys.stderr, flush=True)
+
+    threading.Thread(target=run, name="latent-inspector-warm-up", daemon=True).start()
 
 
 def _prepare(project: str | None) -> None:

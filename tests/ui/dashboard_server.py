@@ -18,7 +18,9 @@ from benchmarks.browser import ServerError, serve
 def running_server(projects_root: Path, log: Path, project: str = "mnist", env: dict | None = None):
     """``python -m dashboard.serve PROJECT`` on 127.0.0.1 and a free port, until the block ends; yields its base URL
     once the page answers (the project's first inspection is then built). The server's log is kept at ``log``."""
-    environ = {"LATENT_INSPECTOR_PROJECTS": str(projects_root), "LATENT_INSPECTOR_PROBE": "1", **(env or {})}
+    # (no background warm-up of the reducers: a test server's CPU is the tests'; a test that wants it says so)
+    environ = {"LATENT_INSPECTOR_PROJECTS": str(projects_root), "LATENT_INSPECTOR_PROBE": "1",
+               "LATENT_INSPECTOR_WARMUP": "0", **(env or {})}
     server = serve(["-m", "dashboard.serve", project], "/app", env=environ, timeout=300, log=log)
     try:
         base = server.__enter__()
