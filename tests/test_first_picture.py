@@ -136,6 +136,19 @@ def test_tsne_snapshots_arrive_in_order_and_end_with_the_embedding():
     assert optimising == sorted(optimising) and optimising[-1] == 150
 
 
+@pytest.mark.parametrize("rows", [400, 1200])  # exact neighbours below 1,000 rows, Annoy's above
+def test_tsne_affinities_are_opentsnes_own(rows):
+    """The neighbour index is built by the reducer (openTSNE's own choice imports pynndescent to see whether it is
+    installed, compiling it): the embedding is openTSNE's ``TSNE.fit`` exactly."""
+    from openTSNE import TSNE
+
+    X = _clusters(rows)
+    ours = TSNEReducer(perplexity=30, n_iter=40, early_exaggeration_iter=20, n_jobs=2, inverse=None,
+                       random_state=0).fit(X)
+    theirs = TSNE(perplexity=30, n_iter=40, early_exaggeration_iter=20, n_jobs=2, random_state=0).fit(X)
+    np.testing.assert_array_equal(ours.embedding_, np.asarray(theirs, dtype=np.float32))
+
+
 def test_a_raising_snapshot_stops_the_fit_and_caches_nothing(tmp_path):
     def broken(embedding, fit_index, done, total):
         if done >= 50:

@@ -10,6 +10,11 @@ computed. The callbacks are attached to every fit of the fit rows, with or witho
 never depends on whether someone watched it (openTSNE then evaluates the KL divergence at those iterations, which
 does not change the gradient: the same embedding, tested).
 
+The affinities are openTSNE's own (those ``TSNE.fit`` computes: one perplexity, 3 x perplexity exact neighbours
+below 1,000 rows, Annoy's above), with the neighbour index built here (:func:`_affinities`): openTSNE's choice of
+index imports pynndescent only to see whether it is installed, and that import compiles pynndescent's numba code,
+20-30 s of a first fit in a process with an empty numba cache (3-7 s with a filled one), for an index not used.
+
 Measured on the MNIST bottleneck (10,000 x 10, 2 threads, a shared 2-core machine under load 5-6, so +-50 %):
 affinities (Annoy) 5-15 s, early exaggeration (250 iterations) 17-22 s, main phase (500) 60-100 s, with openTSNE's
 choice of gradient (FFT from 10,000 rows, Barnes-Hut below); Barnes-Hut at 10,000 rows was not consistently faster
@@ -174,6 +179,8 @@ class TSNEReducer(BaseReducer):
         from openTSNE import TSNE
 
         watcher = _Watcher(watch, self.early_exaggeration_iter, self.n_iter) if watch is not None else None
+        n_jobs = self.n_jobs if self.n_jobs is not None else (os.cpu_count() or 1)
+        affinities = _affinities(X, perplexity, self.metric, n_jobs, seed)
         model = TSNE(
             n_components=self.n_components,
             perplexity=perplexity,
@@ -181,11 +188,11 @@ class TSNEReducer(BaseReducer):
             early_exaggeration_iter=self.early_exaggeration_iter,
             learning_rate=self.learning_rate,
             metric=self.metric,
-            n_jobs=self.n_jobs if self.n_jobs is not None else (os.cpu_count() or 1),
+            n_jobs=n_jobs,
             random_state=seed,
             verbose=False,
             **({"callbacks": [watcher], "callbacks_every_iters": SNAPSHOT_EVERY} if watcher is not None else {}),
-        ).fit(X)
+        ).fit(X, affinities=affinities)
         # openTSNE keeps the callbacks with the embedding (for its transform): not ours to keep, nor to pickle
         params = getattr(model, "gradient_descent_params", None)
         if isinstance(params, dict) and "callbacks" in params:
@@ -197,6 +204,28 @@ class TSNEReducer(BaseReducer):
 
     def _transform_model(self, X):
         return np.asarray(self.model_.transform(X), dtype=np.float32)
+
+
+#: Metrics for which openTSNE's own choice of neighbour index is scikit-learn's (below 1,000 rows) or Annoy's.
+_ANNOY_METRICS = ("cosine", "euclidean", "manhattan", "hamming", "dot", "l1", "l2", "taxicab")
+
+
+def _affinities(X, perplexity: float, metric: str, n_jobs: int, seed):
+    """The affinities ``openTSNE.TSNE.fit(X)`` computes (a ``MultiscaleMixture`` of one perplexity over the
+    ``3 x perplexity`` nearest neighbours: exact below 1,000 rows, Annoy above), without its check of whether
+    pynndescent is installed, which imports (and so compiles) it; None for another metric (openTSNE then chooses)."""
+    from openTSNE import affinity, nearest_neighbors
+
+    if metric not in _ANNOY_METRICS:
+        return None
+    n = len(X)
+    effective = min(float(perplexity), (n - 1) / 3)  # openTSNE's check_perplexities, for one perplexity
+    k = min(n - 1, int(3 * effective))
+    index_cls = nearest_neighbors.Sklearn if n < 1000 else nearest_neighbors.Annoy
+    index = index_cls(data=X, k=k, metric=metric, metric_params=None, n_jobs=n_jobs, random_state=seed,
+                      verbose=False, knn_kwargs=None)
+    return affinity.MultiscaleMixture(perplexities=perplexity, knn_index=index, metric=metric, n_jobs=n_jobs,
+                                      random_state=seed, verbose=False)
 
 
 class _Watcher:
