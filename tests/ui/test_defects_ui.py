@@ -4,8 +4,9 @@ table's delete column past the card's edge, the fine-tune explanation cut off at
 that looked like text and disabled ones like buttons, a unit's optimized input left beside another unit's examples,
 and Undo taking back another session's save.
 
-One page of the session's server serves every test here, in order (each leaves the page as the next expects it);
-records go to datasets of their own, which no other test reads. Screenshots go to each test's output folder.
+One page of a server of this module's own serves every test here, in order (each leaves the page as the next
+expects it); records go to datasets of their own, which no other test reads. Screenshots go to each test's
+output folder.
 """
 
 from __future__ import annotations
@@ -29,7 +30,17 @@ NEW_LABEL = "one of a kind"
 
 
 @pytest.fixture(scope="module")
-def dash(browser, browser_context_args, server, engine_projects):
+def own_server(projects_root, tmp_path_factory):
+    """A server of this module's own: the refit below leaves a probe with a class of its own in the server's memory,
+    which the session's server would show to every later test of the worker."""
+    from dashboard_server import running_server
+
+    with running_server(projects_root, tmp_path_factory.mktemp("defects-server") / "server.log") as base:
+        yield base
+
+
+@pytest.fixture(scope="module")
+def dash(browser, browser_context_args, own_server, engine_projects):
     """The page, opened once, with another session's record in :data:`OTHERS` and a record of another layer in
     :data:`WRONG_LAYER`; where to tap (the middle of the ones)."""
     from engine.data.generated import GeneratedDataset, record_from_decode
@@ -46,7 +57,7 @@ def dash(browser, browser_context_args, server, engine_projects):
 
     context = browser.new_context(**browser_context_args)
     page = context.new_page()
-    open_dashboard(page, server, "mnist")
+    open_dashboard(page, own_server, "mnist")
     hint = page.locator(".li-keys button")  # the first visit's hint, closed as a person would
     if hint.count() and hint.is_visible():
         hint.click()
