@@ -42,7 +42,7 @@ def inspections(monkeypatch):
 def test_inspections_are_evicted_least_recently_used_first(inspections):
     built = []
 
-    def build(request, progress):
+    def build(request, progress, snapshot=None):
         built.append(request)
         return Built(request)
 
@@ -64,7 +64,7 @@ def test_one_build_per_request_however_many_sessions_ask(inspections):
     started, release = threading.Event(), threading.Event()
     builds = []
 
-    def build(request, progress):
+    def build(request, progress, snapshot=None):
         builds.append(request)
         started.set()
         release.wait(10)
@@ -84,7 +84,7 @@ def test_one_build_per_request_however_many_sessions_ask(inspections):
 
 
 def test_failed_builds_keep_nothing(inspections):
-    def build(request, progress):
+    def build(request, progress, snapshot=None):
         raise RuntimeError(f"cannot build {request.layer}")
 
     cache = inspections(build, max_items=2)

@@ -261,7 +261,8 @@ def test_the_served_app_refuses_names_in_its_query(layout, tmp_path):
     from benchmarks.browser import serve
 
     env = {"LATENT_INSPECTOR_PROJECTS": str(layout.root), "LATENT_INSPECTOR_CACHE": str(layout.base / "cache")}
-    with serve(["-m", "dashboard.serve", "good"], "/app", env=env, timeout=300, log=tmp_path / "server.log") as base:
+    with serve(["-m", "dashboard.serve", "good", "--no-upload"], "/app", env=env, timeout=300,
+               log=tmp_path / "server.log") as base:
         for name in ["../outside/evil", "escape", str(layout.outside / "evil"), "~/evil"]:
             with pull_session(url=f"{base}/app", arguments={"project": name}) as session:
                 texts = [html.unescape(html.unescape(model.text)) for model in session.document.models

@@ -409,8 +409,8 @@ def verdict_html(fields: dict, inspection) -> str:
     measures that set it, as the banner above the trust table."""
     from engine.reduce.verdict import typical_relative_error, verdict
 
-    trust_model = getattr(getattr(inspection, "reducer", None), "trust_", None)
-    result = verdict(fields, typical_relative_error(trust_model))
+    measured = getattr(getattr(inspection, "reducer", None), "trust_", None)
+    result = verdict(fields, typical_relative_error(measured))
     reasons = "; ".join(result.reasons[:2])
     return (f"<div class='verdict level-{result.level}' data-level='{result.level}'><b>{html.escape(result.words)}"
             f"</b> · {html.escape(result.meaning)}<small>{html.escape(reasons)}</small></div>")
