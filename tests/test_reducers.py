@@ -116,7 +116,7 @@ def test_large_input_fits_a_seeded_sample_and_embeds_the_rest_in_chunks(digits):
         chunk_size=400,
         inverse=None,
         random_state=1,
-        progress=lambda stage, done, total: calls.append((done, total)),
+        progress=lambda stage, done, total: calls.append((done, total)) if stage == "reduce" else None,
     ).fit(A)
 
     assert len(reducer.fit_index_) == 700
