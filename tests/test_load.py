@@ -11,6 +11,7 @@ import weakref
 from pathlib import Path
 
 import pytest
+from bokeh_client import ClientThread
 
 from dashboard import shared
 from dashboard.shared import Request
@@ -142,18 +143,19 @@ def test_a_closed_session_releases_its_store_and_drops_its_queued_work(tmp_path,
     server = pn.serve({ROUTE: str(APP)}, port=port, address="127.0.0.1", show=False, threaded=True, print=False,
                       websocket_origin=[f"127.0.0.1:{port}"],
                       check_unused_sessions_milliseconds=250, unused_session_lifetime_milliseconds=250)
+    client = ClientThread()
     try:
         deadline = time.monotonic() + 60
         while True:
             try:
-                session = pull_session(url=f"http://127.0.0.1:{port}/{ROUTE}", arguments={"project": "mnist"})
+                session = client(pull_session, url=f"http://127.0.0.1:{port}/{ROUTE}", arguments={"project": "mnist"})
                 break
             except OSError:
                 if time.monotonic() > deadline:
                     raise
                 time.sleep(0.5)
         assert len(stores) == 1 and stores[0]().busy  # the session's store, built with its page, waiting its turn
-        session.close()
+        client(session.close)
         deadline = time.monotonic() + 30
         while stores[0]() is not None and time.monotonic() < deadline:
             time.sleep(0.25)
@@ -169,4 +171,5 @@ def test_a_closed_session_releases_its_store_and_drops_its_queued_work(tmp_path,
         assert not loaded and not built, f"the closed session's work was run: {loaded or built}"
     finally:
         other_work.set()
+        client.close()
         server.stop()

@@ -22,6 +22,7 @@ from pathlib import Path
 import bad_inputs as bi
 import numpy as np
 import pytest
+from bokeh_client import ClientThread
 
 from engine.data.project import list_projects, load_project
 from engine.errors import ModelError, ProjectError
@@ -250,12 +251,9 @@ def test_the_served_app_refuses_names_in_its_query(layout, tmp_path):
     """The real app behind a real server: a client session opened with ``?project=NAME`` (Bokeh's own client, as a
     browser's websocket would) for hostile names. Its document shows the alert naming the project and the default
     project opened instead; the outside hooks never run."""
-    import html
-
     import panel.models  # noqa: F401  (the client must know Panel's models to read the document)
     import panel.models.location  # noqa: F401
     import panel.models.tabulator  # noqa: F401
-    from bokeh.client import pull_session
 
     import dashboard.template  # noqa: F401
     from benchmarks.browser import serve
@@ -264,12 +262,21 @@ def test_the_served_app_refuses_names_in_its_query(layout, tmp_path):
     with serve(["-m", "dashboard.serve", "good", "--no-upload"], "/app", env=env, timeout=300,
                log=tmp_path / "server.log") as base:
         for name in ["../outside/evil", "escape", str(layout.outside / "evil"), "~/evil"]:
-            with pull_session(url=f"{base}/app", arguments={"project": name}) as session:
-                texts = [html.unescape(html.unescape(model.text)) for model in session.document.models
-                         if isinstance(getattr(model, "text", None), str)]
+            with ClientThread() as client:
+                texts = client(_document_texts, f"{base}/app", name)
             alerts = [t for t in texts if "Error." in t]
             assert any(f"No project {name!r}; projects available: good" in t for t in alerts), (name, alerts)
     assert not layout.canary.exists()
+
+
+def _document_texts(url, name):
+    import html
+
+    from bokeh.client import pull_session
+
+    with pull_session(url=url, arguments={"project": name}) as session:
+        return [html.unescape(html.unescape(model.text)) for model in session.document.models
+                if isinstance(getattr(model, "text", None), str)]
 
 
 # -- files inside a project that lead out -------------------------------------------------------------------------
