@@ -8,6 +8,13 @@ dropped; an error lands in the state's ``error``, where the view beside the cont
 session's page closes, its work still queued is dropped (work already running finishes: a shared inspection it
 builds still lands in the process's cache, :mod:`dashboard.shared`).
 
+A result reaches the session's document only once the page holds that document (``pn.state.onload``). BokehJS drops
+a document patch that arrives before its PULL-DOC-REPLY, on the premise that the reply already holds the change; but
+Panel writes a patch made on the event loop straight to the socket, so a patch made after the reply was serialized
+can overtake it, and the page never learns of the models it created. That was the stuck page of the load tests (one
+session in 3 to 40 kept an empty decoded-output card, and every later decode failed with "reference pNNNN isn't
+known"): the shared inspection became ready, and each waiting session drew its new figures, while pages connected.
+
 The worker pool is the process's, created on first use: ``LATENT_INSPECTOR_WORKERS`` threads (default 1). On two
 cores one worker computes while the other core keeps serving every session's events; requests of several sessions
 queue (each page shows its own wait as progress), identical requests are computed once. Outside a server (tests, a
@@ -152,8 +159,13 @@ class Jobs:
         self._generation: dict[str, int] = {}
         self._latest = None  # the kind last submitted: its progress is the one shown
         self._lock = threading.Lock()
+        self.loaded = True  # the page holds the session's document: results may change it
+        self._waiting: list = []  # results (and errors) that came before the page had its document, in order
         if in_server_session():
             pn.state.on_session_destroyed(weakly(self._closing))
+            if not pn.state.loaded:
+                self.loaded, self._doc = False, pn.state.curdoc
+                pn.state.onload(weakly(self._page_loaded))
 
     def submit(self, kind: str, label: str, work, apply, *, clear_error: bool = True, on_poll=None) -> None:
         """Run ``work(progress)`` on a worker, then ``apply(result)`` on the event loop, unless a newer job of
@@ -223,6 +235,8 @@ class Jobs:
                 return
             if done:
                 break
+            if not self.loaded:  # nothing may change the document before the page has it (see the module's notes)
+                continue
             if self.current(kind, generation) and self._latest == kind:
                 self.owner.param.update(status=tracker.text, progress=tracker.fraction)
             if on_poll is not None and self.current(kind, generation):
@@ -233,13 +247,33 @@ class Jobs:
         try:
             result = future.result()
         except Exception as exc:
-            self._failed(kind, generation, exc)
+            self._when_loaded(self._failed, kind, generation, exc)
         else:
-            self._done(kind, generation, tracker, apply, result)
+            self._when_loaded(self._done, kind, generation, tracker, apply, result)
+
+    def _when_loaded(self, fn, *args):
+        """``fn(*args)`` now if the page holds the session's document, else once it does (in order)."""
+        if self.loaded:
+            fn(*args)
+        else:
+            self._waiting.append((fn, args))
+
+    def _page_loaded(self):
+        """The page has built the session's document (Panel calls this on the page's ready event, on a thread of its
+        pool when it has one): the results that came meanwhile are applied on the event loop, under the document's
+        lock."""
+        self._doc.add_next_tick_callback(weakly(self._apply_waiting))
+
+    def _apply_waiting(self):
+        self.loaded = True
+        waiting, self._waiting = self._waiting, []
+        for fn, args in waiting:
+            fn(*args)
 
     def _closing(self, session_context=None):
         """The session's page is gone: nothing this state would compute can be seen any more."""
         self.closed = True
+        self._waiting = []
 
     def _done(self, kind, generation, tracker, apply, result):
         if not self.current(kind, generation):  # the user asked for something else meanwhile
