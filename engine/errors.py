@@ -37,6 +37,10 @@ class InspectorError(Exception):
     """Base class of user-facing errors: the message names what was wrong and what was expected."""
 
 
+class Cancelled(InspectorError):
+    """Work stopped because its result is no longer wanted (the view it was computed for has moved on)."""
+
+
 class DataError(InspectorError):
     """A data file or store is unreadable or malformed (truncated, ragged, non-numeric, NaN/inf, wrong length)."""
 

@@ -189,10 +189,18 @@ class Inspection:
 
     @cached_property
     def quality(self):
-        """The projection's :class:`~engine.reduce.QualityReport`, in layer and output space (computed once)."""
+        """The projection's :class:`~engine.reduce.QualityReport`, in layer and output space, with the classes kept
+        by decoded points (:meth:`classifier`'s) where the layer has classes (computed once)."""
+        from engine.errors import ProbeUnavailable
         from engine.reduce import quality_report
 
-        return quality_report(self.reducer, self.activations, decode=self.decode_outputs, random_state=self.seed)
+        try:
+            classifier = self.classifier()
+        except ProbeUnavailable:  # no class scores and no labels: the report leaves Cons_d and ACC_M out
+            classifier = None
+        return quality_report(self.reducer, self.activations, decode=self.decode_outputs, random_state=self.seed,
+                              classify=None if classifier is None else classifier.predict,
+                              classes_from=None if classifier is None else classifier.source, labels=self.labels)
 
     def nearest(self, x: float, y: float) -> int:
         """Index of the embedded sample nearest to ``(x, y)``."""
@@ -262,6 +270,54 @@ class Inspection:
         return self._predictions.get(index, compute)
 
     # -- what is derived from this inspection, kept by it -----------------------------------------------------------
+
+    @cached_property
+    def default_probe(self):
+        """A :class:`~engine.explore.probe.Probe` trained once on the layer's labelled activations: the classes of
+        the map layers and of the quality report where the model's output is not a vector of class scores.
+
+        Raises
+        ------
+        ProbeUnavailable
+            No labels, a single class... (the message says what to add).
+        """
+        from engine.explore.probe import train_probe
+
+        return train_probe(self, class_names=self.project.label_names())
+
+    def classifier(self, head=None, probe=None):
+        """The :class:`~engine.explore.landscape.Classifier` of this layer: the model's class scores at ``head``,
+        else ``probe``, else :attr:`default_probe` (:func:`engine.explore.landscape.classifier_for`)."""
+        from engine.explore.landscape import classifier_for
+
+        return classifier_for(self, head, probe)
+
+    def fold(self, x: float, y: float) -> float | None:
+        """How much faster the decoded point moves at ``(x, y)`` than on the map's median (the gradient map's value
+        there over its median over the data's box): well above 3, the map folds or tears here, and taps a few
+        pixels apart decode to very different points. None for the native inverse (seconds per decode)."""
+        if self.reducer.inverse_ is None or self.reducer.inverse_.kind == "native":
+            return None
+        from engine.reduce.metrics import local_gradient
+
+        g = local_gradient(self.reducer.inverse_transform, [[x, y]], self.embedding, self._spread)[0]
+        return float(g / self._median_gradient) if self._median_gradient > 0 else None
+
+    @cached_property
+    def _spread(self) -> float:
+        return float(np.sqrt(self.reducer.activation_variance_ * int(np.prod(self.latent_shape))))
+
+    @cached_property
+    def _median_gradient(self) -> float:
+        from engine.reduce.metrics import gradient_map
+
+        return float(np.median(gradient_map(self.reducer.inverse_transform, self.embedding, self._spread, grid=40)))
+
+    def landscape(self, layer: str, x_range, y_range, **kwargs):
+        """Map layer ``layer`` over a view (:func:`engine.explore.landscape.landscape`)."""
+        from engine.explore.landscape import landscape
+
+        return landscape(self, layer, x_range, y_range, **kwargs)
 
     @cached_property
     def frame(self):

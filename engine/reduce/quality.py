@@ -8,6 +8,11 @@
   per feature and relative to the activations' variance (0 is perfect, 1 is no better than the mean activation);
   and, given ``decode`` (activations -> model outputs), the same in output space against the true outputs or
   against the decodes of the true activations.
+* Given ``classify`` (activations -> classes: the model's class scores or a probe), the inverse-projection
+  literature's measures (:mod:`engine.reduce.metrics`) on the same held-out rows: Cons_d (the decoded point keeps
+  the sample's class), ACC_M (the decoded point gets the sample's true label), the class stability over repeated
+  project-decode round trips; and for every inverse the gradient map's statistics over the data's box and the time
+  per decoded point.
 """
 
 from __future__ import annotations
@@ -71,6 +76,18 @@ class QualityReport:
         The same in the model's output space (only when a ``decode`` was given).
     output_reference : str or None
         ``"outputs"`` (true outputs given) or ``"decoded activations"``.
+    consistency : float or None
+        Cons_d: share of held-out samples whose decoded point gets the class of the sample itself.
+    decoded_accuracy : float or None
+        ACC_M: share of held-out samples whose decoded point gets the sample's true label.
+    class_stability : float or None
+        Share of held-out samples whose class survives ``stability_rounds`` project-decode round trips.
+    classes_from : str or None
+        Where the classes of those three come from (the model's output, or a probe).
+    gradient : dict or None
+        Gradient map of the inverse over the data's box (:func:`engine.reduce.metrics.gradient_stats`).
+    seconds_per_point : float or None
+        The inverse's time per point, decoding the held-out points in one batch.
     tuning : dict or None
         The self-tuning report (see :class:`~engine.reduce.tuning.Tuning`).
     fit_seconds : float or None
@@ -93,6 +110,13 @@ class QualityReport:
     output_error: float | None = None
     output_mse: float | None = None
     output_reference: str | None = None
+    consistency: float | None = None
+    decoded_accuracy: float | None = None
+    class_stability: float | None = None
+    stability_rounds: int = 0
+    classes_from: str | None = None
+    gradient: dict | None = None
+    seconds_per_point: float | None = None
     tuning: dict | None = None
     fit_seconds: float | None = None
     cache_hit: bool = False
@@ -133,6 +157,20 @@ class QualityReport:
                     f"(MSE {self.output_mse:.4g}, vs {self.output_reference})",
                 )
             )
+        if self.consistency is not None:
+            acc = "" if self.decoded_accuracy is None else f"   ACC_M {self.decoded_accuracy:.1%}"
+            stable = "" if self.class_stability is None else (
+                f"   stable over {self.stability_rounds} round trips {self.class_stability:.1%}")
+            rows.append(("classes kept", f"Cons_d {self.consistency:.1%}{acc}{stable} (classes from "
+                                         f"{self.classes_from})"))
+        if self.gradient:
+            g = self.gradient
+            rows.append(("gradient map", f"median {g['median']:.3g}, max {g['max']:.3g} data spreads per box width; "
+                                         f"{g['steep_share']:.1%} of the box steeper than {g['steep_factor']:g}x the "
+                                         "median"))
+        if self.seconds_per_point is not None:
+            rows.append(("inverse speed", f"{self.seconds_per_point * 1e6:.3g} µs per point (batch of "
+                                          f"{self.inverse_holdout})"))
         if self.tuning:
             t = self.tuning
             scores = ", ".join(f"{k}: {v:.3f}" for k, v in t["scores"].items())
@@ -163,6 +201,12 @@ def quality_report(
     n_neighbors: int = 10,
     sample: int = 2_000,
     random_state=0,
+    classify: Callable[[np.ndarray], np.ndarray] | None = None,
+    classes_from: str | None = None,
+    labels=None,
+    stability_rounds: int = 2,
+    stability_rows: int = 100,
+    gradient_grid: int = 100,
 ) -> QualityReport:
     """Measure a fitted reducer (and its inverse map) on the activations it was fitted on.
 
@@ -181,6 +225,16 @@ def quality_report(
     sample : int, default=2_000
         Rows used for trustworthiness/continuity, and held-out rows used at most for the errors.
     random_state : int, default=0
+    classify : callable, optional
+        ``classify(activations (k, d)) -> classes (k,)``: enables Cons_d, ACC_M (with ``labels``) and the class
+        stability (``stability_rounds`` round trips of ``stability_rows`` held-out rows through ``reducer.transform``;
+        0 rounds skips it).
+    classes_from : str, optional
+        Where ``classify``'s classes come from, in words, for the report.
+    labels : array of shape (n,), optional
+        Every row's true label, in ``classify``'s classes.
+    gradient_grid : int, default=100
+        Cells per side of the gradient map (fewer for the native inverse, which decodes slowly).
 
     Returns
     -------
@@ -233,10 +287,29 @@ def quality_report(
     held = getattr(reducer, "inverse_index_", reducer.fit_index_)[inverse.holdout_index_[which]]
     truth = backends.take_rows(X, held).astype(np.float32)
     recon = inverse.holdout_predict(which)
-    mse = float(np.mean((np.asarray(recon, np.float64) - truth) ** 2))
+    from engine.reduce.metrics import inverse_metrics
+
+    rows_labels = None
+    if classify is not None and labels is not None:
+        rows_labels = np.asarray(labels)[held]
+    measured = inverse_metrics(
+        reducer.inverse_transform, E[held], truth, embedding=E, variance=reducer.activation_variance_,
+        classify=classify, labels=rows_labels,
+        project=reducer.transform if stability_rounds > 0 else None, stability_rounds=stability_rounds,
+        stability_rows=stability_rows, grid=gradient_grid if inverse.kind != "native" else min(gradient_grid, 20),
+        decoded=recon,
+    )
+    mse = measured.mse
     report.inverse_mse = mse
     report.inverse_error = mse / reducer.activation_variance_ if reducer.activation_variance_ > 0 else float("nan")
     report.inverse_holdout = len(held)
+    report.gradient = measured.gradient
+    report.seconds_per_point = measured.seconds_per_point
+    if classify is not None:
+        report.consistency, report.decoded_accuracy = measured.consistency, measured.decoded_accuracy
+        report.class_stability = measured.class_stability
+        report.stability_rounds = stability_rounds if measured.class_stability is not None else 0
+        report.classes_from = classes_from or "the given classifier"
     if inverse.kind in ("exact", "native"):
         report.notes.append(f"the {inverse.kind} inverse learns nothing from the pairs: every row counts as held out")
     if decode is not None:

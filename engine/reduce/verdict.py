@@ -13,6 +13,7 @@ distance / typical spacing    <= 2           <= 5                <= 20          
 outside hull or support       no             no                  yes                 --
 error / the map's own error   <= 2           <= 5                <= 20               > 20
 error / activation variance   --             --                  <= 1                > 1
+fold (gradient / median)      <= 3           <= 10               > 10                --
 ============================  =============  ==================  ==================  ==============
 
 * *distance / typical spacing*: the typical spacing is the median distance between an embedded sample and its
@@ -22,6 +23,10 @@ error / activation variance   --             --                  <= 1           
   keeping 40% of the variance) is not "extrapolating" among its own data.
 * *error / activation variance*: above 1 the decode is further from the truth than the mean activation would be; it
   is no better than a guess, whatever the distance says.
+
+* *fold*: the gradient map at the point (how fast the decoded point moves per unit of map distance,
+  :func:`engine.reduce.metrics.gradient_map`) over its median over the data: where the inverse map folds or tears,
+  two taps a few pixels apart decode to very different points, and neither is more than a guess between the two sides.
 
 Levels are ordered: ``LEVELS[0]`` is the most trustworthy.
 """
@@ -33,7 +38,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["DISTANCE_LEVELS", "ERROR_LEVELS", "LEVELS", "Verdict", "typical_relative_error", "verdict"]
+__all__ = ["DISTANCE_LEVELS", "ERROR_LEVELS", "FOLD_LEVELS", "LEVELS", "Verdict", "typical_relative_error", "verdict"]
 
 #: The verdicts, most trustworthy first.
 LEVELS = ("among the data", "near the data", "extrapolating", "far outside")
@@ -41,6 +46,8 @@ LEVELS = ("among the data", "near the data", "extrapolating", "far outside")
 DISTANCE_LEVELS = (2.0, 5.0, 20.0)
 #: Upper bounds of error / the map's median held-out error for the first three levels.
 ERROR_LEVELS = (2.0, 5.0, 20.0)
+#: Upper bounds of the fold (gradient / the map's median gradient) for the first two levels.
+FOLD_LEVELS = (3.0, 10.0)
 #: Above this error / activation variance, the decode is "far outside" whatever else.
 GUESS_ERROR = 1.0
 
@@ -93,8 +100,9 @@ def verdict(record: dict, typical_error: float = float("nan")) -> Verdict:
     Parameters
     ----------
     record : dict
-        ``Trust.record(i)``: ``relative_distance``, ``outside_hull``, ``outside_support``, ``relative_error`` (each
-        optional: a missing or NaN measure does not count).
+        ``Trust.record(i)``: ``relative_distance``, ``outside_hull``, ``outside_support``, ``relative_error``, and
+        ``fold`` (:meth:`engine.explore.inspection.Inspection.fold`); each optional: a missing or NaN measure does
+        not count.
     typical_error : float
         The map's median held-out relative error (:func:`typical_relative_error`); NaN to leave that measure out.
 
@@ -131,6 +139,10 @@ def verdict(record: dict, typical_error: float = float("nan")) -> Verdict:
         elif typical_error and math.isfinite(typical_error) and typical_error > 0:
             ratio = error / typical_error
             worse(_level(ratio, ERROR_LEVELS), f"estimated error {ratio:.3g} x the map's error on real samples")
+    fold = record.get("fold")
+    if fold is not None and math.isfinite(fold) and fold > FOLD_LEVELS[0]:
+        worse(_level(fold, FOLD_LEVELS), f"the map folds here: the decode moves {fold:.3g} x faster than on the map's "
+                                         "median")
     reasons.sort(key=lambda r: -r[0])
     words = LEVELS[level]
     return Verdict(level, words, _MEANINGS[words], tuple(text for _, text in reasons))
