@@ -236,11 +236,23 @@ def cmd_render(args) -> int:
     def decode_fn(xy):
         return insp.decode_batch(xy, head)[1]
 
+    underlay = None
+    if args.map:
+        from engine.explore.landscape import cells_for
+        from engine.render.landscape import to_rgba
+
+        def underlay(x_range, y_range, size):
+            m = insp.landscape(args.map, x_range, y_range, cells=cells_for(size, size), head=head)
+            import numpy as np
+
+            return np.flipud(to_rgba(m).view(np.uint8).reshape(*m.shape, 4))
+
     path = write_png(
         _output(args, insp, ".png"), insp.embedding, insp.labels, class_names=insp.project.label_names(),
         decode_fn=decode_fn, draw_fn=lambda out: to_image(out, view, size=args.tile), grid=args.grid,
         tile=args.tile, title=f"{insp.project.title or insp.project.name}: {insp.layer}, {insp.method}"
-        + (f", output {head!r}" if len(insp.heads) > 1 else ""),
+        + (f", output {head!r}" if len(insp.heads) > 1 else "") + (f", {args.map} map" if args.map else ""),
+        underlay=underlay,
     )
     print(f"written {path}")
     return 0
@@ -323,6 +335,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tile", type=int, default=64, help="size of each decode tile in pixels")
     p.add_argument("--head", metavar="OUTPUT", help="for a model with several outputs: the output to draw (default: "
                    "the first; `info` lists them)")
+    p.add_argument("--map", choices=["decision", "uncertainty", "error", "distance", "gradient", "atlas"],
+                   help="a map layer under the points: the class of every decoded cell, the prediction's entropy, "
+                   "the inverse map's estimated error, the distance to the data, its gradient, or decoded outputs")
     p.set_defaults(func=cmd_render)
 
     p = sub.add_parser("bench", help="run the benchmarks (python -m benchmarks): a table, JSON and Markdown reports")

@@ -13,6 +13,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
+import pytest
 from builders import build_models, write_project
 
 from engine.cli import main
@@ -91,6 +92,27 @@ def test_render_writes_a_png_with_decodes(tiny_project, tmp_path):
     img = np.asarray(Image.open(out).convert("RGB"))
     assert img.shape[0] > 200 and img.shape[1] > 400
     assert len(np.unique(img.reshape(-1, 3), axis=0)) > 20  # a drawn picture, not a blank canvas
+
+
+def test_render_draws_a_map_layer_under_the_points(tiny_project, tmp_path):
+    """``--map distance``: the distance to the data fills the space between the points, which the plain render
+    leaves white; an unknown layer is refused by name."""
+    from PIL import Image
+
+    shots = {}
+    for layer in (None, "distance"):
+        out = tmp_path / f"{layer}.png"
+        r = run("render", "tiny", "--method", "pca", "--grid", "2", "-o", str(out),
+                *(["--map", layer] if layer else []), root=tiny_project, cache=tmp_path / "c")
+        assert r.returncode == 0, r.stderr
+        shots[layer] = np.asarray(Image.open(out).convert("RGB")).astype(int)
+    assert shots[None].shape == shots["distance"].shape
+    white = shots[None].min(axis=2) > 250
+    changed = np.abs(shots["distance"] - shots[None]).max(axis=2) > 40
+    assert changed.sum() > 0.3 * white.sum(), (changed.sum(), white.sum())  # the empty space is coloured now
+    with pytest.raises(SystemExit) as exit_:
+        run("render", "tiny", "--map", "contour", root=tiny_project, cache=tmp_path / "c")
+    assert exit_.value.code == 2  # argparse: "invalid choice: 'contour' (choose from 'decision', ...)"
 
 
 def test_bad_reducer_parameter_is_one_line(tiny_project, tmp_path):

@@ -174,6 +174,7 @@ def write_png(
     title: str | None = None,
     how: str = "eq_hist",
     compositor: str = "auto",
+    underlay: Callable[[tuple, tuple, int], np.ndarray] | None = None,
 ) -> Path:
     """Write a PNG of the latent space coloured by label, with a legend and an optional grid of decodes.
 
@@ -199,6 +200,10 @@ def write_png(
         Datashader scaling.
     compositor : {"auto", "matplotlib", "pil"}, default="auto"
         ``"auto"`` uses matplotlib when it is installed, else PIL.
+    underlay : callable, optional
+        ``underlay(x_range, y_range, size) -> RGBA uint8 (H, W, 4)``, first row at the top: drawn under the points,
+        stretched over the panel (a map layer of :mod:`engine.explore.landscape`, coloured by
+        :func:`engine.render.landscape.to_rgba`).
 
     Returns
     -------
@@ -231,8 +236,16 @@ def write_png(
     frame = points_frame(E, labels, class_names)
     canvas = make_canvas(width=size, height=size, x_range=x_range, y_range=y_range)
     agg = aggregate(frame, canvas=canvas)
-    img = shade(agg, how=how)
+    img = shade(agg, how=how, background=None if underlay is not None else "white")
     latent = img.to_pil()
+    if underlay is not None:
+        from PIL import Image
+
+        under = Image.fromarray(np.ascontiguousarray(underlay(x_range, y_range, size), dtype=np.uint8), "RGBA")
+        base = Image.new("RGBA", (size, size), "white")
+        base.alpha_composite(under.resize((size, size), Image.Resampling.NEAREST))
+        base.alpha_composite(latent.convert("RGBA"))
+        latent = base.convert("RGB")
 
     legend = []
     if "label" in frame:
