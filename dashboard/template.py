@@ -23,6 +23,8 @@ from .inspector.controls import Controls
 from .inspector.state import Inspector
 from .inspector.views import CursorView, HistoryView, LatentView, OutputView, PictureStatus
 from .keys import Shortcuts
+from .landscape.state import MapLayer
+from .landscape.views import MapLayerView
 from .linked.state import Linked
 from .linked.views import LinkedView
 from .search.state import Search
@@ -81,7 +83,10 @@ class Dashboard(pn.viewable.Viewer):
         self.selection = Selection(inspector=store, datasets=self.datasets, search=self.search)
         self.search_view = SearchView(store=self.search)
         self.selection_view = SelectionView(store=self.selection)
-        self.latent = LatentView(store=store, datasets=self.datasets, search=self.search, selection=self.selection)
+        self.map_layer = MapLayer(inspector=store)  # the decoded landscape under the points (issue 18)
+        self.map_view = MapLayerView(store=self.map_layer)
+        self.latent = LatentView(store=store, datasets=self.datasets, search=self.search, selection=self.selection,
+                                 map_layer=self.map_view)
         self.picture = PictureStatus(store=store, plot=self.latent)
         self.address = UrlState(store=store, plot=self.latent)  # the page's address follows the choices
         self.keys = Shortcuts(on_escape=store.clear_markers, width=0, height=0, margin=0)
@@ -108,8 +113,8 @@ class Dashboard(pn.viewable.Viewer):
     def main(self):
         """The main area: the Inspect grid of cards, and the Explore, Linked views and Units tabs."""
         grid = pn.GridSpec(sizing_mode="stretch_width", height=1950, mode="override")
-        grid[0:9, 0:7] = card("Latent space · tap to decode, hover to inspect, box or lasso to select", self.picture,
-                              self.latent.tip)
+        grid[0:9, 0:7] = card("Latent space · tap to decode, hover to inspect, box or lasso to select",
+                              self.map_view, self.picture, self.latent.tip)
         grid[0:9, 7:12] = card("Decoded output · label it and save it to the dataset", self.label, self.output)
         grid[9:12, 0:7] = card("Search · by label, prediction or metadata", self.search_view)
         grid[9:12, 7:12] = card("Nearest sample under the cursor", self.cursor)

@@ -49,6 +49,23 @@ def quality_rows(report) -> list[tuple[str, str]]:
         rows.append(("decoding", "no inverse map"))
     if report.output_error is not None:
         rows.append(("decoded outputs", f"within {report.output_error:.0%} of the outputs' spread of the real ones"))
+    if report.consistency is not None:
+        rows.append(("decoded samples keep their class", f"{report.consistency:.0%} of held-out samples, decoded from "
+                                                         f"the map, get their own class back (Cons_d; classes from "
+                                                         f"{report.classes_from})"))
+    if report.decoded_accuracy is not None:
+        rows.append(("decoded samples classified right", f"{report.decoded_accuracy:.0%} get their true label "
+                                                         "(ACC_M)"))
+    if report.class_stability is not None:
+        rows.append(("classes over round trips", f"{report.class_stability:.0%} keep their class over "
+                                                 f"{report.stability_rounds} map-and-decode round trips"))
+    if report.gradient:
+        g = report.gradient
+        rows.append(("folds of the map", f"{g['steep_share']:.0%} of the map changes over {g['steep_factor']:g}x "
+                                         f"faster than its median (gradient map: median {g['median']:.3g}, max "
+                                         f"{g['max']:.3g}); the Gradient map layer shows where"))
+    if report.seconds_per_point is not None:
+        rows.append(("decoding speed", f"{report.seconds_per_point * 1e6:.3g} µs per point in a batch"))
     if report.tuning:
         t = report.tuning
         tried = ", ".join(str(v) for v in t["scores"])

@@ -29,6 +29,7 @@ from engine.render.samples import view_shape
 
 from .. import sample
 from ..datasets.state import Datasets
+from ..landscape.views import MapLayerView
 from ..latent import blank_plot, category_colors, embedding_raster, plot_options, plot_tools
 from ..push import later, push
 from ..search.state import Search
@@ -107,6 +108,8 @@ class LatentView(InspectorView):
                                  "highlighted")
     selection = param.ClassSelector(class_=Selection, default=None, allow_None=True, doc="The samples selected by "
                                     "the box and lasso tools: highlighted")
+    map_layer = param.ClassSelector(class_=MapLayerView, default=None, allow_None=True, doc="The map layer drawn "
+                                    "under the points (dashboard.landscape), told the plot's view")
 
     def __init__(self, **params):
         super().__init__(**params)
@@ -114,6 +117,9 @@ class LatentView(InspectorView):
         self.pointer = hv.streams.PointerXY(x=None, y=None)
         self.range = hv.streams.RangeXY()  # the view range, which the page's address keeps (dashboard.urlstate)
         self.range.add_subscriber(self._on_range)
+        self.size = hv.streams.PlotSize()  # with the range: the view a map layer covers, and its resolution
+        self.range.add_subscriber(self._on_view)
+        self.size.add_subscriber(self._on_view)
         self.tap.add_subscriber(self._on_tap)
         self.pointer.add_subscriber(self._on_pointer)
         self._marker_sources: list[ColumnDataSource] = []
@@ -152,6 +158,14 @@ class LatentView(InspectorView):
         if max(abs(a - b) for a, b in zip((*x_range, *y_range), view)) > 1e-6 * span:
             self.store.view = None  # the user moved it: the link's view has served
 
+    def _on_view(self, **_):
+        r, size = self.range, self.size
+        if self.map_layer is None or r.x_range is None or r.y_range is None or not size.width or not size.height:
+            return
+        view = (tuple(r.x_range), tuple(r.y_range), int(size.width), int(size.height))
+        if view != self.map_layer.store.view:
+            self.map_layer.store.view = view
+
     def _on_pointer(self, x=None, y=None):
         if x is not None and y is not None:
             self.store.hover_at(x, y)
@@ -182,6 +196,7 @@ class LatentView(InspectorView):
         self.tap.source = raster
         self.pointer.source = raster
         self.range.source = raster
+        self.size.source = raster
         self.box.source = raster
         self.lasso.source = raster
         if store.view is not None and not store.moving:  # a link's view, until the user moves it
@@ -189,8 +204,9 @@ class LatentView(InspectorView):
             raster = raster.opts(xlim=(x0, x1), ylim=(y0, y1))
         method = store.method if store.moving else getattr(store.inspection, "method", store.method)
         title = f"{store.project} · {store.layer} · {store.shown or method_label(method)} · {len(points):,} points"
-        return raster.opts(padding=0.08, **plot_options(title, method, "latent-figure", weakly(self._add_highlights),
-                                                        weakly(self._add_markers)))
+        under = [weakly(self.map_layer.add_to_plot)] if self.map_layer is not None else []
+        return raster.opts(padding=0.08, **plot_options(title, method, "latent-figure", *under,
+                                                        weakly(self._add_highlights), weakly(self._add_markers)))
 
     # -- highlights -----------------------------------------------------------------------------------------------
     # The search's matches and the selection are scatter renderers over a white cover that dims the raster (opaque
@@ -399,6 +415,9 @@ def trust_rows(fields: dict) -> list[tuple[str, str]]:
         rows.append(("position", "outside " + " and ".join(where) if where
                      else "inside the data's convex hull and density support"))
         done |= set(outside)
+    if "fold" in fields:
+        rows.append(("map folding", f"decode moves {_fmt(fields['fold'])} × faster than on the map's median"))
+        done.add("fold")
     done.add("out_of_bounds")
     rows += [(k.replace("_", " "), _fmt(v)) for k, v in fields.items() if k not in done]
     return rows
@@ -521,6 +540,9 @@ class OutputView(InspectorView):
             return
         fields = decode.trust.record(0)
         x, y = decode.xy
+        fold = self.store.inspection.fold(x, y) if self.store.inspection is not None else None
+        if fold is not None:
+            fields["fold"] = fold
         rows = [("point", f"({x:.4f}, {y:.4f})")] + trust_rows(fields)
         if getattr(decode, "seconds", None) is not None:
             rows.append(("decoded in", f"{1000 * decode.seconds:.1f} ms (server)"))
