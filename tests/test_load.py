@@ -173,3 +173,68 @@ def test_a_closed_session_releases_its_store_and_drops_its_queued_work(tmp_path,
         other_work.set()
         client.close()
         server.stop()
+
+
+def test_no_result_reaches_a_session_before_its_page_holds_the_document(tmp_path, monkeypatch):
+    """The stuck page of the load tests, at its cause. BokehJS drops a patch that arrives before the page has pulled
+    its document (it assumes the document it will receive holds the change), and Panel writes a patch straight to the
+    socket, where it can overtake a PULL-DOC-REPLY serialized before it: the page then never learns of the figures
+    the patch made. So a job's result waits until the page says it is ready (Panel's onload). Bokeh's own client
+    pulls the document but never says so: the session's inspection, built on the worker, stays pending (the
+    session's document unchanged); once the page is ready, the result lands in the document."""
+    import panel as pn
+    from bokeh.client import pull_session
+
+    from dashboard.inspector.state import Inspector
+    from dashboard.serve import APP, ROUTE, free_port
+
+    root = tmp_path / "projects"
+    shutil.copytree(REPO / "projects" / "mnist", root / "mnist", ignore=shutil.ignore_patterns("generated"))
+    monkeypatch.setenv("LATENT_INSPECTOR_PROJECTS", str(root))
+    monkeypatch.setenv("LATENT_INSPECTOR_WARMUP", "0")
+    monkeypatch.setattr(pn.config, "nthreads", pn.config.nthreads)
+    stores = []
+    init = Inspector.__init__
+
+    def recording_init(self, **params):
+        init(self, **params)
+        stores.append(weakref.ref(self))
+
+    monkeypatch.setattr(Inspector, "__init__", recording_init)
+    port = free_port()
+    server = pn.serve({ROUTE: str(APP)}, port=port, address="127.0.0.1", show=False, threaded=True, print=False,
+                      websocket_origin=[f"127.0.0.1:{port}"])
+    client = ClientThread()
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                session = client(pull_session, url=f"http://127.0.0.1:{port}/{ROUTE}", arguments={"project": "mnist"})
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.5)
+        store = stores[0]()
+        doc = store.jobs._doc
+        served = {m.id for m in doc.models}
+        deadline = time.monotonic() + 300
+        while not store.jobs._waiting and time.monotonic() < deadline:  # the worker has built the inspection
+            time.sleep(0.25)
+        assert store.jobs._waiting, "the inspection was never built"
+        time.sleep(1.0)
+        assert store.inspection is None and not store.jobs.loaded
+        assert {m.id for m in doc.models} == served  # the document is as the page received it
+        doc.add_next_tick_callback(lambda: pn.state._on_load(doc))  # what the page's ready event does
+        deadline = time.monotonic() + 60
+        while store.inspection is None and time.monotonic() < deadline:
+            time.sleep(0.25)
+        assert store.inspection is not None and store.jobs.loaded and not store.jobs._waiting
+        deadline = time.monotonic() + 30
+        while doc.get_model_by_name("latent-figure") is None and time.monotonic() < deadline:
+            time.sleep(0.25)
+        assert doc.get_model_by_name("latent-figure") is not None  # the picture drawn into the page's document
+        client(session.close)
+    finally:
+        client.close()
+        server.stop()
