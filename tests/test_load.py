@@ -3,6 +3,7 @@ inspections and of their locks (see also ``tests/ui/test_load_ui.py``: many sess
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import shutil
 import threading
@@ -109,22 +110,21 @@ def test_probes_kept_are_the_most_recent_few(monkeypatch):
         "probe 6", None, "probe 8", "probe 9", "probe 10"]
 
 
-def test_a_closed_session_releases_its_store_and_drops_its_queued_work(tmp_path, monkeypatch):
-    """A session of the real app on a real server: once its connection closes and the server discards it, its store
-    (and with it its views, plots and decodes) is freed at once, although the work it asked for is still queued
-    behind other sessions' work; that work is dropped, not run for nobody."""
+@contextlib.contextmanager
+def served_app(tmp_path, monkeypatch, before_serving=None, **server_options):
+    """The real app on a real server in this process, over a copy of MNIST; yields ``(root, stores, open_session)``:
+    the stores the server makes (held weakly) and ``open_session()``, which opens a session with Bokeh's own client
+    and returns ``(client, session)``. ``before_serving()`` runs before the server starts."""
     import panel as pn
     from bokeh.client import pull_session
 
-    import engine.model
     from dashboard.inspector.state import Inspector
-    from dashboard.jobs import workers
     from dashboard.serve import APP, ROUTE, free_port
-    from dashboard.shared import INSPECTIONS
 
     root = tmp_path / "projects"
     shutil.copytree(REPO / "projects" / "mnist", root / "mnist", ignore=shutil.ignore_patterns("generated"))
     monkeypatch.setenv("LATENT_INSPECTOR_PROJECTS", str(root))
+    monkeypatch.setenv("LATENT_INSPECTOR_WARMUP", "0")
     monkeypatch.setattr(pn.config, "nthreads", pn.config.nthreads)  # the app sets it for the process: restored after
     # The stores the server makes, held weakly. (Not found with gc.get_objects(): on CPython 3.11 that can hand out a
     # tuple another thread is still building, which then fails there with a SystemError.)
@@ -136,43 +136,66 @@ def test_a_closed_session_releases_its_store_and_drops_its_queued_work(tmp_path,
         stores.append(weakref.ref(self))
 
     monkeypatch.setattr(Inspector, "__init__", recording_init)
-    other_work, ran = threading.Event(), []
-    pool = workers()
-    pool.submit(other_work.wait, 120)  # another session's long work holds the one worker
+    if before_serving is not None:
+        before_serving()
     port = free_port()
     server = pn.serve({ROUTE: str(APP)}, port=port, address="127.0.0.1", show=False, threaded=True, print=False,
-                      websocket_origin=[f"127.0.0.1:{port}"],
-                      check_unused_sessions_milliseconds=250, unused_session_lifetime_milliseconds=250)
+                      websocket_origin=[f"127.0.0.1:{port}"], **server_options)
     client = ClientThread()
-    try:
+
+    def open_session():
         deadline = time.monotonic() + 60
         while True:
             try:
-                session = client(pull_session, url=f"http://127.0.0.1:{port}/{ROUTE}", arguments={"project": "mnist"})
-                break
+                return client, client(pull_session, url=f"http://127.0.0.1:{port}/{ROUTE}",
+                                      arguments={"project": "mnist"})
             except OSError:
                 if time.monotonic() > deadline:
                     raise
                 time.sleep(0.5)
-        assert len(stores) == 1 and stores[0]().busy  # the session's store, built with its page, waiting its turn
-        client(session.close)
-        deadline = time.monotonic() + 30
-        while stores[0]() is not None and time.monotonic() < deadline:
-            time.sleep(0.25)
-            gc.collect()
-        assert stores[0]() is None, "the closed session's store is still alive"
-        assert not other_work.is_set()  # freed while its work was still queued
-        other_work.set()
-        pool.submit(ran.append, True).result(timeout=120)  # the worker has run whatever was left in its queue
-        assert ran
-        loaded = [key for key in engine.model.LOADED_MODELS.keys() if key[0].startswith(str(root.resolve()))]
-        built = [r for r in [*INSPECTIONS.keys(), *INSPECTIONS.building]
-                 if Path(r.root).resolve() == root.resolve()]
-        assert not loaded and not built, f"the closed session's work was run: {loaded or built}"
+
+    try:
+        yield root, stores, open_session
     finally:
-        other_work.set()
         client.close()
         server.stop()
+
+
+def test_a_closed_session_releases_its_store_and_drops_its_queued_work(tmp_path, monkeypatch):
+    """A session of the real app on a real server: once its connection closes and the server discards it, its store
+    (and with it its views, plots and decodes) is freed at once, although the work it asked for is still queued
+    behind other sessions' work; that work is dropped, not run for nobody."""
+    import engine.model
+    from dashboard.jobs import workers
+    from dashboard.shared import INSPECTIONS
+
+    other_work, ran = threading.Event(), []
+    pool = workers()
+
+    def hold_the_worker():
+        pool.submit(other_work.wait, 120)  # another session's long work holds the one worker
+
+    try:
+        with served_app(tmp_path, monkeypatch, hold_the_worker, check_unused_sessions_milliseconds=250,
+                        unused_session_lifetime_milliseconds=250) as (root, stores, open_session):
+            client, session = open_session()
+            assert len(stores) == 1 and stores[0]().busy  # the session's store, built with its page, waiting its turn
+            client(session.close)
+            deadline = time.monotonic() + 30
+            while stores[0]() is not None and time.monotonic() < deadline:
+                time.sleep(0.25)
+                gc.collect()
+            assert stores[0]() is None, "the closed session's store is still alive"
+            assert not other_work.is_set()  # freed while its work was still queued
+            other_work.set()
+            pool.submit(ran.append, True).result(timeout=120)  # the worker has run whatever was left in its queue
+            assert ran
+            loaded = [key for key in engine.model.LOADED_MODELS.keys() if key[0].startswith(str(root.resolve()))]
+            built = [r for r in [*INSPECTIONS.keys(), *INSPECTIONS.building]
+                     if Path(r.root).resolve() == root.resolve()]
+            assert not loaded and not built, f"the closed session's work was run: {loaded or built}"
+    finally:
+        other_work.set()
 
 
 def test_no_result_reaches_a_session_before_its_page_holds_the_document(tmp_path, monkeypatch):
@@ -183,38 +206,9 @@ def test_no_result_reaches_a_session_before_its_page_holds_the_document(tmp_path
     pulls the document but never says so: the session's inspection, built on the worker, stays pending (the
     session's document unchanged); once the page is ready, the result lands in the document."""
     import panel as pn
-    from bokeh.client import pull_session
 
-    from dashboard.inspector.state import Inspector
-    from dashboard.serve import APP, ROUTE, free_port
-
-    root = tmp_path / "projects"
-    shutil.copytree(REPO / "projects" / "mnist", root / "mnist", ignore=shutil.ignore_patterns("generated"))
-    monkeypatch.setenv("LATENT_INSPECTOR_PROJECTS", str(root))
-    monkeypatch.setenv("LATENT_INSPECTOR_WARMUP", "0")
-    monkeypatch.setattr(pn.config, "nthreads", pn.config.nthreads)
-    stores = []
-    init = Inspector.__init__
-
-    def recording_init(self, **params):
-        init(self, **params)
-        stores.append(weakref.ref(self))
-
-    monkeypatch.setattr(Inspector, "__init__", recording_init)
-    port = free_port()
-    server = pn.serve({ROUTE: str(APP)}, port=port, address="127.0.0.1", show=False, threaded=True, print=False,
-                      websocket_origin=[f"127.0.0.1:{port}"])
-    client = ClientThread()
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                session = client(pull_session, url=f"http://127.0.0.1:{port}/{ROUTE}", arguments={"project": "mnist"})
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.5)
+    with served_app(tmp_path, monkeypatch) as (root, stores, open_session):
+        client, session = open_session()
         store = stores[0]()
         doc = store.jobs._doc
         served = {m.id for m in doc.models}
@@ -227,14 +221,8 @@ def test_no_result_reaches_a_session_before_its_page_holds_the_document(tmp_path
         assert {m.id for m in doc.models} == served  # the document is as the page received it
         doc.add_next_tick_callback(lambda: pn.state._on_load(doc))  # what the page's ready event does
         deadline = time.monotonic() + 60
-        while store.inspection is None and time.monotonic() < deadline:
-            time.sleep(0.25)
-        assert store.inspection is not None and store.jobs.loaded and not store.jobs._waiting
-        deadline = time.monotonic() + 30
         while doc.get_model_by_name("latent-figure") is None and time.monotonic() < deadline:
             time.sleep(0.25)
+        assert store.inspection is not None and store.jobs.loaded and not store.jobs._waiting
         assert doc.get_model_by_name("latent-figure") is not None  # the picture drawn into the page's document
         client(session.close)
-    finally:
-        client.close()
-        server.stop()
