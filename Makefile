@@ -20,7 +20,7 @@ $(STAMP): pyproject.toml
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet $(TORCH_SPEC)
-	$(BIN)/python -m pip install --quiet -e '.[cpu,torch,onnx,test]'
+	$(BIN)/python -m pip install --quiet -e '.[cpu,torch,onnx,test,bench]'
 	# compile umap-learn's and openTSNE's numba code into .cache/numba once (about 45 s): a first UMAP or t-SNE
 	# picture then takes seconds, not a minute of compilation
 	$(BIN)/python -c "from engine.reduce import warm_up; warm_up('umap'); warm_up('tsne')"
