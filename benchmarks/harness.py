@@ -190,7 +190,7 @@ def table(results: list[Comparison]) -> str:
             om, op, bm, bp = f"skipped: {r.skipped}", "-", "-", "-"
         ratio = f"{r.ratio:,.1f}x better" if r.ratio is not None else ""
         if r.ratio is not None and r.ratio < 1:
-            ratio = f"{1 / r.ratio:,.1f}x worse"
+            ratio = f"{1 / r.ratio:,.1f}x worse" if r.ratio > 0 else "worse (ours 0)"
         target = r.target + ("" if r.met is None else (" (met)" if r.met else " (NOT met)"))
         base_name = r.baseline.name if r.baseline else ""
         rows.append(

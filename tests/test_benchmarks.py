@@ -37,6 +37,12 @@ def test_table_puts_each_figure_beside_its_baseline():
     assert "**met**" in targets(_comparisons())
 
 
+def test_a_figure_of_zero_where_higher_is_better_reads_as_worse():
+    """Ours at 0 of a rate (a share of classes kept, say) against a baseline above 0: 'worse', not a division by 0."""
+    row = Comparison("c", "share", "rows/s", Side("ours", [0.0]), Side("theirs", [5.0]))
+    assert row.ratio == 0 and "worse (ours 0)" in table([row])
+
+
 def test_write_report_keeps_every_sample_in_the_given_folder(tmp_path):
     info = {"cpu": "test cpu", "cores": 2, "memory_gib": 1.0, "python": "3", "gpu": False, "load_avg_start": 0.5,
             "date": "today"}
