@@ -220,10 +220,12 @@ def test_a_figure_compares_in_its_own_direction_and_survives_zeros():
     lower = Figure("c", "MSE", "x1e-4", Side("ours", [200.0]), Side("theirs", [600.0]))
     zero = Figure("c", "steep", "per 1,000", Side("ours", [0.0]), Side("theirs", [5.0]))
     both = Figure("c", "steep", "per 1,000", Side("ours", [0.0]), Side("theirs", [0.0]))
+    theirs_zero = Figure("c", "steep", "per 1,000", Side("ours", [4.0]), Side("theirs", [0.0]))
     worse = Figure("c", "Cons_d", "per 1,000", Side("ours", [300.0]), Side("theirs", [600.0]), higher=True)
     assert higher.ratio == pytest.approx(1.5) and lower.ratio == pytest.approx(3.0)
-    assert zero.ratio is None and both.ratio == 1.0 and worse.ratio == pytest.approx(0.5)
-    text = table([higher, lower, zero, both, worse])
+    assert zero.ratio is None and theirs_zero.ratio is None and both.ratio == 1.0
+    assert worse.ratio == pytest.approx(0.5)
+    text = table([higher, lower, zero, both, theirs_zero, worse])
     assert "1.5x better" in text and "3.0x better" in text and "2.0x worse" in text
 
 

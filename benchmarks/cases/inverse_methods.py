@@ -80,8 +80,8 @@ class Figure(Comparison):
         num, den = (a, b) if self.higher else (b, a)
         if not (math.isfinite(num) and math.isfinite(den)):
             return None
-        if den == 0:
-            return 1.0 if num == 0 else None
+        if den == 0 or num == 0:  # a zero on one side only has no finite ratio (the harness divides by it)
+            return 1.0 if num == den else None
         return num / den
 
 
