@@ -95,7 +95,8 @@ def test_quick_run_of_every_case(tmp_path):
     for r in rows:
         by_case.setdefault(r["case"], []).append(r)
     names = {"propagation", "frameworks", "suffix latency", "reducer fit", "numba cache", "inverse latency",
-             "first picture", "decode (server)", "decode (browser)", "render (server)", "render (browser)", "gpu"}
+             "first picture", "inverse methods", "landscape", "decode (server)", "decode (browser)", "render (server)",
+             "render (browser)", "gpu"}
     assert set(by_case) == names, sorted(by_case)
     measured = [r for r in rows if not r["skipped"]]
     assert all(r["ours"]["samples"] for r in measured)
@@ -111,6 +112,6 @@ def test_quick_run_of_every_case(tmp_path):
     md = md_path.read_text()
     assert "| case | measured |" in md and "Machine:" in md
     assert "no GPU" in done.stdout or _gpu()  # the GPU cases say so, rather than print a figure
-    assert len(CASES) == 8
+    assert len(CASES) == 10
     frameworks = by_case["frameworks"]  # PyTorch and ONNX Runtime both measured, nothing skipped
     assert len(frameworks) == 8 and not any(r["skipped"] for r in frameworks)
