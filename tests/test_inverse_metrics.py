@@ -246,7 +246,7 @@ def test_the_benchmark_case_runs_quick():
     for r in measured:
         by.setdefault(r.label.split(": ", 1)[1].rsplit(", vs ", 1)[0], {})[r.baseline.name] = r
     for figure in ("held-out MSE / variance", "Cons_d (decoded point keeps the sample's probe class)",
-                   "inverse of the held-out batch"):
+                   "inverse of a batch of 2,000 held-out points"):
         assert set(by[figure]) == {"NNinv", "ILAMP", "RBFinv"}, by.keys()
         assert all(r.baseline.samples and r.met is not None for r in by[figure].values())
     first = by["held-out MSE / variance"]["NNinv"]
