@@ -112,6 +112,17 @@ def blank_plot():
     return hv.Points([]).opts(responsive=True, xaxis=None, yaxis=None, toolbar=None)
 
 
+def click_streams(on_click) -> tuple:
+    """The streams of clicks on a latent plot, each calling ``on_click(x=, y=)`` in data coordinates: Tap, and
+    PressUp. BokehJS calls a button held still past 300 ms a press, not a tap (``UIGestures.press_threshold``), and
+    sends no tap for it: a slow click, or a quick one on a loaded machine whose button-up event comes late, decodes
+    through its press-up. Both are transient (x and y go back to None): set each one's ``source`` to the plot."""
+    streams = (hv.streams.Tap(x=None, y=None, transient=True), hv.streams.PressUp(x=None, y=None, transient=True))
+    for stream in streams:
+        stream.add_subscriber(on_click)
+    return streams
+
+
 def plot_tools(*tools, active=("pan",)) -> dict:
     """The tool options of a latent plot: pan, box zoom, reset, save, ``tools``, and a wheel zoom that acts only
     with the Ctrl key held, so that the mouse wheel over the plot scrolls the page to the cards below it (a plain

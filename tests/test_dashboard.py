@@ -102,6 +102,18 @@ def test_tap_puts_the_engine_decode_in_the_output_view_and_marks_the_plot(app):
     markers = app.latent.marker_data()
     assert (markers["x"][-1], markers["y"][-1]) == (x, y)  # the current point, drawn over the raster
 
+@pytest.mark.parametrize("tab", ["inspect", "explore"])
+def test_a_press_up_decodes_like_a_tap_on_both_plots(app, tab):
+    """BokehJS sends a press-up, not a tap, for a button held past 300 ms: the Inspect and Explore plots decode it."""
+    store = app.store
+    plot = app.latent if tab == "inspect" else app.explore.plot
+    x, y = (float(v) for v in np.asarray(store.inspection.embedding)[9] - 0.5)
+    before = len(store.history)
+    plot.press.event(x=x, y=y)
+    assert store.decode.xy == (x, y) and len(store.history) == before + 1
+    assert (plot.press.x, plot.press.y) == (None, None)  # transient: the same place pressed again decodes again
+
+
 def test_image_decodes_reach_the_figure_upright(root):
     from dashboard.template import Dashboard
 

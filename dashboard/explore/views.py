@@ -15,7 +15,7 @@ import param
 from engine.reduce.names import method_label
 
 from .. import sample
-from ..latent import blank_plot, embedding_raster, plot_options, plot_tools
+from ..latent import blank_plot, click_streams, embedding_raster, plot_options, plot_tools
 from ..widgets import NOTE_CSS, WRAP_CSS, PickStrip, View, card, error_pane, sample_caption, status_pane
 from .state import Explorer
 
@@ -42,8 +42,7 @@ class ExplorePlot(ExplorerView):
     def __init__(self, **params):
         super().__init__(**params)
         inspector = self.store.inspector
-        self.tap = hv.streams.Tap(x=None, y=None, transient=True)
-        self.tap.add_subscriber(self._on_tap)
+        self.tap, self.press = click_streams(self._on_tap)
         self._pane = pn.pane.HoloViews(pn.bind(self._plot, inspector.param.points, inspector.param.color_by),
                                        sizing_mode="stretch_both", min_height=420, linked_axes=False)
 
@@ -71,7 +70,7 @@ class ExplorePlot(ExplorerView):
         inspector, explorer = self.store.inspector, self.store
         raster = embedding_raster(points, color_by, inspector.param.spread, inspector.inspection)
         raster = raster.opts(**plot_tools("crosshair"))
-        self.tap.source = raster
+        self.tap.source = self.press.source = raster
         marks = hv.DynamicMap(pn.bind(self.marks, explorer.param.path_xy, explorer.param.neighbors,
                                       inspector.param.decode))
         method = getattr(inspector.inspection, "method", inspector.method)

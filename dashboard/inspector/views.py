@@ -30,7 +30,7 @@ from engine.render.samples import view_shape
 from .. import sample
 from ..datasets.state import Datasets
 from ..landscape.views import MapLayerView
-from ..latent import blank_plot, category_colors, embedding_raster, plot_options, plot_tools
+from ..latent import blank_plot, category_colors, click_streams, embedding_raster, plot_options, plot_tools
 from ..push import later, push
 from ..search.state import Search
 from ..selection.state import Selection
@@ -113,14 +113,13 @@ class LatentView(InspectorView):
 
     def __init__(self, **params):
         super().__init__(**params)
-        self.tap = hv.streams.Tap(x=None, y=None, transient=True)
+        self.tap, self.press = click_streams(self._on_tap)
         self.pointer = hv.streams.PointerXY(x=None, y=None)
         self.range = hv.streams.RangeXY()  # the view range, which the page's address keeps (dashboard.urlstate)
         self.range.add_subscriber(self._on_range)
         self.size = hv.streams.PlotSize()  # with the range: the view a map layer covers, and its resolution
         self.range.add_subscriber(self._on_view)
         self.size.add_subscriber(self._on_view)
-        self.tap.add_subscriber(self._on_tap)
         self.pointer.add_subscriber(self._on_pointer)
         self._marker_sources: list[ColumnDataSource] = []
         # after the decoded output (precedence 0) has been drawn: the image is what the user waits for
@@ -193,7 +192,7 @@ class LatentView(InspectorView):
         selects = (BoxSelectTool(renderers=[], description="Box select: select samples"),
                    LassoSelectTool(renderers=[], description="Lasso select: select samples"))
         raster = raster.opts(**plot_tools("crosshair", *selects))
-        self.tap.source = raster
+        self.tap.source = self.press.source = raster
         self.pointer.source = raster
         self.range.source = raster
         self.size.source = raster
