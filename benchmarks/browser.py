@@ -208,8 +208,12 @@ async ([name, fx, fy]) => {
 TAP_JS = """
 () => {
   if (window.__latency) return true;
-  const lat = window.__latency = {t0: null, samples: [], data: [], pending: false};
-  document.addEventListener('pointerdown', () => { lat.t0 = performance.now(); lat.pending = true; }, true);
+  const lat = window.__latency = {t0: null, samples: [], data: [], held: [], pending: false, down: null};
+  document.addEventListener('pointerdown', (e) => {
+    lat.t0 = performance.now(); lat.pending = true; lat.down = e.timeStamp;
+  }, true);
+  // how long the button was down, as the page saw it (over 300 ms, BokehJS calls it a press, not a tap)
+  document.addEventListener('pointerup', (e) => { if (lat.down != null) lat.held.push(e.timeStamp - lat.down); }, true);
   for (const doc of Bokeh.documents) {
     doc.on_change((event) => {
       const model = event.model;

@@ -117,6 +117,7 @@ class Session:
     decodes: list = field(default_factory=list)  # (seq, x, y, values as a list of float32) received
     paint_ms: list = field(default_factory=list)
     data_ms: list = field(default_factory=list)
+    held_ms: list = field(default_factory=list)  # how long each tap's button was down, as the page saw it
     errors: list = field(default_factory=list)
     hidden: int = 0  # targets drawn again because that part of the plot was covered or outside the page
     console: list = field(default_factory=list)  # the page's uncaught errors and console errors, in order
@@ -292,6 +293,8 @@ async def _tap_all(page, session: Session, taps: int, seed: int, timeout_s: floa
             got = await page.evaluate(PROBE_JS)
             decoded = got is not None and int(got["seq"]) > seq
             what = "the decode arrived but no image" if decoded else "no decode"
+            held = await page.evaluate("() => window.__latency.held.slice(-1)[0]")
+            what += "" if held is None else f" (button held {held:.0f} ms)"
             session.errors.append(f"tap {k} at ({x:.4g}, {y:.4g}): {what} within {timeout_s:.0f} s "
                                   f"({type(exc).__name__}; image sources in the page: "
                                   f"{await page.evaluate(OUTPUT_STATE_JS)}; the page's last errors: "
@@ -309,8 +312,8 @@ async def _tap_all(page, session: Session, taps: int, seed: int, timeout_s: floa
         session.decodes.append((seq, float(got["x"]), float(got["y"]), values))
     await page.wait_for_timeout(200)  # the last tap's paint
     times = await page.evaluate("() => ({data: window.__latency.data.slice(), "
-                                "paint: window.__latency.samples.slice()})")
-    session.paint_ms, session.data_ms = times["paint"], times["data"]
+                                "paint: window.__latency.samples.slice(), held: window.__latency.held.slice()})")
+    session.paint_ms, session.data_ms, session.held_ms = times["paint"], times["data"], times["held"]
     if len(session.paint_ms) != taps:
         session.errors.append(f"{len(session.paint_ms)} decoded images painted for {taps} taps")
 
@@ -414,8 +417,9 @@ def run(sessions: int = 20, taps: int = 50, *, waves: int = 1, project: str = "m
     -------
     dict
         ``sessions``, ``taps``, ``waves``, ``decodes``, ``errors`` (count) and ``error_list``, ``paint_ms`` /
-        ``data_ms`` (median, p95, max, n), ``rss_mb`` (``before``, then ``with_sessions`` and ``after_close`` per
-        wave), ``server_cpu_s`` per wave, phase wall times, ``hidden_targets``, ``load_avg``, ``per_session``.
+        ``data_ms`` / ``held_ms`` (median, p95, max, n; held: how long each tap's button was down in the page),
+        ``rss_mb`` (``before``, then ``with_sessions`` and ``after_close`` per wave), ``server_cpu_s`` per wave,
+        phase wall times, ``hidden_targets``, ``load_avg``, ``per_session``.
     """
     import tempfile
 
@@ -459,7 +463,8 @@ def run(sessions: int = 20, taps: int = 50, *, waves: int = 1, project: str = "m
         "sessions": sessions, "taps": taps, "waves": waves, "project": project,
         "decodes": sum(d is not None for s in result for d in s.decodes),
         "errors": len(errors), "error_list": errors[:50],
-        "paint_ms": stats("paint_ms"), "data_ms": stats("data_ms"), "rss_mb": rss, "server_cpu_s": cpu,
+        "paint_ms": stats("paint_ms"), "data_ms": stats("data_ms"), "held_ms": stats("held_ms"), "rss_mb": rss,
+        "server_cpu_s": cpu,
         "open_s": {"median": round(float(np.median(opened)), 1), "max": round(float(np.max(opened)), 1)},
         "walls_s": walls, "hidden_targets": sum(s.hidden for s in result), "load_avg": round(os.getloadavg()[0], 2),
         "server_log": str(log), "per_session": [asdict(s) | {"decodes": len(s.decodes)} for s in result],
@@ -473,7 +478,8 @@ def summary(report: dict) -> str:
     walls = "; ".join(f"opened in {w.get('open_s')} s, tapped in {w.get('tap_s')} s" for w in report["walls_s"])
     return (f"{waves} wave(s) of {report['sessions']} sessions x {report['taps']} taps ({report['decodes']} decodes "
             f"received): {report['errors']} errors; tap to painted image median {p.get('median')} ms, p95 "
-            f"{p.get('p95')} ms (data arrived: median {d.get('median')} ms, p95 {d.get('p95')} ms); server RSS "
+            f"{p.get('p95')} ms (data arrived: median {d.get('median')} ms, p95 {d.get('p95')} ms); button held "
+            f"up to {report['held_ms'].get('max')} ms (BokehJS's press threshold: 300 ms); server RSS "
             f"{r['before']} MiB before, {r['with_sessions']} MiB with the sessions open, {r['after_close']} MiB after "
             f"they closed; server CPU {report['server_cpu_s']} s; {walls}; {report['hidden_targets']} targets drawn "
             f"again (covered); load average {report['load_avg']}")
