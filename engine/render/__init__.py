@@ -13,6 +13,8 @@ path to the same pixels (:class:`PointIndex`, :func:`aggregate_colors`, :func:`s
 
 * :mod:`engine.render.frame`: stage 0, colours and canvas;
 * :mod:`engine.render.bins`: stage 1, and the per-view index;
+* :mod:`engine.render.pyramid`: stage 1 for zoomed-out views of many points: per-category counts at every
+  resolution, built once out of core and stored, read by pixels instead of points;
 * :mod:`engine.render.shading`: stage 2;
 * :mod:`engine.render.png`: the whole pipeline in one call, a PNG with a legend and a grid of decodes;
 * :mod:`engine.render.parallel`: parallel coordinates of a layer;
@@ -24,8 +26,11 @@ from engine.lazy import lazy_exports
 _EXPORTS = {
     "GRID": "engine.render.bins",
     "PointIndex": "engine.render.bins",
+    "Pyramid": "engine.render.pyramid",
     "aggregate": "engine.render.bins",
     "aggregate_colors": "engine.render.bins",
+    "aggregate_pyramid": "engine.render.pyramid",
+    "build_pyramid": "engine.render.pyramid",
     "color_key": "engine.render.frame",
     "data_ranges": "engine.render.frame",
     "grid_positions": "engine.render.png",
@@ -33,9 +38,11 @@ _EXPORTS = {
     "index_points": "engine.render.bins",
     "latent_image": "engine.render.png",
     "make_canvas": "engine.render.frame",
+    "open_pyramid": "engine.render.pyramid",
     "padded_range": "engine.render.frame",
     "points_frame": "engine.render.frame",
     "sample_picture": "engine.render.samples",
+    "save_pyramid": "engine.render.pyramid",
     "shade": "engine.render.shading",
     "shade_colors": "engine.render.shading",
     "to_image": "engine.render.samples",
