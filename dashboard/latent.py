@@ -26,6 +26,7 @@ import param
 from holoviews.operation.datashader import datashade, dynspread
 
 from engine.render import PointIndex, aggregate_colors, color_key, index_frame, make_canvas, shade_colors
+from engine.render.pyramid import Pyramid, aggregate_pyramid
 
 from .shared import AGREES, DISAGREES
 from .widgets import name_models
@@ -61,6 +62,9 @@ class shade_categories(datashade):
     index = param.ClassSelector(class_=PointIndex, default=None, instantiate=False,
                                 doc="The points, indexed once (Inspection.point_index); indexed on every call "
                                 "when not given")
+    pyramid = param.ClassSelector(class_=Pyramid, default=None, instantiate=False,
+                                  doc="The points' counts at every resolution (Inspection.pyramid): a view it can "
+                                  "serve is drawn from it, snapped to its lattice, without reading the points")
     max_px = param.Integer(default=0, bounds=(0, None), doc="dynspread: at most this many pixels per side (0: none)")
     threshold = param.Number(default=0.5, bounds=(0, 1), doc="dynspread: stop at this fraction of adjacent pixels")
 
@@ -76,10 +80,15 @@ class shade_categories(datashade):
             if self.p.max_px:
                 rgb = dynspread(rgb, max_px=self.p.max_px, threshold=self.p.threshold, dynamic=False)
             return rgb
-        index = self.p.index if self.p.index is not None else index_frame(element.data, column)
-        canvas = make_canvas(width=width, height=height, x_range=x_range, y_range=y_range)
-        img = shade_colors(aggregate_colors(index, canvas=canvas, colors=self.p.color_key), how=self.p.cnorm,
-                           min_alpha=self.p.min_alpha, alpha=self.p.alpha,
+        view = self.p.pyramid.snap(x_range, y_range, width, height) if self.p.pyramid is not None else None
+        if view is not None:  # zoomed out: pixels from the pyramid, over the view snapped to its lattice
+            agg = aggregate_pyramid(self.p.pyramid, view, colors=self.p.color_key)
+            x_range, y_range, width, height = view.x_range, view.y_range, view.width, view.height
+        else:
+            index = self.p.index if self.p.index is not None else index_frame(element.data, column)
+            canvas = make_canvas(width=width, height=height, x_range=x_range, y_range=y_range)
+            agg = aggregate_colors(index, canvas=canvas, colors=self.p.color_key)
+        img = shade_colors(agg, how=self.p.cnorm, min_alpha=self.p.min_alpha, alpha=self.p.alpha,
                            rescale_discrete_levels=self.p.rescale_discrete_levels)
         if self.p.max_px:
             img = tf.dynspread(img, threshold=self.p.threshold, max_px=self.p.max_px)
@@ -102,8 +111,9 @@ def embedding_raster(points, color_by="label", spread=3, inspection=None):
     names = list(points[by].cat.categories)
     colors = dict(zip(names, category_colors(names)))
     index = inspection.point_index(points, by) if inspection is not None else index_frame(points, by)
+    pyramid = inspection.pyramid(points, by) if inspection is not None else None
     raster = shade_categories(element, aggregator=ds.by(by, ds.count()), color_key=colors, min_alpha=90,
-                              index=index, threshold=0.5, max_px=spread)
+                              index=index, pyramid=pyramid, threshold=0.5, max_px=spread)
     return raster.opts(show_legend=True, legend_position="right", legend_opts={"label_text_font_size": "9pt"})
 
 

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from engine import backends
-from engine.errors import UsageError
+from engine.errors import InspectorError, UsageError
 from engine.memo import Memo
 from engine.model import split
 from engine.progress import ProgressFn
@@ -335,6 +335,44 @@ class Inspection:
 
         frame = self.frame if frame is None else frame
         return self._indexes.get((id(frame), by), lambda: (frame, index_frame(frame, by)))[1]
+
+    #: A table of this many points or more is drawn zoomed out from a :meth:`pyramid` (fewer: from the points,
+    #: already faster; ``benchmarks/cases/render.py`` measures both).
+    PYRAMID_POINTS = 2_000_000
+
+    def pyramid(self, frame=None, by: str = "label"):
+        """The :class:`~engine.render.Pyramid` of a table of this inspection's points (default :attr:`frame`)
+        coloured by its categorical column ``by``, or None below :attr:`PYRAMID_POINTS` points.
+
+        Built once per table and column; stored in the cache folder (``pyramids/``) when the embedding is a cached
+        projection, keyed by it, the column and its codes, and opened from there by later inspections.
+        """
+        frame = self.frame if frame is None else frame
+        if len(frame) < self.PYRAMID_POINTS or by not in frame or not hasattr(frame[by], "cat"):
+            return None
+        return self._indexes.get((id(frame), by, "pyramid"), lambda: (frame, self._pyramid(frame, by)))[1]
+
+    def _pyramid(self, frame, by):
+        import hashlib
+
+        from engine.reduce.cache import array_digest
+        from engine.render import build_pyramid, open_pyramid, save_pyramid
+
+        codes = frame[by].cat.codes.to_numpy()
+        categories = [str(c) for c in frame[by].cat.categories]
+        x, y = frame["x"].to_numpy(), frame["y"].to_numpy()
+        key = getattr(self.reducer, "cache_key_", None)
+        if key is None:
+            return build_pyramid(x, y, codes, categories)
+        token = hashlib.sha256(f"{key}|{by}|{categories}|{array_digest(codes)}".encode()).hexdigest()[:24]
+        path = self.cache_dir / "pyramids" / f"{token}.zarr"
+        if path.exists():
+            try:
+                return open_pyramid(path)
+            except InspectorError:
+                pass  # an unreadable store (an interrupted write is never renamed into place): built again
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return save_pyramid(build_pyramid(x, y, codes, categories), path)
 
     @cached_property
     def editor(self):
