@@ -19,6 +19,7 @@ from .explore.state import Explorer
 from .explore.views import ExploreView
 from .finetune.state import FineTuning
 from .finetune.views import FineTuneView
+from .gestures import Gestures
 from .inspector.controls import Controls
 from .inspector.state import Inspector
 from .inspector.views import CursorView, HistoryView, LatentView, OutputView, PictureStatus
@@ -90,6 +91,7 @@ class Dashboard(pn.viewable.Viewer):
         self.picture = PictureStatus(store=store, plot=self.latent)
         self.address = UrlState(store=store, plot=self.latent)  # the page's address follows the choices
         self.keys = Shortcuts(on_escape=store.clear_markers, width=0, height=0, margin=0)
+        self.gestures = Gestures(width=0, height=0, margin=0, css_classes=["gestures"])
         self.output = OutputView(store=store)
         self.cursor = CursorView(store=store)
         self.history = HistoryView(store=store)
@@ -140,7 +142,8 @@ class Dashboard(pn.viewable.Viewer):
         return pn.template.FastListTemplate(
             title=TITLE, sidebar=[*filter(None, [self.new_project]), self.controls],  # (the New project form first)
             main=[self.main()], accent=ACCENT, sidebar_width=330,
-            header=[self.keys, self.address.address],  # the keys and the page's address: nothing to see, laid out once
+            # the keys, the gesture timing and the page's address: nothing to see, laid out once
+            header=[self.keys, self.gestures, self.address.address],
             main_layout=None, raw_css=[PAGE_CSS], design=Fast,
             # No dark-mode toggle: Panel's toggle reloads the page as a new session (the choices and the history
             # are lost), and the cards, the plots' labels and markers are drawn for a light page.
@@ -148,8 +151,8 @@ class Dashboard(pn.viewable.Viewer):
         )
 
     def __panel__(self):
-        return pn.Row(pn.Column(self.controls, self.keys, width=320), self.main(), sizing_mode="stretch_width",
-                      min_height=800)
+        return pn.Row(pn.Column(self.controls, self.keys, self.gestures, width=320), self.main(),
+                      sizing_mode="stretch_width", min_height=800)
 
 
 def extension():

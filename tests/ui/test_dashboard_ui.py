@@ -30,6 +30,8 @@ from dashboard_page import (
     wait_until,
 )
 
+from dashboard.gestures import PRESS_MS
+
 pytestmark = pytest.mark.ui
 
 
@@ -199,12 +201,16 @@ def test_bad_project_is_an_alert_and_the_page_stays_usable(page, server, output_
 
 
 def test_a_slow_click_and_a_double_click_decode_like_a_quick_one(page, server, mnist, output_path):
-    """A button held still longer than Bokeh's 300 ms tap threshold is a press, not a tap, for BokehJS: it still
-    decodes its point, once; so do two quick clicks within Bokeh's 300 ms double-tap window. (A loaded machine makes a
-    quick click slow: Playwright's button up came 300 ms after its button down, and the tap was lost.)"""
+    """BokehJS calls a button held still for 300 ms a press: no tap on release, no drag after it. The page raises
+    that to 1.5 s (dashboard.gestures), so a click held 600 ms decodes and a drag begun after a 600 ms pause pans; a
+    click held longer still decodes, once, through its press-up; two quick clicks within Bokeh's 300 ms double-tap
+    window decode both. (A loaded machine makes a quick click slow: the load test's button-up came 310 ms after its
+    button-down, and the tap was lost.)"""
     open_dashboard(page, server, "mnist")
+    assert wait_until(lambda: page.evaluate("() => Bokeh.require('core/ui_gestures').UIGestures.press_threshold")
+                      == PRESS_MS, 10, "the page's press threshold")
     frame = figure(page)
-    for k, (a, held_ms) in enumerate([(0.3, 600), (0.7, 0)]):
+    for k, (a, held_ms) in enumerate([(0.3, 600), (0.5, PRESS_MS + 300), (0.7, 0)]):
         before = probe(page)
         seq = before["seq"] if before else 0
         x, y = frame["x0"] + a * (frame["x1"] - frame["x0"]), frame["y0"] + 0.5 * (frame["y1"] - frame["y0"])
@@ -218,6 +224,16 @@ def test_a_slow_click_and_a_double_click_decode_like_a_quick_one(page, server, m
         _assert_engine_decode(mnist, got)
         page.wait_for_timeout(1000)
         assert probe(page)["seq"] == seq + 1  # one decode per click, held or not
+    # A drag begun after a 600 ms pause pans the plot (a press under BokehJS's own 300 ms)
+    cx, cy = frame["left"] + frame["width"] / 2, frame["top"] + frame["height"] / 2
+    page.mouse.move(cx, cy)
+    page.mouse.down()
+    page.wait_for_timeout(600)
+    for f in np.linspace(0.1, 1.0, 8):
+        page.mouse.move(cx + f * 0.2 * frame["width"], cy)
+    page.mouse.up()
+    wait_until(lambda: figure(page)["x0"] < frame["x0"] - 0.1 * (frame["x1"] - frame["x0"]), 10, "the pan")
+    frame = figure(page)
     # Two quick clicks at two points, within Bokeh's 300 ms double-tap window: each decodes.
     seq = probe(page)["seq"]
     xs = [frame["x0"] + a * (frame["x1"] - frame["x0"]) for a in (0.4, 0.6)]
