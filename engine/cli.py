@@ -12,45 +12,19 @@ Every user error (bad project, file, layer or parameter) prints one line on stde
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 import time
 from importlib.metadata import entry_points
 from pathlib import Path
 
 from engine.errors import InspectorError, UsageError
+from engine.progress import ProgressBars
 
-__all__ = ["COMMANDS_GROUP", "Progress", "build_parser", "main"]
+__all__ = ["COMMANDS_GROUP", "build_parser", "main"]
 
 #: Entry-point group of the commands other packages add (each a function ``add_command(subparsers)``).
 COMMANDS_GROUP = "latent_inspector.commands"
-
-
-class Progress:
-    """Progress bars on stderr, one line per stage: ``propagate  [#####.....]  5,000/10,000 rows  3,512 rows/s``.
-
-    Called as every progress callback of the engine is, ``progress(stage, done, total)``.
-    """
-
-    def __init__(self, unit: str = "rows", stream=None):
-        self.unit = unit
-        self.stream = stream or sys.stderr
-        self.stage, self.t0, self.last = None, time.perf_counter(), 0.0
-
-    def __call__(self, stage: str, done: int, total: int) -> None:
-        now = time.perf_counter()
-        if stage != self.stage:
-            self.stage, self.t0, self.last = stage, now, 0.0
-        if done < total and now - self.last < 0.1:
-            return
-        self.last = now
-        elapsed = now - self.t0
-        bar = "#" * int(30 * done / max(total, 1))
-        end = "\n" if done >= total else ""
-        counts = f"{done:,}/{total:,} {self.unit}"
-        if elapsed > 0.05:  # a rate over no time (a cache hit) means nothing
-            counts += f"  {done / elapsed:,.0f} {self.unit}/s"
-        self.stream.write(f"\r{stage}  [{bar:<30}]  {counts}{end}")
-        self.stream.flush()
 
 
 def _project(args):
@@ -145,7 +119,7 @@ def cmd_propagate(args) -> int:
         propagate(split(project.model(), layer), project.inputs()[:1], preprocess=project.preprocess())
         print(f"loaded and compiled in {time.perf_counter() - t0:.2f} s", file=sys.stderr)
     t0 = time.perf_counter()
-    z = activations(project, layer, cache_dir=args.cache_dir, progress=Progress())
+    z = activations(project, layer, cache_dir=args.cache_dir, progress=ProgressBars())
     dt = time.perf_counter() - t0
     how = "read from cache" if hit else f"{len(z) / dt:,.0f} rows/s"
     print(f"{layer}: {z.shape} float32 in {dt:.2f} s ({how})")
@@ -162,7 +136,7 @@ def _propagate_on_dask(args, project, layer) -> int:
         print(f"dask {describe(client)}", file=sys.stderr)
         stored = activations(project, layer, client=client, out=args.output, inputs=args.inputs,
                              inputs_key=args.inputs_key, chunk_rows=args.input_chunks, cache_dir=args.cache_dir,
-                             progress=Progress())
+                             progress=ProgressBars())
     n_chunks = len(stored.bounds())
     if not stored.cache_hit:
         print(f"loaded and compiled on the workers in {stored.load_seconds:.2f} s", file=sys.stderr)
@@ -172,7 +146,10 @@ def _propagate_on_dask(args, project, layer) -> int:
     return 0
 
 
-def _inspection(args):
+def _inspection(args, client=None):
+    """The inspection ``reduce`` and ``render`` ask for. With a Dask ``client`` (``--dask``), the activations are
+    the layer's Zarr store, read from the cache or propagated on the cluster, and the reducer fits and embeds chunk
+    by chunk on its workers."""
     from engine.explore.inspection import Inspection
 
     project = _project(args)
@@ -182,8 +159,30 @@ def _inspection(args):
         if not value:
             raise UsageError(f"--param {item!r}: expected NAME=VALUE, such as n_neighbors=15")
         params[name] = _number(value)
+    stored = None
+    if client is not None:
+        from engine.propagate import activations
+
+        layer = project.choose_layer(args.layer)
+        stored = activations(project, layer, client=client, cache_dir=args.cache_dir, progress=ProgressBars())
+        how = "read from store" if stored.cache_hit else f"propagated in {stored.seconds:.2f} s"
+        print(f"{layer}: {stored.shape} float32 in {len(stored.bounds())} chunks ({how}) at {stored.path}",
+              file=sys.stderr)
     return Inspection(project, args.layer, method=args.method, inverse=args.inverse, params=params,
-                      seed=args.seed, cache_dir=args.cache_dir, progress=Progress())
+                      seed=args.seed, cache_dir=args.cache_dir, progress=ProgressBars(), activations=stored)
+
+
+@contextlib.contextmanager
+def _cluster(args):
+    """The Dask client of ``--dask ADDRESS`` for the command's duration, or None without it."""
+    if not getattr(args, "dask", None):
+        yield None
+        return
+    from engine.backends.cluster import connect, describe
+
+    with connect(args.dask) as client:
+        print(f"dask {describe(client)}", file=sys.stderr)
+        yield client
 
 
 def _number(text: str):
@@ -212,8 +211,9 @@ def _output(args, insp, suffix: str) -> Path:
 
 
 def cmd_reduce(args) -> int:
-    insp = _inspection(args)
-    print(insp.quality.to_text() if hasattr(insp.quality, "to_text") else insp.quality)
+    with _cluster(args) as client:
+        insp = _inspection(args, client)
+        print(insp.quality.to_text() if hasattr(insp.quality, "to_text") else insp.quality)
     out = _output(args, insp, ".npz")
     from engine.data.formats import write_array
 
@@ -229,7 +229,8 @@ def cmd_render(args) -> int:
     from engine.render import write_png
     from engine.render.samples import to_image
 
-    insp = _inspection(args)
+    with _cluster(args) as client:
+        insp = _inspection(args, client)
     head = insp.heads[insp.head_index(args.head)]
     view = insp.project.output_views()[head]
 
@@ -320,6 +321,9 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--param", action="append", metavar="NAME=VALUE",
                        help="reducer parameter, e.g. n_neighbors=30 or perplexity=50 (repeatable)")
         p.add_argument("--seed", type=int, default=0)
+        p.add_argument("--dask", metavar="ADDRESS",
+                       help="read the layer's activations from its Zarr store (or propagate them there) and fit and "
+                       "embed chunk by chunk on Dask: local[:N], tcp://HOST:PORT or cuda[:N], as for propagate")
 
     p = sub.add_parser("reduce", help="fit (or read from cache) a 2-D projection and its inverse; print its quality")
     projection_args(p)

@@ -13,9 +13,11 @@ The CLI draws one bar per stage, the dashboard shows the stage and percentage on
 
 from __future__ import annotations
 
+import sys
+import time
 from collections.abc import Callable
 
-__all__ = ["ProgressFn", "report", "stage"]
+__all__ = ["ProgressBars", "ProgressFn", "report", "stage"]
 
 #: The signature of every progress callback of the engine.
 ProgressFn = Callable[[str, int, int], object]
@@ -41,3 +43,37 @@ def stage(progress: ProgressFn | None, stage_name: str) -> Callable[[int, int], 
     if progress is None:
         return None
     return lambda done, total: progress(stage_name, int(done), int(total))
+
+
+class ProgressBars:
+    """Progress bars on stderr, one line per stage: ``propagate  [#####.....]  5,000/10,000 rows  3,512 rows/s``.
+
+    Called as every progress callback of the engine is, ``progress(stage, done, total)``. A copy sent to another
+    process (a reducer shipped to Dask workers with its callback) draws nothing there: the stream stays here.
+    """
+
+    def __init__(self, unit: str = "rows", stream=None):
+        self.unit = unit
+        self.stream = stream if stream is not None else sys.stderr
+        self.stage, self.t0, self.last = None, time.perf_counter(), 0.0
+
+    def __getstate__(self):
+        return {**self.__dict__, "stream": None}
+
+    def __call__(self, stage: str, done: int, total: int) -> None:
+        if self.stream is None:
+            return
+        now = time.perf_counter()
+        if stage != self.stage:
+            self.stage, self.t0, self.last = stage, now, 0.0
+        if done < total and now - self.last < 0.1:
+            return
+        self.last = now
+        elapsed = now - self.t0
+        bar = "#" * int(30 * done / max(total, 1))
+        end = "\n" if done >= total else ""
+        counts = f"{done:,}/{total:,} {self.unit}"
+        if elapsed > 0.05:  # a rate over no time (a cache hit) means nothing
+            counts += f"  {done / elapsed:,.0f} {self.unit}/s"
+        self.stream.write(f"\r{stage}  [{bar:<30}]  {counts}{end}")
+        self.stream.flush()

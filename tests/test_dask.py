@@ -237,6 +237,24 @@ def test_a_bundled_project_propagates_through_the_command_line_on_a_running_sche
         r = subprocess.run(cmd[:7] + args, capture_output=True, text=True, timeout=300, cwd=REPO)
         assert r.returncode == 2 and needle in r.stderr and "Traceback" not in r.stderr, r.stderr[-2000:]
 
+    # reduce and render --dask read that store (no propagation in the command's process) and fit on the cluster
+    base = [sys.executable, "-m", "engine.cli", "--cache-dir", str(tmp_path)]
+    r = subprocess.run(base + ["reduce", "mnist", "--dask", address, "-o", str(tmp_path / "e.npz")],
+                       capture_output=True, text=True, timeout=600, cwd=REPO)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert f"bottleneck: (10000, 10) float32 in 4 chunks (read from store) at {store}" in r.stderr
+    assert not list((tmp_path / "activations").glob("*.npy"))  # never propagated in the command's process
+
+    embedded = np.load(tmp_path / "e.npz")["embedding"]
+    reference = PCAReducer(random_state=0).fit(single).embedding_
+    _same_up_to_sign(embedded, reference, atol=1e-4 * float(np.abs(reference).max()))
+    r = subprocess.run(base + ["render", "mnist", "--dask", address, "--grid", "2", "-o", str(tmp_path / "m.png")],
+                       capture_output=True, text=True, timeout=600, cwd=REPO)
+    assert r.returncode == 0 and (tmp_path / "m.png").stat().st_size > 10_000, r.stderr[-3000:]
+    r = subprocess.run(base + ["reduce", "mnist", "--dask", "nowhere"], capture_output=True, text=True, timeout=300,
+                       cwd=REPO)
+    assert r.returncode == 2 and "not a cluster address" in r.stderr and "Traceback" not in r.stderr
+
 
 def test_bad_inputs_fail_with_typed_errors_and_leave_nothing(client, data, tmp_path):
     ref = ModelRef.from_file(data.model, "bottleneck")
