@@ -1,7 +1,8 @@
-"""GPU cases: cuML UMAP fit, the MLP inverse on CuPy arrays, datashader on a cuDF frame; each against the CPU.
+"""GPU cases: cuML UMAP fit, the MLP inverse on CuPy arrays, datashader on a cuDF frame, the pyramid of counts
+built and read with CuPy; each against the CPU.
 
-Marked ``[GPU]``. Without a CUDA device (or without CuPy, cuML or cuDF) every comparison is reported as
-``skipped: no GPU``: no figure is made up.
+Marked ``[GPU]``. Without a CUDA device every comparison is reported as ``skipped: no GPU``; without cuML or cuDF,
+those needing them are skipped (the pyramid needs CuPy alone): no figure is made up.
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ from benchmarks import synthetic
 from benchmarks.harness import Comparison, Side, latencies
 
 LABELS = ("[GPU] umap fit (cuML vs umap-learn)", "[GPU] mlp inverse, 1 point (CuPy vs NumPy)",
-          "[GPU] render 800x800, count_cat + shade (cuDF vs our CPU path)")
+          "[GPU] render 800x800, count_cat + shade (cuDF vs our CPU path)",
+          "[GPU] pyramid of counts (CuPy vs NumPy and numba)")
 
 
 def _available() -> str:
@@ -85,16 +87,59 @@ def _render(n: int) -> Comparison:
                       Side("PointIndex + colour aggregate (CPU)", b))
 
 
+def _pyramid(n: int) -> list[Comparison]:
+    """Build the pyramid of ``n`` points and read a zoomed-out 800 x 800 view, on the GPU and on the CPU; the
+    counts are checked equal."""
+    import cupy
+
+    from engine.render import aggregate_pyramid, build_pyramid
+
+    E, labels = synthetic.embedding(n, dtype=np.float32)
+    args = {"cpu": (E[:, 0].copy(), E[:, 1].copy(), labels), "gpu": tuple(cupy.asarray(a) for a in
+                                                                          (E[:, 0], E[:, 1], labels))}
+    built, times = {}, {}
+    for side, xp in (("gpu", cupy), ("cpu", np)):
+        build_pyramid(*(a[:1000] for a in args[side]), synthetic.CLASSES, xp=xp)  # kernels compiled
+        cupy.cuda.Device().synchronize()
+        t0 = time.perf_counter()
+        built[side] = build_pyramid(*args[side], synthetic.CLASSES, xp=xp)
+        cupy.cuda.Device().synchronize()
+        times[side] = [time.perf_counter() - t0]
+    for a, b in zip(built["gpu"].levels, built["cpu"].levels):
+        if not np.array_equal(a.get(), b):
+            raise AssertionError("the GPU pyramid's counts differ from the CPU's")
+    view = built["cpu"].snap((-15.0, 15.0), (-15.0, 15.0), 800, 800)
+
+    def gpu():
+        aggregate_pyramid(built["gpu"], view, xp=cupy)
+
+    def cpu():
+        aggregate_pyramid(built["cpu"], view)
+
+    return [Comparison("gpu", f"{LABELS[3]}, build, {n:,} points", "s", Side("CuPy (scatter_add)", times["gpu"]),
+                       Side("NumPy + numba", times["cpu"])),
+            Comparison("gpu", f"{LABELS[3]}, zoomed-out view 800x800, {n:,} points", "ms",
+                       Side("CuPy", latencies(gpu, [()] * 10, warmup=2)),
+                       Side("NumPy + numba", latencies(cpu, [()] * 10, warmup=2)))]
+
+
 def run(quick: bool) -> list[Comparison]:
+    from engine.backends.cupy import gpu_available
+
+    if not gpu_available():
+        for label in LABELS:
+            print(f"{label}: skipped: no GPU")
+        return [Comparison("gpu", label, "ms", Side("GPU"), skipped="no GPU") for label in LABELS]
+    results = _pyramid(1_000_000 if quick else 10_000_000)
     why = _available()
     if why:
-        for label in LABELS:
+        for label in LABELS[:3]:
             print(f"{label}: skipped: {why}")
-        return [Comparison("gpu", label, "ms", Side("GPU"), skipped=why) for label in LABELS]
+        return [Comparison("gpu", label, "ms", Side("GPU"), skipped=why) for label in LABELS[:3]] + results
     from engine.data.project import load_project
     from engine.propagate import activations
 
     project = load_project("mnist")
     X = np.asarray(activations(project, project.default_layer)).reshape(10_000, -1)
     return [_umap_fit(project, X, 10_000 if quick else 100_000), _mlp_inverse(X, 50 if quick else 500),
-            _render(1_000_000 if quick else 10_000_000)]
+            _render(1_000_000 if quick else 10_000_000)] + results
