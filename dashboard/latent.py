@@ -7,15 +7,21 @@ pixels; ``dynspread`` grows isolated pixels so sparse regions stay visible. Colo
 options), whose pixels come from the engine's per-view path (:func:`engine.render.aggregate_colors` and
 :func:`~engine.render.shade_colors` over a :class:`~engine.render.PointIndex`, built once per table by the
 inspection: :meth:`engine.explore.inspection.Inspection.point_index`): the same image as datashader's
-``count_cat`` and ``tf.shade``, about five times faster at ten million points. Shading on the server sends one RGBA
-image per view (1.4 MB at 700 x 500); ``rasterize`` would send one count image per class (ten times that for ten
-classes) for the browser to colour.
+``count_cat`` and ``tf.shade``, about five times faster at ten million points. From two million points, a view
+zoomed out far enough is drawn from the inspection's pyramid of per-category counts instead
+(:mod:`engine.render.pyramid`, built in the background once per table and stored with the projection): it reads
+the view's pixels, not its points, and is snapped to the pyramid's lattice (the image covers a slightly larger
+view, at up to 1.41 times the pixels per side), where it is datashader's picture of that view. Shading on the
+server sends one RGBA image per view (1.4 MB at 700 x 500); ``rasterize`` would send one count image per class (ten
+times that for ten classes) for the browser to colour.
 
 The Inspect tab's plot (taps, the cursor, markers) is :class:`dashboard.inspector.views.LatentView`; the Explore and
 Linked views tabs draw the same raster under their own overlays.
 """
 
 from __future__ import annotations
+
+from functools import partial
 
 import colorcet as cc
 import datashader as ds
@@ -62,9 +68,10 @@ class shade_categories(datashade):
     index = param.ClassSelector(class_=PointIndex, default=None, instantiate=False,
                                 doc="The points, indexed once (Inspection.point_index); indexed on every call "
                                 "when not given")
-    pyramid = param.ClassSelector(class_=Pyramid, default=None, instantiate=False,
-                                  doc="The points' counts at every resolution (Inspection.pyramid): a view it can "
-                                  "serve is drawn from it, snapped to its lattice, without reading the points")
+    pyramid = param.Parameter(default=None, instantiate=False,
+                              doc="The points' counts at every resolution (Inspection.pyramid), or a function "
+                              "returning them or None (not ready yet): a view it can serve is drawn from it, snapped "
+                              "to its lattice, without reading the points")
     max_px = param.Integer(default=0, bounds=(0, None), doc="dynspread: at most this many pixels per side (0: none)")
     threshold = param.Number(default=0.5, bounds=(0, 1), doc="dynspread: stop at this fraction of adjacent pixels")
 
@@ -80,9 +87,10 @@ class shade_categories(datashade):
             if self.p.max_px:
                 rgb = dynspread(rgb, max_px=self.p.max_px, threshold=self.p.threshold, dynamic=False)
             return rgb
-        view = self.p.pyramid.snap(x_range, y_range, width, height) if self.p.pyramid is not None else None
+        pyramid = self.p.pyramid() if callable(self.p.pyramid) else self.p.pyramid
+        view = pyramid.snap(x_range, y_range, width, height) if isinstance(pyramid, Pyramid) else None
         if view is not None:  # zoomed out: pixels from the pyramid, over the view snapped to its lattice
-            agg = aggregate_pyramid(self.p.pyramid, view, colors=self.p.color_key)
+            agg = aggregate_pyramid(pyramid, view, colors=self.p.color_key)
             x_range, y_range, width, height = view.x_range, view.y_range, view.width, view.height
         else:
             index = self.p.index if self.p.index is not None else index_frame(element.data, column)
@@ -111,7 +119,8 @@ def embedding_raster(points, color_by="label", spread=3, inspection=None):
     names = list(points[by].cat.categories)
     colors = dict(zip(names, category_colors(names)))
     index = inspection.point_index(points, by) if inspection is not None else index_frame(points, by)
-    pyramid = inspection.pyramid(points, by) if inspection is not None else None
+    # the pyramid from the first view it is ready for (built in the background: the first picture does not wait)
+    pyramid = None if inspection is None else partial(inspection.pyramid, points, by, wait=False)
     raster = shade_categories(element, aggregator=ds.by(by, ds.count()), color_key=colors, min_alpha=90,
                               index=index, pyramid=pyramid, threshold=0.5, max_px=spread)
     return raster.opts(show_legend=True, legend_position="right", legend_opts={"label_text_font_size": "9pt"})

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import time
 
 import datashader as ds
 import numpy as np
@@ -242,7 +243,11 @@ def test_an_inspection_builds_its_pyramid_once_stores_it_and_opens_it_again(tiny
     first = Inspection(load_project("tiny", tiny_project), method="pca", cache_dir=cache)
     assert first.pyramid() is None  # 300 points: drawn from the points
     monkeypatch.setattr(Inspection, "PYRAMID_POINTS", 100)
-    pyramid = first.pyramid()
+    assert first.pyramid(wait=False) is None  # not built yet: built on a thread meanwhile (the dashboard's way)
+    deadline = time.monotonic() + 60
+    while (pyramid := first.pyramid(wait=False)) is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert pyramid is not None and first.pyramid() is pyramid
     assert pyramid.count == len(first.frame) and pyramid.path.parent == cache / "pyramids"
     assert first.pyramid() is pyramid  # once per table
     assert first.pyramid(by="nothing") is None

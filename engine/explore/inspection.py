@@ -340,19 +340,44 @@ class Inspection:
     #: already faster; ``benchmarks/cases/render.py`` measures both).
     PYRAMID_POINTS = 2_000_000
 
-    def pyramid(self, frame=None, by: str = "label"):
+    def pyramid(self, frame=None, by: str = "label", *, wait: bool = True):
         """The :class:`~engine.render.Pyramid` of a table of this inspection's points (default :attr:`frame`)
         coloured by its categorical column ``by``, or None below :attr:`PYRAMID_POINTS` points.
 
         Built once per table and column; stored in the cache folder (``pyramids/``) when the embedding is a cached
-        projection, keyed by it, the column and its codes, and opened from there by later inspections.
+        projection, keyed by it, the column and its codes, and opened from there by later inspections. ``wait``
+        False (the dashboard, whose first picture must not wait seconds for it): None until it is ready, built on a
+        thread of its own meanwhile. A build that fails leaves None (the views read the points), once.
         """
         frame = self.frame if frame is None else frame
         if len(frame) < self.PYRAMID_POINTS or by not in frame or not hasattr(frame[by], "cat"):
             return None
-        return self._indexes.get((id(frame), by, "pyramid"), lambda: (frame, self._pyramid(frame, by)))[1]
+        key = (id(frame), by, "pyramid")
+
+        def build():
+            return frame, self._pyramid(frame, by)
+
+        if wait:
+            return self._indexes.get(key, build)[1]
+        got = self._indexes.recall(key)
+        if got is None and key not in self._indexes.building:
+            import threading
+
+            threading.Thread(target=self._indexes.get, args=(key, build), name="pyramid", daemon=True).start()
+        return None if got is None else got[1]
 
     def _pyramid(self, frame, by):
+        """Open the stored pyramid of ``frame`` coloured by ``by``, or build (and store) it; None when that fails
+        (logged: the views then read the points)."""
+        try:
+            return self._open_or_build_pyramid(frame, by)
+        except Exception:  # disk full, an unwritable cache: the plot still draws, from the points
+            import logging
+
+            logging.getLogger(__name__).exception("no pyramid for %s coloured by %r", self.project.name, by)
+            return None
+
+    def _open_or_build_pyramid(self, frame, by):
         import hashlib
 
         from engine.reduce.cache import array_digest
