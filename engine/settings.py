@@ -3,6 +3,8 @@
 * ``LATENT_INSPECTOR_CACHE``: the cache folder (activations, fitted projections, numba's compiled code); default
   ``<checkout>/.cache`` for a source checkout, else ``~/.cache/latent-inspector``.
 * ``LATENT_INSPECTOR_PROJECTS``: the projects root (see :func:`engine.data.project.projects_root`).
+* ``LATENT_INSPECTOR_PYRAMID_POINTS``: from how many points the dashboard draws zoomed-out views from a pyramid of
+  counts (:meth:`engine.explore.inspection.Inspection.pyramid`; default 2,000,000).
 
 Read at every call, so that a CLI flag or a test can move them.
 """
@@ -12,7 +14,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-__all__ = ["cache_dir"]
+__all__ = ["cache_dir", "pyramid_points"]
 
 _CHECKOUT = Path(__file__).resolve().parent.parent
 
@@ -26,3 +28,12 @@ def cache_dir() -> Path:
     if (_CHECKOUT / "pyproject.toml").exists():
         return _CHECKOUT / ".cache"
     return Path.home() / ".cache" / "latent-inspector"
+
+
+def pyramid_points(default: int) -> int:
+    """``LATENT_INSPECTOR_PYRAMID_POINTS`` when it is a whole number of at least 1, else ``default``."""
+    try:
+        value = int(os.environ.get("LATENT_INSPECTOR_PYRAMID_POINTS", ""))
+    except ValueError:
+        return default
+    return value if value >= 1 else default

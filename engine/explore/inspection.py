@@ -337,7 +337,7 @@ class Inspection:
         return self._indexes.get((id(frame), by), lambda: (frame, index_frame(frame, by)))[1]
 
     #: A table of this many points or more is drawn zoomed out from a :meth:`pyramid` (fewer: from the points,
-    #: already faster; ``benchmarks/cases/render.py`` measures both).
+    #: already faster; ``benchmarks/cases/render.py`` measures both). ``LATENT_INSPECTOR_PYRAMID_POINTS`` overrides.
     PYRAMID_POINTS = 2_000_000
 
     def pyramid(self, frame=None, by: str = "label", *, wait: bool = True):
@@ -349,8 +349,10 @@ class Inspection:
         False (the dashboard, whose first picture must not wait seconds for it): None until it is ready, built on a
         thread of its own meanwhile. A build that fails leaves None (the views read the points), once.
         """
+        from engine.settings import pyramid_points
+
         frame = self.frame if frame is None else frame
-        if len(frame) < self.PYRAMID_POINTS or by not in frame or not hasattr(frame[by], "cat"):
+        if len(frame) < pyramid_points(self.PYRAMID_POINTS) or by not in frame or not hasattr(frame[by], "cat"):
             return None
         key = (id(frame), by, "pyramid")
 
