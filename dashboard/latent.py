@@ -33,6 +33,7 @@ from holoviews.operation.datashader import datashade, dynspread
 
 from engine.render import PointIndex, aggregate_colors, color_key, index_frame, make_canvas, shade_colors
 from engine.render.pyramid import Pyramid, aggregate_pyramid
+from engine.settings import pyramid_mode
 
 from .shared import AGREES, DISAGREES
 from .widgets import name_models
@@ -88,12 +89,15 @@ class shade_categories(datashade):
                 rgb = dynspread(rgb, max_px=self.p.max_px, threshold=self.p.threshold, dynamic=False)
             return rgb
         pyramid = self.p.pyramid() if callable(self.p.pyramid) else self.p.pyramid
-        view = pyramid.snap(x_range, y_range, width, height) if isinstance(pyramid, Pyramid) else None
-        if view is not None:  # zoomed out: pixels from the pyramid, over the view snapped to its lattice
+        index = self.p.index if self.p.index is not None else index_frame(element.data, column)
+        if isinstance(pyramid, Pyramid):  # (with no index to weigh against, every view it can serve)
+            view = pyramid.serves(x_range, y_range, width, height, None if pyramid_mode() == "always" else index)
+        else:
+            view = None
+        if view is not None:  # zoomed out over many points: pixels from the pyramid, the view snapped to its lattice
             agg = aggregate_pyramid(pyramid, view, colors=self.p.color_key)
             x_range, y_range, width, height = view.x_range, view.y_range, view.width, view.height
         else:
-            index = self.p.index if self.p.index is not None else index_frame(element.data, column)
             canvas = make_canvas(width=width, height=height, x_range=x_range, y_range=y_range)
             agg = aggregate_colors(index, canvas=canvas, colors=self.p.color_key)
         img = shade_colors(agg, how=self.p.cnorm, min_alpha=self.p.min_alpha, alpha=self.p.alpha,

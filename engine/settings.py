@@ -5,6 +5,8 @@
 * ``LATENT_INSPECTOR_PROJECTS``: the projects root (see :func:`engine.data.project.projects_root`).
 * ``LATENT_INSPECTOR_PYRAMID_POINTS``: from how many points the dashboard draws zoomed-out views from a pyramid of
   counts (:meth:`engine.explore.inspection.Inspection.pyramid`; default 2,000,000).
+* ``LATENT_INSPECTOR_PYRAMID``: ``auto`` (default: a view is drawn from the pyramid when that reads fewer cells than
+  it has points, :meth:`engine.render.Pyramid.serves`), ``always`` (every view it can serve) or ``off`` (none built).
 
 Read at every call, so that a CLI flag or a test can move them.
 """
@@ -14,7 +16,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-__all__ = ["cache_dir", "pyramid_points"]
+__all__ = ["cache_dir", "pyramid_mode", "pyramid_points"]
 
 _CHECKOUT = Path(__file__).resolve().parent.parent
 
@@ -37,3 +39,13 @@ def pyramid_points(default: int) -> int:
     except ValueError:
         return default
     return value if value >= 1 else default
+
+
+#: The values of ``LATENT_INSPECTOR_PYRAMID``.
+PYRAMID_MODES = ("auto", "always", "off")
+
+
+def pyramid_mode() -> str:
+    """``LATENT_INSPECTOR_PYRAMID`` when it is one of :data:`PYRAMID_MODES` (any case), else ``auto``."""
+    value = os.environ.get("LATENT_INSPECTOR_PYRAMID", "auto").strip().lower()
+    return value if value in PYRAMID_MODES else "auto"

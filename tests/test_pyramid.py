@@ -210,11 +210,12 @@ def test_the_dashboard_plot_draws_a_zoomed_out_view_from_the_pyramid_as_stock_da
                           "label": pd.Categorical.from_codes(codes[keep], categories=list(CATEGORIES))})
     colors = dict(zip(CATEGORIES, category_colors(CATEGORIES)))
     element = hv.Points(frame, ["x", "y"], ["label"])
-    ours_streams = (hv.streams.RangeXY(), hv.streams.PlotSize(width=300, height=200))
+    # a small plot: fewer cells to read than points in view, so the pyramid serves the views (Pyramid.serves)
+    ours_streams = (hv.streams.RangeXY(), hv.streams.PlotSize(width=120, height=80))
     ours = shade_categories(element, aggregator=ds.by("label", ds.count()), color_key=colors, min_alpha=90,
                             threshold=0.5, max_px=2, pyramid=pyramid, streams=list(ours_streams))
     for asked in VIEWS[:3]:
-        view = pyramid.snap(asked[0], asked[1], 300, 200)
+        view = pyramid.snap(asked[0], asked[1], 120, 80)
         ours_streams[0].event(x_range=asked[0], y_range=asked[1])
         image = ours[()]
         assert image.bounds.lbrt() == (view.x_range[0], view.y_range[0], view.x_range[1], view.y_range[1])
@@ -231,6 +232,24 @@ def test_the_dashboard_plot_draws_a_zoomed_out_view_from_the_pyramid_as_stock_da
     fine = (0.0, 40 * pyramid.cell)
     ours_streams[0].event(x_range=fine, y_range=fine)
     assert ours[()].bounds.lbrt() == (fine[0], fine[0], fine[1], fine[1])  # from the points, as asked
+    far = VIEWS[5][:2]  # no point there: cheaper from the (no) points than from its cells
+    ours_streams[0].event(x_range=far[0], y_range=far[1])
+    assert ours[()].bounds.lbrt() == (far[0][0], far[1][0], far[0][1], far[1][1])
+
+
+def test_a_view_is_served_by_the_pyramid_when_its_cells_are_fewer_than_its_points(points, pyramid):
+    x, y, codes = points
+    index = index_points(x, y, codes, CATEGORIES)
+    full = ((-30.0, 30.0), (-30.0, 30.0))
+    assert index.count_in(*full) == pyramid.count  # every point in view
+    small, large = pyramid.snap(*full, 64, 64), pyramid.snap(*full, 900, 900)
+    assert small.cells(len(CATEGORIES)) < pyramid.count < large.cells(len(CATEGORIES))
+    assert pyramid.serves(*full, 64, 64, index) == small  # 200,000 points against 16,384 cells
+    assert pyramid.serves(*full, 900, 900, index) is None  # against 3.7 million cells: the points
+    assert pyramid.serves(*full, 900, 900) == large  # without an index, whenever it can
+    inside = ((-2.0, 2.0), (-2.0, 2.0))
+    in_cells = index.count_in(*inside)
+    assert ((x >= -2) & (x <= 2) & (y >= -2) & (y <= 2) & (codes >= 0)).sum() <= in_cells < pyramid.count
 
 
 def test_an_inspection_builds_its_pyramid_once_stores_it_and_opens_it_again(tiny_project, tmp_path, monkeypatch):
@@ -257,3 +276,8 @@ def test_an_inspection_builds_its_pyramid_once_stores_it_and_opens_it_again(tiny
     assert len(list((cache / "pyramids").iterdir())) == 1
     view = again.snap(pyramid.bounds[:2], pyramid.bounds[2:], 50, 50)
     np.testing.assert_array_equal(again.counts(view), pyramid.counts(view))
+    monkeypatch.setenv("LATENT_INSPECTOR_PYRAMID", "OFF")  # switched off: none, even where one was built
+    assert second.pyramid() is None
+    monkeypatch.setenv("LATENT_INSPECTOR_PYRAMID", "sometimes")  # not a mode: the default, auto
+    monkeypatch.setenv("LATENT_INSPECTOR_PYRAMID_POINTS", "1000")  # above the 300 points: none
+    assert second.pyramid() is None

@@ -349,10 +349,11 @@ class Inspection:
         False (the dashboard, whose first picture must not wait seconds for it): None until it is ready, built on a
         thread of its own meanwhile. A build that fails leaves None (the views read the points), once.
         """
-        from engine.settings import pyramid_points
+        from engine.settings import pyramid_mode, pyramid_points
 
         frame = self.frame if frame is None else frame
-        if len(frame) < pyramid_points(self.PYRAMID_POINTS) or by not in frame or not hasattr(frame[by], "cat"):
+        if len(frame) < pyramid_points(self.PYRAMID_POINTS) or by not in frame or not hasattr(frame[by], "cat") \
+                or pyramid_mode() == "off":
             return None
         key = (id(frame), by, "pyramid")
 

@@ -90,6 +90,21 @@ class PointIndex:
     def nbytes(self) -> int:
         return self.x.nbytes + self.y.nbytes + self.codes.nbytes + self.offsets.nbytes
 
+    def count_in(self, x_range, y_range) -> int:
+        """Points in the grid cells that the view ``x_range x y_range`` overlaps: what :func:`aggregate_colors`
+        reads for it (at least the points in the view), counted from the offsets alone."""
+        (x0, x1), (y0, y1) = (float(v) for v in x_range), (float(v) for v in y_range)
+        if not len(self) or x1 < x0 or y1 < y0:
+            return 0
+        kx, ky = self.cell_scale
+        bx0, bx1, by0, by1 = self.bounds
+        if x1 < bx0 or x0 > bx1 or y1 < by0 or y0 > by1:
+            return 0
+        g = self.grid
+        c0, c1 = _cell(x0, bx0, kx, g), _cell(x1, bx0, kx, g)
+        rows = np.arange(_cell(y0, by0, ky, g), _cell(y1, by0, ky, g) + 1, dtype=np.int64) * g
+        return int((self.offsets[rows + c1 + 1] - self.offsets[rows + c0]).sum())
+
     @property
     def cell_scale(self) -> tuple[float, float]:
         """Cells per unit along x and y (0 along an axis where every point has the same coordinate)."""

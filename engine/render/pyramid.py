@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numba
@@ -38,6 +38,7 @@ import numpy as np
 
 from engine.backends.cupy import get_namespace, to_numpy
 from engine.errors import RenderError
+from engine.memo import Memo
 from engine.render.frame import color_key
 
 __all__ = ["Pyramid", "PyramidView", "aggregate_pyramid", "build_pyramid", "open_pyramid", "save_pyramid"]
@@ -49,6 +50,9 @@ CHUNK = 4_000_000
 #: A view reads at most this many level cells per pixel (an aspect far from the data's); beyond, it reads points.
 MAX_CELLS_PER_PIXEL = 64
 _ZARR_CHUNK = 256
+#: Chunks of a stored pyramid kept decompressed, per pyramid (each 256 x 256 cells x categories x 4 bytes: 2.6 MB
+#: for 10 categories): a pan reads again most of the chunks of the view before it.
+TILE_CACHE = 96
 _FORMAT = "latent-inspector pyramid 1"
 
 
@@ -80,6 +84,10 @@ class PyramidView:
     x_range: tuple[float, float]
     y_range: tuple[float, float]
 
+    def cells(self, categories: int) -> int:
+        """Level cells (times categories) that reading this view touches."""
+        return self.width * self.mx * self.height * self.my * categories
+
 
 @dataclass(frozen=True, eq=False)
 class Pyramid:
@@ -110,6 +118,8 @@ class Pyramid:
     count: int
     bounds: tuple[float, float, float, float]
     path: Path | None = None
+    _tiles: Memo = field(default_factory=lambda: Memo(max_items=TILE_CACHE, name="decompressed pyramid chunks"),
+                         repr=False)
 
     def cell_of(self, level: int) -> float:
         """Side of a cell of ``level``."""
@@ -152,6 +162,16 @@ class Pyramid:
         return PyramidView(level, mx, my, col0, row0, cols, rows, (ox + col0 * px, ox + (col0 + cols) * px),
                            (oy + row0 * py, oy + (row0 + rows) * py))
 
+    def serves(self, x_range, y_range, width: int, height: int, index=None) -> PyramidView | None:
+        """The snapped view (:meth:`snap`) when drawing it from this pyramid reads less than drawing it from the
+        points of ``index`` (a :class:`~engine.render.PointIndex` of the same points) would: its cells times the
+        categories against the points in the cells of the index it overlaps. Without ``index``, whenever the
+        pyramid can serve it. A view of a quarter of ten million points, for one, is faster from its points."""
+        view = self.snap(x_range, y_range, width, height)
+        if view is None or index is None:
+            return view
+        return view if index.count_in(x_range, y_range) > view.cells(len(self.categories)) else None
+
     def counts(self, view: PyramidView, xp=np):
         """Per-category counts of the pixels of ``view``: an ``xp`` array of shape (height, width, categories),
         rows from the bottom (datashader's ``count_cat`` of the snapped view). Reads only the level's cells the view
@@ -164,10 +184,49 @@ class Pyramid:
         out = xp.zeros((r1 - r0, c1 - c0, k), level.dtype)
         rr0, rr1, cc0, cc1 = max(r0, 0), min(r1, rows), max(c0, 0), min(c1, cols)
         if rr1 > rr0 and cc1 > cc0:
-            out[rr0 - r0:rr1 - r0, cc0 - c0:cc1 - c0] = xp.asarray(level[rr0:rr1, cc0:cc1])
+            self._read(view.level, rr0, rr1, cc0, cc1, out[rr0 - r0:rr1 - r0, cc0 - c0:cc1 - c0], xp)
         if view.mx > 1 or view.my > 1:
             out = out.reshape(view.height, view.my, view.width, view.mx, k).sum(axis=(1, 3), dtype=level.dtype)
         return out
+
+
+    def _read(self, index: int, r0: int, r1: int, c0: int, c1: int, out, xp):
+        """Copy the cells ``[r0:r1, c0:c1]`` of level ``index`` into ``out``: from memory, or chunk by chunk from
+        the store through the cache of decompressed chunks."""
+        level = self.levels[index]
+        chunks = getattr(level, "chunks", None)
+        if self.path is None or chunks is None:
+            out[...] = xp.asarray(level[r0:r1, c0:c1])
+            return
+        ch, cw = chunks[0], chunks[1]
+        for tr in range(r0 // ch, (r1 - 1) // ch + 1):
+            for tc in range(c0 // cw, (c1 - 1) // cw + 1):
+                tile = self._tiles.get((index, tr, tc), lambda tr=tr, tc=tc: level[tr * ch:(tr + 1) * ch,
+                                                                                     tc * cw:(tc + 1) * cw])
+                a0, a1 = max(r0, tr * ch), min(r1, (tr + 1) * ch)
+                b0, b1 = max(c0, tc * cw), min(c1, (tc + 1) * cw)
+                out[a0 - r0:a1 - r0, b0 - c0:b1 - c0] = xp.asarray(tile[a0 - tr * ch:a1 - tr * ch,
+                                                                         b0 - tc * cw:b1 - tc * cw])
+
+
+@numba.njit(cache=True, nogil=True)
+def _colour_sums(counts, table, out):
+    """Per pixel of ``counts`` (rows, cols, categories): the total and the sums of the categories' colours into
+    ``out`` (rows, cols, 4); returns the smallest count of any category in any pixel and the smallest total."""
+    low, low_total = np.iinfo(np.int64).max, np.iinfo(np.int64).max
+    for i in range(counts.shape[0]):
+        for j in range(counts.shape[1]):
+            total, r, g, b = 0, 0, 0, 0
+            for c in range(counts.shape[2]):
+                v = np.int64(counts[i, j, c])
+                total += v
+                r += v * table[c, 0]
+                g += v * table[c, 1]
+                b += v * table[c, 2]
+                low = min(low, v)
+            out[i, j, 0], out[i, j, 1], out[i, j, 2], out[i, j, 3] = total, r, g, b
+            low_total = min(low_total, total)
+    return low, low_total
 
 
 @numba.njit(cache=True, nogil=True)
@@ -343,6 +402,7 @@ def save_pyramid(pyramid: Pyramid, path) -> Pyramid:
     import shutil
 
     import zarr
+    from zarr.codecs import BloscCodec
 
     path = Path(path)
     tmp = path.with_name(path.name + ".partial")
@@ -355,8 +415,11 @@ def save_pyramid(pyramid: Pyramid, path) -> Pyramid:
     })
     for i, level in enumerate(pyramid.levels):
         shape = tuple(int(s) for s in level.shape)
+        # lz4 with byte shuffling: a 960 x 960 view reads in 40 ms where zstd's default takes 230 ms, at 1.7 times
+        # the size (mostly empty chunks are not written either way)
         array = group.create_array(f"level_{i}", shape=shape, dtype=level.dtype, fill_value=0,
-                                   chunks=(min(_ZARR_CHUNK, shape[0]), min(_ZARR_CHUNK, shape[1]), shape[2]))
+                                   chunks=(min(_ZARR_CHUNK, shape[0]), min(_ZARR_CHUNK, shape[1]), shape[2]),
+                                   compressors=BloscCodec(cname="lz4", clevel=1, shuffle="shuffle"))
         array[...] = to_numpy(level)
     shutil.rmtree(path, ignore_errors=True)
     tmp.rename(path)
@@ -418,18 +481,22 @@ def aggregate_pyramid(pyramid: Pyramid, view: PyramidView, *, colors=None, xp=np
     if missing:
         raise RenderError(f"aggregate_pyramid: no colour for categories {missing} (colors has {list(colors)}).")
     counts = pyramid.counts(view, xp)
-    dtype = xp.uint32 if pyramid.count * 255 < 2**32 else xp.uint64
-    table = xp.asarray(np.array([rgb(colors[c]) for c in pyramid.categories], np.uint64))
+    dtype = np.uint32 if pyramid.count * 255 < 2**32 else np.uint64
+    table = np.array([rgb(colors[c]) for c in pyramid.categories], np.int64)
     height, width, k = counts.shape
-    flat = counts.reshape(-1, k).astype(xp.uint64)
-    out = xp.empty((height, width, 4), dtype)
-    out[..., 0] = flat.sum(axis=1).reshape(height, width)
-    out[..., 1:] = (flat @ table).reshape(height, width, 3)
-    category_min = int(counts.min()) if height and width and int(out[..., 0].min()) >= k else 0
+    if xp is np:
+        out = np.empty((height, width, 4), dtype)
+        low, low_total = _colour_sums(counts, table, out) if height and width else (0, 0)
+    else:  # on the GPU: one matrix product, exact in float64 below 2**53 per pixel
+        flat = counts.reshape(-1, k).astype(xp.float64)
+        sums = flat @ xp.asarray(np.hstack([np.ones((k, 1)), table]).astype(np.float64))
+        out = sums.reshape(height, width, 4).astype(dtype)
+        low, low_total = int(counts.min()), int(out[..., 0].min())
+    category_min = int(low) if height and width and int(low_total) >= k else 0
     (x0, x1), (y0, y1) = view.x_range, view.y_range
     xs = x0 + (np.arange(width) + 0.5) * ((x1 - x0) / width)
     ys = y0 + (np.arange(height) + 0.5) * ((y1 - y0) / height)
     return xr.DataArray(to_numpy(out), dims=("y", "x", "channel"),
                         coords={"x": xs, "y": ys, "channel": ["count", "r", "g", "b"]},
-                        attrs={"x_range": (x0, x1), "y_range": (y0, y1), "colors": to_numpy(table).tolist(),
+                        attrs={"x_range": (x0, x1), "y_range": (y0, y1), "colors": table.tolist(),
                                "category_min": category_min})

@@ -1,7 +1,8 @@
-"""The pyramid of counts in a real browser: a million points, a server told to draw from a pyramid from 100,000
-points. The first picture comes from the points (the pyramid is built in the background); a pan after it is drawn
-from the pyramid, over the view snapped to its lattice (the image covers the view, a little beyond it); zoomed in
-past the pyramid's base cell, the points again, over the view itself. Each state is screenshot."""
+"""The pyramid of counts in a real browser: a million points, a server told to draw every view it can from a
+pyramid from 100,000 points (by default only views with more points than cells, about ten million here). The first
+picture comes from the points (the pyramid is built in the background); a pan after it is drawn from the pyramid,
+over the view snapped to its lattice (the image covers the view, a little beyond it); zoomed in past the pyramid's
+base cell, the points again, over the view itself. Each state is screenshot."""
 
 from __future__ import annotations
 
@@ -30,8 +31,9 @@ _IMAGE_JS = """
 
 @pytest.fixture(scope="module")
 def pyramid_server(projects_root, tmp_path_factory):
+    env = {"LATENT_INSPECTOR_PYRAMID_POINTS": "100000", "LATENT_INSPECTOR_PYRAMID": "always"}
     with running_server(projects_root, tmp_path_factory.mktemp("pyramid") / "server.log", project="million",
-                        env={"LATENT_INSPECTOR_PYRAMID_POINTS": "100000"}) as base:
+                        env=env) as base:
         yield base
 
 
