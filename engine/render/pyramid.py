@@ -181,12 +181,13 @@ class Pyramid:
         r0, c0 = view.row0 * view.my, view.col0 * view.mx
         r1, c1 = r0 + view.height * view.my, c0 + view.width * view.mx
         k = len(self.categories)
-        out = xp.zeros((r1 - r0, c1 - c0, k), level.dtype)
+        dtype = np.uint32 if self.count < 2**32 else np.uint64  # (a stored level may hold uint16)
+        out = xp.zeros((r1 - r0, c1 - c0, k), dtype)
         rr0, rr1, cc0, cc1 = max(r0, 0), min(r1, rows), max(c0, 0), min(c1, cols)
         if rr1 > rr0 and cc1 > cc0:
             self._read(view.level, rr0, rr1, cc0, cc1, out[rr0 - r0:rr1 - r0, cc0 - c0:cc1 - c0], xp)
         if view.mx > 1 or view.my > 1:
-            out = out.reshape(view.height, view.my, view.width, view.mx, k).sum(axis=(1, 3), dtype=level.dtype)
+            out = out.reshape(view.height, view.my, view.width, view.mx, k).sum(axis=(1, 3), dtype=dtype)
         return out
 
 
@@ -209,12 +210,15 @@ class Pyramid:
                                                                          b0 - tc * cw:b1 - tc * cw])
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(cache=True, nogil=True, parallel=True)
 def _colour_sums(counts, table, out):
     """Per pixel of ``counts`` (rows, cols, categories): the total and the sums of the categories' colours into
-    ``out`` (rows, cols, 4); returns the smallest count of any category in any pixel and the smallest total."""
-    low, low_total = np.iinfo(np.int64).max, np.iinfo(np.int64).max
-    for i in range(counts.shape[0]):
+    ``out`` (rows, cols, 4); returns the smallest count of any category in any pixel and the smallest total. Rows
+    in parallel; at least one row."""
+    lows = np.empty(counts.shape[0], np.int64)
+    low_totals = np.empty(counts.shape[0], np.int64)
+    for i in numba.prange(counts.shape[0]):
+        low, low_total = np.iinfo(np.int64).max, np.iinfo(np.int64).max
         for j in range(counts.shape[1]):
             total, r, g, b = 0, 0, 0, 0
             for c in range(counts.shape[2]):
@@ -226,7 +230,8 @@ def _colour_sums(counts, table, out):
                 low = min(low, v)
             out[i, j, 0], out[i, j, 1], out[i, j, 2], out[i, j, 3] = total, r, g, b
             low_total = min(low_total, total)
-    return low, low_total
+        lows[i], low_totals[i] = low, low_total
+    return lows.min(), low_totals.min()
 
 
 @numba.njit(cache=True, nogil=True)
@@ -286,13 +291,15 @@ def _lattice(bounds, base: int, ncat: int, max_bytes: int, itemsize: int) -> tup
 
 
 def _coarser(xp, level):
-    """The next level: sums of 2 x 2 cells (an odd last row or column summed alone)."""
+    """The next level: sums of 2 x 2 cells (an odd last row or column summed alone), from four strided views, so
+    that no copy of ``level`` is made (level 0 is the largest array of a build)."""
     rows, cols, k = level.shape
-    padded = level
-    if rows % 2 or cols % 2:
-        padded = xp.zeros((rows + rows % 2, cols + cols % 2, k), level.dtype)
-        padded[:rows, :cols] = level
-    return padded.reshape(padded.shape[0] // 2, 2, padded.shape[1] // 2, 2, k).sum(axis=(1, 3), dtype=level.dtype)
+    out = xp.zeros(((rows + 1) // 2, (cols + 1) // 2, k), level.dtype)
+    for dr in (0, 1):
+        for dc in (0, 1):
+            part = level[dr::2, dc::2]
+            out[:part.shape[0], :part.shape[1]] += part
+    return out
 
 
 def build_pyramid(x, y, codes, categories, *, base: int = BASE, chunk: int = CHUNK, bounds=None,
@@ -415,12 +422,15 @@ def save_pyramid(pyramid: Pyramid, path) -> Pyramid:
     })
     for i, level in enumerate(pyramid.levels):
         shape = tuple(int(s) for s in level.shape)
+        level = to_numpy(level)
+        if level.size and int(level.max()) < 2**16:  # half the bytes to read back (read into uint32)
+            level = level.astype(np.uint16)
         # lz4 with byte shuffling: a 960 x 960 view reads in 40 ms where zstd's default takes 230 ms, at 1.7 times
         # the size (mostly empty chunks are not written either way)
         array = group.create_array(f"level_{i}", shape=shape, dtype=level.dtype, fill_value=0,
                                    chunks=(min(_ZARR_CHUNK, shape[0]), min(_ZARR_CHUNK, shape[1]), shape[2]),
                                    compressors=BloscCodec(cname="lz4", clevel=1, shuffle="shuffle"))
-        array[...] = to_numpy(level)
+        array[...] = level
     shutil.rmtree(path, ignore_errors=True)
     tmp.rename(path)
     return open_pyramid(path)
