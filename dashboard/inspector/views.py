@@ -1,13 +1,15 @@
 """The Inspect tab's views: the latent plot to tap and hover, the decoded output with its trust, the sample under
 the cursor, and the history strip.
 
-:class:`LatentView` is the embedding (:func:`dashboard.latent.embedding_raster`) with a ``Tap`` stream that decodes
-where the user clicks and a ``PointerXY`` stream that reports the cursor (nearest sample, and live decoding when
-enabled). HoloViews coalesces the pointer events that arrive while one is being handled, so the server never queues
-more than one decode per plot: that is the throttle. Markers for the decoded, saved and current points are drawn
-over the raster. :class:`OutputView` draws the current decode as the project's ``[output_view]`` says and, beside
-it, the engine's trust measures for that point. :class:`CursorView` names the sample nearest to the cursor and draws
-its input. :class:`HistoryView` is the strip of the last decodes, each clickable to show that decode again.
+:class:`LatentView` is the embedding (as glyphs drawn by the browser below :data:`dashboard.glyphs.GLYPH_LIMIT`
+points, :func:`dashboard.glyphs.embedding_glyphs`; else :func:`dashboard.latent.embedding_raster`, shaded on the
+server) with a ``Tap`` stream that decodes where the user clicks and a ``PointerXY`` stream that reports the cursor
+(nearest sample, and live decoding when enabled). HoloViews coalesces the pointer events that arrive while one is
+being handled, so the server never queues more than one decode per plot: that is the throttle. Markers for the
+decoded, saved and current points are drawn over the points. :class:`OutputView` draws the current decode as the
+project's ``[output_view]`` says and, beside it, the engine's trust measures for that point. :class:`CursorView` names
+the sample nearest to the cursor and draws its input. :class:`HistoryView` is the strip of the last decodes, each
+clickable to show that decode again.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from engine.render.samples import view_shape
 
 from .. import sample
 from ..datasets.state import Datasets
+from ..glyphs import draws_glyphs, embedding_glyphs, glyph_size
 from ..landscape.views import MapLayerView
 from ..latent import blank_plot, category_colors, click_streams, embedding_raster, plot_options, plot_tools
 from ..push import later, push
@@ -81,10 +84,12 @@ class InspectorView(View):
 class LatentView(InspectorView):
     """The 2-D embedding with its legend, the decode markers, and the tap and pointer streams.
 
-    Box and lasso select (picked from the toolbar; pan stays the tool active at first, so a tap decodes) select
-    samples into :attr:`selection`; the search's matches and the selection are drawn over the raster, the other points
-    dimmed (hidden with the search's *Show only matches*). :attr:`tip` is the hover preview: the nearest sample's input
-    and label in a box at the cursor (placed by the page anywhere: it follows the pointer by itself).
+    A table of fewer than :data:`dashboard.glyphs.GLYPH_LIMIT` points coloured by a category is drawn as glyphs by
+    the browser (pan and zoom wait for no server); a larger one, or one coloured by density, is shaded on the server
+    for each view. Box and lasso select (picked from the toolbar; pan stays the tool active at first, so a tap
+    decodes) select samples into :attr:`selection`; the search's matches and the selection are drawn over the points,
+    the others dimmed (hidden with the search's *Show only matches*). :attr:`tip` is the hover preview: the nearest
+    sample's input and label in a box at the cursor (placed by the page anywhere: it follows the pointer by itself).
 
     Parameters
     ----------
@@ -122,6 +127,8 @@ class LatentView(InspectorView):
         self.size.add_subscriber(self._on_view)
         self.pointer.add_subscriber(self._on_pointer)
         self._marker_sources: list[ColumnDataSource] = []
+        self._glyph_renderers: list = []  # the glyph plot's points (none while the plot is datashaded)
+        self.store.param.watch(self._resize_glyphs, "spread")
         # after the decoded output (precedence 0) has been drawn: the image is what the user waits for
         self.store.param.watch(self._update_markers, ["decode", "history"], precedence=10)
         if self.datasets is not None:
@@ -184,32 +191,54 @@ class LatentView(InspectorView):
         if points is None:
             return blank_plot()
         store = self.store
-        raster = embedding_raster(points, color_by, store.param.spread, store.inspection)
+        # A small table is drawn by the browser, every point a glyph (pan and zoom wait for no server); a larger one,
+        # or a plot coloured by density, is shaded on the server for each view (dashboard.glyphs.GLYPH_LIMIT).
+        glyphs = draws_glyphs(points, color_by)
+        if glyphs:
+            plot = embedding_glyphs(points, color_by, store.spread)
+        else:
+            plot = embedding_raster(points, color_by, store.param.spread, store.inspection)
+        self._glyph_renderers = []
         # What is under the cursor (nearest sample, its label and input) comes from the pointer stream, not a
         # tooltip. No TapTool: the Tap stream needs none, and a TapTool sends a selection to the server per click.
-        # Box and lasso select tools select no renderer (they would dim the markers): their geometry reaches the
-        # selection through the BoundsXY and Lasso streams.
+        # Box and lasso select tools select no renderer (they would dim the markers, and select the glyphs): their
+        # geometry reaches the selection through the BoundsXY and Lasso streams.
         selects = (BoxSelectTool(renderers=[], description="Box select: select samples"),
                    LassoSelectTool(renderers=[], description="Lasso select: select samples"))
-        raster = raster.opts(**plot_tools("crosshair", *selects))
-        self.tap.source = self.press.source = raster
-        self.pointer.source = raster
-        self.range.source = raster
-        self.size.source = raster
-        self.box.source = raster
-        self.lasso.source = raster
+        plot = plot.opts(**plot_tools("crosshair", *selects))
+        self.tap.source = self.press.source = plot
+        self.pointer.source = plot
+        self.range.source = plot
+        self.size.source = plot
+        self.box.source = plot
+        self.lasso.source = plot
         if store.view is not None and not store.moving:  # a link's view, until the user moves it
             x0, x1, y0, y1 = store.view
-            raster = raster.opts(xlim=(x0, x1), ylim=(y0, y1))
+            plot = plot.opts(xlim=(x0, x1), ylim=(y0, y1))
         method = store.method if store.moving else getattr(store.inspection, "method", store.method)
         title = f"{store.project} · {store.layer} · {store.shown or method_label(method)} · {len(points):,} points"
         under = [weakly(self.map_layer.add_to_plot)] if self.map_layer is not None else []
-        return raster.opts(padding=0.08, **plot_options(title, method, "latent-figure", *under,
-                                                        weakly(self._add_highlights), weakly(self._add_markers)))
+        kept = [weakly(self._keep_glyphs)] if glyphs else []
+        return plot.opts(padding=0.08, **plot_options(title, method, "latent-figure", *under, *kept,
+                                                      weakly(self._add_highlights), weakly(self._add_markers)))
+
+    def _keep_glyphs(self, plot, element):
+        """Plot hook of the glyph plot: its points' renderer, resized in place when the point size changes."""
+        self._glyph_renderers = [plot.handles["glyph_renderer"]]  # the current figure's: an older one left the page
+
+    def _resize_glyphs(self, event):
+        size = glyph_size(event.new)
+        for renderer in self._glyph_renderers:
+            with pn.io.unlocked():
+                for glyph in (renderer.glyph, renderer.selection_glyph, renderer.nonselection_glyph,
+                              renderer.hover_glyph, renderer.muted_glyph):
+                    if hasattr(glyph, "size"):  # (unset ones are None or "auto")
+                        glyph.size = size
 
     # -- highlights -----------------------------------------------------------------------------------------------
-    # The search's matches and the selection are scatter renderers over a white cover that dims the raster (opaque
-    # when only the matches are shown), added by a hook under the markers and updated in place (dashboard.push).
+    # The search's matches and the selection are scatter renderers over a white cover that dims the points under it,
+    # raster or glyphs alike (opaque when only the matches are shown), added by a hook under the markers and updated
+    # in place (dashboard.push).
 
     #: Highlighted points drawn at most (an even subset of more).
     MAX_HIGHLIGHTS = 50_000
@@ -232,8 +261,8 @@ class LatentView(InspectorView):
         return {"x": points["x"].to_numpy()[ids], "y": points["y"].to_numpy()[ids], "color": colors}
 
     def cover_data(self) -> dict:
-        """The cover dimming the raster while something is highlighted: a white rectangle far beyond the points,
-        translucent, or opaque while the search shows only its matches."""
+        """The cover dimming the points (raster or glyphs) while something is highlighted: a white rectangle far
+        beyond the points, translucent, or opaque while the search shows only its matches."""
         search, selection, points = self.search, self.selection, self.store.points
         found = search is not None and search.matches is not None
         chosen = selection is not None and selection.ids is not None
