@@ -5,6 +5,8 @@
 * ``LATENT_INSPECTOR_PROJECTS``: the projects root (see :func:`engine.data.project.projects_root`).
 * ``LATENT_INSPECTOR_PYRAMID_POINTS``: from how many points the dashboard draws zoomed-out views from a pyramid of
   counts (:meth:`engine.explore.inspection.Inspection.pyramid`; default 2,000,000).
+* ``LATENT_INSPECTOR_MAX_PARAMS``: the most weights a model file's architecture may declare before it is built
+  (default 1,000,000,000: 4 GB of float32).
 * ``LATENT_INSPECTOR_PYRAMID``: ``auto`` (default: a view is drawn from the pyramid when that reads fewer cells than
   it has points, :meth:`engine.render.Pyramid.serves`), ``always`` (every view it can serve) or ``off`` (none built).
 
@@ -16,7 +18,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-__all__ = ["cache_dir", "pyramid_mode", "pyramid_points"]
+__all__ = ["cache_dir", "max_params", "pyramid_mode", "pyramid_points"]
 
 _CHECKOUT = Path(__file__).resolve().parent.parent
 
@@ -49,3 +51,12 @@ def pyramid_mode() -> str:
     """``LATENT_INSPECTOR_PYRAMID`` when it is one of :data:`PYRAMID_MODES` (any case), else ``auto``."""
     value = os.environ.get("LATENT_INSPECTOR_PYRAMID", "auto").strip().lower()
     return value if value in PYRAMID_MODES else "auto"
+
+
+def max_params(default: int = 1_000_000_000) -> int:
+    """``LATENT_INSPECTOR_MAX_PARAMS`` when it is a whole number of at least 1, else ``default``."""
+    try:
+        value = int(os.environ.get("LATENT_INSPECTOR_MAX_PARAMS", ""))
+    except ValueError:
+        return default
+    return value if value >= 1 else default

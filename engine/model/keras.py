@@ -42,11 +42,13 @@ from engine.model.base import Ascent, Features, Framework, LayerInfo, Term, near
 from engine.model.keras_files import (
     ModelObjects,
     check_container,
+    check_declared_size,
     explain_load_error,
     keras_objects,
     read_config,
     with_replacements,
 )
+from engine.settings import max_params
 
 __all__ = [
     "FRAMEWORK",
@@ -171,6 +173,7 @@ def load_model(path, *, trust: bool = False, objects: ModelObjects | None = None
         raise ModelError(f"{path}: not a Keras model file; expected one of {', '.join(MODEL_SUFFIXES)}")
     check_container(path)
     config = read_config(path)
+    check_declared_size(path, config, max_params())
     keras_ = keras()
     custom = keras_objects(objects, config)
     try:

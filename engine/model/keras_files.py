@@ -24,6 +24,7 @@ from __future__ import annotations
 import base64
 import json
 import marshal
+import math
 import re
 import shutil
 import sys
@@ -37,8 +38,8 @@ from pathlib import Path
 from engine.errors import ModelError
 from engine.model.base import ModelObjects
 
-__all__ = ["FileConfig", "ModelObjects", "check_container", "explain_load_error", "keras2_fixes", "keras_objects",
-           "read_config", "with_replacements"]
+__all__ = ["FileConfig", "ModelObjects", "check_container", "check_declared_size", "declared_weights",
+           "explain_load_error", "held_weights", "keras2_fixes", "keras_objects", "read_config", "with_replacements"]
 
 #: Prefix of the names under which replaced Lambda functions are handed to Keras.
 _REPLACED = "latent_inspector_lambda__"
@@ -161,6 +162,102 @@ def read_config(path: Path) -> FileConfig | None:
         if layer.get("class_name") == "Lambda":
             found.lambdas.append(_lambda(name, cfg.get("function")))
     return found
+
+
+#: Weights a layer class declares at least, from its config alone (the input's size unknown, taken as 1): the
+#: kernel and bias of Dense and plain convolutions, an Embedding's table, a recurrent layer's recurrent kernel.
+_RECURRENT_GATES = {"LSTM": 4, "GRU": 3, "SimpleRNN": 1}
+_CONVOLUTIONS = {f"Conv{d}D{t}" for d in (1, 2, 3) for t in ("", "Transpose")} | {"Convolution1D", "Convolution2D",
+                                                                                  "Convolution3D"}
+
+
+def _whole(value) -> int | None:
+    """``value`` as a whole number of at least 0, or None (a hostile or odd config holds anything)."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        return None
+    return value
+
+
+def declared_weights(config: FileConfig) -> list[tuple[str, str, int]]:
+    """``(layer, what it declares, weights at least)`` for each layer of ``config`` whose config alone bounds its
+    weights from below, largest first."""
+    found = []
+    for layer in _layers(config.config):
+        cfg = layer.get("config") if isinstance(layer.get("config"), dict) else {}
+        cls, name = str(layer.get("class_name")), str(cfg.get("name", "?"))
+        units, filters = _whole(cfg.get("units")), _whole(cfg.get("filters"))
+        if cls == "Dense" and units is not None:
+            found.append((name, f"Dense with {units:,} units", units * (2 if cfg.get("use_bias", True) else 1)))
+        elif cls in _CONVOLUTIONS and filters is not None:
+            kernel = cfg.get("kernel_size")
+            sizes = [_whole(k) for k in (kernel if isinstance(kernel, list) else [kernel])]
+            area = math.prod(k for k in sizes if k) if all(k is not None for k in sizes) else 1
+            found.append((name, f"{cls} with {filters:,} filters", filters * (area + (1 if cfg.get("use_bias", True)
+                                                                                    else 0))))
+        elif cls == "Embedding" and None not in (_whole(cfg.get("input_dim")), _whole(cfg.get("output_dim"))):
+            rows, width = cfg["input_dim"], cfg["output_dim"]
+            found.append((name, f"Embedding of {rows:,} x {width:,}", rows * width))
+        elif cls in _RECURRENT_GATES and units is not None:
+            found.append((name, f"{cls} with {units:,} units", _RECURRENT_GATES[cls] * units * units))
+    return sorted(found, key=lambda f: -f[2])
+
+
+def held_weights(path: Path) -> int | None:
+    """Number of weight values the file holds (its HDF5 datasets' sizes, read from their shapes alone), or None
+    where they cannot be counted."""
+    import h5py
+
+    def count(group) -> int:
+        total = 0
+
+        def visit(_name, obj):
+            nonlocal total
+            if isinstance(obj, h5py.Dataset):
+                total += int(math.prod(obj.shape)) if obj.shape else 1
+
+        group.visititems(visit)
+        return total
+
+    try:
+        if path.suffix.lower() == ".keras":
+            with zipfile.ZipFile(path) as z:
+                if "model.weights.h5" not in z.namelist():
+                    return None
+                with z.open("model.weights.h5") as raw, h5py.File(raw, "r") as f:
+                    return count(f)
+        with h5py.File(path, "r") as f:
+            return count(f["model_weights"]) if "model_weights" in f else count(f)
+    except Exception:  # noqa: BLE001 - unreadable weights: Keras reports its own error when it loads them
+        return None
+
+
+def check_declared_size(path: Path, config: FileConfig | None, limit: int) -> None:
+    """Refuse, before Keras builds anything, a model whose architecture declares more weights than the file holds,
+    or more than ``limit``: building it would allocate them (a Dense of 2,000,000,000 units is 16 GB), enough to take
+    a shared server down before the load fails.
+
+    Raises
+    ------
+    ModelError
+        Naming the layer, what it declares, the weights the file holds and the limit.
+    """
+    if config is None:
+        return
+    declared = declared_weights(config)
+    if not declared:
+        return
+    at_least = sum(n for _, _, n in declared)
+    name, what, n = declared[0]
+    biggest = f"layer {name!r}, {what}, declares at least {n:,} weights"
+    if at_least > limit:
+        raise ModelError(f"{path}: its architecture declares at least {at_least:,} weights ({biggest}), more than "
+                         f"this server loads ({limit:,}; LATENT_INSPECTOR_MAX_PARAMS sets it): refused before "
+                         f"building it")
+    held = held_weights(path)
+    if held is not None and at_least > held:
+        raise ModelError(f"{path}: its architecture declares at least {at_least:,} weights ({biggest}) but the file "
+                         f"holds {held:,}: the file does not match its own architecture (edited, truncated or "
+                         "hostile); refused before building it")
 
 
 def _layers(config) -> Iterator[dict]:
