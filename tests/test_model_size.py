@@ -104,3 +104,35 @@ def test_no_model_we_know_declares_more_than_it_holds(model_files):
         assert held is not None and declared <= held, (path, declared, held)
         checked += bool(declared)
     assert checked >= len(paths) // 2  # most files declare something to check
+
+
+def test_a_keras_zip_bomb_is_refused_from_its_records_before_unpacking(small, tmp_path, monkeypatch):
+    """A .keras whose members unpack to more than the limit allows (zeros compress 1000 to 1), or whose config is
+    huge, is refused from the archive's records; the archive is never unpacked. (The allowances are lowered here,
+    the module's own constants, so that the files stay small.)"""
+    from engine.model import keras_files
+
+    monkeypatch.setattr(keras_files, "ARCHIVE_SLACK", 2**20)
+    monkeypatch.setattr(keras_files, "MAX_CONFIG_BYTES", 2**20)
+    bomb = tmp_path / "bomb.keras"
+    with zipfile.ZipFile(small / "small.keras") as zin, zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED) as zout:
+        for item in zin.infolist():
+            zout.writestr(item.filename, zin.read(item.filename))
+        zout.writestr("assets/padding.bin", bytes(4 * 2**20))  # 4 MiB of zeros, a few KiB compressed
+    assert bomb.stat().st_size < 2**18
+    monkeypatch.setenv("LATENT_INSPECTOR_MAX_PARAMS", "1000")  # 4,000 bytes of weights + 1 MiB allowed
+    with pytest.raises(ModelError, match=r"bomb.keras: the archive unpacks to 4,\d{3},\d{3} bytes .* refused before "
+                                         "unpacking"):
+        load_model(bomb)
+    monkeypatch.delenv("LATENT_INSPECTOR_MAX_PARAMS")
+    assert load_model(bomb) is not None  # within the default limit, the same archive loads
+
+    big_config = tmp_path / "config.keras"
+    with zipfile.ZipFile(small / "small.keras") as zin, zipfile.ZipFile(big_config, "w", zipfile.ZIP_DEFLATED) as zout:
+        for item in zin.infolist():
+            data = zin.read(item.filename)
+            if item.filename == "config.json":
+                data = data[:-1] + b', "pad": "' + b" " * (2 * 2**20) + b'"}'
+            zout.writestr(item.filename, data)
+    with pytest.raises(ModelError, match="config.json unpacks to .* more than a model's description takes"):
+        load_model(big_config)

@@ -108,6 +108,7 @@ def check_container(path: Path) -> None:
         if not zipfile.is_zipfile(path):
             raise ModelError(f"{path}: cannot load the model: not a zip archive, which a .keras model is (the file "
                              "is truncated, corrupt or of another format)")
+        _check_archive_sizes(path)
         return
     import h5py
 
@@ -130,6 +131,36 @@ def check_container(path: Path) -> None:
             "whole model instead, with model.save('model.keras') (or model.save('model.h5') in Keras 2)")
     raise ModelError(f"{path}: cannot load the model: an HDF5 file with no Keras model in it (no model_config; it "
                      f"holds {held or 'nothing'}); save the model with model.save('model.keras')")
+
+
+#: The most bytes a ``.keras`` archive's config.json or metadata.json may unpack to.
+MAX_CONFIG_BYTES = 64 * 2**20
+#: Bytes a ``.keras`` archive may unpack to beyond its weights' (the config, the metadata, assets).
+ARCHIVE_SLACK = 64 * 2**20
+
+
+def _check_archive_sizes(path: Path) -> None:
+    """Refuse a ``.keras`` archive that would unpack to more than a model of ``LATENT_INSPECTOR_MAX_PARAMS`` float32
+    weights takes (plus :data:`ARCHIVE_SLACK`), or whose config is larger than :data:`MAX_CONFIG_BYTES`: Keras
+    extracts the archive before building, so a zip bomb would fill the disk or the memory first. The sizes are the
+    archive's own records, read without unpacking (Python's zipfile, which Keras unpacks with, reads no more)."""
+    from engine.settings import max_params
+
+    try:
+        with zipfile.ZipFile(path) as z:
+            members = z.infolist()
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise ModelError(f"{path}: cannot load the model: the zip archive cannot be read ({exc})") from None
+    for item in members:
+        if item.filename in ("config.json", "metadata.json") and item.file_size > MAX_CONFIG_BYTES:
+            raise ModelError(f"{path}: {item.filename} unpacks to {item.file_size:,} bytes, more than a model's "
+                             f"description takes ({MAX_CONFIG_BYTES:,} at most): refused before unpacking")
+    total = sum(item.file_size for item in members)
+    limit = max_params() * 4 + ARCHIVE_SLACK
+    if total > limit:
+        raise ModelError(f"{path}: the archive unpacks to {total:,} bytes ({len(members)} files), more than a model "
+                         f"of the {max_params():,} weights this server loads takes ({limit:,} bytes; "
+                         "LATENT_INSPECTOR_MAX_PARAMS sets it): refused before unpacking")
 
 
 def read_config(path: Path) -> FileConfig | None:
