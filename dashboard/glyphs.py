@@ -27,9 +27,10 @@ GLYPH_ALPHA = 0.7
 
 
 def glyph_size(spread: int) -> int:
-    """Diameter in pixels of a glyph for the plot's point size ``spread``: an isolated point of the raster is grown by
-    up to ``spread`` pixels on each side (``dynspread``'s ``max_px``), ``2 * spread + 1`` pixels across."""
-    return 2 * int(spread) + 1
+    """Diameter in pixels of a glyph for the plot's point size ``spread``: ``spread + 1``. The raster grows an isolated
+    point by up to ``spread`` pixels on each side, but stops where half the pixels touch (``dynspread``): its points
+    look about that size, a glyph of ``2 * spread + 1`` hides a cluster's structure under overlapping discs."""
+    return int(spread) + 1
 
 
 def draws_glyphs(points, color_by: str) -> bool:
