@@ -310,7 +310,12 @@ async def _tap_all(page, session: Session, taps: int, seed: int, timeout_s: floa
         seq = int(got["seq"])
         values = got.get("values")
         session.decodes.append((seq, float(got["x"]), float(got["y"]), values))
-    await page.wait_for_timeout(200)  # the last tap's paint
+    try:  # the last tap's paint: two animation frames after its image, later on a loaded machine
+        decoded = sum(d is not None for d in session.decodes)
+        await page.wait_for_function(f"() => window.__latency.samples.length >= {decoded}",
+                                     timeout=timeout_s * 1e3, polling=100)
+    except Exception:  # reported below, as images painted for taps
+        pass
     times = await page.evaluate("() => ({data: window.__latency.data.slice(), "
                                 "paint: window.__latency.samples.slice(), held: window.__latency.held.slice()})")
     session.paint_ms, session.data_ms, session.held_ms = times["paint"], times["data"], times["held"]

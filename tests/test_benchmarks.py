@@ -97,7 +97,7 @@ def test_quick_run_of_every_case(tmp_path):
         by_case.setdefault(r["case"], []).append(r)
     names = {"propagation", "frameworks", "suffix latency", "reducer fit", "numba cache", "inverse latency",
              "first picture", "inverse methods", "landscape", "decode (server)", "decode (browser)", "render (server)",
-             "render (browser)", "gpu"}
+             "render (server), pyramid", "render (browser)", "gpu"}
     assert set(by_case) == names, sorted(by_case)
     measured = [r for r in rows if not r["skipped"]]
     assert all(r["ours"]["samples"] for r in measured)
@@ -110,6 +110,9 @@ def test_quick_run_of_every_case(tmp_path):
     assert all((r["skipped"] == "no GPU") != _gpu() for r in by_case["gpu"])
     render = by_case["render (server)"]
     assert all(r["baseline"]["samples"] and r["extra"]["identical_px"] == 1.0 for r in render)
+    pyramid = by_case["render (server), pyramid"]  # pans, zooms, deep zooms at 1M in a quick run
+    assert len(pyramid) == 3 and all(r["ours"]["samples"] and r["baseline"]["samples"] for r in pyramid)
+    assert pyramid[0]["extra"]["pyramid_count_diff_vs_points"] == pyramid[0]["extra"]["points_on_snapped_upper_edges"]
     md = md_path.read_text()
     assert "| case | measured |" in md and "Machine:" in md
     assert "no GPU" in done.stdout or _gpu()  # the GPU cases say so, rather than print a figure
