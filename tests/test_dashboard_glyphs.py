@@ -83,17 +83,23 @@ def test_a_small_table_is_drawn_as_glyphs_in_the_rasters_colours_with_a_legend(s
 
     figure = _figure(small.latent)
     points = _points(figure)
+    table = small.store.points
     assert isinstance(points.glyph, Scatter)
-    assert len(points.data_source.data["x"]) == len(small.store.points) == 300
-    np.testing.assert_array_equal(points.data_source.data["x"], small.store.points["x"].to_numpy())
-    mapper = points.glyph.fill_color.transform  # each point's colour: its category's, as the raster has it
-    assert list(mapper.factors) == CLASSES and list(mapper.palette) == category_colors(CLASSES)
-    column = points.glyph.fill_color.field
-    assert list(points.data_source.data[column][:3]) == list(small.store.points["label"].astype(str)[:3])
+    assert len(points.data_source.data["x"]) == len(table) == 300
+    np.testing.assert_array_equal(points.data_source.data["x"], table["x"].to_numpy(np.float32))
+    np.testing.assert_array_equal(points.data_source.data["y"], table["y"].to_numpy(np.float32))
+    # each point's colour: its category's, as the raster has it (its code through the palette of the categories)
+    mapper, column = points.glyph.fill_color.transform, points.glyph.fill_color.field
+    codes = np.asarray(points.data_source.data[column])
+    np.testing.assert_array_equal(codes, table["label"].cat.codes.to_numpy())
+    assert list(mapper.palette) == category_colors(CLASSES)
+    assert (mapper.low, mapper.high) == (-0.5, len(CLASSES) - 0.5)  # code k on the palette's colour k
     assert points.glyph.size == glyph_size(small.store.spread)
     assert "300 points" in figure.title.text
     (legend,) = figure.legend
-    assert [item.label.field for item in legend.items] == [column]  # one entry per category, in the browser
+    assert legend in figure.right  # where the raster has its legend
+    assert [item.label.value for item in legend.items] == CLASSES
+    assert [CLASSES[codes[item.index]] for item in legend.items] == CLASSES  # each entry in its category's colour
     # not selectable: no tap tool, and the select tools select no renderer (their geometry goes to the streams)
     assert not any(isinstance(t, TapTool) for t in figure.tools)
     selects = [t for t in figure.tools if isinstance(t, (BoxSelectTool, LassoSelectTool))]
@@ -185,7 +191,7 @@ def test_embedding_glyphs_needs_a_category_column():
     from dashboard.glyphs import embedding_glyphs
 
     table = pd.DataFrame({"x": [0.0, 1.0], "y": [1.0, 0.0], "label": ["a", "b"]})
-    with pytest.raises(ValueError, match="'label' is of type "):
+    with pytest.raises(ValueError, match="'label' is of type "):  # text, not categories
         embedding_glyphs(table, "label")
     with pytest.raises(ValueError, match="'none' is not one"):
         embedding_glyphs(table, "none")

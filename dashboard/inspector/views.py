@@ -31,7 +31,7 @@ from engine.render.samples import view_shape
 
 from .. import sample
 from ..datasets.state import Datasets
-from ..glyphs import draws_glyphs, embedding_glyphs, glyph_size
+from ..glyphs import draws_glyphs, embedding_glyphs, glyph_legend, glyph_size
 from ..landscape.views import MapLayerView
 from ..latent import blank_plot, category_colors, click_streams, embedding_raster, plot_options, plot_tools
 from ..push import later, push
@@ -218,7 +218,7 @@ class LatentView(InspectorView):
         method = store.method if store.moving else getattr(store.inspection, "method", store.method)
         title = f"{store.project} · {store.layer} · {store.shown or method_label(method)} · {len(points):,} points"
         under = [weakly(self.map_layer.add_to_plot)] if self.map_layer is not None else []
-        kept = [weakly(self._keep_glyphs)] if glyphs else []
+        kept = [glyph_legend, weakly(self._keep_glyphs)] if glyphs else []
         return plot.opts(padding=0.08, **plot_options(title, method, "latent-figure", *under, *kept,
                                                       weakly(self._add_highlights), weakly(self._add_markers)))
 

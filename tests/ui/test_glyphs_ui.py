@@ -22,8 +22,8 @@ from dashboard_page import (
 
 pytestmark = pytest.mark.ui
 
-# The points' renderer of the latent figure on screen: its glyph's type, rows, colours (factors and palette of its
-# colour mapper) and the labels of its legend (one per category, from the colour column).
+# The points' renderer of the latent figure on screen: its glyph's type, rows, colours (the palette and range of its
+# colour mapper) and its legend: each entry's label and the colour code of the point it is drawn like.
 _GLYPHS_JS = """
 () => {
   const view = [...Bokeh.index.all_views()].find(v => v.model && v.model.name === 'latent-figure' && v.frame != null
@@ -31,11 +31,10 @@ _GLYPHS_JS = """
   if (view == null) return null;
   const r = view.model.renderers.find(r => r.data_source && r.data_source.name === 'latent-figure-source');
   if (r == null) return null;
-  const mapper = r.glyph.fill_color.transform;
+  const mapper = r.glyph.fill_color.transform, codes = r.data_source.get_column(r.glyph.fill_color.field);
   const m = view.model, legend = [...m.right, ...m.center, ...m.left, ...m.above, ...m.below].find(a => a.items);
-  const labels = legend ? legend.items.flatMap(item => [...item.get_labels_list_from_label_prop()]) : [];
-  return {type: r.glyph.type, rows: r.data_source.get_length(), factors: mapper ? [...mapper.factors] : null,
-          palette: mapper ? [...mapper.palette] : null, legend: labels};
+  return {type: r.glyph.type, rows: r.data_source.get_length(), palette: [...mapper.palette], low: mapper.low,
+          high: mapper.high, legend: legend ? legend.items.map(i => [i.label.value, codes[i.index]]) : []};
 }
 """
 
@@ -101,8 +100,8 @@ def test_mnist_is_drawn_as_glyphs_that_pan_in_the_browser_tap_and_select(page, s
     # -- every point a glyph, in the raster's colours, with a legend ------------------------------------------------
     glyphs = wait_until(lambda: page.evaluate(_GLYPHS_JS), 30, "the points' renderer")
     assert glyphs["type"] == "Scatter" and glyphs["rows"] == len(mnist.embedding)
-    assert glyphs["factors"] == [str(n) for n in names] and glyphs["palette"] == category_colors(names)
-    assert sorted(glyphs["legend"]) == sorted(str(n) for n in names)  # (in the order the column first has them)
+    assert glyphs["palette"] == category_colors(names) and (glyphs["low"], glyphs["high"]) == (-0.5, len(names) - 0.5)
+    assert glyphs["legend"] == [[str(n), k] for k, n in enumerate(names)]  # each entry in its category's colour
     pixels = frame_pixels(page)
     assert inked(pixels) > 0.02 * pixels.shape[0] * pixels.shape[1]
     ink = pixels.reshape(-1, 3)[pixels.reshape(-1, 3).sum(axis=1) < 600]
