@@ -3,10 +3,12 @@
 ``/scatter?n=N``: the original approach, every point sent to the browser as a glyph of a Bokeh WebGL scatter
 (float32 coordinates and uint8 class codes, binary-encoded; coloured by a linear colour mapper: the cheapest way
 Bokeh has to send them). ``/shaded?n=N``: the dashboard's latent plot, :class:`dashboard.latent.shade_categories`
-with the dashboard's options, one server-shaded image per view. Both show the same synthetic points
-(:mod:`benchmarks.synthetic`) in an 800 x 800 frame, with pan and wheel zoom active; their figure is named
-``bench-figure`` and its data source ``bench-figure-source``. Data (and the shaded plot's index) are made once per
-size and process.
+with the dashboard's options, one server-shaded image per view. ``/glyphs?n=N[&spread=S]``: the Inspect tab's plot of
+a small table, :func:`dashboard.glyphs.embedding_glyphs` with its legend (every point a glyph coloured by its category;
+the dashboard's point size 3 unless ``spread`` says), with the streams of the view's range and size that the
+dashboard's plot has. All show the same synthetic points (:mod:`benchmarks.synthetic`) in an 800 x 800 frame, with pan
+and wheel zoom active; their figure is named ``bench-figure`` and its data source ``bench-figure-source``. Data (and
+the shaded plot's index) are made once per size and process.
 """
 
 from __future__ import annotations
@@ -91,6 +93,25 @@ def shaded_page():
     return pn.pane.HoloViews(raster, linked_axes=False)
 
 
+def glyphs_page():
+    import holoviews as hv
+    import panel as pn
+
+    from dashboard.glyphs import embedding_glyphs, glyph_legend
+    from dashboard.widgets import name_models
+
+    n = _n()
+    spread = int(pn.state.session_args.get("spread", [b"3"])[0])  # the point size (the dashboard's default: 3)
+    element = embedding_glyphs(_frame(n), "label", spread=spread)
+    # the streams the dashboard's plot has on it: the view's range and size go to the server, which draws nothing
+    hv.streams.RangeXY(source=element)
+    hv.streams.PlotSize(source=element)
+    element = element.opts(frame_width=SIZE, frame_height=SIZE, tools=["pan", "wheel_zoom"],
+                           active_tools=["pan", "wheel_zoom"], title=f"{n:,} points, glyphs",
+                           hooks=[name_models(NAME), glyph_legend])
+    return pn.pane.HoloViews(element, linked_axes=False)
+
+
 def health_page():
     import panel as pn
 
@@ -107,7 +128,8 @@ def main(argv=None) -> int:
     hv.extension("bokeh", logo=False)
     pn.extension()
     origin = [f"127.0.0.1:{args.port}", f"localhost:{args.port}"]
-    pn.serve({"scatter": scatter_page, "shaded": shaded_page, "health": health_page}, port=args.port,
+    pages = {"scatter": scatter_page, "shaded": shaded_page, "glyphs": glyphs_page, "health": health_page}
+    pn.serve(pages, port=args.port,
              address="127.0.0.1", websocket_origin=origin, show=False, print=False, title="benchmark")
     return 0
 

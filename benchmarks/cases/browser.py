@@ -1,14 +1,18 @@
 """Render, in the browser: time to first paint and pan latency in Chromium, every point a WebGL glyph vs datashaded.
 
 The baseline is the original approach: every point sent to the browser and drawn by a Bokeh WebGL scatter
-(headless Chromium renders WebGL in software, SwiftShader: there is no GPU). Ours is the dashboard's datashaded
-plot: one image per view, shaded on the server. Both pages come from one Panel server (:mod:`benchmarks.pages`),
-show the same points in an 800 x 800 frame and are loaded alternately after a warm-up load of each.
+(headless Chromium renders WebGL in software, SwiftShader: there is no GPU). Ours are the dashboard's two plots: the
+datashaded plot, one image per view shaded on the server; and, up to 100,000 points, the glyph plot the Inspect tab
+draws below :data:`dashboard.glyphs.GLYPH_LIMIT` points (every point a glyph, coloured by category, with a legend;
+:func:`dashboard.glyphs.embedding_glyphs`). All pages come from one Panel server (:mod:`benchmarks.pages`), show the
+same points in an 800 x 800 frame and are loaded alternately after a warm-up load of each. Around the limit (15,000
+to 30,000 points, full runs only) the glyph plot is measured against the datashaded plot: where its pan costs as
+much, the limit lies.
 
 - first paint: from navigation start to the first animation frame in which the figure has drawn its data.
 - pan: a pan of a tenth of the frame, until the view shows the panned data (the second animation frame after).
-  The scatter redraws every glyph on each step of a drag: one step, as the pan tool makes it, is timed. The
-  datashaded plot moves its image at once while dragging (``ours_frame_while_dragging_ms``) and shows the
+  The scatter and the glyph plot redraw every glyph on each step of a drag: one step, as the pan tool makes it, is
+  timed. The datashaded plot moves its image at once while dragging (``ours_frame_while_dragging_ms``) and shows the
   re-shaded view when the server's new image arrives: timed from the release of a real drag (HoloViews waits
   100 ms after the last range event before re-rendering: included).
 """
@@ -16,7 +20,7 @@ show the same points in an 800 x 800 frame and are loaded alternately after a wa
 from __future__ import annotations
 
 from benchmarks import browser as bb
-from benchmarks.harness import Comparison, Side
+from benchmarks.harness import Comparison, Side, load_average
 
 NAME = "bench-figure"
 
@@ -54,22 +58,57 @@ def _drag_frames(page, count: int) -> float:
     return float(sorted(page.evaluate(bb.PAN_STEP_JS, [NAME, 0.02, 0.0]) for _ in range(count))[count // 2])
 
 
+#: The pages measured: path, name in the report, whether the browser pans it alone (one step timed) or the server
+#: sends each view (a drag timed to the server's image).
+PAGES = {"shaded": ("shaded", "datashaded plot (server image per view)", False),
+         "glyphs": ("glyphs", "glyph plot (every point a glyph, dashboard.glyphs)", True),
+         "scatter": ("scatter", "Bokeh WebGL scatter (every point a glyph)", True)}
+
+
+def _sizes(quick: bool) -> dict[int, tuple[str, ...]]:
+    """The pages measured at each number of points."""
+    if quick:
+        return {10_000: ("shaded", "glyphs", "scatter")}
+    return {10_000: ("shaded", "glyphs", "scatter"), 15_000: ("shaded", "glyphs"), 20_000: ("shaded", "glyphs"),
+            30_000: ("shaded", "glyphs"), 100_000: ("shaded", "glyphs", "scatter"), 1_000_000: ("shaded", "scatter"),
+            10_000_000: ("shaded",)}
+
+
+def _comparisons(n: int, kinds, paint: dict, pan: dict, extras: dict) -> list[Comparison]:
+    """The rows of ``n`` points: each of our plots against the scatter where it ran, else the glyph plot against the
+    datashaded plot (the sizes around the limit)."""
+    pairs = [(ours, "scatter") for ours in ("shaded", "glyphs") if ours in kinds and "scatter" in kinds]
+    if not pairs and "glyphs" in kinds:
+        pairs = [("glyphs", "shaded")]
+    if not pairs:
+        pairs = [("shaded", None)]
+    rows = []
+    for what, got in (("first paint", paint), ("pan", pan)):
+        for ours, base in pairs:
+            rows.append(Comparison(
+                "render (browser)", f"{what}, {n:,} points" + (", until the view shows the panned data"
+                                                               if what == "pan" else ""), "ms",
+                Side(PAGES[ours][1], got[ours]), Side(PAGES[base][1], got[base]) if base else None,
+                extra=extras[what],
+            ))
+    return rows
+
+
 def run(quick: bool) -> list[Comparison]:
     why = bb.unavailable()
     if why:
         return [Comparison("render (browser)", "first paint and pan", "ms", Side("datashaded"), skipped=why)]
-    both = (20_000,) if quick else (10_000, 100_000, 1_000_000)
-    shaded_only = () if quick else (10_000_000,)
+    from dashboard.glyphs import GLYPH_LIMIT
+
     loads, pans = (2, 3) if quick else (5, 10)
     results = []
     with bb.serve(["-m", "benchmarks.pages"], "/health") as base, bb.chromium() as chromium:
         context = chromium.new_context(viewport=bb.VIEWPORT)
         renderer = None
-        for n in (*both, *shaded_only):
+        for n, kinds in _sizes(quick).items():
             timeout_s = 60 + n / 20_000  # a million glyphs in software WebGL take a while
-            urls = {"ours": f"{base}/shaded?n={n}", "base": f"{base}/scatter?n={n}"}
-            kinds = ("ours", "base") if n in both else ("ours",)
-            rows = {"ours": 1, "base": n}
+            urls = {kind: f"{base}/{PAGES[kind][0]}?n={n}" for kind in kinds}
+            rows = {kind: 1 if kind == "shaded" else n for kind in kinds}
             for kind in kinds:  # warm-up: the server makes the data, the browser caches BokehJS
                 page, _ = _first_paint(context, urls[kind], rows[kind], timeout_s)
                 renderer = renderer or bb.webgl_renderer(page)
@@ -84,24 +123,19 @@ def run(quick: bool) -> list[Comparison]:
             for kind in kinds:
                 page, _ = _first_paint(context, urls[kind], rows[kind], timeout_s)
                 page.wait_for_timeout(1000)  # the view settles (the server's re-render for the page's size)
-                pan[kind] = _pans(page, pans, local=kind == "base", timeout_s=timeout_s)
-                if kind == "ours":
+                pan[kind] = _pans(page, pans, local=PAGES[kind][2], timeout_s=timeout_s)
+                if kind == "shaded":
                     drag_frame_ms = round(_drag_frames(page, 5), 1)
                 page.close()
+            drawn = "glyphs" if n < GLYPH_LIMIT else "datashaded"
             extras = {
                 "first paint": {"webgl": renderer, "image_payload_mib": round(800 * 800 * 4 / 2**20, 1),
-                                **({"scatter_payload_mib": round(n * 9 / 2**20, 1)} if "base" in kinds else
+                                "dashboard_draws": f"{drawn} (GLYPH_LIMIT {GLYPH_LIMIT:,})",
+                                **({"scatter_payload_mib": round(n * 9 / 2**20, 1)} if "scatter" in kinds else
                                    {"baseline": "not run: every point as a glyph is the approach limited to 10k-1M "
-                                                "points"})},
-                "pan": {"ours_frame_while_dragging_ms": drag_frame_ms},
+                                                "points"} if "glyphs" not in kinds else {})},
+                "pan": {"ours_frame_while_dragging_ms": drag_frame_ms, "load_avg": load_average()},
             }
-            for what, got in (("first paint", paint), ("pan", pan)):
-                results.append(Comparison(
-                    "render (browser)", f"{what}, {n:,} points" + (", until the view shows the panned data"
-                                                                   if what == "pan" else ""), "ms",
-                    Side("datashaded plot (server image per view)", got["ours"]),
-                    Side("Bokeh WebGL scatter (every point a glyph)", got["base"]) if "base" in kinds else None,
-                    extra=extras[what],
-                ))
+            results += _comparisons(n, kinds, paint, pan, extras)
         context.close()
     return results
