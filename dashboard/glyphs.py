@@ -10,8 +10,8 @@ coloured by the category column in the raster's colours (:func:`dashboard.latent
 
 What the browser receives is what Bokeh draws fastest: float32 coordinates and the categories' integer codes, binary,
 mapped to the colours by a linear colour mapper, as the benchmarks' raw Bokeh scatter has them. The categories' names
-as a column (HoloViews' own categorical colouring, and its legend by field) cost the browser about 200 ms more to
-first paint 10,000 points (the legend's labels are found by a search of that column) and ~20 ms more per redraw.
+as a column (HoloViews' own categorical colouring, and its legend by field, whose labels the browser finds by a
+search of that column) made the first paint of 10,000 points 125-300 ms later in Chromium (2 cores, load 3-6).
 """
 
 from __future__ import annotations
@@ -26,10 +26,12 @@ __all__ = ["GLYPH_LIMIT", "draws_glyphs", "embedding_glyphs", "glyph_legend", "g
 
 #: Tables of fewer points than this are drawn as glyphs by the browser, larger ones datashaded on the server: where
 #: a pan of the glyph plot (its full redraw, growing with the points) costs as much as a pan of the datashaded plot
-#: (a server image, ~250 ms whatever the points). Measured with benchmarks/cases/browser.py (pages of
-#: benchmarks/pages.py; 2 cores, headless Chromium with software WebGL): pan to painted, medians, glyphs vs
-#: datashaded: 10k points 129 vs 222 ms, 20k 230-260 vs 266 ms, 30k 354 vs 259 ms.
-GLYPH_LIMIT = 20_000
+#: (a server image, ~250-300 ms whatever the points). From one run of benchmarks/cases/browser.py (pages of
+#: benchmarks/pages.py; 2 cores, load average 2.8, headless Chromium with software WebGL), pan to painted, median /
+#: p95, glyphs vs datashaded: 10k points 236 / 259 vs 260 / 455 ms, 15k 330 / 383 vs 282 / 415 ms, 20k 444 / 485 vs
+#: 295 / 426 ms (an earlier, less loaded probe: 10k 129 vs 222 ms, 20k 230-260 vs 266 ms): the glyphs' cost crosses
+#: the image's at 11-13k points on this machine (a browser drawing WebGL on a GPU was not measured).
+GLYPH_LIMIT = 12_000
 #: Opacity of a glyph: overlapping points of a dense cluster darken, as the raster's alpha grows with the count.
 GLYPH_ALPHA = 0.7
 #: The column of the categories' codes in the glyphs' data (its label is the category column's name).
