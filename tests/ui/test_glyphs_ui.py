@@ -92,11 +92,13 @@ def test_mnist_is_drawn_as_glyphs_that_pan_in_the_browser_tap_and_select(page, s
     out = Path(output_path)
     out.mkdir(parents=True, exist_ok=True)
     errors = []
-    page.on("pageerror", lambda e: errors.append(str(e)))
+    done = ["opening the page"]  # what the test had done when the page reported an error
+    page.on("pageerror", lambda e: errors.append(f"{e} (after {done[-1]})"))
     open_dashboard(page, server, "mnist")
     names = mnist.project.label_names()
     assert len(mnist.embedding) < GLYPH_LIMIT
 
+    done.append("the page open")
     # -- every point a glyph, in the raster's colours, with a legend ------------------------------------------------
     glyphs = wait_until(lambda: page.evaluate(_GLYPHS_JS), 30, "the points' renderer")
     assert glyphs["type"] == "Scatter" and glyphs["rows"] == len(mnist.embedding)
@@ -108,6 +110,7 @@ def test_mnist_is_drawn_as_glyphs_that_pan_in_the_browser_tap_and_select(page, s
     assert len({tuple(c) for c in ink // 32}) >= 5  # several classes' colours on screen
     page.screenshot(path=out / "glyphs.png")
 
+    done.append("the glyphs checked")
     # -- a pan: the browser redraws the glyphs, the server sends no points ---------------------------------------
     page.evaluate(_COUNT_SENT_JS)
     before = figure(page)
@@ -128,6 +131,7 @@ def test_mnist_is_drawn_as_glyphs_that_pan_in_the_browser_tap_and_select(page, s
     wait_until(lambda: abs(figure(page)["x0"] - before["x0"]) < 1e-3 * (before["x1"] - before["x0"]), 10,
                "the view back")
 
+    done.append("the pans")
     # -- a tap decodes and is marked ----------------------------------------------------------------------------
     emb, labels = np.asarray(mnist.embedding), np.asarray(mnist.labels)
     tx, ty = (float(v) for v in np.median(emb[labels == 1], axis=0))
@@ -139,6 +143,7 @@ def test_mnist_is_drawn_as_glyphs_that_pan_in_the_browser_tap_and_select(page, s
                                rtol=1e-4, atol=1e-5)
     wait_until(lambda: page.evaluate(_ROWS_JS, "decode-markers") >= 2, 10, "the decode's marker")
 
+    done.append("the decode")
     # -- a box selects the engine's samples; they are highlighted over the dimmed glyphs --------------------------
     sx, sy = (float(v) for v in np.median(emb[labels == 7], axis=0))
     px, py = _pixel(page, sx, sy)
