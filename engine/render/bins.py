@@ -297,14 +297,7 @@ def aggregate_colors(index: PointIndex, *, canvas, colors=None):
     RenderError
         A category without a colour.
     """
-    import xarray as xr
-    from datashader.colors import rgb
-
-    colors = colors or color_key(index.categories)
-    missing = [c for c in index.categories if c not in colors]
-    if missing:
-        raise RenderError(f"aggregate_colors: no colour for categories {missing} (colors has {list(colors)}).")
-    table = np.array([rgb(colors[c]) for c in index.categories], np.uint32)
+    table = color_table(index.categories, colors, "aggregate_colors").astype(np.uint32)
     width, height = int(canvas.plot_width), int(canvas.plot_height)
     dtype = np.uint32 if len(index) * 255 < 2**32 else np.uint64
     out = np.zeros((height, width, 4), dtype)
@@ -320,11 +313,39 @@ def aggregate_colors(index: PointIndex, *, canvas, colors=None):
             counts = np.zeros((height, width, len(index.categories)), np.uint32)
             _accumulate(*args, table, *view, counts, True)
             category_min = int(counts.min())
+    return colour_aggregate(out, (x0, x1), (y0, y1), table, category_min)
+
+
+def color_table(categories, colors, who: str) -> np.ndarray:
+    """RGB of each category (int64, one row per category), from ``colors`` (default :func:`color_key`).
+
+    Raises
+    ------
+    RenderError
+        A category without a colour, naming the caller ``who``.
+    """
+    from datashader.colors import rgb
+
+    colors = colors or color_key(categories)
+    missing = [c for c in categories if c not in colors]
+    if missing:
+        raise RenderError(f"{who}: no colour for categories {missing} (colors has {list(colors)}).")
+    return np.array([rgb(colors[c]) for c in categories], np.int64)
+
+
+def colour_aggregate(out, x_range, y_range, table, category_min: int):
+    """The per-pixel aggregate ``out`` (height, width, 4: count and colour sums) as the DataArray that
+    :func:`~engine.render.shade_colors` reads: pixel-centre coordinates over the ranges, the colours and
+    ``category_min`` in its attrs."""
+    import xarray as xr
+
+    height, width = out.shape[:2]
+    (x0, x1), (y0, y1) = x_range, y_range
     xs = x0 + (np.arange(width) + 0.5) * ((x1 - x0) / width) if width else np.zeros(0)
     ys = y0 + (np.arange(height) + 0.5) * ((y1 - y0) / height) if height else np.zeros(0)
     return xr.DataArray(out, dims=("y", "x", "channel"),
                         coords={"x": xs, "y": ys, "channel": ["count", "r", "g", "b"]},
-                        attrs={"x_range": (x0, x1), "y_range": (y0, y1), "colors": table.tolist(),
+                        attrs={"x_range": (x0, x1), "y_range": (y0, y1), "colors": np.asarray(table).tolist(),
                                "category_min": category_min})
 
 

@@ -39,7 +39,6 @@ import numpy as np
 from engine.backends.cupy import get_namespace, to_numpy
 from engine.errors import RenderError
 from engine.memo import Memo
-from engine.render.frame import color_key
 
 __all__ = ["Pyramid", "PyramidView", "aggregate_pyramid", "build_pyramid", "open_pyramid", "save_pyramid"]
 
@@ -483,16 +482,11 @@ def aggregate_pyramid(pyramid: Pyramid, view: PyramidView, *, colors=None, xp=np
     RenderError
         A category without a colour.
     """
-    import xarray as xr
-    from datashader.colors import rgb
+    from engine.render.bins import color_table, colour_aggregate
 
-    colors = colors or color_key(pyramid.categories)
-    missing = [c for c in pyramid.categories if c not in colors]
-    if missing:
-        raise RenderError(f"aggregate_pyramid: no colour for categories {missing} (colors has {list(colors)}).")
+    table = color_table(pyramid.categories, colors, "aggregate_pyramid")
     counts = pyramid.counts(view, xp)
     dtype = np.uint32 if pyramid.count * 255 < 2**32 else np.uint64
-    table = np.array([rgb(colors[c]) for c in pyramid.categories], np.int64)
     height, width, k = counts.shape
     if xp is np:
         out = np.empty((height, width, 4), dtype)
@@ -503,10 +497,4 @@ def aggregate_pyramid(pyramid: Pyramid, view: PyramidView, *, colors=None, xp=np
         out = sums.reshape(height, width, 4).astype(dtype)
         low, low_total = int(counts.min()), int(out[..., 0].min())
     category_min = int(low) if height and width and int(low_total) >= k else 0
-    (x0, x1), (y0, y1) = view.x_range, view.y_range
-    xs = x0 + (np.arange(width) + 0.5) * ((x1 - x0) / width)
-    ys = y0 + (np.arange(height) + 0.5) * ((y1 - y0) / height)
-    return xr.DataArray(to_numpy(out), dims=("y", "x", "channel"),
-                        coords={"x": xs, "y": ys, "channel": ["count", "r", "g", "b"]},
-                        attrs={"x_range": (x0, x1), "y_range": (y0, y1), "colors": table.tolist(),
-                               "category_min": category_min})
+    return colour_aggregate(to_numpy(out), view.x_range, view.y_range, table, category_min)
