@@ -13,7 +13,7 @@ import h5py
 import pytest
 
 from engine.errors import ModelError
-from engine.model import load_model
+from engine.model import archives, load_model
 from engine.model.keras_files import declared_weights, held_weights, read_config
 
 REPO = Path(__file__).resolve().parents[1]
@@ -110,10 +110,8 @@ def test_a_keras_zip_bomb_is_refused_from_its_records_before_unpacking(small, tm
     """A .keras whose members unpack to more than the limit allows (zeros compress 1000 to 1), or whose config is
     huge, is refused from the archive's records; the archive is never unpacked. (The allowances are lowered here,
     the module's own constants, so that the files stay small.)"""
-    from engine.model import keras_files
-
-    monkeypatch.setattr(keras_files, "ARCHIVE_SLACK", 2**20)
-    monkeypatch.setattr(keras_files, "MAX_CONFIG_BYTES", 2**20)
+    monkeypatch.setattr(archives, "ARCHIVE_SLACK", 2**20)
+    monkeypatch.setattr(archives, "MAX_CONFIG_BYTES", 2**20)
     bomb = tmp_path / "bomb.keras"
     with zipfile.ZipFile(small / "small.keras") as zin, zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED) as zout:
         for item in zin.infolist():
@@ -136,3 +134,156 @@ def test_a_keras_zip_bomb_is_refused_from_its_records_before_unpacking(small, tm
             zout.writestr(item.filename, data)
     with pytest.raises(ModelError, match="config.json unpacks to .* more than a model's description takes"):
         load_model(big_config)
+
+
+# -- PyTorch and ONNX: the same bounds, from what each format declares ---------------------------------------------
+#
+# Each hostile file is loaded in a child process whose address space is limited to 4 GB: a load that allocated what
+# the file declares (40 GB) would end there in a MemoryError or a framework's own error, with a traceback, instead of
+# the one-line ModelError asserted here.
+
+_LIMITED = """
+import resource, sys
+resource.setrlimit(resource.RLIMIT_AS, (4 * 2**30, 4 * 2**30))
+from engine.errors import InspectorError
+from engine.model import load_model
+for path in sys.argv[1:]:
+    try:
+        load_model(path)
+        print(path, "loaded", "", sep="\\t")
+    except InspectorError as exc:
+        print(path, type(exc).__name__, str(exc), sep="\\t")
+print("peak", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, sep="\\t")
+"""
+
+
+def _load_limited(paths: list[Path], **env: str) -> dict[str, tuple[str, str]]:
+    """``{file name: (outcome, message)}`` of loading each file in a child process under a 4 GB address-space limit;
+    the child's peak memory stays under 2 GB (its imports take about 0.5)."""
+    import os
+    import subprocess
+    import sys
+
+    run = subprocess.run([sys.executable, "-c", _LIMITED, *map(str, paths)], capture_output=True, text=True,
+                         timeout=300, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO), **env})
+    assert run.returncode == 0, run.stderr[-3000:]
+    rows = [line.split("\t") for line in run.stdout.splitlines() if "\t" in line]
+    peak = int(dict(r for r in rows if len(r) == 2)["peak"])
+    assert peak < 2 * 2**30, peak
+    return {Path(r[0]).name: (r[1], r[2]) for r in rows if len(r) == 3}
+
+
+def _rewrite_zip(src: Path, dst: Path, edit, extra: dict | None = None, compress=zipfile.ZIP_STORED) -> Path:
+    """A copy of zip archive ``src`` with each member's bytes passed through ``edit(name, data)``, and ``extra``
+    members added."""
+    with zipfile.ZipFile(src) as zin, zipfile.ZipFile(dst, "w", compress) as zout:
+        for item in zin.infolist():
+            zout.writestr(item.filename, edit(item.filename, zin.read(item.filename)))
+        for name, data in (extra or {}).items():
+            zout.writestr(name, data)
+    return dst
+
+
+@pytest.fixture(scope="module")
+def torch_files(tmp_path_factory):
+    """A small exported program (``small.pt2``, 212 weights) and its state dict (``small.pt``)."""
+    torch = pytest.importorskip("torch")
+    root = tmp_path_factory.mktemp("torch_size")
+    module = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.ReLU(), torch.nn.Linear(16, 4)).eval()
+    torch.export.save(torch.export.export(module, (torch.zeros(2, 8),)), root / "small.pt2")
+    torch.save(module.state_dict(), root / "small.pt")
+    return root
+
+
+def _huge_pt2(src: Path, dst: Path) -> Path:
+    """``src`` whose weights config and graph say that weight ``2.weight`` is 100,000 x 100,000 (40 GB of float32),
+    the record holding its 256 bytes unchanged."""
+    def edit(name, data):
+        if name.endswith(("model_weights_config.json", "models/model.json")):
+            text = json.loads(data)
+            metas = ([text["config"]["2.weight"]["tensor_meta"]] if "config" in text
+                     else [text["graph_module"]["graph"]["tensor_values"]["p_2_weight"]])
+            for meta in metas:
+                meta["sizes"] = [{"as_int": 100_000}, {"as_int": 100_000}]
+                meta["strides"] = [{"as_int": 100_000}, {"as_int": 1}]
+            return json.dumps(text).encode()
+        return data
+
+    return _rewrite_zip(src, dst, edit)
+
+
+def _huge_state_dict(src: Path, dst: Path) -> Path:
+    """State dict ``src`` whose pickle declares the storage of ``2.weight`` as 10,000,000,000 floats (40 GB), its
+    record holding its 256 bytes unchanged."""
+    import io
+    import pickle
+
+    torch = pytest.importorskip("torch")
+    state, keys = torch.load(src, weights_only=True), {}
+
+    class Declaring(pickle.Pickler):  # torch.save's persistent ids, one of them lying
+        def persistent_id(self, obj):
+            if not isinstance(obj, torch.storage.TypedStorage):
+                return None
+            key = keys.setdefault(id(obj), str(len(keys)))
+            return "storage", torch.FloatStorage, key, "cpu", 10**10 if key == "2" else obj._size()
+
+    out = io.BytesIO()
+    Declaring(out, protocol=2).dump(state)
+    return _rewrite_zip(src, dst, lambda name, data: out.getvalue() if name.endswith("data.pkl") else data)
+
+
+def test_a_pytorch_file_declaring_more_weights_than_it_holds_or_the_limit_is_refused_before_reading(
+        torch_files, tmp_path, monkeypatch):
+    hostile = _huge_pt2(torch_files / "small.pt2", tmp_path / "huge.pt2")
+    state = _huge_state_dict(torch_files / "small.pt", tmp_path / "huge.pt")
+    assert hostile.stat().st_size < 2**16 and state.stat().st_size < 2**16
+    found = _load_limited([hostile, state, torch_files / "small.pt2"])
+    outcome, message = found["huge.pt2"]
+    assert outcome == "ModelError" and message.startswith(f"{hostile}: weight '2.weight' of 100,000 x 100,000 "
+                                                          "declares 40,000,000,000 bytes, and the archive holds 256")
+    assert "refused before reading its weights" in message and found["small.pt2"] == ("loaded", "")
+    outcome, message = found["huge.pt"]  # PyTorch's reader compares each record with its declared size
+    assert outcome == "ModelError" and message.startswith(f"{state}: not a readable PyTorch file (RuntimeError: "
+                                                          "record size (256 bytes) does not match expected size")
+    monkeypatch.setenv("LATENT_INSPECTOR_MAX_PARAMS", "200")  # the program declares 212
+    with pytest.raises(ModelError, match=r"small.pt2: declares 212 weights \(weight '0.weight' of 16 x 8\), more "
+                                         r"than this server loads \(200; LATENT_INSPECTOR_MAX_PARAMS sets it\)"):
+        load_model(torch_files / "small.pt2")
+
+
+def test_pytorch_zip_bombs_are_refused_from_their_records(torch_files, tmp_path, monkeypatch):
+    """A .pt2 or a state dict whose members unpack to more than the limit allows (PyTorch's reader unpacks a whole
+    record into memory), or whose description (graph, pickle) is huge, is refused before unpacking."""
+    monkeypatch.setattr(archives, "ARCHIVE_SLACK", 2**20)
+    monkeypatch.setattr(archives, "MAX_CONFIG_BYTES", 2**20)
+    monkeypatch.setenv("LATENT_INSPECTOR_MAX_PARAMS", "1000")  # 4,000 bytes of weights + 1 MiB allowed
+    bombs = {"bomb.pt2": _rewrite_zip(torch_files / "small.pt2", tmp_path / "bomb.pt2", lambda n, d: d,
+                                      {"small/data/weights/padding": bytes(4 * 2**20)}, zipfile.ZIP_DEFLATED),
+             "bomb.pt": _rewrite_zip(torch_files / "small.pt", tmp_path / "bomb.pt", lambda n, d: d,
+                                     {"small/data/99": bytes(4 * 2**20)}, zipfile.ZIP_DEFLATED)}
+    for name, bomb in bombs.items():
+        assert bomb.stat().st_size < 2**18
+        with pytest.raises(ModelError, match=rf"{name}: the archive unpacks to 4,\d{{3}},\d{{3}} bytes .* refused "
+                                             "before unpacking"):
+            load_model(bomb)
+    big_graph = _rewrite_zip(torch_files / "small.pt2", tmp_path / "graph.pt2",
+                             lambda n, d: d[:-1] + b', "pad": "' + b" " * (2 * 2**20) + b'"}'
+                             if n.endswith("models/model.json") else d, compress=zipfile.ZIP_DEFLATED)
+    with pytest.raises(ModelError, match=r"graph.pt2: small/models/model.json unpacks to .* more than a model's "
+                                         "description takes"):
+        load_model(big_graph)
+
+
+def test_a_legacy_or_truncated_state_dict_is_refused_in_one_line(torch_files, tmp_path):
+    """The legacy (pre-1.6) format's loader allocates each storage at the size its pickle declares before reading
+    it, so it is refused; so is a zip archive cut short."""
+    torch = pytest.importorskip("torch")
+    legacy = tmp_path / "legacy.pt"
+    torch.save(torch.load(torch_files / "small.pt"), legacy, _use_new_zipfile_serialization=False)
+    truncated = tmp_path / "truncated.pt"
+    truncated.write_bytes((torch_files / "small.pt").read_bytes()[:700])
+    for path in (legacy, truncated):
+        with pytest.raises(ModelError, match=rf"{path.name}: not a readable PyTorch file: not a zip archive") as info:
+            load_model(path)
+        assert "\n" not in str(info.value)

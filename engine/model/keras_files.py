@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from engine.errors import ModelError
+from engine.model.archives import check_archive_sizes
 from engine.model.base import ModelObjects
 
 __all__ = ["FileConfig", "ModelObjects", "check_container", "check_declared_size", "declared_weights",
@@ -133,34 +134,11 @@ def check_container(path: Path) -> None:
                      f"holds {held or 'nothing'}); save the model with model.save('model.keras')")
 
 
-#: The most bytes a ``.keras`` archive's config.json or metadata.json may unpack to.
-MAX_CONFIG_BYTES = 64 * 2**20
-#: Bytes a ``.keras`` archive may unpack to beyond its weights' (the config, the metadata, assets).
-ARCHIVE_SLACK = 64 * 2**20
-
-
 def _check_archive_sizes(path: Path) -> None:
-    """Refuse a ``.keras`` archive that would unpack to more than a model of ``LATENT_INSPECTOR_MAX_PARAMS`` float32
-    weights takes (plus :data:`ARCHIVE_SLACK`), or whose config is larger than :data:`MAX_CONFIG_BYTES`: Keras
-    extracts the archive before building, so a zip bomb would fill the disk or the memory first. The sizes are the
-    archive's own records, read without unpacking (Python's zipfile, which Keras unpacks with, reads no more)."""
-    from engine.settings import max_params
-
-    try:
-        with zipfile.ZipFile(path) as z:
-            members = z.infolist()
-    except (zipfile.BadZipFile, OSError) as exc:
-        raise ModelError(f"{path}: cannot load the model: the zip archive cannot be read ({exc})") from None
-    for item in members:
-        if item.filename in ("config.json", "metadata.json") and item.file_size > MAX_CONFIG_BYTES:
-            raise ModelError(f"{path}: {item.filename} unpacks to {item.file_size:,} bytes, more than a model's "
-                             f"description takes ({MAX_CONFIG_BYTES:,} at most): refused before unpacking")
-    total = sum(item.file_size for item in members)
-    limit = max_params() * 4 + ARCHIVE_SLACK
-    if total > limit:
-        raise ModelError(f"{path}: the archive unpacks to {total:,} bytes ({len(members)} files), more than a model "
-                         f"of the {max_params():,} weights this server loads takes ({limit:,} bytes; "
-                         "LATENT_INSPECTOR_MAX_PARAMS sets it): refused before unpacking")
+    """Refuse a ``.keras`` zip bomb before Keras extracts it (it unpacks the archive before building): more than a
+    model of ``LATENT_INSPECTOR_MAX_PARAMS`` float32 weights takes, or a config.json or metadata.json larger than a
+    description takes (:func:`engine.model.archives.check_archive_sizes`)."""
+    check_archive_sizes(path, lambda name: name in ("config.json", "metadata.json"))
 
 
 def read_config(path: Path) -> FileConfig | None:

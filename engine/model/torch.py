@@ -32,7 +32,9 @@ no Dropout) as it was exported. On a machine with CUDA the model runs there.
 from __future__ import annotations
 
 import io
+import json
 import logging
+import math
 import pickle
 import threading
 import zipfile
@@ -44,6 +46,7 @@ from pathlib import Path
 import numpy as np
 
 from engine.errors import CutError, ModelError, UnitError
+from engine.model.archives import check_archive_sizes, check_weight_count
 from engine.model.base import Ascent, Features, Framework, LayerInfo, ModelObjects, Split, Term, nearby_cuts
 
 __all__ = ["FRAMEWORK", "PyTorch", "TorchModel", "TorchSplit", "device"]
@@ -224,12 +227,74 @@ def _analyse(model: TorchModel) -> None:
 # -- loading -----------------------------------------------------------------------------------------------------------
 
 
-def _zip_names(path: Path) -> list[str]:
-    try:
-        with zipfile.ZipFile(path) as z:
-            return z.namelist()
-    except (zipfile.BadZipFile, OSError):
+def _is_description(name: str) -> bool:
+    """Members of a PyTorch archive that describe the weights rather than hold them: the program's graph and
+    weights' layout (``.json``), a state dict's pickle (``data.pkl``)."""
+    return name.endswith((".json", ".pkl"))
+
+
+def _archive(path: Path) -> list[zipfile.ZipInfo]:
+    """The members of a PyTorch zip archive, refused from its records before unpacking when it would unpack to more
+    than the weights limit allows (:func:`engine.model.archives.check_archive_sizes`); ``[]`` when the file is not
+    a zip archive."""
+    if not zipfile.is_zipfile(path):
         return []
+    return check_archive_sizes(path, _is_description)
+
+
+#: Bytes per value of the dtypes a ``.pt2`` program's weights config names (``torch._export.serde.schema.ScalarType``).
+_PT2_ITEMSIZE = {1: 1, 2: 1, 3: 2, 4: 4, 5: 8, 6: 2, 7: 4, 8: 8, 9: 4, 10: 8, 11: 16, 12: 1, 13: 2, 28: 2, 29: 1,
+                 30: 1, 31: 1, 32: 1, 33: 1, 34: 4, 35: 8}
+
+
+def _check_program_weights(path: Path, members: list[zipfile.ZipInfo]) -> None:
+    """Refuse a ``.pt2`` program whose weights config declares more weights than the archive holds (a weight of
+    100,000 x 100,000 in a record of 256 bytes), or more than ``LATENT_INSPECTOR_MAX_PARAMS``, from the config's
+    shapes and the records' sizes alone, before PyTorch reads any weight.
+
+    Raises
+    ------
+    ModelError
+        Naming the weight, its declared shape and dtype, the bytes the archive holds for it, or the limit.
+    """
+    sizes = {item.filename: item.file_size for item in members}
+    configs = [item.filename for item in members
+               if item.filename.endswith(("/data/weights/model_weights_config.json",
+                                          "/data/constants/model_constants_config.json"))]
+    declared, biggest = 0, (0, "")
+    with zipfile.ZipFile(path) as z:
+        for name in configs:
+            try:
+                entries = json.loads(z.read(name)).get("config", {})
+            except (ValueError, AttributeError, zipfile.BadZipFile, OSError) as exc:
+                first = " ".join(str(exc).split())[:200]
+                raise ModelError(f"{path}: {name} is not the JSON torch.export.save writes ({first}): the archive "
+                                 "is corrupt") from None
+            if not isinstance(entries, dict):
+                continue
+            for fqn, entry in entries.items():
+                meta = entry.get("tensor_meta") if isinstance(entry, dict) else None
+                if not isinstance(meta, dict) or not isinstance(meta.get("sizes"), list):
+                    continue
+                shape = [d.get("as_int") if isinstance(d, dict) else None for d in meta["sizes"]]
+                if not all(isinstance(d, int) and not isinstance(d, bool) for d in shape):
+                    continue  # a symbolic size: not a weight's; PyTorch checks it against the record
+                if any(d < 0 for d in shape):
+                    raise ModelError(f"{path}: weight {fqn!r} declares the shape {tuple(shape)}, with a negative "
+                                     "size: the archive is corrupt")
+                count = math.prod(shape)
+                declared += count
+                what = f"weight {fqn!r} of {' x '.join(f'{d:,}' for d in shape) or 'one value'}"
+                biggest = max(biggest, (count, what))
+                itemsize = _PT2_ITEMSIZE.get(meta.get("dtype"))
+                record = f"{name.rsplit('/', 1)[0]}/{entry.get('path_name')}"
+                if itemsize is None or entry.get("use_pickle") or record not in sizes:
+                    continue  # an unknown dtype, a pickled tensor, a record elsewhere: PyTorch checks it on reading
+                if count * itemsize > sizes[record]:
+                    raise ModelError(f"{path}: {what} declares {count * itemsize:,} bytes, and the archive holds "
+                                     f"{sizes[record]:,} for it ({record}): the file does not match its own "
+                                     "program; refused before reading its weights")
+    check_weight_count(path, declared, biggest[1])
 
 
 def _check_archive(path: Path, names: list[str]) -> None:
@@ -243,10 +308,12 @@ def _check_archive(path: Path, names: list[str]) -> None:
 
 def _load_program(path: Path):
     t = torch()
-    names = _zip_names(path)
+    members = _archive(path)
+    names = [item.filename for item in members]
     _check_archive(path, names)
     if not any(n.endswith("archive_format") or n.endswith("models/model.json") for n in names):
         raise ModelError(f"{path}: not a torch.export program (.pt2 written by torch.export.save)")
+    _check_program_weights(path, members)
     try:
         with _quiet_export_log():
             return t.export.load(str(path))
@@ -330,7 +397,7 @@ def load(path, *, trust: bool = False, objects: ModelObjects | None = None) -> T
     if suffix == ".pt2":
         program, source = _load_program(path), "export"
     else:
-        names = _zip_names(path)
+        names = [item.filename for item in _archive(path)]
         if any(n.endswith("archive_format") for n in names):
             program, source = _load_program(path), "export"
         else:
@@ -351,8 +418,11 @@ def load(path, *, trust: bool = False, objects: ModelObjects | None = None) -> T
 
 def _load_weights_or_module(path: Path, names: list[str], trust: bool, objects: ModelObjects | None):
     t = torch()
-    if names:
-        _check_archive(path, names)
+    if not names:
+        raise ModelError(f"{path}: not a readable PyTorch file: not a zip archive, which torch.save has written since "
+                         "PyTorch 1.6 (the file is truncated, corrupt, or in the legacy format, whose loader allocates "
+                         "the sizes the file declares before reading them: load it with torch.load and save it again)")
+    _check_archive(path, names)
     try:
         obj = t.load(str(path), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
