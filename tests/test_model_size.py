@@ -10,6 +10,7 @@ import zipfile
 from pathlib import Path
 
 import h5py
+import numpy as np
 import pytest
 
 from engine.errors import ModelError
@@ -287,3 +288,127 @@ def test_a_legacy_or_truncated_state_dict_is_refused_in_one_line(torch_files, tm
         with pytest.raises(ModelError, match=rf"{path.name}: not a readable PyTorch file: not a zip archive") as info:
             load_model(path)
         assert "\n" not in str(info.value)
+
+
+@pytest.fixture
+def onnx_files(tmp_path):
+    """In ``tmp_path``: ``mlp.onnx`` (65 weights), and in ``inner/`` the same with its weights in ``weights.bin``
+    (``external.onnx``); ``tmp_path / "outside.bin"`` is a copy of those weights outside ``inner/``."""
+    pytest.importorskip("onnx")
+    import onnx_models
+
+    inner = tmp_path / "inner"
+    inner.mkdir()
+    onnx_models.mlp(tmp_path)
+    onnx_models.external_data(inner)
+    shutil.copy(inner / "weights.bin", tmp_path / "outside.bin")
+    return tmp_path
+
+
+def _edited_onnx(src: Path, dst: Path, edit) -> Path:
+    """``src``'s graph (its external data left unread) with ``edit(initializer)`` applied to each initializer."""
+    import onnx
+
+    proto = onnx.load(src, load_external_data=False)
+    for tensor in proto.graph.initializer:
+        edit(tensor)
+    onnx.save(proto, dst)
+    return dst
+
+
+def _declare(name: str, *dims: int):
+    def edit(tensor):
+        if tensor.name == name:
+            del tensor.dims[:]
+            tensor.dims.extend(dims)
+    return edit
+
+
+def _locate(location: str):
+    def edit(tensor):
+        for entry in tensor.external_data:
+            if entry.key == "location":
+                entry.value = location
+    return edit
+
+
+def test_an_onnx_initializer_declaring_more_than_the_file_holds_or_the_limit_is_refused_before_reading(
+        onnx_files, monkeypatch):
+    inner = onnx_files / "inner"
+    huge = _edited_onnx(onnx_files / "mlp.onnx", onnx_files / "huge.onnx", _declare("enc.w", 100_000, 100_000))
+    huge_external = _edited_onnx(inner / "external.onnx", inner / "huge_external.onnx",
+                                 _declare("enc.w", 100_000, 100_000))
+    found = _load_limited([huge, huge_external, onnx_files / "mlp.onnx"])
+    for path, holds in ((huge, "the file holds 120 bytes"), (huge_external, "the file holds 120 bytes")):
+        outcome, message = found[path.name]
+        assert outcome == "ModelError" and message.startswith(
+            f"{path}: initializer 'enc.w' declares 100,000 x 100,000 FLOAT values (40,000,000,000 bytes), and "
+            f"{holds} for it: the file does not match its own graph; refused before reading its weights"), message
+    assert found["mlp.onnx"] == ("loaded", "")
+    monkeypatch.setenv("LATENT_INSPECTOR_MAX_PARAMS", "60")  # the graph declares 65
+    with pytest.raises(ModelError, match=r"mlp.onnx: declares 65 weights \(initializer 'enc.w', 6 x 5\), more than "
+                                         r"this server loads \(60; LATENT_INSPECTOR_MAX_PARAMS sets it\)"):
+        load_model(onnx_files / "mlp.onnx")
+    monkeypatch.setattr(archives, "ARCHIVE_SLACK", 100)  # the file itself (about 600 bytes) over 60 * 4 + 100
+    with pytest.raises(ModelError, match=r"mlp.onnx: the file takes \d+ bytes, more than a model of the 60 weights "
+                                         r"this server loads takes \(340; .*refused before reading it"):
+        load_model(onnx_files / "mlp.onnx")
+
+
+def test_onnx_external_data_outside_the_models_folder_is_refused(onnx_files):
+    """An external-data location that is absolute, goes through '..', or is a symbolic link out of the model's
+    folder is refused before any file is opened; so is one that says it holds more than its file does."""
+    import os
+
+    inner = onnx_files / "inner"
+    os.symlink(onnx_files / "outside.bin", inner / "link.bin")
+    cases = {
+        "parent.onnx": ("../outside.bin", "keeps its values in '../outside.bin', which is not a file name inside "
+                                          "the model's folder"),
+        "absolute.onnx": (str(onnx_files / "outside.bin"), "which is not a file name inside the model's folder "
+                                                           "(an absolute path or one through '..')"),
+        "link.onnx": ("link.bin", f"keeps its values in 'link.bin', a link to {onnx_files / 'outside.bin'}, outside "
+                                  f"the model's folder {inner}: refused"),
+        "missing.onnx": ("gone.bin", "cannot read the model's external data: initializer 'enc.w' keeps its values "
+                                     "in 'gone.bin', which is missing"),
+    }
+    for name, (location, fragment) in cases.items():
+        path = _edited_onnx(inner / "external.onnx", inner / name, _locate(location))
+        with pytest.raises(ModelError) as info:
+            load_model(path)
+        assert str(info.value).startswith(f"{path}: ") and fragment in str(info.value), str(info.value)
+        assert "\n" not in str(info.value)
+
+    def longer(tensor):
+        for entry in tensor.external_data:
+            if entry.key == "length":
+                entry.value = str(10**12)
+
+    path = _edited_onnx(inner / "external.onnx", inner / "long.onnx", longer)
+    with pytest.raises(ModelError, match=r"long.onnx: initializer 'enc.w' reads 1,000,000,000,000 bytes at offset 0 "
+                                         r"of weights.bin, which holds \d+: the external data is truncated"):
+        load_model(path)
+    assert load_model(inner / "external.onnx") is not None
+
+
+def test_truncated_and_corrupted_onnx_files_give_one_typed_line(onnx_files):
+    """The mlp cut at 40 places and with 40 random bytes flipped: each loads, or fails with a ModelError naming the
+    file on one line; nothing else escapes."""
+    good = (onnx_files / "mlp.onnx").read_bytes()
+    rng = np.random.default_rng(0)
+    variants = {f"cut{k}.onnx": good[:k] for k in np.linspace(1, len(good) - 1, 40).astype(int)}
+    for k in range(40):
+        flipped = bytearray(good)
+        for at in rng.integers(0, len(good), size=3):
+            flipped[at] = int(rng.integers(0, 256))
+        variants[f"flip{k}.onnx"] = bytes(flipped)
+    refused = 0
+    for name, data in variants.items():
+        path = onnx_files / name
+        path.write_bytes(data)
+        try:
+            load_model(path)
+        except ModelError as exc:
+            assert str(exc).startswith(f"{path}: ") and "\n" not in str(exc), str(exc)
+            refused += 1
+    assert refused >= 40  # every cut, at least

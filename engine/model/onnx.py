@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import bisect
 import difflib
+import math
 import threading
 from collections import defaultdict, deque
 from dataclasses import dataclass, field
@@ -44,7 +45,9 @@ import numpy as np
 
 from engine.errors import CutError, ModelError, UnitError
 from engine.model import base
+from engine.model.archives import check_weight_count, file_limit
 from engine.model.base import Features, Framework, LayerInfo, ModelObjects, nearby_cuts
+from engine.settings import max_params
 
 __all__ = ["FRAMEWORK", "Onnx", "OnnxFeatures", "OnnxModel", "OnnxSplit"]
 
@@ -131,12 +134,20 @@ def _load(path: Path) -> OnnxModel:
     onnx = _onnx()
     from google.protobuf.message import DecodeError
 
+    size = path.stat().st_size
+    if size > file_limit():
+        raise ModelError(f"{path}: the file takes {size:,} bytes, more than a model of the {max_params():,} weights "
+                         f"this server loads takes ({file_limit():,}; LATENT_INSPECTOR_MAX_PARAMS sets it): refused "
+                         "before reading it")
     try:
-        proto = onnx.load(str(path))
-    except DecodeError as exc:
+        proto = onnx.load(str(path), load_external_data=False)
+    except (DecodeError, RuntimeError, ValueError, RecursionError) as exc:
         raise ModelError(f"{path}: not a valid ONNX file; it does not parse as an ONNX model (is it truncated, or "
                          "another kind of file?)") from exc
-    except (onnx.checker.ValidationError, OSError) as exc:  # external data that is missing or unreadable
+    _check_weights(path, proto)
+    try:
+        onnx.load_external_data_for_model(proto, str(path.parent))
+    except (onnx.checker.ValidationError, OSError, ValueError) as exc:  # external data missing or unreadable
         raise ModelError(f"{path}: cannot read the model's external data (weights stored in separate files next to "
                          f"it): {_one_line(exc)}") from exc
     if not proto.graph.node and not proto.graph.output:
@@ -155,6 +166,122 @@ def _load(path: Path) -> OnnxModel:
     except Exception:  # a graph shape inference cannot follow: keep the shapes the file declares
         pass
     return OnnxModel(proto, path.name, path)
+
+
+#: Bits per value of the ONNX data types whose values take whole bytes (the packed 2- and 4-bit types, and
+#: strings, are counted but not compared with the bytes held).
+_BITS = {"FLOAT": 32, "UINT8": 8, "INT8": 8, "UINT16": 16, "INT16": 16, "INT32": 32, "INT64": 64, "BOOL": 8,
+         "FLOAT16": 16, "DOUBLE": 64, "UINT32": 32, "UINT64": 64, "COMPLEX64": 64, "COMPLEX128": 128,
+         "BFLOAT16": 16, "FLOAT8E4M3FN": 8, "FLOAT8E4M3FNUZ": 8, "FLOAT8E5M2": 8, "FLOAT8E5M2FNUZ": 8,
+         "FLOAT8E8M0": 8}
+
+
+def _tensors(graph, where: str):
+    """``(tensor, where it is)`` for every tensor a graph holds: its initializers, sparse initializers and the
+    tensors of its nodes' attributes (``Constant`` values), in sub-graphs too."""
+    for tensor in graph.initializer:
+        yield tensor, f"initializer {tensor.name!r}"
+    for sparse in graph.sparse_initializer:
+        yield sparse.values, f"sparse initializer {sparse.values.name!r}"
+        yield sparse.indices, f"indices of sparse initializer {sparse.values.name!r}"
+    for node in graph.node:
+        yield from _node_tensors(node, where)
+
+
+def _node_tensors(node, where: str):
+    for attr in node.attribute:
+        what = f"attribute {attr.name!r} of node {node.name or node.op_type!r}{where}"
+        if attr.HasField("t"):
+            yield attr.t, what
+        for tensor in attr.tensors:
+            yield tensor, what
+        if attr.HasField("sparse_tensor"):
+            yield attr.sparse_tensor.values, what
+        for sub in ([attr.g] if attr.HasField("g") else []) + list(attr.graphs):
+            yield from _tensors(sub, f" in {node.name or node.op_type!r}")
+
+
+def _external_file(path: Path, tensor, what: str) -> tuple[Path, int, int | None]:
+    """The file, offset and length of a tensor's external data, refused when it lies outside the model's folder."""
+    info = {entry.key: entry.value for entry in tensor.external_data}
+    location = info.get("location", "")
+    parts = location.replace("\\", "/").split("/")
+    if not location or Path(location).is_absolute() or location.startswith(("/", "\\")) or ":" in parts[0] \
+            or ".." in parts:
+        raise ModelError(f"{path}: {what} keeps its values in {location!r}, which is not a file name inside the "
+                         f"model's folder (an absolute path or one through '..'): refused")
+    folder = path.parent.resolve()
+    target = (folder / location).resolve()
+    if not target.is_relative_to(folder):
+        raise ModelError(f"{path}: {what} keeps its values in {location!r}, a link to {target}, outside the model's "
+                         f"folder {folder}: refused")
+    if not target.is_file():
+        raise ModelError(f"{path}: cannot read the model's external data: {what} keeps its values in {location!r}, "
+                         f"which is {'not a plain file' if target.exists() else 'missing'} in the model's folder "
+                         f"{folder}")
+    try:
+        offset = int(info.get("offset") or 0)
+        length = int(info["length"]) if info.get("length") else None
+    except ValueError:
+        raise ModelError(f"{path}: {what} gives its external data an offset or length that is not a whole number "
+                         f"({info.get('offset')!r}, {info.get('length')!r})") from None
+    return target, offset, length
+
+
+def _check_weights(path: Path, proto) -> None:
+    """Refuse, before any weight is read from an external file or handed to onnxruntime, a model whose tensors
+    declare more values than ``LATENT_INSPECTOR_MAX_PARAMS``, or more bytes than the file (or their external file)
+    holds for them, or whose external data lies outside the model's folder (an absolute path, ``..``, a symbolic
+    link out of it) or would read more than the limit allows in all.
+
+    Raises
+    ------
+    ModelError
+        Naming the tensor, its declared shape, the bytes held or the file it points to.
+    """
+    onnx = _onnx()
+    declared, biggest, external = 0, (0, ""), 0
+    found = list(_tensors(proto.graph, ""))
+    for function in proto.functions:
+        for node in function.node:
+            found.extend(_node_tensors(node, f" in function {function.name!r}"))
+    for tensor, what in found:
+        dims = list(tensor.dims)
+        if any(d < 0 for d in dims):
+            raise ModelError(f"{path}: {what} declares the shape {tuple(dims)}, with a negative size")
+        count = math.prod(dims)
+        declared += count
+        shape = " x ".join(f"{d:,}" for d in dims) or "one value"
+        biggest = max(biggest, (count, f"{what}, {shape}"))
+        dtype = onnx.TensorProto.DataType.Name(tensor.data_type) if tensor.data_type in \
+            onnx.TensorProto.DataType.values() else None
+        if tensor.data_location == onnx.TensorProto.EXTERNAL:
+            target, offset, length = _external_file(path, tensor, what)
+            available = max(target.stat().st_size - offset, 0)
+            held = available if length is None else min(length, available)
+            if length is not None and length > available:
+                raise ModelError(f"{path}: {what} reads {length:,} bytes at offset {offset:,} of {target.name}, "
+                                 f"which holds {target.stat().st_size:,}: the external data is truncated")
+            external += held
+        elif tensor.HasField("raw_data"):
+            held = len(tensor.raw_data)
+        else:
+            typed = (len(tensor.float_data) + len(tensor.int32_data) + len(tensor.int64_data)
+                     + len(tensor.double_data) + len(tensor.uint64_data))
+            if dtype in ("COMPLEX64", "COMPLEX128"):
+                typed //= 2
+            held = None if dtype == "STRING" else typed * _BITS.get(dtype, 8) // 8
+        bits = _BITS.get(dtype)
+        if bits is not None and held is not None and count * bits // 8 > held:
+            raise ModelError(f"{path}: {what} declares {shape} {dtype} values ({count * bits // 8:,} bytes), and "
+                             f"the file holds {held:,} bytes for it: the file does not match its own graph; refused "
+                             "before reading its weights")
+    check_weight_count(path, declared, biggest[1])
+    total = path.stat().st_size + external
+    if total > file_limit():
+        raise ModelError(f"{path}: the model and its external data take {total:,} bytes, more than a model of the "
+                         f"{max_params():,} weights this server loads takes ({file_limit():,}; "
+                         "LATENT_INSPECTOR_MAX_PARAMS sets it): refused before reading them")
 
 
 def _settle_reshapes(proto) -> bool:
