@@ -27,6 +27,7 @@ __all__ = [
     "ReducerValueError",
     "RenderError",
     "SelectionError",
+    "StorageError",
     "UnitError",
     "UploadError",
     "UsageError",
@@ -99,6 +100,11 @@ class EditError(InspectorError, ValueError):
 class ProbeUnavailable(InspectorError):
     """A probe classifier cannot be trained: the project has no labels, one class only, or a class too rare to
     stratify; the message says which and what to add."""
+
+
+class StorageError(InspectorError, OSError):
+    """A file could not be written for want of room or permission (the disk full, over quota, read-only); the
+    message names the file and says what was kept. Also an ``OSError``, as the failed write was."""
 
 
 class UnitError(InspectorError):

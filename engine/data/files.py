@@ -12,6 +12,7 @@ only such names, which :func:`remove_temporaries` sweeps.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import shutil
@@ -20,7 +21,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-__all__ = ["SAMPLE_ABOVE", "TMP_PREFIX", "atomic_path", "atomic_write", "file_hash", "fsync_dir",
+__all__ = ["SAMPLE_ABOVE", "TMP_PREFIX", "atomic_path", "atomic_write", "cannot_write", "file_hash", "fsync_dir",
            "remove_temporaries"]
 
 #: Names of temporaries start with this.
@@ -29,6 +30,17 @@ TMP_PREFIX = ".tmp-"
 #: Files above this size are hashed by sampling (size, mtime and 64 blocks of 1 MiB) instead of read whole, so a
 #: cache lookup on a 100 GB input stays instant.
 SAMPLE_ABOVE = 256 * 2**20
+
+
+#: Why a write fails for want of room or permission rather than by a bug: the disk full, over quota, a file too
+#: large for the file system, a read-only file system, a folder not writable.
+_NO_ROOM = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EACCES, errno.EPERM})
+
+
+def cannot_write(exc: BaseException) -> bool:
+    """Whether ``exc`` is a write refused for want of room or permission (disk full, quota, read-only), which a
+    cache survives by not caching and a save reports as a :class:`~engine.errors.StorageError`."""
+    return isinstance(exc, OSError) and exc.errno in _NO_ROOM
 
 
 def fsync_dir(path) -> None:

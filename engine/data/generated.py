@@ -40,8 +40,8 @@ from pathlib import Path
 
 import numpy as np
 
-from engine.data.files import atomic_write, fsync_dir, remove_temporaries
-from engine.errors import DataError
+from engine.data.files import atomic_write, cannot_write, fsync_dir, remove_temporaries
+from engine.errors import DataError, StorageError
 
 __all__ = [
     "EXPORT_FORMATS",
@@ -526,16 +526,26 @@ class GeneratedDataset:
         DataError
             No user label, non-finite arrays, or a record that does not match the dataset's project, layer or
             shapes (the message names both).
+        StorageError
+            The disk is full, over quota or read-only: nothing of the record is left, the earlier records are kept.
         """
         record = self._check(record)
-        with self._locked():
-            self._manifest_for(record)
-            taken = [int(_RECORD_FILE.match(p.name).group(1))
-                     for p in self._record_files(self.records_dir) + self._record_files(self.deleted_dir)]
-            seq = max(taken, default=0) + 1
-            rid = f"{seq:08d}-{uuid.uuid4().hex[:12]}"
-            record = dataclasses.replace(record, id=rid)
-            atomic_write(self.records_dir / f"{rid}.npz", _record_bytes(record))
+        try:
+            with self._locked():
+                self._manifest_for(record)
+                taken = [int(_RECORD_FILE.match(p.name).group(1))
+                         for p in self._record_files(self.records_dir) + self._record_files(self.deleted_dir)]
+                seq = max(taken, default=0) + 1
+                rid = f"{seq:08d}-{uuid.uuid4().hex[:12]}"
+                record = dataclasses.replace(record, id=rid)
+                atomic_write(self.records_dir / f"{rid}.npz", _record_bytes(record))
+        except OSError as exc:
+            if not cannot_write(exc):
+                raise
+            raise StorageError(f"{self.path}: the record was not saved to dataset {self.name!r}: "
+                               f"{exc.strerror or exc} ({exc.filename or self.path}); nothing of it was written, "
+                               "and the dataset's earlier records are as they were. Free some space (or make the "
+                               "folder writable) and save it again") from None
         self._cache[rid] = record
         self._history.append(rid)
         return rid
