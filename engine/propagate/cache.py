@@ -2,19 +2,23 @@
 
 The cache key is (model content hash, layer, input data hash, hooks hash), so a second run of the same inspection
 reads the activations back instantly, from any process. In this process the activations are written to a temporary
-memory-mapped ``.npy`` beside the cache entry, renamed into place only once complete and flushed: a crash or kill
-mid-run leaves no entry that looks valid. On a Dask cluster (``client=``) they go to a Zarr store, the same way
-(:func:`engine.backends.dask.project_activations`).
+memory-mapped ``.npy`` beside the cache entry, its blocks reserved first, renamed into place only once complete and
+flushed: a crash or kill mid-run leaves no entry that looks valid, and a cache disk too full for the entry leaves
+none either (the activations are then computed in memory, with a warning). On a Dask cluster (``client=``) they go to
+a Zarr store, the same way (:func:`engine.backends.dask.project_activations`).
 """
 
 from __future__ import annotations
 
+import errno
+import logging
+import os
 import re
 from pathlib import Path
 
 import numpy as np
 
-from engine.data.files import atomic_path
+from engine.data.files import atomic_path, cannot_write
 from engine.memo import KeyedLocks
 from engine.model import split
 from engine.progress import ProgressFn, report
@@ -101,9 +105,36 @@ def activations(project, layer: str, *, cache_dir=None, progress: ProgressFn | N
             return stored
         s = split(project.model(), layer)
         x = project.inputs()
-        with atomic_path(path) as tmp:
-            z = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(len(x), *s.latent_shape))
+        shape = (len(x), *s.latent_shape)
+        try:
+            with atomic_path(path) as tmp:
+                z = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=shape)
+                _reserve(tmp)
+                propagate_batches(s, x, batch_size=batch_size, progress=progress, out=z,
+                                  preprocess=project.preprocess())
+                z.flush()
+                del z
+        except OSError as exc:
+            if not cannot_write(exc):
+                raise
+            logging.getLogger(__name__).warning("%s: the activations are not cached (%s); computed in memory",
+                                                path, exc.strerror or exc)
+            z = np.empty(shape, np.float32)
             propagate_batches(s, x, batch_size=batch_size, progress=progress, out=z, preprocess=project.preprocess())
-            z.flush()
-            del z
+            z.flags.writeable = False
+            return z
         return np.load(path, mmap_mode="r")
+
+
+def _reserve(path: Path) -> None:
+    """Allocate the disk blocks of the memory-mapped file at ``path`` now, so that a disk too full for it fails here
+    with ``ENOSPC`` (and the activations are computed in memory) instead of killing the process with ``SIGBUS`` when
+    a page of the map is first written."""
+    fd = os.open(path, os.O_RDWR)
+    try:
+        os.posix_fallocate(fd, 0, os.fstat(fd).st_size)
+    except OSError as exc:
+        if exc.errno not in (errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS):  # a file system that cannot reserve
+            raise
+    finally:
+        os.close(fd)
