@@ -20,13 +20,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from importlib import metadata
 from pathlib import Path
 
 import joblib
 import numpy as np
 
-from engine.data.files import atomic_path
+from engine.data.files import atomic_path, cannot_write
 
 __all__ = ["CACHE_FORMAT", "MODEL_IGNORED_PARAMS", "ProjectionCache", "array_digest", "model_key", "projection_key"]
 
@@ -134,9 +135,18 @@ class ProjectionCache:
             return None
         return state if isinstance(state, dict) else None
 
-    def save(self, name: str, key: str, state: dict) -> Path:
-        """Write atomically (temporary file + rename), so a reader never sees half a file."""
+    def save(self, name: str, key: str, state: dict) -> Path | None:
+        """Write atomically (temporary file + rename), so a reader never sees half a file. A write the disk refuses
+        (full, over quota, read-only) is logged and skipped: the fit stands, uncached, and no file is left; returns
+        None then."""
         path = self.path(name, key)
-        with atomic_path(path) as tmp:
-            joblib.dump(state, tmp)
+        try:
+            with atomic_path(path) as tmp:
+                joblib.dump(state, tmp)
+        except OSError as exc:
+            if not cannot_write(exc):
+                raise
+            logging.getLogger(__name__).warning("%s: the fitted projection is not cached (%s); it is fitted again "
+                                                "next time", path, exc.strerror or exc)
+            return None
         return path
