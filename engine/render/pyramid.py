@@ -37,6 +37,7 @@ import numba
 import numpy as np
 
 from engine.backends.cupy import get_namespace, to_numpy
+from engine.data.files import atomic_path
 from engine.errors import RenderError
 from engine.memo import Memo
 
@@ -404,16 +405,24 @@ def build_pyramid(x, y, codes, categories, *, base: int = BASE, chunk: int = CHU
 
 
 def save_pyramid(pyramid: Pyramid, path) -> Pyramid:
-    """Store ``pyramid`` as a Zarr group at ``path`` (replaced); returns the stored pyramid, read from there."""
-    import shutil
+    """Store ``pyramid`` as a Zarr group at ``path`` (replaced); returns the stored pyramid, read from there.
 
+    Written at a temporary name beside ``path`` and renamed into place once complete
+    (:func:`engine.data.files.atomic_path`): a kill at any moment, or a disk that fills up, leaves at ``path`` the
+    old store whole or the new one whole, never a store with chunks missing (which Zarr would read as zeros), and a
+    failed write leaves no temporary behind.
+    """
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        _write_pyramid(pyramid, tmp)
+    return open_pyramid(path)
+
+
+def _write_pyramid(pyramid: Pyramid, folder: Path) -> None:
     import zarr
     from zarr.codecs import BloscCodec
 
-    path = Path(path)
-    tmp = path.with_name(path.name + ".partial")
-    shutil.rmtree(tmp, ignore_errors=True)
-    group = zarr.open_group(str(tmp), mode="w")
+    group = zarr.open_group(str(folder), mode="w")
     group.attrs["pyramid"] = json.dumps({
         "format": _FORMAT, "origin": list(pyramid.origin), "cell": pyramid.cell,
         "categories": list(pyramid.categories), "count": pyramid.count, "bounds": list(pyramid.bounds),
@@ -430,9 +439,6 @@ def save_pyramid(pyramid: Pyramid, path) -> Pyramid:
                                    chunks=(min(_ZARR_CHUNK, shape[0]), min(_ZARR_CHUNK, shape[1]), shape[2]),
                                    compressors=BloscCodec(cname="lz4", clevel=1, shuffle="shuffle"))
         array[...] = level
-    shutil.rmtree(path, ignore_errors=True)
-    tmp.rename(path)
-    return open_pyramid(path)
 
 
 def open_pyramid(path) -> Pyramid:
