@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from engine.data.metadata import MAX_CELL_CHARS, MAX_TEXT, read_metadata
+from engine.data.metadata import MAX_CELL_BYTES, MAX_CELL_CHARS, MAX_COLUMNS, MAX_TEXT, read_metadata
 from engine.data.project import load_project
 from engine.errors import DataError, ProjectError
 
@@ -125,3 +125,30 @@ def test_the_bundled_mnist_metadata():
     np.testing.assert_allclose(meta["stroke_ink"], ink, atol=5e-4 + 1e-9)
     held_out = np.load(REPO / "projects" / "mnist" / "holdout.npy")
     assert (meta["split"] == "test").sum() == len(held_out) and set(meta["split"][held_out]) == {"test"}
+
+
+def test_a_csv_longer_than_the_samples_is_refused_at_the_first_row_too_many(tmp_path):
+    """The rest of the file is not read: here a ragged row after it is never reached."""
+    path = write(tmp_path / "metadata.csv", "a,b\n1,2\n3,4\n5,6\n" + "7,8,9\n" * 1000)
+    with pytest.raises(DataError, match=r"metadata\.csv, line 4: more than 2 rows for 2 samples; expected one row "
+                                        r"per sample.*\(the rest of the file is not read\)"):
+        read_metadata(path, 2)
+    wide = write(tmp_path / "wide.csv", ",".join(f"c{i}" for i in range(MAX_COLUMNS + 1)) + "\n")
+    with pytest.raises(DataError, match=rf"wide\.csv: {MAX_COLUMNS + 1} columns; metadata may hold at most"):
+        read_metadata(wide, 0)
+
+
+def test_a_parquet_bomb_is_refused_from_its_footer(tmp_path):
+    """A Parquet file of a few KiB whose one cell unpacks to 20 MB, or whose one column holds 1,000,000 rows for 10
+    samples, is refused from the footer's counts before any value is unpacked."""
+    pytest.importorskip("pyarrow")
+    bomb = tmp_path / "bomb.parquet"
+    pd.DataFrame({"note": ["x" * 20_000_000]}).to_parquet(bomb, compression="zstd")
+    assert bomb.stat().st_size < 2**16
+    with pytest.raises(DataError, match=rf"bomb\.parquet: the table unpacks to [\d,]+ bytes, more than "
+                                        rf"{MAX_CELL_BYTES:,} a cell on average \(1 rows x 1 columns"):
+        read_metadata(bomb, 1)
+    rows = tmp_path / "rows.parquet"
+    pd.DataFrame({"z": np.zeros(1_000_000, np.int8)}).to_parquet(rows, compression="zstd")
+    with pytest.raises(DataError, match=r"rows\.parquet: 1,000,000 rows for 10 samples; expected one row per sample"):
+        read_metadata(rows, 10)

@@ -10,7 +10,10 @@ project (:meth:`engine.data.project.Project.metadata`) and checked here:
   byte (a binary file) is refused; blank lines are skipped;
 * a column whose every non-empty cell is a number becomes numeric (an empty cell is NaN); any other column stays
   text, each value cut to :data:`MAX_TEXT` characters (what the dashboard shows and searches);
-* Parquet: read by pandas (pyarrow); nested values become their text, cut the same way.
+* Parquet: its footer checked first (the row count, the columns, and values that would unpack to more than
+  :data:`MAX_CELL_BYTES` a cell on average: a compressed bomb), then read by pandas (pyarrow); nested values become
+  their text, cut the same way.
+* a table holding more rows than samples is refused at the first row too many, the rest of the file unread.
 
 Errors are typed (:class:`~engine.errors.DataError`, :class:`~engine.errors.ProjectError`), never a parser's
 traceback.
@@ -26,8 +29,8 @@ import numpy as np
 
 from engine.errors import DataError, ProjectError
 
-__all__ = ["MAX_CELL_CHARS", "MAX_COLUMNS", "MAX_FILE_BYTES", "MAX_TEXT", "METADATA_FILES", "find_metadata",
-           "read_metadata"]
+__all__ = ["MAX_CELL_BYTES", "MAX_CELL_CHARS", "MAX_COLUMNS", "MAX_FILE_BYTES", "MAX_TEXT", "METADATA_FILES",
+           "find_metadata", "read_metadata"]
 
 #: The file names a project's metadata is found under when its manifest names none.
 METADATA_FILES = ("metadata.csv", "metadata.parquet")
@@ -39,6 +42,8 @@ MAX_CELL_CHARS = csv.field_size_limit()
 MAX_COLUMNS = 512
 #: A CSV file larger than this is refused (Parquet is the format for large tables).
 MAX_FILE_BYTES = 512 * 2**20
+#: A Parquet table whose values unpack to more than this many bytes a cell, on average, is refused before reading.
+MAX_CELL_BYTES = 4096
 
 
 def find_metadata(folder) -> Path | None:
@@ -93,9 +98,9 @@ def read_metadata(path, n_samples: int):
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix == ".csv":
-        frame = _read_csv(path)
+        frame = _read_csv(path, n_samples)
     elif suffix == ".parquet":
-        frame = _read_parquet(path)
+        frame = _read_parquet(path, n_samples)
     else:
         raise DataError(f"{path}: metadata must be a .csv or .parquet file, not {suffix or 'a file without suffix'!r}")
     if len(frame.columns) > MAX_COLUMNS:
@@ -106,7 +111,12 @@ def read_metadata(path, n_samples: int):
     return frame.reset_index(drop=True)
 
 
-def _read_csv(path: Path):
+def _too_many_rows(path: Path, where: str, n_samples: int) -> DataError:
+    return DataError(f"{where}: more than {n_samples:,} rows for {n_samples:,} samples; expected one row per sample, "
+                     "in the order of the inputs (the rest of the file is not read)")
+
+
+def _read_csv(path: Path, n_samples: int):
     try:
         size = path.stat().st_size
         if size > MAX_FILE_BYTES:
@@ -130,10 +140,14 @@ def _read_csv(path: Path):
         header = next(reader, None)
         if header is None:
             raise DataError(f"{path}: empty; expected a header line naming the columns, then one row per sample")
+        if len(header) > MAX_COLUMNS:
+            raise DataError(f"{path}: {len(header)} columns; metadata may hold at most {MAX_COLUMNS}")
         names = _column_names(path, header)
         for row in reader:
             if not row:  # a blank line
                 continue
+            if len(rows) == n_samples:  # a row past the last sample: stop before holding a whole hostile file
+                raise _too_many_rows(path, f"{path}, line {reader.line_num}", n_samples)
             if len(row) != len(names):
                 raise DataError(f"{path}, line {reader.line_num}: {len(row)} fields; the header names {len(names)} "
                                 "columns")
@@ -178,9 +192,10 @@ def _column(values):
     return cells.where(filled, None).map(lambda v: None if v is None else _cut(v))
 
 
-def _read_parquet(path: Path):
+def _read_parquet(path: Path, n_samples: int):
     import pandas as pd
 
+    _check_parquet_size(path, n_samples)
     try:
         frame = pd.read_parquet(path)
     except ImportError as exc:
@@ -195,6 +210,32 @@ def _read_parquet(path: Path):
             continue
         frame[name] = column.map(lambda v: None if _missing(v) else _cut(str(v))).astype(object)
     return frame
+
+
+def _check_parquet_size(path: Path, n_samples: int) -> None:
+    """Refuse, from the file's footer alone, a Parquet table of another number of rows than samples, of too many
+    columns, or whose values unpack to more than :data:`MAX_CELL_BYTES` a cell on average: Parquet compresses a
+    column of one repeated value (or one huge string) to almost nothing, and reading it unpacks it whole."""
+    try:
+        import pyarrow.parquet as pq
+
+        meta = pq.ParquetFile(path).metadata
+        unpacked = sum(meta.row_group(i).total_byte_size for i in range(meta.num_row_groups))
+    except ImportError:
+        return  # pandas says what to install when it reads the file
+    except Exception as exc:  # ArrowInvalid, OSError, ...: a damaged or foreign file
+        raise DataError(f"{path}: not a readable Parquet file ({type(exc).__name__}: {exc})") from None
+    columns = meta.num_columns
+    if columns > MAX_COLUMNS:
+        raise DataError(f"{path}: {columns} columns; metadata may hold at most {MAX_COLUMNS}")
+    if meta.num_rows != n_samples:
+        raise DataError(f"{path}: {meta.num_rows:,} rows for {n_samples:,} samples; expected one row per sample, in "
+                        "the order of the inputs")
+    allowed = max(n_samples, 1) * max(columns, 1) * MAX_CELL_BYTES
+    if unpacked > allowed:
+        raise DataError(f"{path}: the table unpacks to {unpacked:,} bytes, more than {MAX_CELL_BYTES:,} a cell on "
+                        f"average ({n_samples:,} rows x {columns} columns: {allowed:,} bytes); text is cut to "
+                        f"{MAX_TEXT} characters anyway: refused before unpacking")
 
 
 def _missing(value) -> bool:
