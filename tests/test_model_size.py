@@ -244,13 +244,17 @@ def test_a_pytorch_file_declaring_more_weights_than_it_holds_or_the_limit_is_ref
     assert outcome == "ModelError" and message.startswith(f"{hostile}: weight '2.weight' of 100,000 x 100,000 "
                                                           "declares 40,000,000,000 bytes, and the archive holds 256")
     assert "refused before reading its weights" in message and found["small.pt2"] == ("loaded", "")
-    outcome, message = found["huge.pt"]  # PyTorch's reader compares each record with its declared size
-    assert outcome == "ModelError" and message.startswith(f"{state}: not a readable PyTorch file (RuntimeError: "
-                                                          "record size (256 bytes) does not match expected size")
-    monkeypatch.setenv("LATENT_INSPECTOR_MAX_PARAMS", "200")  # the program declares 212
+    outcome, message = found["huge.pt"]  # read from the pickle's opcodes, nothing unpickled
+    assert outcome == "ModelError" and message.startswith(
+        f"{state}: storage '2' declares 10,000,000,000 values of FloatStorage (40,000,000,000 bytes), and the archive "
+        "holds 256 for it (small/data/2): the file does not match its own pickle; refused before reading its weights")
+    monkeypatch.setenv("LATENT_INSPECTOR_MAX_PARAMS", "200")  # the program and the state dict declare 212
     with pytest.raises(ModelError, match=r"small.pt2: declares 212 weights \(weight '0.weight' of 16 x 8\), more "
                                          r"than this server loads \(200; LATENT_INSPECTOR_MAX_PARAMS sets it\)"):
         load_model(torch_files / "small.pt2")
+    with pytest.raises(ModelError, match=r"small.pt: declares 212 weights \(storage '0', 128 values of FloatStorage\)"
+                                         r", more than this server loads \(200"):
+        load_model(torch_files / "small.pt")
 
 
 def test_pytorch_zip_bombs_are_refused_from_their_records(torch_files, tmp_path, monkeypatch):
@@ -278,7 +282,8 @@ def test_pytorch_zip_bombs_are_refused_from_their_records(torch_files, tmp_path,
 
 def test_a_legacy_or_truncated_state_dict_is_refused_in_one_line(torch_files, tmp_path):
     """The legacy (pre-1.6) format's loader allocates each storage at the size its pickle declares before reading
-    it, so it is refused; so is a zip archive cut short."""
+    it, so it is refused; so is a zip archive cut short, and one whose pickle is cut short or garbled (read as
+    opcodes, before PyTorch reads it)."""
     torch = pytest.importorskip("torch")
     legacy = tmp_path / "legacy.pt"
     torch.save(torch.load(torch_files / "small.pt"), legacy, _use_new_zipfile_serialization=False)
@@ -286,6 +291,14 @@ def test_a_legacy_or_truncated_state_dict_is_refused_in_one_line(torch_files, tm
     truncated.write_bytes((torch_files / "small.pt").read_bytes()[:700])
     for path in (legacy, truncated):
         with pytest.raises(ModelError, match=rf"{path.name}: not a readable PyTorch file: not a zip archive") as info:
+            load_model(path)
+        assert "\n" not in str(info.value)
+    pickled = zipfile.ZipFile(torch_files / "small.pt").read("small/data.pkl")
+    for name, bad in (("cut.pt", pickled[:len(pickled) // 2]), ("junk.pt", b"\x80\x02" + pickled[40:])):
+        path = _rewrite_zip(torch_files / "small.pt", tmp_path / name,
+                            lambda member, data, bad=bad: bad if member.endswith("data.pkl") else data)
+        with pytest.raises(ModelError, match=rf"{name}: not a readable PyTorch file \(the pickle in it is corrupt or "
+                                             "truncated") as info:
             load_model(path)
         assert "\n" not in str(info.value)
 

@@ -36,6 +36,7 @@ import json
 import logging
 import math
 import pickle
+import pickletools
 import threading
 import zipfile
 from collections import deque
@@ -297,6 +298,112 @@ def _check_program_weights(path: Path, members: list[zipfile.ZipInfo]) -> None:
     check_weight_count(path, declared, biggest[1])
 
 
+#: Bytes per value of the storage classes a ``torch.save`` pickle names (``torch.FloatStorage``...).
+_STORAGE_ITEMSIZE = {"UntypedStorage": 1, "ByteStorage": 1, "CharStorage": 1, "BoolStorage": 1, "ShortStorage": 2,
+                     "HalfStorage": 2, "BFloat16Storage": 2, "IntStorage": 4, "FloatStorage": 4, "LongStorage": 8,
+                     "DoubleStorage": 8, "ComplexFloatStorage": 8, "ComplexDoubleStorage": 16, "QUInt8Storage": 1,
+                     "QInt8Storage": 1, "QInt32Storage": 4}
+_MARK = object()
+
+
+class _Global(str):
+    """A class or function a pickle names (``"torch FloatStorage"``), as the stack simulation holds it."""
+
+
+def _persistent_ids(data: bytes) -> list:
+    """The persistent ids of a pickle (``("storage", torch.FloatStorage, "0", "cpu", 128)`` per tensor storage that
+    ``torch.save`` wrote), read by simulating the pickle machine's stack over its opcodes: nothing is unpickled, no
+    class is looked up, no code runs."""
+    stack, memo, found = [], {}, []
+
+    def to_mark():
+        at = len(stack) - 1 - stack[::-1].index(_MARK)
+        items = stack[at + 1:]
+        del stack[at:]
+        return items
+
+    for op, arg, _ in pickletools.genops(data):
+        name, before, after = op.name, op.stack_before, op.stack_after
+        if name == "MARK":
+            stack.append(_MARK)
+        elif name in ("PUT", "BINPUT", "LONG_BINPUT"):
+            memo[arg] = stack[-1]
+        elif name == "MEMOIZE":
+            memo[len(memo)] = stack[-1]
+        elif name in ("GET", "BINGET", "LONG_BINGET"):
+            stack.append(memo.get(arg))
+        elif name == "GLOBAL":
+            stack.append(_Global(arg))
+        elif name == "STACK_GLOBAL":
+            attr, module = stack.pop(), stack.pop()
+            stack.append(_Global(f"{module} {attr}"))
+        elif name == "TUPLE":
+            stack.append(tuple(to_mark()))
+        elif name in ("TUPLE1", "TUPLE2", "TUPLE3"):
+            k = int(name[-1])
+            items = tuple(stack[-k:])
+            del stack[-k:]
+            stack.append(items)
+        elif name == "BINPERSID":
+            found.append(stack.pop())
+            stack.append(None)
+        elif name == "PERSID":
+            found.append(arg)
+            stack.append(None)
+        else:  # any other opcode: its documented stack effect, with placeholders for what it makes
+            if pickletools.markobject in before:
+                to_mark()
+                del stack[len(stack) - before.index(pickletools.markobject):]
+            elif before:
+                if len(before) > len(stack):
+                    raise ValueError(f"{name} at an empty stack")
+                del stack[len(stack) - len(before):]
+            stack.extend([arg if not before and len(after) == 1 else None] * len(after))
+    return found
+
+
+def _check_pickled_weights(path: Path, members: list[zipfile.ZipInfo]) -> None:
+    """Refuse a ``torch.save`` archive whose pickle declares a tensor storage larger than the record that holds it,
+    or more weights in all than ``LATENT_INSPECTOR_MAX_PARAMS``, from the pickle's opcodes and the records' sizes,
+    before PyTorch reads any (its legacy loader allocated what the pickle declared first).
+
+    Raises
+    ------
+    ModelError
+        Naming the storage, its declared size and what the archive holds for it, or the limit.
+    """
+    sizes = {item.filename: item.file_size for item in members}
+    pickles = [n for n in sizes if n == "data.pkl" or n.endswith("/data.pkl")]
+    if len(pickles) != 1:
+        return  # not torch.save's layout: PyTorch says what it is
+    prefix = pickles[0][:-len("data.pkl")]
+    try:
+        with zipfile.ZipFile(path) as z:
+            ids = _persistent_ids(z.read(pickles[0]))
+    except Exception as exc:  # a truncated or hostile opcode stream: ValueError, IndexError, zipfile errors...
+        first = " ".join(str(exc).split())[:160]
+        raise ModelError(f"{path}: not a readable PyTorch file (the pickle in it is corrupt or truncated: "
+                         f"{type(exc).__name__}: {first})") from None
+    declared, biggest, seen = 0, (0, ""), set()
+    for pid in ids:
+        if not (isinstance(pid, tuple) and len(pid) == 5 and pid[0] == "storage" and isinstance(pid[2], str)
+                and isinstance(pid[4], int) and not isinstance(pid[4], bool)) or pid[2] in seen:
+            continue
+        seen.add(pid[2])
+        kind, key, count = str(pid[1]).split(" ")[-1], pid[2], pid[4]
+        if count < 0:
+            raise ModelError(f"{path}: storage {key!r} declares {count:,} values: the pickle is corrupt")
+        declared += count
+        biggest = max(biggest, (count, f"storage {key!r}, {count:,} values of {kind}"))
+        record = f"{prefix}data/{key}"
+        itemsize = _STORAGE_ITEMSIZE.get(kind)
+        if itemsize is not None and record in sizes and count * itemsize > sizes[record]:
+            raise ModelError(f"{path}: storage {key!r} declares {count:,} values of {kind} "
+                             f"({count * itemsize:,} bytes), and the archive holds {sizes[record]:,} for it "
+                             f"({record}): the file does not match its own pickle; refused before reading its weights")
+    check_weight_count(path, declared, biggest[1])
+
+
 def _check_archive(path: Path, names: list[str]) -> None:
     if not names:
         raise ModelError(f"{path}: not a complete PyTorch archive (not a readable zip file: truncated or not written "
@@ -397,11 +504,11 @@ def load(path, *, trust: bool = False, objects: ModelObjects | None = None) -> T
     if suffix == ".pt2":
         program, source = _load_program(path), "export"
     else:
-        names = [item.filename for item in _archive(path)]
-        if any(n.endswith("archive_format") for n in names):
+        members = _archive(path)
+        if any(item.filename.endswith("archive_format") for item in members):
             program, source = _load_program(path), "export"
         else:
-            program, source = _load_weights_or_module(path, names, trust, objects)
+            program, source = _load_weights_or_module(path, members, trust, objects)
     try:
         gm = program.module()
     except Exception as exc:
@@ -416,13 +523,15 @@ def load(path, *, trust: bool = False, objects: ModelObjects | None = None) -> T
     return model
 
 
-def _load_weights_or_module(path: Path, names: list[str], trust: bool, objects: ModelObjects | None):
+def _load_weights_or_module(path: Path, members: list[zipfile.ZipInfo], trust: bool, objects: ModelObjects | None):
     t = torch()
+    names = [item.filename for item in members]
     if not names:
         raise ModelError(f"{path}: not a readable PyTorch file: not a zip archive, which torch.save has written since "
                          "PyTorch 1.6 (the file is truncated, corrupt, or in the legacy format, whose loader allocates "
                          "the sizes the file declares before reading them: load it with torch.load and save it again)")
     _check_archive(path, names)
+    _check_pickled_weights(path, members)
     try:
         obj = t.load(str(path), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
@@ -923,6 +1032,61 @@ class PyTorch(Framework):
             report(progress, "training", epoch + 1, epochs)
         for p in params:
             p.requires_grad_(False)
+        return history
+
+    def train_prefix(self, split: TorchSplit, x, z, weights, *, steps: int, learning_rate: float, batch_size: int,
+                     last_layers: int | None = None, seed: int = 0, progress=None, cancel=None) -> list[float]:
+        """Adam on the weighted mean squared error between the prefix's activations of ``x`` and the targets ``z``,
+        through the exported graph (eval mode: BatchNorm's running statistics, no Dropout); the modules holding
+        weights are counted in the order the prefix uses them, BatchNorm left out, and the last ``last_layers`` of
+        them trained (all when None)."""
+        from engine.errors import Cancelled
+        from engine.progress import report
+
+        t = torch()
+        dev = device()
+        model = split.model
+        named = dict(split.prefix.named_parameters())
+        owners = []  # modules with weights, in the order the prefix reads them
+        for n in split.prefix.graph.nodes:
+            if n.op == "get_attr" and n.target in named:
+                owner = n.target.rsplit(".", 1)[0]
+                if owner not in owners and "BatchNorm" not in _module_kind(model, n.target):
+                    owners.append(owner)
+        if not owners:
+            raise ModelError(f"model {model.latent_inspector_file!r}: no layer before {split.layer!r} has weights to "
+                             "train")
+        chosen = set(owners if last_layers is None else owners[-int(last_layers):])
+        params = [p for name, p in named.items() if name.rsplit(".", 1)[0] in chosen]
+        for p in params:
+            p.requires_grad_(True)
+        x_t = t.as_tensor(np.asarray(x, dtype=split.input_dtype)).reshape((-1, *split.input_shape))
+        z_t = t.as_tensor(np.asarray(z, np.float32)).reshape((-1, *split.latent_shape))
+        w_t = t.as_tensor(np.asarray(weights, np.float32)).reshape(-1)
+        gen = t.Generator().manual_seed(int(seed))
+        optimizer = t.optim.Adam(params, lr=float(learning_rate))
+        history = []
+        try:
+            for i in range(int(steps)):
+                if cancel is not None and cancel():
+                    raise Cancelled(f"refining {model.latent_inspector_file!r} at {split.layer!r} was cancelled after "
+                                    f"{i} of {steps} steps")
+                idx = (t.arange(len(x_t)) if len(x_t) <= batch_size
+                       else t.randperm(len(x_t), generator=gen)[: int(batch_size)])
+                with t.enable_grad():
+                    out = split.prefix(x_t[idx].to(dev))
+                    out = (out[0] if isinstance(out, (tuple, list)) else out).float()
+                    per_row = ((out - z_t[idx].to(dev)) ** 2).reshape(len(idx), -1).mean(dim=1)
+                    wb = w_t[idx].to(dev)
+                    loss = (wb * per_row).sum() / wb.sum().clamp_min(1e-12)
+                    optimizer.zero_grad()
+                    loss.backward()
+                optimizer.step()
+                history.append(float(loss.detach()))
+                report(progress, "refining", i + 1, steps)
+        finally:
+            for p in params:
+                p.requires_grad_(False)
         return history
 
     def save(self, model: TorchModel, path) -> None:
