@@ -13,7 +13,7 @@ from functools import partial
 
 import panel as pn
 
-__all__ = ["later", "push"]
+__all__ = ["Live", "later", "push"]
 
 
 def push(source, data: dict, *, delay_ms: int = 0) -> None:
@@ -24,18 +24,52 @@ def push(source, data: dict, *, delay_ms: int = 0) -> None:
     """
     doc = source.document
     in_server = doc is not None and doc.session_context is not None
+    if in_server and not _loaded(doc):
+        # Bokeh writes a change only to the page's connections: one made after the page's HTML was sent and before
+        # its websocket connected reaches nobody (the page kept a saved record's star off its plot). Panel sends its
+        # own held changes when the page says it has loaded; this is sent then too.
+        from panel.io.state import set_curdoc
+
+        with set_curdoc(doc):
+            pn.state.onload(partial(push, source, data, delay_ms=delay_ms))
+        return
     if in_server and delay_ms > 0:
-        schedule = partial(doc.add_timeout_callback, partial(setattr, source, "data", data), delay_ms)
+        schedule = partial(doc.add_timeout_callback, partial(_set, source, data), delay_ms)
         if threading.current_thread() is threading.main_thread():
             schedule()
         else:
             doc.add_next_tick_callback(schedule)
         return
     if in_server and threading.current_thread() is not threading.main_thread():
-        doc.add_next_tick_callback(partial(setattr, source, "data", data))
+        doc.add_next_tick_callback(partial(_set, source, data))
         return
-    with pn.io.unlocked():
+    _set(source, data)
+
+
+def _set(source, data: dict) -> None:
+    """``source.data = data`` through Panel's dispatch (``pn.io.unlocked``), on the server's event loop.
+
+    Panel may hold messages it serialized earlier (a new figure among them) and write them a moment later; a change
+    written by Bokeh's own path can overtake them: the page then applies it to a model it does not know yet
+    ("reference pNNNN isn't known"), or the held message, written after it, puts the older data back (a saved
+    record's star that never showed). Through Panel's dispatch, a change is written in order behind those.
+    """
+    from panel.io.state import set_curdoc
+
+    doc = source.document
+    if doc is None:
         source.data = data
+        return
+    with set_curdoc(doc), pn.io.unlocked():
+        source.data = data
+
+
+def _loaded(doc) -> bool:
+    """Whether the page of ``doc`` (a server session's) has loaded: its websocket is connected."""
+    from panel.io.state import set_curdoc
+
+    with set_curdoc(doc):
+        return pn.state.loaded
 
 
 def later(fn, delay_ms: int) -> None:
@@ -54,3 +88,37 @@ def later(fn, delay_ms: int) -> None:
         schedule()
     else:
         doc.add_next_tick_callback(schedule)
+
+
+class Live:
+    """The data sources, added by a plot hook to the figure now on the page, that a view updates in place.
+
+    Panel runs callbacks on a pool of threads (``pn.config.nthreads``), so a plot can be redrawn on one thread (its
+    hook reading the state into new sources) while the state changes on another (its watcher pushing the change into
+    the sources it holds). Unordered, the push reaches the figure leaving the page and the new one keeps the state of
+    before: a saved record's star missing after a restart. Both go through one lock here, and each reads the state
+    inside it, so whichever comes second sees the other's work.
+
+    ``attach(make)`` stores ``make()`` (a dict of sources built from the current state) as the current figure's;
+    ``update(data, key)`` pushes ``data()`` into the source ``key`` (every source when None).
+    """
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._sources: dict = {}
+
+    def attach(self, make) -> None:
+        with self._lock:
+            self._sources = dict(make())
+
+    def update(self, data, key=None, *, delay_ms: int = 0) -> None:
+        with self._lock:
+            for name, source in self._sources.items():
+                if key is None or name == key:
+                    push(source, data(name), delay_ms=delay_ms)
+
+    def __getitem__(self, key):
+        return self._sources[key]
+
+    def __contains__(self, key) -> bool:
+        return key in self._sources

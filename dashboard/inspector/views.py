@@ -34,7 +34,7 @@ from ..datasets.state import Datasets
 from ..glyphs import draws_glyphs, embedding_glyphs, glyph_legend, glyph_size
 from ..landscape.views import MapLayerView
 from ..latent import blank_plot, category_colors, click_streams, embedding_raster, plot_options, plot_tools
-from ..push import later, push
+from ..push import Live, later, push
 from ..search.state import Search
 from ..selection.state import Selection
 from ..tooltip import PointerTip
@@ -126,7 +126,7 @@ class LatentView(InspectorView):
         self.range.add_subscriber(self._on_view)
         self.size.add_subscriber(self._on_view)
         self.pointer.add_subscriber(self._on_pointer)
-        self._marker_sources: list[ColumnDataSource] = []
+        self._markers = Live()  # the current figure's marker source
         self._glyph_renderers: list = []  # the glyph plot's points (none while the plot is datashaded)
         self.store.param.watch(self._resize_glyphs, "spread")
         # after the decoded output (precedence 0) has been drawn: the image is what the user waits for
@@ -138,7 +138,7 @@ class LatentView(InspectorView):
         self.lasso = hv.streams.Lasso(geometry=None)
         self.box.add_subscriber(self._on_box)
         self.lasso.add_subscriber(self._on_lasso)
-        self._highlight_sources: dict[str, ColumnDataSource] = {}
+        self._highlights = Live()  # the current figure's cover, search and selection sources
         if self.search is not None:
             self.search.param.watch(self._update_highlights, ["matches", "isolate"])
         if self.selection is not None:
@@ -277,23 +277,23 @@ class LatentView(InspectorView):
         figure = plot.state
         if any(r.name == "context-cover" for r in figure.renderers):
             return
-        cover = ColumnDataSource(self.cover_data(), name="context-cover-source")
-        figure.quad(left="left", right="right", bottom="bottom", top="top", source=cover, fill_color="white",
-                    fill_alpha="alpha", line_alpha=0, name="context-cover")
-        found = ColumnDataSource(self.highlight_data("search"), name="search-highlight-source")
-        figure.scatter("x", "y", source=found, size=4, fill_color="color", line_color="#1f2a44", line_width=0.5,
-                       name="search-highlight")
-        chosen = ColumnDataSource(self.highlight_data("selection"), name="selection-highlight-source")
-        figure.scatter("x", "y", source=chosen, size=6, fill_color="color", line_color="black", line_width=1.0,
-                       name="selection-highlight")
-        self._highlight_sources = {"cover": cover, "search": found, "selection": chosen}
+
+        def make():
+            cover = ColumnDataSource(self.cover_data(), name="context-cover-source")
+            figure.quad(left="left", right="right", bottom="bottom", top="top", source=cover, fill_color="white",
+                        fill_alpha="alpha", line_alpha=0, name="context-cover")
+            found = ColumnDataSource(self.highlight_data("search"), name="search-highlight-source")
+            figure.scatter("x", "y", source=found, size=4, fill_color="color", line_color="#1f2a44",
+                           line_width=0.5, name="search-highlight")
+            chosen = ColumnDataSource(self.highlight_data("selection"), name="selection-highlight-source")
+            figure.scatter("x", "y", source=chosen, size=6, fill_color="color", line_color="black", line_width=1.0,
+                           name="selection-highlight")
+            return {"cover": cover, "search": found, "selection": chosen}
+
+        self._highlights.attach(make)
 
     def _update_highlights(self, *_):
-        sources = self._highlight_sources
-        if sources:
-            push(sources["cover"], self.cover_data())
-            push(sources["search"], self.highlight_data("search"))
-            push(sources["selection"], self.highlight_data("selection"))
+        self._highlights.update(lambda name: self.cover_data() if name == "cover" else self.highlight_data(name))
 
     # -- hover preview --------------------------------------------------------------------------------------------
 
@@ -333,17 +333,19 @@ class LatentView(InspectorView):
         figure = plot.state
         if any(r.name == "decode-markers" for r in figure.renderers):
             return
-        source = ColumnDataSource(self.marker_data(), name="decode-markers-source")
-        figure.scatter("x", "y", source=source, marker="marker", size="size", fill_color="fill", fill_alpha="alpha",
-                       line_color="line", line_width="width", name="decode-markers")
-        self._marker_sources = [source]  # the current figure's: an older figure has left the page
+
+        def make():
+            source = ColumnDataSource(self.marker_data(), name="decode-markers-source")
+            figure.scatter("x", "y", source=source, marker="marker", size="size", fill_color="fill",
+                           fill_alpha="alpha", line_color="line", line_width="width", name="decode-markers")
+            return {"markers": source}  # the current figure's: an older figure has left the page
+
+        self._markers.attach(make)
 
     def _update_markers(self, *_):
-        data = self.marker_data()
-        for source in self._marker_sources:
-            # Repainting the latent plot (its full-size raster) costs the browser ~35 ms: done two frames after the
-            # decoded image, which is what the user waits for, it no longer delays that image.
-            push(source, data, delay_ms=MARKER_DELAY_MS)
+        # Repainting the latent plot (its full-size raster) costs the browser ~35 ms: done two frames after the
+        # decoded image, which is what the user waits for, it no longer delays that image.
+        self._markers.update(lambda _: self.marker_data(), delay_ms=MARKER_DELAY_MS)
 
     def __panel__(self):
         return self._pane
@@ -675,3 +677,4 @@ class HistoryView(InspectorView):
 
     def __panel__(self):
         return self.strip
+

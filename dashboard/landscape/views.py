@@ -10,7 +10,7 @@ import panel as pn
 import param
 from bokeh.models import ColumnDataSource
 
-from ..push import push
+from ..push import Live
 from ..widgets import NOTE_CSS, View
 from .state import LAYER_NAMES, MapLayer
 
@@ -43,7 +43,7 @@ class MapLayerView(View):
                                            store.param.error, store.param.layer),
                                    sizing_mode="stretch_width", height=20, margin=(0, 10),
                                    stylesheets=[NOTE_CSS, LEGEND_CSS], css_classes=["map-legend-pane"])
-        self._sources: list[ColumnDataSource] = []
+        self._sources = Live()  # the current figure's layer source
         self._renderers = []
         store.param.watch(self._draw, "image")
         store.param.watch(self._fade, "opacity")
@@ -63,16 +63,20 @@ class MapLayerView(View):
         figure = plot.state
         if any(r.name == "map-layer" for r in figure.renderers):
             return
-        source = ColumnDataSource(self.store.image or EMPTY, name="map-layer-source")
-        renderer = figure.image_rgba(image="image", x="x", y="y", dw="dw", dh="dh", source=source,
-                                     global_alpha=self.store.opacity, name="map-layer", level="image")
-        figure.renderers.remove(renderer)
-        figure.renderers.insert(0, renderer)  # drawn first: the points' raster lies over it
-        self._sources, self._renderers = [source], [renderer]  # the current figure's: an older one left the page
+
+        def make():
+            source = ColumnDataSource(self.store.image or EMPTY, name="map-layer-source")
+            renderer = figure.image_rgba(image="image", x="x", y="y", dw="dw", dh="dh", source=source,
+                                         global_alpha=self.store.opacity, name="map-layer", level="image")
+            figure.renderers.remove(renderer)
+            figure.renderers.insert(0, renderer)  # drawn first: the points' raster lies over it
+            self._renderers = [renderer]  # the current figure's: an older one left the page
+            return {"layer": source}
+
+        self._sources.attach(make)
 
     def _draw(self, event):
-        for source in self._sources:
-            push(source, event.new or EMPTY)
+        self._sources.update(lambda _: self.store.image or EMPTY)
 
     def _fade(self, event):
         for renderer in self._renderers:

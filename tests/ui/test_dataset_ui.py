@@ -12,21 +12,24 @@ import pytest
 from dashboard_page import click_and_decode, open_dashboard, wait_until
 from dashboard_server import running_server
 
+from benchmarks.browser import WaitTimeout
+
 pytestmark = pytest.mark.ui
 
 DATASET = "generated"  # the dashboard's default dataset name
 NEW_LABEL = "not a number"
 
-# The markers of the latent figure on screen (an earlier figure, replaced when the plot was redrawn, may linger in
-# the document with a marker source of the same name).
-_MARKERS_JS = """() => {
-  const view = [...Bokeh.index.all_views()].find(v => v.model && v.model.name === 'latent-figure' && v.frame != null);
-  if (view == null) return null;
-  const renderer = view.model.renderers.find(r => r.name === 'decode-markers');
-  if (renderer == null) return null;
-  const d = renderer.data_source.data;
-  return {x: [...d.x], y: [...d.y], marker: [...d.marker]};
-}"""
+# The markers of every latent figure the page has a view of: an earlier figure, replaced when the plot was redrawn,
+# may linger in Bokeh's index (no longer in the page) with a marker source of the same name.
+_MARKERS_JS = """() => [...Bokeh.index.all_views()]
+  .filter(v => v.model && v.model.name === 'latent-figure' && v.frame != null)
+  .map(v => {
+    const renderer = v.model.renderers.find(r => r.name === 'decode-markers');
+    const d = renderer == null ? {x: [], y: [], marker: []} : renderer.data_source.data;
+    return {id: v.model.id, source: renderer == null ? null : renderer.data_source.id, shown: v.el.isConnected,
+            markers: renderer != null,
+            x: [...d.x], y: [...d.y], marker: [...d.marker]};
+  })"""
 
 
 _FIGURE_IDS_JS = """() => [...Bokeh.index.all_views()]
@@ -34,8 +37,20 @@ _FIGURE_IDS_JS = """() => [...Bokeh.index.all_views()]
 
 
 def _stars(page) -> list[tuple[float, float]]:
-    data = page.evaluate(_MARKERS_JS) or {"x": [], "y": [], "marker": []}
+    """The star markers (saved records) of the latent figure in the page (the last one shown, if several)."""
+    shown = [f for f in page.evaluate(_MARKERS_JS) if f["shown"]]
+    if not shown:
+        return []
+    data = shown[-1]
     return [(x, y) for x, y, m in zip(data["x"], data["y"], data["marker"]) if m == "star"]
+
+
+def _wait_for_stars(page, timeout: float, what: str) -> list[tuple[float, float]]:
+    try:
+        return wait_until(lambda: _stars(page), timeout, what)
+    except WaitTimeout as error:  # say what the page held: which figures, shown or not, with which markers
+        figures, table = page.evaluate(_MARKERS_JS), _table_text(page)
+        raise WaitTimeout(f"{error}; latent figures: {figures}; table: {table}") from None
 
 
 def _table_text(page) -> str:
@@ -76,7 +91,7 @@ def test_tap_label_save_shows_in_table_and_plot_and_survives_a_restart(page, pro
         label_box.press("Escape")  # close the completion menu without picking a class name
         page.get_by_role("button", name="Save", exact=True).click()
         wait_until(lambda: NEW_LABEL in _table_text(page), 30, "the saved record in the table")
-        stars = wait_until(lambda: _stars(page), 30, "a star marker on the latent plot")
+        stars = _wait_for_stars(page, 30, "a star marker on the latent plot")
         assert stars[-1] == pytest.approx((decoded["x"], decoded["y"]))
         page.screenshot(path=out / "saved.png")
         card = page.locator(".records-table")
@@ -100,6 +115,6 @@ def test_tap_label_save_shows_in_table_and_plot_and_survives_a_restart(page, pro
     with running_server(projects_root, tmp_path / "second.log") as base:  # a new process: only the disk remembers
         open_dashboard(page, base, "mnist")
         wait_until(lambda: NEW_LABEL in _table_text(page), 60, "the saved record after the restart")
-        stars = wait_until(lambda: _stars(page), 30, "the saved point's marker after the restart")
+        stars = _wait_for_stars(page, 30, "the saved point's marker after the restart")
         assert (decoded["x"], decoded["y"]) in [pytest.approx(s) for s in stars]
         page.screenshot(path=out / "after-restart.png")
