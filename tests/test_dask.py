@@ -606,3 +606,26 @@ def test_cuda_cluster_propagates(data, tmp_path):
         stored = propagate(ModelRef.from_file(data.model, "bottleneck"), open_chunked(data.root / "x.npy",
                            chunk_rows=1000), out=tmp_path / "gpu.zarr")
     np.testing.assert_allclose(stored.read(), data.z, rtol=1e-4, atol=1e-5)
+
+
+def test_a_job_on_a_scheduler_left_without_workers_fails_rather_than_hang(monkeypatch):
+    """Workers that lose their connection and close (CI saw both of a cluster's go at once on a loaded machine) are
+    not restarted by their nannies: a job left without any worker says so, instead of waiting for ever."""
+    import dask.array as da
+
+    from engine.backends import map_chunks
+    from engine.backends.dask import tasks
+
+    monkeypatch.setattr(tasks, "NO_WORKERS_S", 3.0)
+    with connect("local:1", memory_limit="1GiB") as client:
+        address = client.scheduler.address
+        client.retire_workers(close_workers=True, remove=True)  # the worker and its nanny leave, as a closed one
+        deadline = time.monotonic() + 30
+        while client.scheduler_info()["workers"] and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not client.scheduler_info()["workers"]
+        x = da.ones((1000, 4), chunks=(250, 4))
+        started = time.monotonic()
+        with pytest.raises(ClusterError, match=rf"summing: the Dask scheduler at {address} has had no worker for 3 s"):
+            map_chunks(lambda rows: rows.sum(), x, stage="summing")
+        assert time.monotonic() - started < 30  # and not the test's timeout

@@ -16,7 +16,8 @@ from engine.data.store import Stored
 from engine.errors import ClusterError
 from engine.progress import ProgressFn, report
 
-__all__ = ["PAUSED_S", "POLL_S", "current_client", "fold_chunks", "key_name", "row_blocks", "row_chunked", "run"]
+__all__ = ["NO_WORKERS_S", "PAUSED_S", "POLL_S", "current_client", "fold_chunks", "key_name", "row_blocks",
+           "row_chunked", "run"]
 
 
 def current_client():
@@ -123,21 +124,28 @@ def run(tasks: list, bounds: list, *, progress: ProgressFn | None, stage: str, w
 POLL_S = 2.0
 #: A job whose every worker has been paused at its memory limit this long fails rather than waiting forever.
 PAUSED_S = 120.0
+#: A job on a scheduler that has had no worker at all this long fails rather than waiting forever (a nanny restarts a
+#: worker that died within seconds; one that lost its connection and closed, as seen on a loaded machine, is not).
+NO_WORKERS_S = 120.0
 
 
 class _Stall:
     """Whether the workers of a job can run at all: a worker that reaches 80 % of its memory limit is paused by its
-    nanny and runs nothing until memory is freed, which, for the memory its own modules hold, is never."""
+    nanny and runs nothing until memory is freed, which, for the memory its own modules hold, is never; and a
+    scheduler left without workers runs nothing until one joins, which may be never."""
 
-    def __init__(self, client, patience: float | None = None):
-        self.client, self.since = client, None
+    def __init__(self, client, patience: float | None = None, alone: float | None = None):
+        self.client, self.since, self.empty_since = client, None, None
         self.patience = PAUSED_S if patience is None else patience
+        self.alone = NO_WORKERS_S if alone is None else alone
 
     def check(self, what: str) -> None:
         try:
-            workers = self.client.scheduler_info(n_workers=-1)["workers"].values()
+            info = self.client.scheduler_info(n_workers=-1)
         except Exception:  # the scheduler did not answer: the next wait says whether it is gone
             return
+        workers = info["workers"].values()
+        self._check_empty(what, not workers, info.get("address", "the scheduler"))
         paused = bool(workers) and all(w.get("status") == "paused" for w in workers)
         if not paused:
             self.since = None
@@ -151,6 +159,17 @@ class _Stall:
                 f"{what}: every worker has been paused at its memory limit ({'/'.join(map(format_bytes, memory))}) for "
                 f"{self.patience:.0f} s, so nothing can run: give each worker more memory (--worker-memory), or use "
                 "fewer rows per chunk (--input-chunks)"
+            )
+
+    def _check_empty(self, what: str, empty: bool, address: str) -> None:
+        if not empty:
+            self.empty_since = None
+            return
+        self.empty_since = self.empty_since or time.monotonic()
+        if time.monotonic() - self.empty_since > self.alone:
+            raise ClusterError(
+                f"{what}: the Dask scheduler at {address} has had no worker for {self.alone:.0f} s, so nothing can "
+                "run: start workers for it (dask worker ADDRESS), or run without --dask"
             )
 
 
