@@ -118,6 +118,7 @@ def test_sigkill_during_propagation_leaves_no_entry_and_the_next_inspection_rebu
     assert ("propagate", 10_000) in seen  # computed again, not read from the half-written map
     np.testing.assert_array_equal(inspection.activations, expected)
     np.testing.assert_array_equal(np.load(cache_path(project, LAYER, cache)), expected)
+    assert _entries(cache / "activations")[1] == []  # the killed build's map, removed (its writer is dead)
 
 
 _TSNE = """
@@ -218,6 +219,10 @@ def test_sigkill_at_random_moments_of_a_pyramid_save_leaves_a_whole_pyramid_or_n
         assert stored.count in (300_000, 100_000)
         assert int(np.asarray(stored.levels[0][...], dtype=np.int64).sum()) == stored.count
     assert opened  # some kills came after a complete save
+    from engine.render import build_pyramid, save_pyramid
+
+    save_pyramid(build_pyramid(np.zeros(3), np.zeros(3), np.zeros(3, int), ["a"]), path)
+    assert _entries(tmp_path)[1] == []  # what killed saves left, removed (their writers are dead)
 
 
 # -- a full disk ----------------------------------------------------------------------------------------------------

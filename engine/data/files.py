@@ -4,8 +4,10 @@ Every file the engine writes (activation caches, fitted projections, generated r
 fine-tuned models, Zarr stores) goes through :func:`atomic_path`: the writer fills a temporary name in the target's
 folder, which is flushed to disk and renamed onto the target only once complete, and the folder is flushed after
 the rename. A crash or kill at any moment leaves the old state or the complete new file, never a partial one, and a
-reader never sees half a file. Temporaries are named ``.tmp-<name>.<pid>-<random><suffix>``: a writer that died leaves
-only such names, which :func:`remove_temporaries` sweeps.
+reader never sees half a file. Temporaries are named ``.tmp-<name>.<pid>-<random><suffix>`` (a folder being replaced,
+``.tmp-<name>.<pid>-old-<random>``): a writer that died leaves only such names, which :func:`remove_temporaries`
+sweeps (all of a folder's, while no writer works there) and :func:`remove_dead_temporaries` (a target's, whose
+writer is dead).
 
 :func:`file_hash` identifies a file by its content: the key of every cache derived from a model or data file.
 """
@@ -22,7 +24,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 __all__ = ["SAMPLE_ABOVE", "TMP_PREFIX", "atomic_path", "atomic_write", "cannot_write", "file_hash", "fsync_dir",
-           "remove_temporaries"]
+           "remove_dead_temporaries", "remove_temporaries"]
 
 #: Names of temporaries start with this.
 TMP_PREFIX = ".tmp-"
@@ -117,7 +119,7 @@ def atomic_path(path, *, replace: bool = True) -> Iterator[Path]:
         if not replace:
             _claim(tmp, path)
         elif tmp.is_dir() and path.exists():
-            old = path.with_name(f"{TMP_PREFIX}{path.name}.old-{uuid.uuid4().hex[:8]}")
+            old = path.with_name(f"{TMP_PREFIX}{path.name}.{os.getpid()}-old-{uuid.uuid4().hex[:8]}")
             os.replace(path, old)
             os.replace(tmp, path)
             _remove(old)
@@ -150,6 +152,28 @@ def remove_temporaries(folder) -> None:
         for p in folder.iterdir():
             if p.name.startswith(TMP_PREFIX):
                 _remove(p)
+
+
+def remove_dead_temporaries(path) -> None:
+    """Remove the temporaries of target ``path`` whose writer process has died (a kill mid-write leaves its
+    temporary, which may be as large as the entry): those of a live writer, or of one whose process id cannot be
+    read from the name, are kept. For folders of one machine (a cache), where process ids mean the same process."""
+    path = Path(path)
+    if not path.parent.is_dir():
+        return
+    start = f"{TMP_PREFIX}{path.name}."
+    for p in path.parent.iterdir():
+        if not p.name.startswith(start):
+            continue
+        try:
+            pid = int(p.name[len(start):].split("-", 1)[0])
+            os.kill(pid, 0)
+        except ValueError:
+            continue  # not a name atomic_path gives
+        except ProcessLookupError:
+            _remove(p)
+        except PermissionError:
+            continue  # a live process of another user
 
 
 def file_hash(path, n: int = 16) -> str:

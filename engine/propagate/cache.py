@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from engine.data.files import atomic_path, cannot_write
+from engine.data.files import atomic_path, cannot_write, remove_dead_temporaries
 from engine.memo import KeyedLocks
 from engine.model import split
 from engine.progress import ProgressFn, report
@@ -106,6 +106,7 @@ def activations(project, layer: str, *, cache_dir=None, progress: ProgressFn | N
         s = split(project.model(), layer)
         x = project.inputs()
         shape = (len(x), *s.latent_shape)
+        remove_dead_temporaries(path)  # a killed build's map, as large as the entry
         try:
             with atomic_path(path) as tmp:
                 z = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=shape)

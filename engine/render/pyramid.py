@@ -37,7 +37,7 @@ import numba
 import numpy as np
 
 from engine.backends.cupy import get_namespace, to_numpy
-from engine.data.files import atomic_path
+from engine.data.files import atomic_path, remove_dead_temporaries
 from engine.errors import RenderError
 from engine.memo import Memo
 
@@ -413,6 +413,7 @@ def save_pyramid(pyramid: Pyramid, path) -> Pyramid:
     failed write leaves no temporary behind.
     """
     path = Path(path)
+    remove_dead_temporaries(path)  # a killed save's store
     with atomic_path(path) as tmp:
         _write_pyramid(pyramid, tmp)
     return open_pyramid(path)
