@@ -364,6 +364,21 @@ class Framework:
         ``y`` with cross-entropy on its probabilities; the prefix stays as it was. Returns each epoch's loss."""
         raise ModelError(f"fine-tuning is not available for {self.title} models")
 
+    def train_prefix(self, split: Split, x: np.ndarray, z: np.ndarray, weights: np.ndarray, *, steps: int,
+                     learning_rate: float, batch_size: int, last_layers: int | None = None,
+                     relative: bool = False, seed: int = 0, progress=None, cancel=None) -> list[float]:
+        """Train the prefix of ``split`` (a copy of the model the caller owns) so that its activations of the inputs
+        ``x`` approach the targets ``z``: Adam on the mean squared error of each row, weighted by ``weights``, in
+        inference mode (Dropout off, BatchNorm statistics kept), for ``steps`` minibatches of ``batch_size`` rows.
+        Only the last ``last_layers`` layers of the prefix that hold weights are trained (all of them when None);
+        the suffix's own weights stay as they were. With ``relative``, ``z`` holds displacements from the prefix's
+        activations of ``x`` before training, computed by the training step's own forward pass (a zero displacement
+        is then an exact no-op: activations read from a cache, computed in other batches, can differ in the last
+        bits, and Adam scales any gradient up to a full step). ``progress("refining", step, steps)`` after each step;
+        ``cancel()`` returning true stops between steps with :class:`~engine.errors.Cancelled`. Returns each step's
+        loss (see :mod:`engine.explore.refine`)."""
+        raise ModelError(f"refining the layers before a cut is not available for {self.title} models")
+
     def save(self, model, path) -> None:
         """Write ``model`` (trained by :meth:`train_suffix`) to ``path`` (ending in :attr:`version_suffix`)."""
         raise ModelError(f"saving is not available for {self.title} models")

@@ -739,6 +739,80 @@ def train_suffix(s: Split, z, y, *, epochs: int, learning_rate: float, batch_siz
     return [float(v) for v in history.history["loss"]]
 
 
+# -- training the prefix ------------------------------------------------------------------------------------------
+
+
+def _prefix_layers_with_weights(s: Split) -> list:
+    """The prefix's layers that hold trainable weights, in the order the prefix runs them (BatchNormalization layers
+    excluded: the prefix is trained in inference mode, so their statistics and scales stay as they are)."""
+    K = keras()
+    seen, out = set(), []
+    for layer_ in s.prefix.layers:
+        if id(layer_) in seen or isinstance(layer_, K.layers.BatchNormalization):
+            continue
+        seen.add(id(layer_))
+        if layer_.trainable and layer_.trainable_weights:
+            out.append(layer_)
+    return out
+
+
+def train_prefix(s: Split, x, z, weights, *, steps: int, learning_rate: float, batch_size: int,
+                 last_layers: int | None = None, relative: bool = False, seed: int = 0, progress=None,
+                 cancel=None) -> list[float]:
+    """Train the layers of ``s.prefix`` (the last ``last_layers`` of them with weights, or all) so that the prefix's
+    activations of the inputs ``x`` approach ``z``: Adam on the ``weights``-weighted mean squared error, in inference
+    mode (Dropout off, BatchNormalization statistics kept), ``steps`` steps of minibatches of ``batch_size`` rows
+    drawn with a generator seeded by ``seed`` (every row each step when there are no more). With ``relative``, ``z``
+    holds displacements from the prefix's activations of ``x`` before training, computed by the training step's own
+    forward pass. Returns each step's loss. ``cancel()`` returning true stops between steps with
+    :class:`~engine.errors.Cancelled`."""
+    from engine.errors import Cancelled
+    from engine.progress import report
+
+    if backend() != "tensorflow":
+        raise ModelError(f"refining the layers before a cut of a Keras model runs on Keras' TensorFlow backend; this "
+                         f"process runs Keras on {backend()!r} (KERAS_BACKEND)")
+    tf = tensorflow()
+    K = keras()
+    layers = _prefix_layers_with_weights(s)
+    if not layers:
+        raise ModelError(f"model {model_label(s.model)!r}: no layer before {s.layer!r} has weights to train")
+    chosen = layers if last_layers is None else layers[-int(last_layers):]
+    variables = [v for layer_ in chosen for v in layer_.trainable_weights]
+    x = np.asarray(x, dtype=s.input_dtype)
+    z = np.asarray(z, np.float32).reshape((len(z), *s.latent_shape))
+    w = np.asarray(weights, np.float32).reshape(len(z))
+    optimizer = K.optimizers.Adam(float(learning_rate))
+    prefix = s.prefix
+    axes = tuple(range(1, 1 + len(s.latent_shape)))
+
+    if relative:
+        forward = tf.function(lambda xb: tf.cast(prefix(xb, training=False), tf.float32), reduce_retracing=True)
+        z = z + np.asarray(forward(tf.constant(x)))
+
+    @tf.function(reduce_retracing=True)
+    def step(xb, zb, wb):
+        with tf.GradientTape() as tape:
+            out = tf.cast(prefix(xb, training=False), tf.float32)
+            per_row = tf.reduce_mean(tf.square(out - zb), axis=axes)
+            loss = tf.reduce_sum(wb * per_row) / tf.maximum(tf.reduce_sum(wb), 1e-12)
+        grads = tape.gradient(loss, variables)
+        optimizer.apply_gradients(zip(grads, variables))
+        return loss
+
+    rng = np.random.default_rng(int(seed))
+    history = []
+    for i in range(int(steps)):
+        if cancel is not None and cancel():
+            raise Cancelled(f"refining {model_label(s.model)!r} at {s.layer!r} was cancelled after {i} of {steps} "
+                            "steps")
+        rows = slice(None) if len(x) <= batch_size else rng.choice(len(x), int(batch_size), replace=False)
+        history.append(float(step(tf.constant(x[rows]), tf.constant(z[rows]), tf.constant(w[rows]))))
+        report(progress, "refining", i + 1, steps)
+    s._encoder = s._decoder = None  # the compiled calls read the weights anew
+    return history
+
+
 # -- the framework ------------------------------------------------------------------------------------------------
 
 
@@ -789,6 +863,9 @@ class Keras(Framework):
 
     def train_suffix(self, split, z, y, **kwargs) -> list[float]:
         return train_suffix(split, z, y, **kwargs)
+
+    def train_prefix(self, split, x, z, weights, **kwargs) -> list[float]:
+        return train_prefix(split, x, z, weights, **kwargs)
 
     def save(self, model, path) -> None:
         model.save(path)

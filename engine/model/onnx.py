@@ -875,6 +875,9 @@ class Onnx(Framework):
     def train_suffix(self, split, z, y, **kwargs) -> list[float]:
         raise ModelError(f"fine-tuning is not available for ONNX models: {_NO_TRAINING}")
 
+    def train_prefix(self, split, x, z, weights, **kwargs) -> list[float]:
+        raise ModelError(f"refining the layers before a cut is not available for ONNX models: {_NO_TRAINING}")
+
     def save(self, model, path) -> None:
         raise ModelError(f"saving a fine-tuned version is not available for ONNX models: {_NO_TRAINING}")
 

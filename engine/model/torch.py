@@ -1035,7 +1035,8 @@ class PyTorch(Framework):
         return history
 
     def train_prefix(self, split: TorchSplit, x, z, weights, *, steps: int, learning_rate: float, batch_size: int,
-                     last_layers: int | None = None, seed: int = 0, progress=None, cancel=None) -> list[float]:
+                     last_layers: int | None = None, relative: bool = False, seed: int = 0, progress=None,
+                     cancel=None) -> list[float]:
         """Adam on the weighted mean squared error between the prefix's activations of ``x`` and the targets ``z``,
         through the exported graph (eval mode: BatchNorm's running statistics, no Dropout); the modules holding
         weights are counted in the order the prefix uses them, BatchNorm left out, and the last ``last_layers`` of
@@ -1063,6 +1064,10 @@ class PyTorch(Framework):
         x_t = t.as_tensor(np.asarray(x, dtype=split.input_dtype)).reshape((-1, *split.input_shape))
         z_t = t.as_tensor(np.asarray(z, np.float32)).reshape((-1, *split.latent_shape))
         w_t = t.as_tensor(np.asarray(weights, np.float32)).reshape(-1)
+        if relative:  # displacements from the activations now, by the training step's own forward pass
+            with t.no_grad():
+                now = split.prefix(x_t.to(dev))
+                z_t = z_t + (now[0] if isinstance(now, (tuple, list)) else now).float().cpu()
         gen = t.Generator().manual_seed(int(seed))
         optimizer = t.optim.Adam(params, lr=float(learning_rate))
         history = []
