@@ -248,7 +248,7 @@ def small_disk(folder: Path, size: str):
 def test_a_record_saved_to_a_full_disk_is_a_typed_error_leaving_nothing_partial(tmp_path):
     from generated_writer import make_record
 
-    from engine.data.generated import GeneratedDataset
+    from engine.data.generated import GeneratedDataset, list_datasets
 
     with small_disk(tmp_path / "disk", "300k") as disk:
         project = disk / "proj"
@@ -272,6 +272,15 @@ def test_a_record_saved_to_a_full_disk_is_a_typed_error_leaving_nothing_partial(
         for rid in saved[:3]:  # room made: the save works again
             (ds.records_dir / f"{rid}.npz").unlink()
         assert ds.save(make_record(1, 99)) in [r.id for r in GeneratedDataset(project, "corrections").records()]
+
+        free = os.statvfs(disk).f_bavail * os.statvfs(disk).f_frsize
+        (disk / "filler").write_bytes(bytes(max(free - 8192, 0)))  # room for a manifest, not for a record
+        with pytest.raises(StorageError, match=r"export.npz: dataset 'corrections' was not exported: No space left"):
+            ds.export(disk / "export.npz")
+        assert not (disk / "export.npz").exists() and not list(disk.glob(f"{TMP_PREFIX}*"))
+        with pytest.raises(StorageError):  # a new dataset whose first record does not fit: no dataset at all
+            GeneratedDataset(project, "second").save(make_record(2, 0))
+        assert list_datasets(project) == ["corrections"]
 
 
 _PROPAGATE_FULL = """

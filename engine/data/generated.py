@@ -530,8 +530,10 @@ class GeneratedDataset:
             The disk is full, over quota or read-only: nothing of the record is left, the earlier records are kept.
         """
         record = self._check(record)
+        first = False
         try:
             with self._locked():
+                first = self.manifest() is None
                 self._manifest_for(record)
                 taken = [int(_RECORD_FILE.match(p.name).group(1))
                          for p in self._record_files(self.records_dir) + self._record_files(self.deleted_dir)]
@@ -542,6 +544,8 @@ class GeneratedDataset:
         except OSError as exc:
             if not cannot_write(exc):
                 raise
+            if first:  # the dataset this save was creating: no manifest of a dataset without records
+                (self.path / "manifest.json").unlink(missing_ok=True)
             raise StorageError(f"{self.path}: the record was not saved to dataset {self.name!r}: "
                                f"{exc.strerror or exc} ({exc.filename or self.path}); nothing of it was written, "
                                "and the dataset's earlier records are as they were. Free some space (or make the "
@@ -708,6 +712,8 @@ class GeneratedDataset:
         ------
         DataError
             No records, or an unknown format.
+        StorageError
+            The disk is full, over quota or read-only: nothing is written.
 
         Example
         -------
@@ -719,13 +725,19 @@ class GeneratedDataset:
         if fmt not in EXPORT_FORMATS:
             raise DataError(f"{path}: cannot export as {fmt!r}; expected one of {', '.join(EXPORT_FORMATS)}")
         data = self.arrays()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        if fmt == "npz":
-            atomic_write(path, lambda fh: np.savez(fh, **data))
-        elif fmt == "csv":
-            atomic_write(path, lambda fh: fh.write(_csv_text(data).encode("utf-8")))
-        else:
-            self._write_h5(path, data)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            if fmt == "npz":
+                atomic_write(path, lambda fh: np.savez(fh, **data))
+            elif fmt == "csv":
+                atomic_write(path, lambda fh: fh.write(_csv_text(data).encode("utf-8")))
+            else:
+                self._write_h5(path, data)
+        except OSError as exc:
+            if not cannot_write(exc):
+                raise
+            raise StorageError(f"{path}: dataset {self.name!r} was not exported: {exc.strerror or exc}; nothing was "
+                               "written there (a file of that name before is as it was)") from None
         return path
 
     def _write_h5(self, path: Path, data: dict) -> None:
