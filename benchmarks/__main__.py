@@ -19,8 +19,9 @@ from benchmarks.harness import RESULTS, machine, table, write_report  # noqa: E4
 
 #: Cases of full runs and ``--only`` that a ``--quick`` run leaves out: "load" (20 browser sessions tapping 50 times
 #: each against one server, benchmarks.load) takes minutes at any size that means something; "scale" (100M rows
-#: through a Dask cluster against 10M in one process, benchmarks.scale) 4-6 minutes and 10 GB of temporary disk.
-FULL_ONLY = ("load", "scale")
+#: through a Dask cluster against 10M in one process, benchmarks.scale) 4-6 minutes and 10 GB of temporary disk;
+#: "refine" (rounds of drags on a confused MNIST classifier trained first, benchmarks.confused) 2-3 minutes.
+FULL_ONLY = ("load", "scale", "refine")
 
 
 def main(argv=None) -> int:
