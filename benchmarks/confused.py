@@ -101,8 +101,8 @@ def build(root: Path | None = None, *, force: bool = False) -> Path:
     train[holdout] = False
     rng = np.random.default_rng(SEED)
     wrong = []
-    for a, b in ((4, 9), (9, 4)):
-        rows = np.flatnonzero(train & (y == a))
+    for digit in (4, 9):
+        rows = np.flatnonzero(train & (y == digit))
         wrong.append(np.sort(rng.choice(rows, int(round(MISLABELLED * len(rows))), replace=False)))
     mislabelled = np.sort(np.concatenate(wrong))
     y_train = y.copy()

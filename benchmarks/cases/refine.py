@@ -3,9 +3,9 @@
 The case (``benchmarks/confused.py``): an MNIST MLP classifier trained with 40 % of its training 4s labelled 9 and as
 many 9s labelled 4, mapped at its 16-unit ``features`` layer by PCA. A scripted user, seeing the true digits'
 colours, drags in each round two selections: up to ``PER_DRAG`` training 4s that the model calls 9, past the
-centroid of the 4s it gets right, away from the 9s (``BEYOND``), and the same for the 9s (two drags a round, one :func:`engine.explore.refine.refine` of
-``STEPS`` steps on the layers before the cut). Each round starts from the previous round's version, on a fresh map
-of it; rounds stop when no such sample is left or after ``ROUNDS``.
+centroid of the 4s it gets right, away from the 9s (``BEYOND``), and the same for the 9s (two drags a round, one
+:func:`engine.explore.refine.refine` of ``STEPS`` steps on the layers before the cut). Each round starts from the
+previous round's version, on a fresh map of it; rounds stop when no such sample is left or after ``ROUNDS``.
 
 Baseline in the same run: the tool's plain fine-tuning (:func:`engine.model.finetune.finetune_suffix`) on records of
 the same samples with their corrected (true) labels, from the original model: it trains the layers after the cut,
