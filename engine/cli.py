@@ -259,6 +259,59 @@ def cmd_render(args) -> int:
     return 0
 
 
+def _move(text: str):
+    """``--move IDS@X,Y``: sample ids joined by commas (ranges as ``10-19``), then where their centroid goes."""
+    from engine.explore.refine import Move
+
+    ids_text, at, to_text = text.partition("@")
+    if not at:
+        raise UsageError(f"--move {text!r}: no destination; add '@X,Y', such as --move {ids_text}@1.5,-0.3")
+    try:
+        ids = [i for part in ids_text.split(",") if part.strip()
+               for i in (range(int(part.split("-")[0]), int(part.split("-")[1]) + 1) if "-" in part.strip("-")
+                         else [int(part)])]
+        x, y = (float(v) for v in to_text.split(","))
+    except ValueError:
+        raise UsageError(f"--move {text!r}: expected sample ids, '@' and the destination, such as "
+                         "--move 3,17,40-49@1.5,-0.3") from None
+    return Move(tuple(ids), (x, y))
+
+
+def cmd_refine(args) -> int:
+    from engine.explore.inspection import Inspection
+    from engine.explore.refine import Move, load_moves, refine, undo_refinement
+
+    project = _project(args)
+    if args.undo:
+        parent = undo_refinement(project, project.with_model(args.undo).model_path)
+        print(f"dropped {args.undo}; back to {parent.relative_to(project.path)}")
+        return 0
+    hyper, layer, method, inverse, params, seed = {}, args.layer, args.method, args.inverse, {}, args.seed
+    moves = [_move(m) for m in args.move or ()]
+    if args.replay:
+        record = load_moves(project.with_model(args.replay).model_path)
+        project = project.with_model(record["parent"])
+        layer, reducer = record["layer"], record["reducer"]
+        method, inverse, params, seed = reducer["method"], reducer["inverse"], reducer["params"], record["seed"]
+        moves = [Move(tuple(m["ids"]), tuple(m["to"])) for m in record["moves"]]
+        hyper = dict(record["hyper"])
+    elif args.model:
+        project = project.with_model(args.model)
+    if not moves:
+        raise UsageError("refine: give at least one --move IDS@X,Y, or --replay VERSION to redo a refinement")
+    for name in ("steps", "learning_rate", "last_layers"):
+        if getattr(args, name) is not None:
+            hyper[name] = getattr(args, name)
+    insp = Inspection(project, layer, method=method, inverse=inverse, params=params, seed=seed,
+                      cache_dir=args.cache_dir, progress=ProgressBars())
+    result = refine(insp, moves, seed=seed, progress=ProgressBars(unit="steps"), **hyper)
+    print(f"written {result.path.relative_to(project.path)} (moves in {result.sidecar.name}) in {result.seconds:.1f} s")
+    print(f"moved     {len(result.moved):,} samples: map distance to where they were dragged "
+          f"{result.moved_gap_before:.3g} -> {result.moved_gap_after:.3g}")
+    print(f"unmoved   mean drift {result.map_drift:.3g} on the map, {result.layer_drift:.3g} in layer {result.layer!r}")
+    return 0
+
+
 def cmd_bench(args) -> int:
     import subprocess
 
@@ -343,6 +396,23 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a map layer under the points: the class of every decoded cell, the prediction's entropy, "
                    "the inverse map's estimated error, the distance to the data, its gradient, or decoded outputs")
     p.set_defaults(func=cmd_render)
+
+    p = sub.add_parser("refine", help="move samples on the map and fine-tune the layers before the cut to agree: a "
+                       "new model version beside a record of the moves")
+    p.add_argument("project")
+    p.add_argument("--layer", help="layer (default: default_layer, else the one `info` infers)")
+    p.add_argument("--method", choices=tuple(METHODS), default="pca")
+    p.add_argument("--inverse", choices=tuple(INVERSES), default="auto")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--move", action="append", metavar="IDS@X,Y",
+                   help="samples (ids by commas, ranges as 10-19) whose centroid goes to X,Y (repeatable)")
+    p.add_argument("--model", metavar="VERSION", help="start from this model version (default: the project's model)")
+    p.add_argument("--steps", type=int, help="training steps (default 100)")
+    p.add_argument("--learning-rate", type=float, help="Adam's learning rate (default 1e-3)")
+    p.add_argument("--last-layers", type=int, metavar="K", help="train only the last K layers before the cut")
+    p.add_argument("--replay", metavar="VERSION", help="redo the refinement that made VERSION, from its record")
+    p.add_argument("--undo", metavar="VERSION", help="drop the refinement VERSION (its file and record)")
+    p.set_defaults(func=cmd_refine)
 
     p = sub.add_parser("bench", help="run the benchmarks (python -m benchmarks): a table, JSON and Markdown reports")
     p.add_argument("--quick", action="store_true", help="small sizes: every case in about two minutes")

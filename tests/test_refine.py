@@ -236,3 +236,31 @@ def test_bad_moves_and_parameters_are_typed_errors_naming_the_value(project, tmp
         with pytest.raises(error, match=message):
             refine(insp, moves, **kwargs)
     assert not (project.path / "models").exists()
+
+
+@pytest.mark.parametrize("project", ["k"], indirect=True)
+def test_cli_refines_replays_and_undoes(project, tmp_path, capsys):
+    from engine.cli import main
+
+    common = ["--root", str(project.path.parent), "--cache-dir", str(tmp_path / "cache"), "refine", "k"]
+    assert main([*common, "--move", "0-4,7@1.5,-0.5", "--steps", "5", "--learning-rate", "0.01"]) == 0
+    out = capsys.readouterr().out
+    (first,) = [r.path for r in refinements(project)]
+    assert f"written models/{first.name}" in out and "moved     6 samples" in out and "unmoved   mean drift" in out
+    record = load_moves(first)
+    assert record["moves"] == [{"ids": [0, 1, 2, 3, 4, 7], "to": [1.5, -0.5], "from": record["moves"][0]["from"]}]
+    assert record["hyper"]["steps"] == 5 and record["hyper"]["learning_rate"] == 0.01
+
+    assert main([*common, "--replay", f"models/{first.name}"]) == 0  # the record is enough to redo it
+    second = [r.path for r in refinements(project)][-1]
+    for a, b in zip(_weights(first), _weights(second), strict=True):
+        np.testing.assert_allclose(a, b, atol=1e-6)
+
+    assert main([*common, "--undo", f"models/{second.name}"]) == 0
+    assert "back to model.keras" in capsys.readouterr().out and not second.exists()
+
+    for argv, message in ((["--move", "1,2"], "no destination"), (["--move", "a@1,2"], "expected sample ids"),
+                          (["--move", "1,999@0,0"], "sample 999 is not one of the 300 samples"), ([], "--move")):
+        assert main([*common, *argv]) == 2
+        err = capsys.readouterr().err.strip().splitlines()  # progress bars, then the error on one line
+        assert err[-1].startswith("error: ") and message in err[-1] and "Traceback" not in "".join(err), err
