@@ -164,17 +164,32 @@ print("ready", flush=True)
 for i in range(10_000):
     k = i % 4
     cache.save("Reducer", f"k{k}", {"embedding_": np.full((2_000_000,), k, np.float32), "round": i})
+    print("saved", flush=True)
 """
 
 
+def _after_saves(rng: random.Random):
+    """A kill sign: after 1 to 3 saves the child announced, and a random part of a second more (a moment inside
+    the next save, or between two), whatever the machine's load."""
+    goal, seen = rng.randint(1, 3), []
+
+    def sign(line: str) -> bool:
+        seen.append(line == "saved\n")
+        if sum(seen) < goal:
+            return False
+        time.sleep(rng.uniform(0, 1))
+        return True
+
+    return sign
+
+
 def test_sigkill_at_random_moments_of_cache_writes_leaves_only_whole_entries(tmp_path):
-    """A child rewrites four 8 MB projection entries in a loop and is killed at a random moment, 6 times: every
-    entry a reader finds is whole (a kill mid-write leaves only a temporary)."""
-    rng = random.Random(20)
+    """A child rewrites four 8 MB projection entries in a loop and is killed at a random moment after its first
+    saves, 6 times: every entry a reader finds is whole (a kill mid-write leaves only a temporary)."""
     cache = ProjectionCache(tmp_path / "projections")
-    for _ in range(6):
+    for attempt in range(6):
         proc = _child(_SAVE_LOOP, cache.directory)
-        _kill_when(proc, lambda line: line == "ready\n" and time.sleep(rng.uniform(0.2, 1.5)) is None)
+        _kill_when(proc, _after_saves(random.Random(attempt)))
         for path in _entries(cache.directory)[0]:
             key = path.stem.split("-", 1)[1]
             state = cache.load("Reducer", key)
@@ -188,37 +203,64 @@ import sys
 import numpy as np
 from engine.render import build_pyramid, save_pyramid
 rng = np.random.default_rng(0)
-x, y = rng.normal(size=(2, 300_000))
-codes = rng.integers(0, 5, 300_000)
-pyramids = [build_pyramid(x, y, codes, list("abcde")), build_pyramid(x[:100_000], y[:100_000], codes[:100_000],
-                                                                     list("abcde"))]
-print("ready", flush=True)
+x, y = rng.normal(size=(2, 30_000))
+pyramid = build_pyramid(x, y, rng.integers(0, 5, 30_000), list("abcde"))
 for i in range(10_000):
-    save_pyramid(pyramids[i % 2], sys.argv[1])
+    save_pyramid(pyramid, sys.argv[1])
+    print("saved", flush=True)
 """
 
 
-def test_sigkill_at_random_moments_of_a_pyramid_save_leaves_a_whole_pyramid_or_none(tmp_path):
-    """A child replaces a stored pyramid in a loop (one of 300,000 points, one of 100,000) and is killed at a random
-    moment, 6 times: the store at the path opens whole, its finest level counting all its points, or is absent."""
+def _collect(stream, into: list) -> None:
+    for line in stream:
+        into.append(line)
+
+
+def _files(path: Path) -> int | None:
+    """Files in the store at ``path``; None while there is none (between two renames, or before the first)."""
+    try:
+        return sum(len(files) for _, _, files in os.walk(path)) if (path / "zarr.json").is_file() else None
+    except OSError:
+        return None
+
+
+def test_sigkill_while_a_stored_pyramid_is_replaced_leaves_it_whole_or_absent(tmp_path):
+    """A child saves the same pyramid over and over at one path. The parent watches the store and kills the child
+    the moment the store is there with files missing (what replacing it by rmtree then rename showed, and left at a
+    kill), else after a few saves, at a random moment of the next one; 4 times. The store at the path is then
+    absent or opens whole, its finest level counting all its points."""
     from engine.errors import RenderError
     from engine.render import open_pyramid
 
-    rng = random.Random(21)
     path = tmp_path / "pyramid.zarr"
-    opened = 0
-    for _ in range(6):
+    for attempt in range(4):
+        rng = random.Random(100 + attempt)
         proc = _child(_PYRAMID_LOOP, path)
-        _kill_when(proc, lambda line: line == "ready\n" and time.sleep(rng.uniform(0.2, 1.5)) is None)
+        saves, full = [], None
+        reader = threading.Thread(target=_collect, args=(proc.stdout, saves), daemon=True)
+        reader.start()
+        deadline, goal = time.monotonic() + 90, rng.randint(2, 3)
+        while time.monotonic() < deadline and proc.poll() is None:
+            files = _files(path)
+            if full is None and saves:  # the first save is complete: its count
+                full = _files(path)
+            if full is not None and files is not None and files < full:
+                break  # files missing from a store at the path: kill now
+            if len(saves) >= goal:
+                time.sleep(rng.uniform(0, 0.5))
+                break
+            time.sleep(0.001)  # leave the child the CPU
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+        reader.join(timeout=30)
+        assert saves, proc.stderr.read()[-2000:]
         try:
             stored = open_pyramid(path)
         except RenderError:
-            assert not path.exists()
+            assert _files(path) is None  # no store, or one without its group: never read as a pyramid
             continue
-        opened += 1
-        assert stored.count in (300_000, 100_000)
-        assert int(np.asarray(stored.levels[0][...], dtype=np.int64).sum()) == stored.count
-    assert opened  # some kills came after a complete save
+        assert stored.count == 30_000
+        assert int(np.asarray(stored.levels[0][...], dtype=np.int64).sum()) == 30_000
     from engine.render import build_pyramid, save_pyramid
 
     save_pyramid(build_pyramid(np.zeros(3), np.zeros(3), np.zeros(3, int), ["a"]), path)
