@@ -28,6 +28,8 @@ from .landscape.state import MapLayer
 from .landscape.views import MapLayerView
 from .linked.state import Linked
 from .linked.views import LinkedView
+from .refine.state import Refining
+from .refine.views import RefineView
 from .search.state import Search
 from .search.views import SearchView
 from .selection.state import Selection
@@ -86,8 +88,12 @@ class Dashboard(pn.viewable.Viewer):
         self.selection_view = SelectionView(store=self.selection)
         self.map_layer = MapLayer(inspector=store)  # the decoded landscape under the points (issue 18)
         self.map_view = MapLayerView(store=self.map_layer)
+        # moving the selection to refine the model (issue 21): a handle on the plot, a card below
+        self.refining = Refining(inspector=store, selection=self.selection,
+                                 on_versions=self.finetuning.refresh_versions)
+        self.refine_view = RefineView(store=self.refining)
         self.latent = LatentView(store=store, datasets=self.datasets, search=self.search, selection=self.selection,
-                                 map_layer=self.map_view)
+                                 map_layer=self.map_view, overlays=[self.refine_view.add_to_plot])
         self.picture = PictureStatus(store=store, plot=self.latent)
         self.address = UrlState(store=store, plot=self.latent)  # the page's address follows the choices
         self.keys = Shortcuts(on_escape=store.clear_markers, width=0, height=0, margin=0)
@@ -114,7 +120,7 @@ class Dashboard(pn.viewable.Viewer):
 
     def main(self):
         """The main area: the Inspect grid of cards, and the Explore, Linked views and Units tabs."""
-        grid = pn.GridSpec(sizing_mode="stretch_width", height=1950, mode="override")
+        grid = pn.GridSpec(sizing_mode="stretch_width", height=2400, mode="override")
         grid[0:9, 0:7] = card("Latent space · tap to decode, hover to inspect, box or lasso to select",
                               self.map_view, self.picture, self.latent.tip)
         grid[0:9, 7:12] = card("Decoded output · label it and save it to the dataset", self.label, self.output)
@@ -126,6 +132,8 @@ class Dashboard(pn.viewable.Viewer):
         grid[15:20, 0:12] = card("Selection · the samples boxed or lassoed on the plot", self.selection_view)
         grid[20:26, 0:4] = card("Probe classifier", self.probe)
         grid[20:26, 4:12] = card("Generated dataset · saved decodes, ready to train on", self.dataset)
+        grid[26:32, 0:12] = card("Refine · move the selection on the plot, fine-tune the layers before the cut",
+                                 self.refine_view)
         # Only the open tab is rendered, and the explorer, linked views and units work only while theirs is open.
         tabs = pn.Tabs(*zip(TABS, (grid, self.explore, self.linked_views, self.units_view)), dynamic=True,
                        sizing_mode="stretch_width", css_classes=["main-tabs"])

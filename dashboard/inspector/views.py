@@ -115,6 +115,8 @@ class LatentView(InspectorView):
                                     "the box and lasso tools: highlighted")
     map_layer = param.ClassSelector(class_=MapLayerView, default=None, allow_None=True, doc="The map layer drawn "
                                     "under the points (dashboard.landscape), told the plot's view")
+    overlays = param.List(default=[], doc="More plot hooks (plot, element) adding renderers over the points: the "
+                          "refine handle (dashboard.refine)")
 
     def __init__(self, **params):
         super().__init__(**params)
@@ -219,8 +221,9 @@ class LatentView(InspectorView):
         title = f"{store.project} · {store.layer} · {store.shown or method_label(method)} · {len(points):,} points"
         under = [weakly(self.map_layer.add_to_plot)] if self.map_layer is not None else []
         kept = [glyph_legend, weakly(self._keep_glyphs)] if glyphs else []
+        more = [weakly(hook) for hook in self.overlays]
         return plot.opts(padding=0.08, **plot_options(title, method, "latent-figure", *under, *kept,
-                                                      weakly(self._add_highlights), weakly(self._add_markers)))
+                                                      weakly(self._add_highlights), *more, weakly(self._add_markers)))
 
     def _keep_glyphs(self, plot, element):
         """Plot hook of the glyph plot: its points' renderer, resized in place when the point size changes."""
