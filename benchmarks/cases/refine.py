@@ -5,7 +5,9 @@ many 9s labelled 4, mapped at its 16-unit ``features`` layer by PCA. A scripted 
 colours, drags in each round two selections: up to ``PER_DRAG`` training 4s that the model calls 9, past the
 centroid of the 4s it gets right, away from the 9s (``BEYOND``), and the same for the 9s (two drags a round, one
 :func:`engine.explore.refine.refine` of ``STEPS`` steps on the layers before the cut). Each round starts from the
-previous round's version, on a fresh map of it; rounds stop when no such sample is left or after ``ROUNDS``.
+previous round's version, on a fresh map of it; rounds stop when no such sample is left or after ``ROUNDS``, and
+a round after which the model gets as many training 4s and 9s wrong as before it or more (what the map shows the
+user) is undone (:func:`engine.explore.refine.undo_refinement`) and ends the session.
 
 Baseline in the same run: the tool's plain fine-tuning (:func:`engine.model.finetune.finetune_suffix`) on records of
 the same samples with their corrected (true) labels, from the original model: it trains the layers after the cut,
@@ -82,6 +84,13 @@ def _drags(insp, train, per_drag: int, rng):
     return moves
 
 
+def _wrong(insp, train) -> int:
+    """What the user sees on the map: training 4s and 9s that the model calls something else."""
+    y = np.asarray(insp.labels)
+    four_nine = train & np.isin(y, (4, 9))
+    return int(np.sum(insp.predictions()[four_nine] != y[four_nine]))
+
+
 def _finetune_suffix(project, ids, cache_dir):
     """The baseline: records of the samples ``ids`` with their true labels, the suffix fine-tuned on them."""
     from engine.data.generated import GeneratedDataset, Record
@@ -106,7 +115,7 @@ def _finetune_suffix(project, ids, cache_dir):
 def run(quick: bool) -> list[Comparison]:
     from engine.data.project import load_project
     from engine.explore.inspection import Inspection
-    from engine.explore.refine import refine
+    from engine.explore.refine import refine, undo_refinement
 
     built = build()
     rounds = QUICK_ROUNDS if quick else ROUNDS
@@ -122,12 +131,21 @@ def run(quick: bool) -> list[Comparison]:
 
         rng = np.random.default_rng(SEED)
         current, seconds, drags, moved = project, [], 0, []
-        map_drift, layer_drift, gaps, after = [], [], [], before
-        for _ in range(rounds):
+        map_drift, layer_drift, gaps, after, best = [], [], [], before, None
+        undone, previous, previous_figures = 0, project, before
+        for done in range(rounds + 1):
             insp = Inspection(current, project.default_layer, method="pca", seed=SEED, cache_dir=tmp / "cache")
-            moves = _drags(insp, train, PER_DRAG, rng)
+            wrong = _wrong(insp, train)
+            if best is not None and wrong >= best:  # the last round made it worse: the user undoes it and stops
+                undo_refinement(current)
+                current, after, undone = previous, previous_figures, undone + 1
+                seconds, map_drift, layer_drift, gaps = seconds[:-1], map_drift[:-1], layer_drift[:-1], gaps[:-1]
+                break
+            best = wrong
+            moves = _drags(insp, train, PER_DRAG, rng) if done < rounds else []
             if not moves:
                 break
+            previous, previous_figures = current, after
             result = refine(insp, moves, steps=STEPS, learning_rate=LEARNING_RATE, seed=SEED)
             extent = float(np.ptp(insp.embedding, axis=0).max())
             seconds.append(result.seconds)
@@ -143,9 +161,10 @@ def run(quick: bool) -> list[Comparison]:
         tuned, tune_s = _finetune_suffix(project, moved, tmp / "cache")
         suffix = _figures(project, tuned.path, holdout, train)
 
-    context = {"drags": drags, "rounds": len(seconds), "moved_samples": len(moved), "steps": STEPS,
+    context = {"drags": drags, "rounds": len(seconds), "undone": undone, "moved_samples": len(moved), "steps": STEPS,
                "learning_rate": LEARNING_RATE, "finetune_epochs": FINETUNE_EPOCHS}
-    label_tail = f"({drags} drags, {len(moved)} samples moved, {len(seconds)} rounds)"
+    label_tail = (f"({drags} drags in {len(seconds) + undone} rounds, {undone} undone; {len(moved)} samples "
+                  "moved)")
     rows = []
     for key, what in (("probe_errors", "probe held-out errors per 1,000"),
                       ("model_errors", "model held-out errors per 1,000"),
