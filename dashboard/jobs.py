@@ -19,6 +19,13 @@ The worker pool is the process's, created on first use: ``LATENT_INSPECTOR_WORKE
 cores one worker computes while the other core keeps serving every session's events; requests of several sessions
 queue (each page shows its own wait as progress), identical requests are computed once. Outside a server (tests, a
 notebook) the work runs synchronously, so every result follows its call.
+
+A job that runs on its worker longer than ``LATENT_INSPECTOR_JOB_TIMEOUT`` seconds (:func:`engine.settings.job_timeout`,
+default 1800; the wait in the queue does not count) is abandoned: its state gets a :class:`~engine.errors.JobTimeout`
+as its error, beside the control that asked, the control is usable again, and the job's result is dropped should it
+ever come. Python cannot stop a running thread, so the abandoned work goes on until it ends by itself; the worker
+pool it holds is retired (its threads end once their work does) and the work queued behind it moves to a new pool,
+so that no other session waits for it.
 """
 
 from __future__ import annotations
@@ -33,12 +40,13 @@ from concurrent.futures import ThreadPoolExecutor
 import panel as pn
 import param
 
-from engine.errors import InspectorError, UsageError
+from engine.errors import InspectorError, JobTimeout, UsageError
+from engine.settings import JOB_TIMEOUT_ENV, job_timeout
 
 from .widgets import weakly
 
-__all__ = ["DEFAULT_WORKERS", "WORKERS_ENV", "JobState", "Jobs", "Progress", "in_server_session", "worker_count",
-           "workers"]
+__all__ = ["DEFAULT_WORKERS", "WORKERS_ENV", "JobState", "Jobs", "Progress", "in_server_session", "retire",
+           "worker_count", "workers"]
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +89,19 @@ def workers() -> ThreadPoolExecutor:
         if _pool is None:
             _pool = ThreadPoolExecutor(max_workers=worker_count(), thread_name_prefix="latent-inspector-work")
         return _pool
+
+
+def retire(pool: ThreadPoolExecutor) -> None:
+    """``pool`` holds a thread that hangs: later work goes to a new pool, and its queued work is cancelled there (the
+    job that queued it queues it again on the new pool). Its threads end once their work does; a thread cannot be
+    stopped from outside."""
+    global _pool
+    with _pool_lock:
+        if _pool is not pool:  # retired already
+            return
+        _pool = None
+    log.warning("a dashboard job hangs: its worker pool is retired and the work queued on it moves to a new one")
+    pool.shutdown(wait=False, cancel_futures=True)
 
 
 def in_server_session() -> bool:
@@ -167,7 +188,8 @@ class Jobs:
                 self.loaded, self._doc = False, pn.state.curdoc
                 pn.state.onload(weakly(self._page_loaded))
 
-    def submit(self, kind: str, label: str, work, apply, *, clear_error: bool = True, on_poll=None) -> None:
+    def submit(self, kind: str, label: str, work, apply, *, clear_error: bool = True, on_poll=None,
+               timeout: float | None = -1) -> None:
         """Run ``work(progress)`` on a worker, then ``apply(result)`` on the event loop, unless a newer job of
         ``kind`` came meanwhile.
 
@@ -186,6 +208,11 @@ class Jobs:
         on_poll : callable(), optional
             Runs on the event loop with each progress report while the work is current (for a result that grows
             while the work runs, such as t-SNE's layout during its optimisation).
+        timeout : float or None
+            Seconds the work may run on its worker before it is abandoned (its result dropped, a
+            :class:`~engine.errors.JobTimeout` in the state's ``error``); None for no limit; by default
+            ``LATENT_INSPECTOR_JOB_TIMEOUT`` (:func:`engine.settings.job_timeout`). Only in a server session: elsewhere
+            the work runs synchronously.
         """
         if self.closed:  # a result of the closed session's last work: nobody is left to see what it would start
             return
@@ -204,8 +231,11 @@ class Jobs:
                 self._done(kind, generation, tracker, apply, result)
             return
 
+        if timeout == -1:
+            timeout = job_timeout()
+
         async def task():
-            await self._run(kind, generation, tracker, work, apply, on_poll)
+            await self._run(kind, generation, tracker, work, apply, on_poll, timeout)
 
         pn.state.execute(task)
 
@@ -219,10 +249,24 @@ class Jobs:
     def current(self, kind: str, generation: int) -> bool:
         return self._generation.get(kind) == generation
 
-    async def _run(self, kind, generation, tracker, work, apply, on_poll=None):
+    async def _run(self, kind, generation, tracker, work, apply, on_poll=None, timeout=None):
         loop = asyncio.get_running_loop()
+        started = []  # when a worker took the work up: the wait in the queue is not the work's
+
+        def timed(progress):
+            started.append(time.monotonic())
+            return work(progress)
+
+        def start():
+            try:
+                pool = workers()
+                return pool, loop.run_in_executor(pool, timed, tracker)
+            except RuntimeError:  # the pool was retired between the two lines
+                pool = workers()
+                return pool, loop.run_in_executor(pool, timed, tracker)
+
         try:
-            future = loop.run_in_executor(workers(), work, tracker)
+            pool, future = start()
         except InspectorError as exc:  # the pool cannot be made (LATENT_INSPECTOR_WORKERS)
             self._failed(kind, generation, exc)
             return
@@ -233,8 +277,19 @@ class Jobs:
                 # running finishes and nobody waits for it.
                 future.cancel()
                 return
+            if done and future.cancelled() and not started:  # queued on a pool retired meanwhile: queue it anew
+                try:
+                    pool, future = start()
+                except InspectorError as exc:
+                    self._failed(kind, generation, exc)
+                    return
+                continue
             if done:
                 break
+            if timeout is not None and started and time.monotonic() - started[0] > timeout:
+                retire(pool)
+                self._when_loaded(self._abandon, kind, generation, tracker, timeout)
+                return  # nothing waits for its result any more: whatever it returns or raises is dropped
             if not self.loaded:  # nothing may change the document before the page has it (see the module's notes)
                 continue
             if self.current(kind, generation) and self._latest == kind:
@@ -287,6 +342,13 @@ class Jobs:
         if self.current(kind, generation):  # (apply may have submitted the next job of its kind)
             self.owner.param.update(busy=bool(self.running), progress=None,
                                     status=f"{tracker.title}: done in {tracker.elapsed:.1f} s")
+
+    def _abandon(self, kind, generation, tracker, timeout):
+        log.warning("abandoned %r after %.0f s on its worker (%s)", tracker.title, tracker.elapsed, JOB_TIMEOUT_ENV)
+        self._failed(kind, generation, JobTimeout(
+            f"{tracker.title} did not finish within {timeout:g} s ({JOB_TIMEOUT_ENV}) and was abandoned: try again, "
+            f"or with less work. Its result is ignored if it ever comes; the server cannot stop it, so it may go on "
+            f"using a processor until it ends."))
 
     def _failed(self, kind, generation, exc):
         if not isinstance(exc, InspectorError):

@@ -19,6 +19,7 @@ __all__ = [
     "DataError",
     "EditError",
     "InspectorError",
+    "JobTimeout",
     "ModelError",
     "ProbeUnavailable",
     "ProjectError",
@@ -40,6 +41,11 @@ class InspectorError(Exception):
 
 class Cancelled(InspectorError):
     """Work stopped because its result is no longer wanted (the view it was computed for has moved on)."""
+
+
+class JobTimeout(InspectorError, TimeoutError):
+    """Work ran past its time limit and was abandoned: its result, should it still come, is dropped; the message
+    names the work, the limit and the setting that sets it."""
 
 
 class DataError(InspectorError):

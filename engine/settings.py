@@ -9,6 +9,8 @@
   (default 1,000,000,000: 4 GB of float32).
 * ``LATENT_INSPECTOR_PYRAMID``: ``auto`` (default: a view is drawn from the pyramid when that reads fewer cells than
   it has points, :meth:`engine.render.Pyramid.serves`), ``always`` (every view it can serve) or ``off`` (none built).
+* ``LATENT_INSPECTOR_JOB_TIMEOUT``: the seconds a dashboard job may run on a worker before the page abandons it
+  (:mod:`dashboard.jobs`; default 1800, ``off`` for no limit).
 
 Read at every call, so that a CLI flag or a test can move them.
 """
@@ -18,7 +20,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-__all__ = ["cache_dir", "max_params", "pyramid_mode", "pyramid_points"]
+__all__ = ["JOB_TIMEOUT_ENV", "cache_dir", "job_timeout", "max_params", "pyramid_mode", "pyramid_points"]
 
 _CHECKOUT = Path(__file__).resolve().parent.parent
 
@@ -60,3 +62,26 @@ def max_params(default: int = 1_000_000_000) -> int:
     except ValueError:
         return default
     return value if value >= 1 else default
+
+
+#: The environment variable of :func:`job_timeout`.
+JOB_TIMEOUT_ENV = "LATENT_INSPECTOR_JOB_TIMEOUT"
+
+
+def job_timeout(default: float = 1800.0, environ=None) -> float | None:
+    """``LATENT_INSPECTOR_JOB_TIMEOUT``: the seconds a dashboard job may run before it is abandoned, when it is a
+    finite number above 0; None (no limit) when it is ``off``; else ``default``.
+
+    Example
+    -------
+    >>> job_timeout(environ={"LATENT_INSPECTOR_JOB_TIMEOUT": "90"}), job_timeout(environ={})
+    (90.0, 1800.0)
+    """
+    text = (os.environ if environ is None else environ).get(JOB_TIMEOUT_ENV, "").strip().lower()
+    if text in ("off", "none"):
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        return default
+    return value if 0 < value < float("inf") else default
