@@ -153,9 +153,10 @@ class Server:
     def pid(self) -> int:
         return self.proc.pid
 
-    def start(self, timeout: float = 300) -> str:
-        """Start and wait until ``GET /app`` answers 200 (the default inspection is then built); the base URL."""
-        self.port = free_port()
+    def start(self, timeout: float = 300, port: int | None = None) -> str:
+        """Start and wait until ``GET /app`` answers 200 (the default inspection is then built); the base URL.
+        ``port``: the one to listen on (a restart where the pages were), by default a free one."""
+        self.port = port or free_port()
         environ = dict(os.environ, LATENT_INSPECTOR_PROJECTS=str(self.projects_root), LATENT_INSPECTOR_PROBE="1",
                        PYTHONUNBUFFERED="1", **self.env)
         with open(self.log, "ab") as out:

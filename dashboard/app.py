@@ -18,6 +18,7 @@ except ImportError:  # `panel serve dashboard/app.py` from a checkout that is no
 
 import panel as pn
 
+from dashboard.connection import notify_when_lost
 from dashboard.template import Dashboard, extension
 from dashboard.urlstate import read_query
 
@@ -27,6 +28,7 @@ if pn.config.nthreads is None:
     # so that one session's callbacks do not hold the event loop every session shares.
     pn.config.nthreads = 4
 
+notify_when_lost()  # a page whose server went away says so and offers a reload
 link = read_query(pn.state.session_args)  # the page's address: project, layer, reducer, view... (checked)
 project = link.choices.get("project") or os.environ.get("LATENT_INSPECTOR_PROJECT")
 Dashboard(project=project or None, link=link).template().servable(title="Latent Inspector")
