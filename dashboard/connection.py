@@ -17,8 +17,8 @@ __all__ = ["LOST", "notify_when_lost"]
 #: page has now, which :class:`dashboard.urlstate.UrlState` keeps up to date.)
 LOST = ("<span class='li-connection-lost'>The connection to the server is lost: nothing on this page is computed any "
         "more. Once the server is back, <a href='#' class='li-reload' style='color: inherit; font-weight: 600' "
-        "onclick='window.location.reload(); return false'>reload the page</a>: it opens with the same project, layer, reducer, view and tapped point."
-        "</span>")
+        "onclick='window.location.reload(); return false'>reload the page</a>: it opens with the same project, "
+        "layer, reducer, view and tapped point.</span>")
 
 
 def notify_when_lost() -> None:
