@@ -64,6 +64,22 @@ def test_a_session_follows_a_link_and_names_what_it_could_not(mnist_root):
     assert wrong.layer == wrong.project_obj.default_layer and wrong.inspection is not None
 
 
+def test_a_link_that_injects_markup_is_shown_as_text(mnist_root):
+    """A value of the link is named in the page's error as the user wrote it, but as text: markup in it (an image
+    whose error handler runs script, a script tag) is escaped, never rendered."""
+    from dashboard.inspector.state import Inspector
+    from dashboard.widgets import error_html
+
+    hostile = "<img src=x onerror=alert(1)><script>alert(2)</script>"
+    store = Inspector(link=read_query({"project": [b"mnist"], "layer": [hostile.encode()],
+                                       "color": [b"<b>label</b>"]}))
+    assert f"layer {hostile!r} is not a layer of 'mnist'" in store.error
+    shown = error_html(store.error)
+    assert "<img" not in shown and "<script" not in shown and "<b>" not in shown
+    assert "&lt;img src=x onerror=alert(1)&gt;&lt;script&gt;" in shown
+    assert store.color_by != "<b>label</b>" and store.inspection is not None  # the page still works
+
+
 # -- the verdict of a decode --------------------------------------------------------------------------------------
 
 def test_each_measure_sets_the_level_its_thresholds_say():

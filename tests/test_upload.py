@@ -240,6 +240,10 @@ def test_archives_with_escaping_linked_duplicated_or_too_many_members_are_refuse
     ]
     for members, match in cases:
         _refused(root, "evil", {**sent, "model": ("ae.keras", _zip(members))}, "model", match)
+    data_link = zipfile.ZipInfo("x.npy")
+    data_link.external_attr = 0o120777 << 16  # a link among the data: refused like one in a model archive
+    _refused(root, "evil", {**sent, "inputs": ("x.npz", _zip({"x.npy": data_link}))}, "inputs",
+             "holds a symbolic link, 'x.npy'")
     twice = io.BytesIO()
     with zipfile.ZipFile(twice, "w") as z, pytest.warns(UserWarning, match="Duplicate name"):
         z.writestr("config.json", b"{}")
