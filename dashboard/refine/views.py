@@ -192,9 +192,10 @@ class RefineView(View):
     def _why_html(self, *_) -> str:
         blocker = self.store.blocker()
         if blocker:
-            return f"<span class='muted'>{html.escape(blocker)}</span>"
+            return f"<span class='muted refine-why-text'>{html.escape(blocker)}</span>"
         x, y = self.store.destination
-        return (f"<span class='muted'>{len(self.store.selection.ids):,} samples to move to ({x:.3g}, {y:.3g}): "
+        n = len(self.store.selection.ids)
+        return (f"<span class='muted refine-why-text'>{n:,} samples to move to ({x:.3g}, {y:.3g}): "
                 "“Refine model” fine-tunes the layers before the cut on a copy of the model and saves a new "
                 "version.</span>")
 
@@ -247,12 +248,13 @@ class RefineView(View):
     @staticmethod
     def _versions_html(refinements) -> str:
         if not refinements:
-            return "<span class='muted'>No refinement saved for this project yet.</span>"
+            return "<span class='muted refine-versions-list'>No refinement saved for this project yet.</span>"
         items = "".join(
             f"<li><b>{html.escape(r.path.name)}</b> from {html.escape(r.parent)} · layer {html.escape(r.layer)} · "
             f"{sum(len(m.get('ids', [])) for m in r.moves):,} samples in {len(r.moves)} move(s)</li>"
             for r in refinements)
-        return f"<p class='muted'>Refinements, oldest first (undo drops the last):</p><ul>{items}</ul>"
+        return (f"<p class='muted'>Refinements, oldest first (undo drops the last):</p>"
+                f"<ul class='refine-versions-list'>{items}</ul>")
 
     def __panel__(self):
         return pn.Column(
