@@ -24,15 +24,6 @@ def push(source, data: dict, *, delay_ms: int = 0) -> None:
     """
     doc = source.document
     in_server = doc is not None and doc.session_context is not None
-    if in_server and not _loaded(doc):
-        # Bokeh writes a change only to the page's connections: one made after the page's HTML was sent and before
-        # its websocket connected reaches nobody (the page kept a saved record's star off its plot). Panel sends its
-        # own held changes when the page says it has loaded; this is sent then too.
-        from panel.io.state import set_curdoc
-
-        with set_curdoc(doc):
-            pn.state.onload(partial(push, source, data, delay_ms=delay_ms))
-        return
     if in_server and delay_ms > 0:
         schedule = partial(doc.add_timeout_callback, partial(_set, source, data), delay_ms)
         if threading.current_thread() is threading.main_thread():
@@ -62,14 +53,6 @@ def _set(source, data: dict) -> None:
         return
     with set_curdoc(doc), pn.io.unlocked():
         source.data = data
-
-
-def _loaded(doc) -> bool:
-    """Whether the page of ``doc`` (a server session's) has loaded: its websocket is connected."""
-    from panel.io.state import set_curdoc
-
-    with set_curdoc(doc):
-        return pn.state.loaded
 
 
 def later(fn, delay_ms: int) -> None:
