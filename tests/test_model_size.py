@@ -154,7 +154,10 @@ for path in sys.argv[1:]:
         print(path, "loaded", "", sep="\\t")
     except InspectorError as exc:
         print(path, type(exc).__name__, str(exc), sep="\\t")
-print("peak", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, sep="\\t")
+# the peak of this process's own memory (VmHWM: its address space's high-water mark, new at exec); getrusage's
+# ru_maxrss would carry over the parent's (Linux keeps it across exec: a pytest worker's 3 GB, seen in CI)
+hwm = next(line for line in open("/proc/self/status") if line.startswith("VmHWM:"))
+print("peak", int(hwm.split()[1]) * 1024, sep="\\t")
 """
 
 

@@ -18,6 +18,7 @@ import errno
 import hashlib
 import os
 import shutil
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -126,9 +127,23 @@ def atomic_path(path, *, replace: bool = True) -> Iterator[Path]:
         else:
             os.replace(tmp, path)
     finally:
+        _remove_settled(tmp)
+    fsync_dir(path.parent)
+
+
+def _remove_settled(tmp: Path, patience: float = 2.0) -> None:
+    """Remove ``tmp`` until it stays gone: a writer's last requests may land after the error that ended its block
+    (Zarr writes chunks concurrently; after a full disk, CI saw a pyramid's temporary folder made again after its
+    removal). Gone at two looks 50 ms apart, or ``patience`` seconds spent."""
+    if not (tmp.exists() or tmp.is_symlink()):  # renamed into place: nothing to wait for
+        return
+    deadline = time.monotonic() + patience
+    while True:
         if tmp.exists() or tmp.is_symlink():
             _remove(tmp)
-    fsync_dir(path.parent)
+        time.sleep(0.05)
+        if not (tmp.exists() or tmp.is_symlink()) or time.monotonic() > deadline:
+            return
 
 
 def atomic_write(path, write: Callable, *, replace: bool = True) -> Path:
