@@ -206,3 +206,21 @@ def test_the_probe_guess_sits_under_the_label_it_fills(mnist_root):
     best = max(prediction.probabilities.values())
     assert f"the probe reads <b>{prediction.name}</b> ({best:.1%})" in text
     assert dash.label.label.value == prediction.name  # and it fills the label box
+
+
+def test_a_new_picture_and_its_colouring_reach_the_plot_in_one_update(mnist_root):
+    """The plot is drawn from the table and its colouring together: a new layer's picture whose colouring falls back
+    (the probe's predictions are not offered there) changes both in one update, so the page gets one figure. Two
+    updates drew a figure and replaced it a moment later, and a tap on the first one was lost (CI's lost decode)."""
+    from dashboard.template import Dashboard
+
+    dash = Dashboard(project="mnist")
+    store = dash.store
+    dash.datasets.train_probe()
+    store.color_by = "prediction"
+    updates = []
+    store.param.watch(lambda *events: updates.append(sorted(e.name for e in events)), ["points", "color_by"])
+    store.layer = "encoder_dense"
+    assert store.inspection.layer == "encoder_dense" and "prediction" not in store.param.color_by.objects
+    assert store.color_by == "label"
+    assert updates[-1] == ["color_by", "points"] and all(u != ["color_by"] for u in updates), updates

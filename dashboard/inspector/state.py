@@ -298,9 +298,10 @@ class Inspector(JobState):
         if self.head not in heads:
             self.head = heads[0]
         self.several_heads = len(heads) > 1
+        # One update for the table and its colouring: the plot is drawn once (a second figure replacing the first
+        # would drop a tap made on the first one in between).
         self.param.update(inspection=inspection, probe=probe, points=plot_table(inspection, probe), decode=None,
-                          hovered=None)
-        self._colors(inspection, probe)
+                          hovered=None, color_by=self._colors(inspection, probe))
         if final:
             self._measure(inspection)
             if self.view is not None and self._link is None:  # another picture than the link's: its own range
@@ -337,10 +338,12 @@ class Inspector(JobState):
         is still the current one (its predictions join the plot's colourings)."""
         shared.remember_probe(probe_key(inspection), probe)
         if self.inspection is inspection:
-            self.param.update(probe=probe, points=plot_table(inspection, probe))
-            self._colors(inspection, probe)
+            self.param.update(probe=probe, points=plot_table(inspection, probe),
+                              color_by=self._colors(inspection, probe))
 
-    def _colors(self, inspection, probe):
+    def _colors(self, inspection, probe) -> str:
+        """Offer the colourings of ``inspection`` (with ``probe``'s predictions); the one to show: the link's, else
+        the current one while offered, else the first. The caller sets it with the table it colours."""
         colors = ["label", "none"] if inspection.labels is not None else ["none"]
         colors[-1:-1] = list(output_colors(inspection))
         if probe is not None:
@@ -349,9 +352,8 @@ class Inspector(JobState):
         asked = self._link.choices.get("color_by") if self._link is not None else None
         if asked is not None and asked in colors:
             self._link.choices.pop("color_by")
-            self.color_by = asked
-        if self.color_by not in colors:
-            self.color_by = colors[0]
+            return asked
+        return self.color_by if self.color_by in colors else colors[0]
 
     def class_names(self) -> list[str]:
         """The project's class names ([] without labels)."""
