@@ -86,6 +86,8 @@ class Dashboard(pn.viewable.Viewer):
         self.selection = Selection(inspector=store, datasets=self.datasets, search=self.search)
         self.search_view = SearchView(store=self.search)
         self.selection_view = SelectionView(store=self.selection)
+        # a box or lasso on the Inspect tab's plot is the linked views' selection too
+        self.selection.param.watch(lambda e: self.linked.follow(e.new, self.selection.how), "ids")
         self.map_layer = MapLayer(inspector=store)  # the decoded landscape under the points (issue 18)
         self.map_view = MapLayerView(store=self.map_layer)
         # moving the selection to refine the model (issue 21): a handle on the plot, a card below

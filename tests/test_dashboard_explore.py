@@ -343,6 +343,30 @@ def test_a_lasso_selects_the_engines_ids(linked):
     assert linked.linked.origin.startswith("lasso on bottleneck")
 
 
+def test_a_box_on_the_inspect_plot_is_the_linked_views_selection_until_it_is_cleared(linked):
+    from engine.explore.selection import select_box
+
+    emb = np.asarray(linked.store.inspection.embedding)
+    x0, y0, x1, y1 = _box_around(emb, 40, 1.0)
+    linked.latent.box.event(bounds=(x0, y0, x1, y1))  # the box-select tool of the Inspect tab's plot
+    expected = select_box(emb, x0, x1, y0, y1)
+    assert len(expected) > 0
+    np.testing.assert_array_equal(linked.selection.ids, expected)
+    np.testing.assert_array_equal(linked.linked.selection, expected)  # the same ids in the linked views
+    assert linked.linked.origin.startswith("the Inspect tab's plot: box x")
+    views = linked.linked_views
+    np.testing.assert_array_equal(views.plot.selected(linked.linked.selection).array(), emb[expected])
+    assert f"<b class='selected-count'>{len(expected):,}</b> of 300" in views.bar.summary.object
+
+    linked.linked.select_box(_box_around(emb, 10, 0.5))  # a selection made in the linked views stays...
+    made_there = linked.linked.selection.copy()
+    linked.selection.clear()  # ...when the Inspect tab's selection is cleared
+    np.testing.assert_array_equal(linked.linked.selection, made_there)
+    linked.latent.box.event(bounds=(x0, y0, x1, y1))
+    linked.selection.clear()  # the one that came from the Inspect tab goes with it
+    assert linked.linked.selection is None
+
+
 def test_an_axis_range_selects_the_engines_ids_and_highlights_them_on_the_latent_plot(linked):
     from engine.explore.selection import intersect, select_axis_range
 

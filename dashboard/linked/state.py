@@ -6,7 +6,8 @@ view's latent plot of another layer or of another model of the project folder --
 so a selection is a list of ids (:mod:`engine.explore.selection`). :class:`Linked` holds it, with where it was made:
 a box or a lasso on either latent plot (``select_box``, ``select_lasso``), or value ranges on axes of the parallel
 coordinates (``select_axis_range`` on ``ParallelAxes.to_data`` of the drawn range, intersected over the axes
-brushed). Every view then shows the same ids: on a latent plot at their coordinates there (``map_selection``), in
+brushed), or on the Inspect tab's plot (:meth:`Linked.follow` of the session's ``Selection``). Every view then
+shows the same ids: on a latent plot at their coordinates there (``map_selection``), in
 the parallel coordinates drawn over the faded rest (the engine's highlight). The ids can be exported
 (``export_ids``).
 
@@ -31,10 +32,12 @@ from engine.reduce.names import METHODS, method_label
 from .. import shared
 from ..inspector.state import TabState
 
-__all__ = ["PICTURE", "Linked", "view_name"]
+__all__ = ["MAIN_PLOT", "PICTURE", "Linked", "view_name"]
 
 #: Size of the parallel-coordinates picture (stretched to the plot).
 PICTURE = (1200, 320)
+#: Where a selection made on the Inspect tab's plot says it was made.
+MAIN_PLOT = "the Inspect tab's plot"
 
 
 def view_name(inspection) -> str:
@@ -183,6 +186,17 @@ class Linked(TabState):
     def clear(self, *_):
         self._source = None
         self.param.update(selection=None, origin="", box=None, brushes=[])
+
+    def follow(self, ids, how: str = ""):
+        """Show a selection made on the Inspect tab's plot (``Selection.ids``, how it was made in words) in every
+        linked view; ``ids`` None clears it, when the selection shown came from that plot."""
+        if ids is None:
+            if self.origin.startswith(MAIN_PLOT):
+                self.clear()
+            return
+        if self.inspection is None:
+            return
+        self._select(ids, self.inspection, f"{MAIN_PLOT}: {how}" if how else MAIN_PLOT)
 
     def highlight(self, side: str = "left"):
         """The selection on a side's latent plot (engine ``MappedSelection``: ids and their coordinates there)."""

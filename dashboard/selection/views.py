@@ -75,7 +75,7 @@ class SelectionView(View):
         n = len(store.ids)
         shown = f" · the first {SHOWN} below" if n > SHOWN else ""
         return (f"<b class='selection-count' data-count='{n}'>{n:,} samples selected</b> "
-                f"<span class='muted'>({html.escape(store.how)}){shown}</span>")
+                f"<span class='muted'>({html.escape(store.how)}){shown} · also shown in the Linked views tab</span>")
 
     @staticmethod
     def _notice_html(notice: str) -> str:
