@@ -359,6 +359,7 @@ PICTURE_CSS = """
 :host(.stale) .latent-plot { opacity: 0.4; transition: opacity 0.3s; }
 :host .picture-status { position: absolute; top: 34px; left: 50%; transform: translateX(-50%); z-index: 20;
                         max-width: 85%; }
+:host .picture-status.refining { top: auto; bottom: 8px; max-width: 96%; }
 """
 BANNER_CSS = """
 :host .banner { background: rgba(255, 255, 255, 0.94); border: 1px solid #c9d3e6; border-radius: 6px;
@@ -367,7 +368,16 @@ BANNER_CSS = """
 :host .banner .bar span { display: block; height: 100%; background: #3e5f9a; }
 :host .banner .bar.unknown span { width: 30%; animation: slide 1.2s linear infinite; }
 @keyframes slide { from { margin-left: -30%; } to { margin-left: 100%; } }
+:host .banner.compact { padding: 2px 10px 3px; font-size: 11.5px; white-space: nowrap; overflow: hidden;
+                        text-overflow: ellipsis; }
+:host .banner.compact .bar { height: 3px; margin-top: 2px; }
 """
+
+
+def _bar(progress) -> str:
+    """A progress bar: ``progress`` done (0 to 1), or a sliding one when the fraction is unknown (None)."""
+    return (f"<div class='bar'><span style='width:{100 * progress:.0f}%'></span></div>" if progress is not None
+            else "<div class='bar unknown'><span></span></div>")
 
 
 def picture_banner(shown: str, pending: str, status: str, progress, moving: bool) -> str:
@@ -375,18 +385,17 @@ def picture_banner(shown: str, pending: str, status: str, progress, moving: bool
     computed, its stage, percentage and the time left (the job's ``status``), as a bar; '' when nothing is."""
     if not pending:
         return ""
+    stage = status.split(": ", 1)[1] if ": " in status else status
     if moving:
         head = f"<b>{html.escape(shown)}</b> · taps decode once the first picture is ready"
-    elif shown.endswith("first picture"):
-        head = f"showing the <b>{html.escape(shown)}</b> (tap it) · refining: <b>{html.escape(pending)}</b>"
+    elif shown.endswith("first picture"):  # the picture to look at: one line at its foot, over the axis' label
+        return (f"<div class='banner compact' title='refining: {html.escape(pending)}'>showing the <b>"
+                f"{html.escape(shown)}</b> (tap it) · refining: {html.escape(stage)}{_bar(progress)}</div>")
     elif shown:
         head = f"showing <b>{html.escape(shown)}</b> · computing <b>{html.escape(pending)}</b>"
     else:
         head = f"computing <b>{html.escape(pending)}</b>"
-    stage = status.split(": ", 1)[1] if ": " in status else status
-    bar = (f"<div class='bar'><span style='width:{100 * progress:.0f}%'></span></div>" if progress is not None
-           else "<div class='bar unknown'><span></span></div>")
-    return f"<div class='banner'>{head}<br><small>{html.escape(stage)}</small>{bar}</div>"
+    return f"<div class='banner'>{head}<br><small>{html.escape(stage)}</small>{_bar(progress)}</div>"
 
 
 class PictureStatus(InspectorView):
@@ -411,10 +420,13 @@ class PictureStatus(InspectorView):
         self.store.param.watch(self._dim, ["pending", "moving", "shown"])
 
     def _dim(self, *_):
-        """An older picture (another reducer's, or the first picture before the refined one) is dimmed."""
+        """An older picture (another reducer's, or the first picture before the refined one) is dimmed. While the
+        first picture is refined it is the one to look at and tap: the banner moves to its foot, off its top."""
         store = self.store
-        stale = bool(store.pending) and bool(store.shown) and not store.moving and "first picture" not in store.shown
+        first = bool(store.pending) and "first picture" in store.shown
+        stale = bool(store.pending) and bool(store.shown) and not store.moving and not first
         self._layout.css_classes = ["picture", "stale"] if stale else ["picture"]
+        self._banner.css_classes = ["picture-status", "refining"] if first else ["picture-status"]
 
     def __panel__(self):
         return self._layout

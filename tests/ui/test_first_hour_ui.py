@@ -144,6 +144,10 @@ def test_a_first_umap_picture_comes_before_the_refined_one(page, cold_server, ou
     assert page.locator(".picture.stale").count() == 0
     wait_until(lambda: "refining" in banner.inner_text(), 10, "the banner saying the picture is being refined")
     _shot(page, output_path, "first_picture.png")
+    # the first picture is the one to look at: the banner sits at its foot, not over its top
+    plot, box = page.locator(".latent-plot").first.bounding_box(), banner.bounding_box()
+    assert box["y"] > plot["y"] + plot["height"] / 2, (box, plot)
+    assert box["y"] + box["height"] <= plot["y"] + plot["height"], (box, plot)
     f = figure(page)
     got = click_and_decode(page, (f["x0"] + f["x1"]) / 2, (f["y0"] + f["y1"]) / 2)
     assert got["seq"] >= 1
