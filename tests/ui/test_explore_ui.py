@@ -133,10 +133,15 @@ def test_explore_tab_interpolates_between_two_taps(page, server, mnist, output_p
     wait_until(lambda: page.locator(".edit-control").count() == 10, 60, "one slider per unit")
 
     emb, labels = np.asarray(mnist.embedding), np.asarray(mnist.labels)
+    origin = page.locator(".edit-origin-text")
     for digit in (0, 1):
         px, py = to_page(page, *(float(v) for v in np.median(emb[labels == digit], axis=0)), name="explore-figure")
+        shown = origin.inner_text() if origin.count() else ""
         page.mouse.click(px, py)
-        wait_until(lambda: "tap at" in page.locator(".edit-origin-text").inner_text(), 20, "the tap in the editor")
+        # this tap's own origin, not the last one's: the button interpolates between the last two taps the
+        # session has, and a click before the second landed asks to tap twice first (CI waited 90 s for steps)
+        wait_until(lambda shown=shown: "tap at" in (text := origin.inner_text()) and text != shown, 20,
+                   f"tap {digit + 1} in the editor")
     before = _pixels(page, "explore-figure")
     page.locator(".interpolate button").click()
     cards = page.locator(".path-strip .card")
