@@ -304,7 +304,7 @@ def cmd_refine(args) -> int:
             hyper[name] = getattr(args, name)
     insp = Inspection(project, layer, method=method, inverse=inverse, params=params, seed=seed,
                       cache_dir=args.cache_dir, progress=ProgressBars())
-    result = refine(insp, moves, seed=seed, progress=ProgressBars(unit="steps"), **hyper)
+    result = refine(insp, moves, seed=seed, progress=ProgressBars(), **hyper)
     print(f"written {result.path.relative_to(project.path)} (moves in {result.sidecar.name}) in {result.seconds:.1f} s")
     print(f"moved     {len(result.moved):,} samples: map distance to where they were dragged "
           f"{result.moved_gap_before:.3g} -> {result.moved_gap_after:.3g}")

@@ -45,11 +45,24 @@ def stage(progress: ProgressFn | None, stage_name: str) -> Callable[[int, int], 
     return lambda done, total: progress(stage_name, int(done), int(total))
 
 
+#: What the engine's stages count, where it is not rows (:data:`ProgressBars`'s default unit).
+STAGE_UNITS = {"training the inverse map": "epochs", "training": "epochs", "refining": "steps", "optimize": "steps"}
+
+
 class ProgressBars:
     """Progress bars on stderr, one line per stage: ``propagate  [#####.....]  5,000/10,000 rows  3,512 rows/s``.
 
     Called as every progress callback of the engine is, ``progress(stage, done, total)``. A copy sent to another
-    process (a reducer shipped to Dask workers with its callback) draws nothing there: the stream stays here.
+    process (a reducer shipped to Dask workers with its callback) draws nothing there: the stream stays here. Each
+    stage counts in its own unit (:data:`STAGE_UNITS`), else in ``unit``.
+
+    Example
+    -------
+    >>> import io
+    >>> out = io.StringIO(); bars = ProgressBars(stream=out)
+    >>> bars("training the inverse map", 50, 50); bars("propagate", 10, 10)
+    >>> [line.split("]")[1].split()[:2] for line in out.getvalue().split("\\n") if line]
+    [['50/50', 'epochs'], ['10/10', 'rows']]
     """
 
     def __init__(self, unit: str = "rows", stream=None):
@@ -72,8 +85,9 @@ class ProgressBars:
         elapsed = now - self.t0
         bar = "#" * int(30 * done / max(total, 1))
         end = "\n" if done >= total else ""
-        counts = f"{done:,}/{total:,} {self.unit}"
+        unit = STAGE_UNITS.get(stage, self.unit)
+        counts = f"{done:,}/{total:,} {unit}"
         if elapsed > 0.05:  # a rate over no time (a cache hit) means nothing
-            counts += f"  {done / elapsed:,.0f} {self.unit}/s"
+            counts += f"  {done / elapsed:,.0f} {unit}/s"
         self.stream.write(f"\r{stage}  [{bar:<30}]  {counts}{end}")
         self.stream.flush()

@@ -118,3 +118,16 @@ def test_render_draws_a_map_layer_under_the_points(tiny_project, tmp_path):
 def test_bad_reducer_parameter_is_one_line(tiny_project, tmp_path):
     r = run("reduce", "tiny", "--param", "nonsense", root=tiny_project, cache=tmp_path)
     assert r.returncode == 2 and "NAME=VALUE" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_progress_bars_count_each_stage_in_its_own_unit():
+    """The learned inverse counts epochs, a refinement steps, propagation rows: a bar says which (it said "50/50 rows
+    2 rows/s" for the inverse map's epochs)."""
+    from engine.progress import ProgressBars
+
+    out = io.StringIO()
+    bars = ProgressBars(stream=out)
+    for stage, total in (("propagate", 10_000), ("training the inverse map", 50), ("refining", 100), ("reduce", 10)):
+        bars(stage, total, total)
+    lines = [line.strip("\r") for line in out.getvalue().split("\n") if line]
+    assert [line.split("]")[1].split()[1] for line in lines] == ["rows", "epochs", "steps", "rows"], lines
