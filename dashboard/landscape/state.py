@@ -113,7 +113,7 @@ SHORT = {
     "uncertainty": "entropy of the prediction (0 sure, 1 uniform)",
     "error": "est. round-trip error / activation variance",
     "distance": "distance to the nearest sample / typical spacing",
-    "gradient": "gradient of the inverse: bright ridges are folds and tears",
+    "gradient": "gradient of the inverse / its median: red ridges are folds and tears",
     "atlas": "the decoded output at each tile's centre",
 }
 

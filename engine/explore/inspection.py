@@ -301,14 +301,16 @@ class Inspection:
         from engine.reduce.metrics import local_gradient
 
         g = local_gradient(self.reducer.inverse_transform, [[x, y]], self.embedding, self._spread)[0]
-        return float(g / self._median_gradient) if self._median_gradient > 0 else None
+        return float(g / self.median_gradient) if self.median_gradient > 0 else None
 
     @cached_property
     def _spread(self) -> float:
         return float(np.sqrt(self.reducer.activation_variance_ * int(np.prod(self.latent_shape))))
 
     @cached_property
-    def _median_gradient(self) -> float:
+    def median_gradient(self) -> float:
+        """The gradient map's median over the data's box (:func:`engine.reduce.metrics.gradient_map`, 40 x 40 cells):
+        the scale of :meth:`fold` and of the gradient map layer."""
         from engine.reduce.metrics import gradient_map
 
         return float(np.median(gradient_map(self.reducer.inverse_transform, self.embedding, self._spread, grid=40)))

@@ -24,7 +24,7 @@ SCALES = {
     "uncertainty": (0.0, 1.0, False),
     "error": (0.01, 10.0, True),
     "distance": (1.0, 100.0, True),
-    "gradient": (0.1, 100.0, True),
+    "gradient": (0.5, 50.0, True),  # over the map's median: 1 pale, the verdict's folds (3, 10) orange to red
 }
 
 
