@@ -64,7 +64,7 @@ def to_rgba(m, max_alpha: float = 0.85) -> np.ndarray:
     >>> m = LandscapeMap("decision", (0, 1), (0, 1), np.array([[0, 1]], np.float32), np.array([[1.0, 0.5]]), ("a", "b"))
     >>> rgba = to_rgba(m).view(np.uint8).reshape(1, 2, 4)
     >>> rgba[0, 0, :3].tolist(), int(rgba[0, 0, 3]), int(rgba[0, 1, 3])   # class a's colour; certain; chance
-    ([31, 119, 180], 216, 0)
+    ([31, 119, 180], 217, 0)
     """
     if m.layer == "atlas":
         pic = np.asarray(m.picture)[::-1]

@@ -139,6 +139,7 @@ def shade_colors(agg, *, how: str = "eq_hist", min_alpha: float = 40, alpha: int
     Examples
     --------
     >>> import datashader as ds
+    >>> from engine.render.bins import aggregate_colors, index_points
     >>> index = index_points(np.array([0.0, 1.0]), np.array([0.0, 1.0]), np.array([0, 1]), ["a", "b"])
     >>> img = shade_colors(aggregate_colors(index, canvas=ds.Canvas(4, 4, (0, 1), (0, 1))))
     >>> img.shape
