@@ -115,3 +115,37 @@ def test_drag_the_selection_refine_and_undo(page, server, mnist, output_path):
     wait_until(lambda: "Dropped" in _text(page, ".refine-notice"), 30, "the refinement undone")
     assert not version.exists()
     page.screenshot(path=out / "undone.png")
+
+    # -- a refinement cancelled half-way leaves no version -------------------------------------------------------------
+    models = mnist.project.path / "models"
+    files = sorted(p.name for p in models.iterdir())
+    if (r := page.evaluate(_ROWS_JS, "refine-handle")) and r["n"] == 1:  # still in move mode: out of it first
+        page.locator(".refine-move button").click()
+        wait_until(lambda: not (r := page.evaluate(_ROWS_JS, "refine-handle")) or r["n"] == 0, 20, "no handle")
+    page.locator(".refine-move button").click()  # move mode makes the handle's drag the plot's active tool
+    wait_until(lambda: (r := page.evaluate(_ROWS_JS, "refine-handle")) and r["n"] == 1, 20, "the handle drawn again")
+    handle = page.evaluate(_ROWS_JS, "refine-handle")
+    hx, hy = to_page(page, handle["x"], handle["y"])
+    tx, ty = to_page(page, float(sevens[0]), float(sevens[1]))  # the page has scrolled since
+    page.mouse.move(hx, hy)
+    page.mouse.down()
+    page.mouse.move(tx, ty, steps=12)
+    page.mouse.up()
+    wait_until(lambda: "samples to move to" in _text(page, ".refine-why-text"), 20, "the new destination")
+    steps.fill("2000")  # the most it takes: far more than end before the click on Cancel
+    steps.press("Enter")
+    page.wait_for_timeout(300)
+    page.locator(".refine-go button").click()
+    status = ".refine-status span"  # the line's text, inside the pane's shadow root
+    wait_until(lambda: "refining" in _text(page, status) and "%" in _text(page, status), 120,
+               "the refinement's steps under way")
+    page.screenshot(path=out / "refining.png")
+    page.locator(".refine-cancel button").click()
+    wait_until(lambda: "cancelled" in _text(page, status), 60, "the refinement cancelled")
+    said = _text(page, status)
+    done = int(said.split("cancelled after ", 1)[1].split(" ", 1)[0])
+    assert done < 2000, said
+    assert page.locator(".refine-cancel button").is_disabled()  # nothing runs any more
+    assert sorted(p.name for p in models.iterdir()) == files  # no model file, no moves file
+    assert page.locator(".refine-go button").is_enabled()  # and the user can try again
+    page.screenshot(path=out / "cancelled.png")
