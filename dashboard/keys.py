@@ -3,7 +3,7 @@
 :class:`Shortcuts` is a small browser component: it listens to the page's keys (not while the user types in a
 field) and sends the server what they ask for; ``?`` shows and hides the list of shortcuts, drawn in the browser.
 The first time a browser opens the dashboard it shows a short hint of what to do (remembered in the browser's
-local storage, so it is shown once).
+local storage, so it is shown once), until it is closed or the user first clicks in the page.
 """
 
 from __future__ import annotations
@@ -63,7 +63,17 @@ class Shortcuts(JSComponent):
         ([k, v]) => `<tr><td><kbd>${k}</kbd></td><td>${v}</td></tr>`).join("") + "</table>";
       let seen = "seen";
       try { seen = localStorage.getItem("latent-inspector-hint"); } catch (e) {}
-      if (model.hint && seen !== "seen") show(`<b>Welcome.</b> ${model.hint}`, "hint");
+      if (model.hint && seen !== "seen") {
+        show(`<b>Welcome.</b> ${model.hint}`, "hint");
+        // the first click elsewhere in the page starts the work the hint describes: it goes, and the controls it
+        // sits over (the corner of the cards below the plot) are free
+        const started = (event) => {
+          if (event.composedPath && event.composedPath().includes(box)) return;
+          document.removeEventListener("pointerdown", started, true);
+          if (box.dataset.kind === "hint") { close(); remember(); }
+        };
+        document.addEventListener("pointerdown", started, true);
+      }
       const onKey = (event) => {
         const t = event.target, tag = (t && t.tagName || "").toLowerCase();
         const path = event.composedPath ? event.composedPath() : [];
