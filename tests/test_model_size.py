@@ -137,6 +137,37 @@ def test_a_keras_zip_bomb_is_refused_from_its_records_before_unpacking(small, tm
         load_model(big_config)
 
 
+def test_an_archive_of_too_many_files_is_refused_before_its_list_is_read(small, tmp_path, monkeypatch):
+    """Listing a zip builds an object per file: an upload of a million empty members would take gigabytes before any
+    size check, so the count is read from the archive's end record first. (The limit is lowered here, the module's
+    own constant, so that the file stays small.)"""
+    monkeypatch.setattr(archives, "MAX_MEMBERS", 500)
+    crowd = tmp_path / "crowd.keras"
+    with zipfile.ZipFile(small / "small.keras") as zin, zipfile.ZipFile(crowd, "w") as zout:
+        for item in zin.infolist():
+            zout.writestr(item.filename, zin.read(item.filename))
+        for i in range(600):
+            zout.writestr(f"assets/{i}", b"")
+    assert archives.declared_members(crowd) == 600 + len(zipfile.ZipFile(small / "small.keras").infolist())
+    with pytest.raises(ModelError, match=r"crowd.keras: the archive holds 60\d files, more than a model file holds "
+                                         r"\(500 at most\): refused before reading its list of files"):
+        load_model(crowd)
+    monkeypatch.setattr(archives, "MAX_MEMBERS", 1000)
+    assert load_model(crowd) is not None  # below the limit, the same archive loads
+
+
+def test_the_member_count_of_a_zip64_archive_is_read_from_its_zip64_record(tmp_path):
+    """Past 65,535 files the end record says 0xFFFF and the zip64 record holds the count."""
+    many = tmp_path / "many.zip"
+    with zipfile.ZipFile(many, "w", allowZip64=True) as z:
+        for i in range(70_000):
+            z.writestr(zipfile.ZipInfo(f"{i}"), b"")
+    assert archives.declared_members(many) == 70_000
+    plain = tmp_path / "plain.bin"
+    plain.write_bytes(b"not a zip" * 100)
+    assert archives.declared_members(plain) is None  # no end record: zipfile's own error names the file
+
+
 # -- PyTorch and ONNX: the same bounds, from what each format declares ---------------------------------------------
 #
 # Each hostile file is loaded in a child process whose address space is limited to 4 GB: a load that allocated what

@@ -9,6 +9,9 @@ unpack what it holds, before they fail, so a shared server must refuse both from
   description (a config, a graph, a pickle) unpacks to more than :data:`MAX_CONFIG_BYTES`. The sizes are the
   archive's central directory, read without unpacking; both Python's ``zipfile`` and PyTorch's reader unpack a
   member to its recorded size at most, so the records bound what is allocated.
+  An archive of more than :data:`MAX_MEMBERS` files is refused before its central directory is read at all: the
+  count is the end record's, and Python's ``zipfile`` builds an object per member (a few hundred bytes each), so a
+  200 MB upload of empty members would take gigabytes to list.
 * :func:`check_weight_count`: the weights an architecture declares against the same limit.
 
 Each framework's module reads what its format declares (``keras_files``, ``torch``, ``onnx``) and calls these.
@@ -16,6 +19,7 @@ Each framework's module reads what its format declares (``keras_files``, ``torch
 
 from __future__ import annotations
 
+import struct
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
@@ -23,12 +27,53 @@ from pathlib import Path
 from engine.errors import ModelError
 from engine.settings import max_params
 
-__all__ = ["ARCHIVE_SLACK", "MAX_CONFIG_BYTES", "check_archive_sizes", "check_weight_count", "file_limit"]
+__all__ = ["ARCHIVE_SLACK", "MAX_CONFIG_BYTES", "MAX_MEMBERS", "check_archive_sizes", "check_weight_count",
+           "declared_members", "file_limit"]
 
 #: The most bytes an archive's description (a config, a graph, a pickle of the weights' layout) may unpack to.
 MAX_CONFIG_BYTES = 64 * 2**20
 #: Bytes a model file may take beyond its weights' float32 values (the config, the graph, assets, headers).
 ARCHIVE_SLACK = 64 * 2**20
+#: The most files a model archive may hold (a .keras holds 3, a .pt2 or a state dict one per tensor and a few more).
+MAX_MEMBERS = 100_000
+
+_END = b"PK\x05\x06"  # end of central directory record: 22 bytes and a comment of up to 65,535
+_END64_LOCATOR = b"PK\x06\x07"  # zip64 end of central directory locator, 20 bytes, just before the end record
+_END64 = b"PK\x06\x06"  # zip64 end of central directory record
+
+
+def declared_members(path: Path) -> int | None:
+    """The number of files a zip archive's end record says it holds (its zip64 record's, for a large archive), read
+    from the file's last 64 KiB; None when the file has no end record (not a zip archive: ``zipfile`` says so).
+
+    Example
+    -------
+    >>> import io, zipfile, tempfile, os
+    >>> with tempfile.NamedTemporaryFile(suffix=".zip", delete=False) as f:
+    ...     with zipfile.ZipFile(f, "w") as z:
+    ...         for i in range(3):
+    ...             z.writestr(f"m{i}", b"")
+    >>> declared_members(Path(f.name)); os.unlink(f.name)
+    3
+    """
+    with open(path, "rb") as f:
+        size = f.seek(0, 2)
+        tail_start = max(0, size - (22 + 65_535))
+        f.seek(tail_start)
+        tail = f.read()
+        at = tail.rfind(_END)
+        if at < 0 or len(tail) - at < 22:
+            return None
+        count = struct.unpack("<H", tail[at + 10:at + 12])[0]
+        locator = at - 20
+        if locator >= 0 and tail[locator:locator + 4] == _END64_LOCATOR:
+            offset = struct.unpack("<Q", tail[locator + 8:locator + 16])[0]
+            if offset + 56 <= size:
+                f.seek(offset)
+                record = f.read(56)
+                if record[:4] == _END64:
+                    count = struct.unpack("<Q", record[32:40])[0]
+        return int(count)
 
 
 def file_limit() -> int:
@@ -50,8 +95,16 @@ def check_archive_sizes(path: Path, is_description: Callable[[str], bool]) -> li
     Raises
     ------
     ModelError
-        Not a readable zip archive, or one that unpacks to too much; naming the file, the sizes and the limit.
+        Not a readable zip archive, one of more than :data:`MAX_MEMBERS` files, or one that unpacks to too much;
+        naming the file, the sizes and the limit.
     """
+    try:
+        count = declared_members(path)
+    except OSError as exc:
+        raise ModelError(f"{path}: cannot load the model: the file cannot be read ({exc})") from None
+    if count is not None and count > MAX_MEMBERS:
+        raise ModelError(f"{path}: the archive holds {count:,} files, more than a model file holds ({MAX_MEMBERS:,} at "
+                         "most): refused before reading its list of files")
     try:
         with zipfile.ZipFile(path) as z:
             members = z.infolist()
