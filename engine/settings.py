@@ -11,6 +11,9 @@
   it has points, :meth:`engine.render.Pyramid.serves`), ``always`` (every view it can serve) or ``off`` (none built).
 * ``LATENT_INSPECTOR_JOB_TIMEOUT``: the seconds a dashboard job may run on a worker before the page abandons it
   (:mod:`dashboard.jobs`; default 1800, ``off`` for no limit).
+* ``LATENT_INSPECTOR_ONNX_MEMORY_GB``: the most memory ONNX Runtime may hold on the CPU for the process's ONNX
+  models, weights and run-time tensors together (:func:`onnx_memory`; default half the machine's memory). Read once,
+  when the process runs its first ONNX model.
 
 Read at every call, so that a CLI flag or a test can move them.
 """
@@ -20,7 +23,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-__all__ = ["JOB_TIMEOUT_ENV", "cache_dir", "job_timeout", "max_params", "pyramid_mode", "pyramid_points"]
+__all__ = ["JOB_TIMEOUT_ENV", "ONNX_MEMORY_ENV", "cache_dir", "job_timeout", "max_params", "onnx_memory",
+           "pyramid_mode", "pyramid_points"]
 
 _CHECKOUT = Path(__file__).resolve().parent.parent
 
@@ -85,3 +89,29 @@ def job_timeout(default: float = 1800.0, environ=None) -> float | None:
     except ValueError:
         return default
     return value if 0 < value < float("inf") else default
+
+
+#: The environment variable of :func:`onnx_memory`.
+ONNX_MEMORY_ENV = "LATENT_INSPECTOR_ONNX_MEMORY_GB"
+
+
+def onnx_memory(environ=None) -> int:
+    """``LATENT_INSPECTOR_ONNX_MEMORY_GB`` in bytes when it is a number above 0, else half the machine's memory (8 GiB
+    where the machine does not say): what ONNX Runtime may hold on the CPU for this process's ONNX models.
+
+    Example
+    -------
+    >>> onnx_memory({"LATENT_INSPECTOR_ONNX_MEMORY_GB": "0.5"})
+    536870912
+    """
+    text = (os.environ if environ is None else environ).get(ONNX_MEMORY_ENV, "").strip()
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if value > 0 and value == value and value != float("inf"):
+        return int(value * 2**30)
+    try:
+        return int(os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")) // 2
+    except (AttributeError, ValueError, OSError):
+        return 8 * 2**30

@@ -229,3 +229,19 @@ def export(module, x: np.ndarray, path: Path, *, dynamic_batch: bool = True) -> 
         torch.onnx.export(module, (torch.from_numpy(x),), str(path), dynamo=True, dynamic_shapes=shapes,
                           verbose=False)
     return path
+
+
+def blowup(folder: Path, width: int = 5_000_000_000) -> Path:
+    """``x (6) -> enc (Gemm, 2) -> sum (ReduceSum, 1) -> wide (Expand to width) -> out (ReduceMean, 1)``: a file of a
+    few hundred bytes whose ``wide`` tensor takes ``width`` floats a sample at run time (20 GB by default), as a
+    hostile or broken graph can ask for."""
+    from onnx import TensorProto, helper
+
+    nodes, inits = _dense("enc", "x", 6, 2, 1)
+    nodes += [helper.make_node("ReduceSum", ["enc", "axes"], ["sum"], name="sum", keepdims=1),
+              helper.make_node("Expand", ["sum", "shape"], ["wide"], name="wide"),
+              helper.make_node("ReduceMean", ["wide"], ["out"], name="out", axes=[1], keepdims=1)]
+    inits += [helper.make_tensor("axes", TensorProto.INT64, [1], [1]),
+              helper.make_tensor("shape", TensorProto.INT64, [2], [1, width])]
+    return _save(nodes, [helper.make_tensor_value_info("x", FLOAT, ["n", 6])],
+                 [helper.make_tensor_value_info("out", FLOAT, ["n", 1])], inits, folder / "blowup.onnx")

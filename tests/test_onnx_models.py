@@ -375,3 +375,28 @@ def test_layer_names_accept_tensor_names(built):
     assert FRAMEWORK.split(model, "enc_mm").latent_shape == FRAMEWORK.split(model, "enc_matmul").latent_shape == (5,)
     with pytest.raises(UnitError, match="has no layer 'bottle'; did you mean 'bottleneck'"):
         FRAMEWORK.layer_shape(model, "bottle")
+
+
+def test_a_graph_that_asks_for_a_huge_tensor_at_run_time_is_refused_before_allocating_it(tmp_path):
+    """A few hundred bytes of graph whose ``Expand`` wants 20 GB for one sample: ONNX Runtime's CPU arena, bounded by
+    LATENT_INSPECTOR_ONNX_MEMORY_GB (half the machine by default), refuses it; the error names the model and the
+    bound, and the process has not grown."""
+    import resource
+
+    path = onnx_models.blowup(tmp_path)
+    assert path.stat().st_size < 1000
+    model = FRAMEWORK.load(path)
+    x = np.ones((1, 6), np.float32)
+    split = FRAMEWORK.split(model, "enc")
+    z = split.encode(x)  # the prefix is small
+    assert z.shape == (1, 2)
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with pytest.raises(ModelError, match=r"blowup.*needs a tensor of 20,000,000,000 bytes, more than ONNX Runtime "
+                                         r"may hold for this process \([\d,]+ bytes; LATENT_INSPECTOR_ONNX_MEMORY_GB"):
+        split.decode_heads(z)
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 2**20  # KiB: under 1 GiB more at its peak
+    # a graph within the bound runs as before
+    (tmp_path / "small").mkdir()
+    small = onnx_models.blowup(tmp_path / "small", width=1000)
+    out = FRAMEWORK.split(FRAMEWORK.load(small), "enc").decode_heads(z)[0]
+    np.testing.assert_allclose(out, z.sum(axis=1, keepdims=True), rtol=1e-5)

@@ -47,7 +47,7 @@ from engine.errors import CutError, ModelError, UnitError
 from engine.model import base
 from engine.model.archives import check_weight_count, file_limit
 from engine.model.base import Features, Framework, LayerInfo, ModelObjects, nearby_cuts
-from engine.settings import max_params
+from engine.settings import ONNX_MEMORY_ENV, max_params, onnx_memory
 
 __all__ = ["FRAMEWORK", "Onnx", "OnnxFeatures", "OnnxModel", "OnnxSplit"]
 
@@ -84,6 +84,25 @@ def _ort():
     import onnxruntime
 
     return onnxruntime
+
+
+_arena_lock = threading.Lock()
+_arena_limit: int | None = None
+
+
+def _cpu_arena(ort) -> int:
+    """Register, once per process, the CPU memory arena every ONNX session of the process shares, bounded by
+    :func:`engine.settings.onnx_memory`: a graph that builds a tensor of more (an ``Expand`` or ``ConstantOfShape`` to
+    a shape of billions, a file from the wild) gets an error from ONNX Runtime instead of the memory of a server
+    every user shares. Returns the bound in bytes."""
+    global _arena_limit
+    with _arena_lock:
+        if _arena_limit is None:
+            limit = onnx_memory()
+            info = ort.OrtMemoryInfo("Cpu", ort.OrtAllocatorType.ORT_ARENA_ALLOCATOR, 0, ort.OrtMemType.DEFAULT)
+            ort.create_and_register_allocator(info, ort.OrtArenaCfg({"max_mem": limit}))
+            _arena_limit = limit
+        return _arena_limit
 
 
 # -- the loaded model ---------------------------------------------------------------------------------------------
@@ -682,6 +701,7 @@ class _Session:
         self.graph, self.inputs, self.outputs, self.what = graph, inputs, outputs, what
         self._session = None
         self._lock = threading.Lock()
+        self.limit = 0  # bytes ONNX Runtime may hold (the process's arena), once the session exists
 
     def _get(self):
         with self._lock:
@@ -690,6 +710,8 @@ class _Session:
                 options = ort.SessionOptions()
                 options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
                 options.log_severity_level = 3  # errors only: no warnings about the graph on the console
+                self.limit = _cpu_arena(ort)
+                options.add_session_config_entry("session.use_env_allocators", "1")  # the bounded arena
                 data = self.graph.extract(self.inputs, self.outputs).SerializeToString()
                 providers = ["CPUExecutionProvider"]
                 if "CUDAExecutionProvider" in ort.get_available_providers():
@@ -701,11 +723,24 @@ class _Session:
                                      f"{_one_line(exc)}") from exc
             return self._session
 
+    def _run(self, session, feed: dict) -> list[np.ndarray]:
+        try:
+            return session.run(None, feed)
+        except Exception as exc:  # onnxruntime's own Fail; its message names the arena when memory ran out
+            text = str(exc)
+            if "Available memory of" not in text:
+                raise
+            wanted = text.split("requested bytes of ", 1)[1].split()[0] if "requested bytes of " in text else "?"
+            wanted = f"{int(wanted):,}" if wanted.isdigit() else wanted
+            raise ModelError(f"model {self.graph.label!r}: {self.what} needs a tensor of {wanted} bytes, more than "
+                             f"ONNX Runtime may hold for this process ({self.limit:,} bytes; {ONNX_MEMORY_ENV} "
+                             "sets it, in GiB): refused before allocating it") from None
+
     def __call__(self, x: np.ndarray) -> list[np.ndarray]:
         session, feed, fixed = self._get(), self.inputs[0], self.graph.fixed_batch
         x, n = np.ascontiguousarray(x), len(x)
         if fixed is None and n > 0:
-            return session.run(None, {feed: x})
+            return self._run(session, {feed: x})
         size = fixed or 1  # an empty batch runs one padded sample, so that the outputs have their shapes
         parts = []
         for start in range(0, max(n, 1), size):
@@ -713,7 +748,7 @@ class _Session:
             k = len(chunk)
             if k < size:
                 chunk = np.concatenate([chunk, np.zeros((size - k, *x.shape[1:]), x.dtype)])
-            parts.append([out[:k] for out in session.run(None, {feed: chunk})])
+            parts.append([out[:k] for out in self._run(session, {feed: chunk})])
         return [np.concatenate(outs) for outs in zip(*parts)]
 
 
