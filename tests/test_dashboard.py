@@ -140,6 +140,30 @@ def test_tap_far_from_the_data_warns(app):
     assert "among the data</b>" in app.output._trust.object and "data-level='0'" in app.output._trust.object
 
 
+def test_the_verdict_quotes_the_maps_quality_once_measured_and_never_waits_for_it(app):
+    """Once the quality report is there (outside a server it is computed right after the picture), the verdict of a
+    decode among the data quotes its Cons_d; before, it says the map is not measured yet and does not compute it."""
+    from dashboard.inspector.views import verdict_html
+    from engine.reduce.verdict import NOT_MEASURED
+
+    inspection = app.store.inspection
+    report = app.store.quality
+    assert report is not None and report.consistency is not None and report is inspection.quality
+    emb = np.asarray(inspection.embedding)
+    app.latent.tap.event(x=float(emb[3, 0]), y=float(emb[3, 1]))
+    shown = app.output._trust.object
+    assert "data-level='0'" in shown and f"{100 * report.consistency:.3g}% keep their class when decoded (Cons_d)" \
+        in shown and NOT_MEASURED not in shown
+    fields = app.store.decode.trust.record(0)
+    saved = vars(inspection).pop("quality")  # as before the report's job has run
+    try:
+        before = verdict_html(fields, inspection)
+        assert "quality" not in vars(inspection)  # read only once computed: the tap never waits for the report
+    finally:
+        vars(inspection)["quality"] = saved
+    assert NOT_MEASURED in before and "Cons_d" not in before
+
+
 def test_taps_stream_into_the_history_strip_and_restore(app):
     store = app.store
     emb = np.asarray(store.inspection.embedding)

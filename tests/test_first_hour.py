@@ -114,6 +114,119 @@ def test_verdicts_follow_distance_on_a_real_fit():
     assert verdict(far, typical).words == "far outside"
 
 
+# -- the map's own quality in the verdict ------------------------------------------------------------------------
+
+#: A map measured on its held-out samples, as the quality report's dict has it: no measure below its bound.
+GOOD_MAP = {"consistency": 0.963, "decoded_accuracy": 0.95, "class_stability": 0.97, "stability_rounds": 2,
+            "inverse_error": 0.18, "inverse_holdout": 300}
+AMONG = {"relative_distance": 1.0, "relative_error": 0.05}
+
+
+def test_a_map_that_loses_classes_cannot_give_among_the_data_and_says_why():
+    low = verdict(AMONG, 0.04, quality={**GOOD_MAP, "consistency": 0.85})
+    assert low.words == "near the data"
+    assert low.reasons[0] == ("the map's decodes of held-out samples keep their class for 85% (Cons_d; below 90%: at "
+                              "best near the data)")
+    assert low.meaning.startswith("the point lies among the data, but this map keeps the class of only 85% of the "
+                                  "real samples it decodes")
+    lower = verdict(AMONG, 0.04, quality={**GOOD_MAP, "consistency": 0.474, "class_stability": 0.51})
+    assert lower.words == "extrapolating" and "47.4% (Cons_d; below 70%: at best extrapolating)" in lower.reasons[0]
+    assert "51% of held-out samples keep their class over 2 round trips" in lower.reasons[1]
+    drifting = verdict(AMONG, 0.04, quality={**GOOD_MAP, "class_stability": 0.8})
+    assert drifting.words == "near the data" and "(class stability; below 90%" in drifting.reasons[0]
+    coarse = verdict(AMONG, 0.04, quality={**GOOD_MAP, "inverse_error": 1.3})
+    assert coarse.words == "extrapolating" and "1.3 x the activations' variance" in coarse.reasons[0]
+
+
+def test_a_good_map_quotes_its_measures_in_the_meaning_of_among_the_data():
+    v = verdict(AMONG, 0.04, quality=GOOD_MAP)
+    assert v.level == 0 and v.reasons == verdict(AMONG, 0.04).reasons
+    assert v.meaning == ("the decode is as reliable as the map is on real samples: on 300 held-out samples, 96.3% keep "
+                         "their class when decoded (Cons_d); 95% get their true label (ACC_M); 97% keep it over 2 "
+                         "round trips; round-trip error 0.18 x the activations' variance")
+    # ACC_M counts the model's own mistakes: quoted, never a cap
+    assert verdict(AMONG, 0.04, quality={**GOOD_MAP, "decoded_accuracy": 0.1}).level == 0
+
+
+@pytest.mark.parametrize(("measure", "value", "level"), [
+    ("consistency", 0.9, 0), ("consistency", 0.899, 1), ("consistency", 0.7, 1), ("consistency", 0.699, 2),
+    ("consistency", 0.0, 2),
+    ("class_stability", 0.9, 0), ("class_stability", 0.899, 1), ("class_stability", 0.7, 1),
+    ("class_stability", 0.699, 2),
+    ("inverse_error", 1.0, 0), ("inverse_error", 1.001, 2), ("inverse_error", 50.0, 2),
+])
+def test_the_map_caps_at_the_documented_bounds(measure, value, level):
+    assert verdict(AMONG, 0.04, quality={**GOOD_MAP, measure: value}).level == level
+
+
+def test_the_map_bounds_are_the_ones_the_module_documents():
+    import engine.reduce.verdict as module
+    from engine.reduce.verdict import GUESS_ERROR, KEPT_LEVELS
+
+    rows = {line[:30].strip(): line[30:].split() for line in module.__doc__.splitlines()}
+    kept = [f">= {b:.0%}" for b in KEPT_LEVELS] + [f"< {KEPT_LEVELS[-1]:.0%}", "--"]
+    assert KEPT_LEVELS == (0.9, 0.7) and GUESS_ERROR == 1.0
+    assert [" ".join(rows["Cons_d"][i:i + 2]) for i in (0, 2, 4)] + [rows["Cons_d"][6]] == kept
+    assert rows["class stability"] == rows["Cons_d"]
+    assert rows["error / activation variance"] == ["<=", "1", "<=", "1", ">", "1", "--"]  # the map's row, the last
+
+
+def test_without_a_report_or_its_measures_the_verdict_is_the_points_alone():
+    records = [AMONG, {"relative_distance": 3.0}, {"relative_distance": 1.0, "outside_hull": True},
+               {"relative_distance": 7.7, "relative_error": 1.19}, {}]
+    for record in records:
+        before = verdict(record, 0.04)
+        assert verdict(record, 0.04, quality=None) == before
+        # no classes to keep (no class scores, labels or probe) and no inverse: the report says nothing
+        assert verdict(record, 0.04, quality={"consistency": None, "class_stability": None, "inverse_error": None,
+                                              "decoded_accuracy": float("nan")}) == before
+    assert verdict(AMONG, 0.04).meaning == "the decode is as reliable as the map is on real samples"
+    # stability without its round trips is not a measure
+    assert verdict(AMONG, 0.04, quality={"class_stability": 0.2, "stability_rounds": 0}).level == 0
+
+
+def test_the_map_never_makes_a_point_verdict_better_nor_rewords_it():
+    far = {"relative_distance": 30.0}
+    v = verdict(far, 0.04, quality={**GOOD_MAP, "consistency": 0.3})
+    assert v.words == "far outside" and v.meaning == verdict(far, 0.04).meaning
+    assert v.reasons[0] == "30 x the typical spacing of samples" and "Cons_d" in v.reasons[1]
+    near = verdict({"relative_distance": 3.0}, 0.04, quality={**GOOD_MAP, "consistency": 0.5})
+    assert near.words == "extrapolating" and near.meaning.startswith("the point lies near the data, but this map")
+
+
+def test_a_report_being_computed_is_named_where_it_could_change_the_verdict():
+    from engine.reduce.verdict import NOT_MEASURED, PENDING
+
+    v = verdict(AMONG, 0.04, quality=PENDING)
+    assert (v.level, v.note) == (0, NOT_MEASURED) and v.meaning == verdict(AMONG, 0.04).meaning
+    assert v.reasons == verdict(AMONG, 0.04).reasons and verdict(AMONG, 0.04).note == ""
+    assert verdict({"relative_distance": 3.0}, quality=PENDING).note == NOT_MEASURED
+    assert verdict({"relative_distance": 30.0}, quality=PENDING).note == ""  # the report could not lower it
+
+
+def test_a_real_quality_report_feeds_the_verdict():
+    """The engine's QualityReport itself (attributes, or its dict): PCA of 6 noise features keeps 1 axis's sign
+    through its 2-D map, so every decode keeps that class; a feature it does not keep loses 4 classes in 10, and no
+    decode of the map is then "among the data"."""
+    from engine.reduce import make_reducer, quality_report
+
+    X = np.random.default_rng(0).normal(size=(400, 6)).astype(np.float32)
+    reducer = make_reducer("pca", random_state=0).fit(X)
+    typical = typical_relative_error(reducer.trust_)
+    on_sample = reducer.trust(reducer.embedding_[:1]).record(0)
+    assert verdict(on_sample, typical).level == 0
+
+    kept = quality_report(reducer, X, classify=lambda a: reducer.transform(a)[:, 0] > 0)
+    v = verdict(on_sample, typical, quality=kept)
+    assert kept.consistency == 1.0 and v.level == 0 and "100% keep their class when decoded (Cons_d)" in v.meaning
+    assert verdict(on_sample, typical, quality=kept.to_dict()) == v
+
+    lost = quality_report(reducer, X, classify=lambda a: np.asarray(a)[:, 1] > 0)
+    assert lost.consistency < 0.7
+    v = verdict(on_sample, typical, quality=lost)
+    assert v.words == "extrapolating" and f"{100 * lost.consistency:.3g}% (Cons_d" in v.reasons[0]
+
+
 # -- progress -----------------------------------------------------------------------------------------------------
 
 def test_the_time_left_is_extrapolated_from_the_stage_pace(monkeypatch):

@@ -470,12 +470,16 @@ def trust_rows(fields: dict) -> list[tuple[str, str]]:
 
 def verdict_html(fields: dict, inspection) -> str:
     """The engine's one-word verdict of a decode (:func:`engine.reduce.verdict.verdict`), what it means, and the
-    measures that set it, as the banner above the trust table."""
-    from engine.reduce.verdict import typical_relative_error, verdict
+    measures that set it, as the banner above the trust table; with the map's quality report (Cons_d, class
+    stability, held-out error) once ``inspection`` has computed it."""
+    from engine.reduce.verdict import PENDING, typical_relative_error, verdict
 
     measured = getattr(getattr(inspection, "reducer", None), "trust_", None)
-    result = verdict(fields, typical_relative_error(measured))
-    reasons = "; ".join(result.reasons[:2])
+    # The report (Inspection.quality, a cached property) is computed last, on a worker: read it only once it is
+    # there, never compute it here, or the tap would wait seconds for it.
+    quality = None if inspection is None else getattr(inspection, "__dict__", {}).get("quality", PENDING)
+    result = verdict(fields, typical_relative_error(measured), quality=quality)
+    reasons = "; ".join(result.reasons[:2] + ((result.note,) if result.note else ()))
     return (f"<div class='verdict level-{result.level}' data-level='{result.level}'><b>{html.escape(result.words)}"
             f"</b> · {html.escape(result.meaning)}<small>{html.escape(reasons)}</small></div>")
 
