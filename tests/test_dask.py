@@ -629,3 +629,24 @@ def test_a_job_on_a_scheduler_left_without_workers_fails_rather_than_hang(monkey
         with pytest.raises(ClusterError, match=rf"summing: the Dask scheduler at {address} has had no worker for 3 s"):
             map_chunks(lambda rows: rows.sum(), x, stage="summing")
         assert time.monotonic() - started < 30  # and not the test's timeout
+
+
+def test_a_store_written_to_a_full_disk_fails_with_a_typed_error_and_leaves_nothing(client, data, tmp_path):
+    """The workers write the store's chunks; a disk that fills half-way is the user's error to read, in one line
+    naming the store, and no store (or its temporary) is left that could later be taken for a complete one."""
+    from test_faults import small_disk
+
+    from engine.errors import StorageError
+
+    ref = ModelRef.from_file(data.model, "bottleneck")
+    with small_disk(tmp_path / "disk", "24k") as disk:
+        with pytest.raises(StorageError) as info:
+            propagate(ref, open_chunked(data.root / "x.npy", chunk_rows=400), out=disk / "acts.zarr",
+                      key="conv-bottleneck-full")
+        message = str(info.value)
+        assert message.startswith(f"{disk / 'acts.zarr'}: the store was not written: propagating "), message
+        assert message.endswith(": No space left on device; nothing was left there"), message
+        assert "\n" not in message and "a worker could not write rows" in message
+        assert sorted(p.name for p in disk.iterdir()) == []  # neither the store nor its temporary
+        with pytest.raises(DataError, match="no chunked store there"):
+            open_store(disk / "acts.zarr")

@@ -4,6 +4,7 @@ Dask's threads here without one; and the generic operations of :mod:`engine.back
 
 from __future__ import annotations
 
+import errno
 import sys
 import time
 
@@ -13,7 +14,7 @@ import numpy as np
 
 from engine import backends
 from engine.data.store import Stored
-from engine.errors import ClusterError
+from engine.errors import ClusterError, StorageError
 from engine.progress import ProgressFn, report
 
 __all__ = ["NO_WORKERS_S", "PAUSED_S", "POLL_S", "current_client", "fold_chunks", "key_name", "row_blocks",
@@ -108,9 +109,16 @@ def run(tasks: list, bounds: list, *, progress: ProgressFn | None, stage: str, w
         if on_failure is not None:
             on_failure(client, futures)
         raise
-    except (OSError, TimeoutError) as exc:  # the connection to the scheduler was lost
+    except TimeoutError as exc:  # the connection to the scheduler was lost
         if on_failure is not None:
             on_failure(client, futures)
+        raise ClusterError(f"{what}: lost the Dask cluster ({type(exc).__name__}: {exc})") from None
+    except OSError as exc:
+        if on_failure is not None:
+            on_failure(client, futures)
+        if exc.errno in NO_ROOM:  # a task's write failed for want of room or permission: not the cluster's fault
+            raise StorageError(f"{what}: a worker could not write {_rows_text(bounds, current)}: "
+                               f"{exc.strerror or exc}") from None
         raise ClusterError(f"{what}: lost the Dask cluster ({type(exc).__name__}: {exc})") from None
     except BaseException:
         if on_failure is not None:
@@ -122,6 +130,8 @@ def run(tasks: list, bounds: list, *, progress: ProgressFn | None, stage: str, w
 
 #: Seconds between looks at a running job's futures (and at whether its workers can run at all).
 POLL_S = 2.0
+#: errno values of a write that failed for want of room or permission (a full disk, a quota, a read-only folder).
+NO_ROOM = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM)
 #: A job whose every worker has been paused at its memory limit this long fails rather than waiting forever.
 PAUSED_S = 120.0
 #: A job on a scheduler that has had no worker at all this long fails rather than waiting forever (a nanny restarts a

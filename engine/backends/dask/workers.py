@@ -19,7 +19,7 @@ from engine.backends.dask.tasks import current_client, row_chunked
 from engine.data.chunked import data_key, open_chunked
 from engine.data.files import file_hash
 from engine.data.store import Stored, reusable
-from engine.errors import ClusterError, DataError, ModelError
+from engine.errors import ClusterError, DataError, ModelError, StorageError
 from engine.memo import Memo
 from engine.progress import ProgressFn, report
 
@@ -273,6 +273,8 @@ def propagate_on_dask(model, inputs, *, out=None, key: str | None = None, batch_
                                progress=progress, stage="propagate", what=what)
     except ClusterError as exc:
         raise ClusterError(f"{exc}. Nothing was written at {out}") from None
+    except StorageError as exc:
+        raise StorageError(f"{out}: the store was not written: {exc}; nothing was left there") from None
     return Stored(stored.path, stored.shape, stored.chunk_rows, stored.attrs, False,
                   time.perf_counter() - t0 - loaded, loaded)
 
