@@ -163,6 +163,15 @@ def test_the_verdict_quotes_the_maps_quality_once_measured_and_never_waits_for_i
         vars(inspection)["quality"] = saved
     assert NOT_MEASURED in before and "Cons_d" not in before
 
+    # a tap before the report: the verdict says so, and is judged again when the report comes
+    vars(inspection).pop("quality")
+    app.store.quality = None
+    app.latent.tap.event(x=float(emb[3, 0]), y=float(emb[3, 1]))
+    assert NOT_MEASURED in app.output._trust.object
+    vars(inspection)["quality"] = saved
+    app.store.quality = saved  # what the report's job does when it ends
+    assert NOT_MEASURED not in app.output._trust.object and "(Cons_d)" in app.output._trust.object
+
 
 def test_taps_stream_into_the_history_strip_and_restore(app):
     store = app.store

@@ -19,6 +19,7 @@ import hashlib
 import html
 import os
 from functools import partial
+from types import SimpleNamespace
 
 import holoviews as hv
 import numpy as np
@@ -508,6 +509,8 @@ class OutputView(InspectorView):
         self._others = pn.pane.HTML("", visible=False, css_classes=["other-outputs"], margin=(0, 10),
                                     stylesheets=[OTHERS_CSS], sizing_mode="stretch_width")
         self.store.param.watch(self._show_others, "decode", precedence=10)
+        # the quality report comes after the picture: the decode on show is judged again with it
+        self.store.param.watch(self._quality_measured, "quality")
         self._layout = pn.Column(
             pn.bind(self._view, self.store.param.inspection, self.store.param.head),
             self._others, self._trust, self._probe,
@@ -597,6 +600,10 @@ class OutputView(InspectorView):
             rows.append(("decoded in", f"{1000 * decode.seconds:.1f} ms (server)"))
         body = "".join(f"<tr><th>{html.escape(k)}</th><td>{v}</td></tr>" for k, v in rows)
         self._trust.object = f"{verdict_html(fields, self.store.inspection)}<table class='trust'>{body}</table>"
+
+    def _quality_measured(self, event):
+        if event.new is not None and self.store.decode is not None:
+            self._show_trust(SimpleNamespace(new=self.store.decode))
 
     def _update_probe(self, event):
         """Fill the hidden element the browser tests read: coordinates, a digest and optionally the values."""
