@@ -70,6 +70,7 @@ class Dashboard(pn.viewable.Viewer):
     def __init__(self, project=None, link=None, **params):
         if "bokeh" not in hv.Store.renderers:  # plotting backend, without the notebook's JS (see extension())
             hv.renderer("bokeh")
+        light_theme()  # before any component exists: each picks its design's theme when made
         if "store" not in params:
             params["store"] = Inspector(project=project, link=link)
         super().__init__(**params)
@@ -149,7 +150,7 @@ class Dashboard(pn.viewable.Viewer):
 
     def template(self) -> pn.template.BaseTemplate:
         """The served page: controls in the sidebar, the tabs in the main area."""
-        return pn.template.FastListTemplate(
+        return LightPage(
             title=TITLE, sidebar=[*filter(None, [self.new_project]), self.controls],  # (the New project form first)
             main=[self.main()], accent=ACCENT, sidebar_width=330,
             # the keys, the gesture timing and the page's address: nothing to see, laid out once
@@ -157,12 +158,34 @@ class Dashboard(pn.viewable.Viewer):
             main_layout=None, raw_css=[PAGE_CSS], design=Fast,
             # No dark-mode toggle: Panel's toggle reloads the page as a new session (the choices and the history
             # are lost), and the cards, the plots' labels and markers are drawn for a light page.
-            theme_toggle=False,
+            theme_toggle=False, theme="default",
         )
 
     def __panel__(self):
         return pn.Row(pn.Column(self.controls, self.keys, self.gestures, width=320), self.main(),
                       sizing_mode="stretch_width", min_height=800)
+
+
+class LightPage(pn.template.FastListTemplate):
+    """Panel's FastListTemplate in its light theme only: Panel's Fast templates take the theme of a ``?theme=`` query
+    argument over the one they are given (:func:`light_theme`)."""
+
+    @staticmethod
+    def _get_theme_from_query_args():
+        return None
+
+
+def light_theme():
+    """The light theme for this session's page, whatever its address says.
+
+    Panel follows a ``?theme=dark`` query argument (``pn.config.theme`` and the Fast templates read the session's
+    arguments): the page came out half dark, the page and the text dark-themed and the cards still white, so white
+    text on white cards (issue 17, defect 3). Set in a server session before its components are made (each takes its
+    design's theme when made); the page itself is a :class:`LightPage`. A notebook's setting is left alone.
+    """
+    doc = pn.state.curdoc
+    if doc is not None and doc.session_context is not None:
+        pn.config.theme = "default"  # this session's setting (Panel keeps it per document)
 
 
 def extension():
