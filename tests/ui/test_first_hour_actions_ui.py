@@ -20,8 +20,7 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
-from dashboard_page import OUTPUT, click_and_decode, figure, frame_pixels, open_dashboard, open_tab, to_page, \
-    wait_until
+from dashboard_page import OUTPUT, click_and_decode, figure, frame_pixels, open_dashboard, open_tab, to_page, wait_until
 from dashboard_server import running_server
 
 pytestmark = pytest.mark.ui
@@ -117,8 +116,9 @@ _COLOURS_JS = """() => {
   const cards = [], selects = [];
   const walk = (root) => {
     for (const el of root.querySelectorAll('*')) {
-      if (el.classList && el.classList.contains('li-card') && el.getBoundingClientRect().width > 0) cards.push(pair(el));
-      if (el.tagName === 'SELECT' && el.getBoundingClientRect().width > 0) selects.push(pair(el));
+      const shown = el.getBoundingClientRect().width > 0;
+      if (shown && el.classList && el.classList.contains('li-card')) cards.push(pair(el));
+      if (shown && el.tagName === 'SELECT') selects.push(pair(el));
       if (el.shadowRoot) walk(el.shadowRoot);
     }
   };
