@@ -156,7 +156,7 @@ def _map_levels(quality):
 
     if consistency is not None:
         quote.append(f"{100 * consistency:.3g}% keep their class when decoded (Cons_d)")
-        lvl = next((i for i, b in enumerate(KEPT_LEVELS) if consistency >= b), len(KEPT_LEVELS))
+        lvl = _level(-consistency, [-b for b in KEPT_LEVELS])  # the best level a share of kept classes allows
         if lvl:
             caps.append((lvl, f"the map's decodes of held-out samples keep their class for {100 * consistency:.3g}% "
                               f"(Cons_d; {bound(lvl)})",
@@ -166,7 +166,7 @@ def _map_levels(quality):
     if stability is not None and rounds > 0:
         trips = f"{rounds} round trip" + ("s" if rounds > 1 else "")
         quote.append(f"{100 * stability:.3g}% keep it over {trips}")
-        lvl = next((i for i, b in enumerate(KEPT_LEVELS) if stability >= b), len(KEPT_LEVELS))
+        lvl = _level(-stability, [-b for b in KEPT_LEVELS])
         if lvl:
             caps.append((lvl, f"{100 * stability:.3g}% of held-out samples keep their class over {trips} through "
                               f"the map (class stability; {bound(lvl)})",
