@@ -90,8 +90,9 @@ def run(tasks: list, bounds: list, *, progress: ProgressFn | None, stage: str, w
             try:
                 finished, pending = wait_for(pending, timeout=POLL_S, return_when="FIRST_COMPLETED")
             except TimeoutError:
-                stalled.check(what)  # raises when every worker has sat paused at its memory limit too long
+                stalled.check(what)  # raises when the job's workers have sat paused at their memory limit too long
                 continue
+            stalled.progressed()
             for fut in sorted(finished, key=lambda f: position[f.key]):
                 current = position[fut.key]
                 fut.result()  # raises the task's error
@@ -141,33 +142,54 @@ NO_WORKERS_S = 120.0
 
 class _Stall:
     """Whether the workers of a job can run at all: a worker that reaches 80 % of its memory limit is paused by its
-    nanny and runs nothing until memory is freed, which, for the memory its own modules hold, is never; and a
-    scheduler left without workers runs nothing until one joins, which may be never."""
+    nanny and runs nothing until memory is freed, which, for the memory its own modules hold, is never. When every
+    worker is paused nothing runs; when one is, the tasks the scheduler had already given it wait there for ever while
+    the others, their own work done, sit idle. And a scheduler left without workers runs nothing until one joins,
+    which may be never."""
 
     def __init__(self, client, patience: float | None = None, alone: float | None = None):
-        self.client, self.since, self.empty_since = client, None, None
+        self.client, self.since, self.empty_since, self.stuck_since = client, None, None, {}
         self.patience = PAUSED_S if patience is None else patience
         self.alone = NO_WORKERS_S if alone is None else alone
+
+    def progressed(self) -> None:
+        """A task of the job finished: a paused worker's waiting tasks are not (yet) what holds the job up."""
+        self.stuck_since = {}
 
     def check(self, what: str) -> None:
         try:
             info = self.client.scheduler_info(n_workers=-1)
         except Exception:  # the scheduler did not answer: the next wait says whether it is gone
             return
-        workers = info["workers"].values()
+        workers = info["workers"]
         self._check_empty(what, not workers, info.get("address", "the scheduler"))
-        paused = bool(workers) and all(w.get("status") == "paused" for w in workers)
+        paused = bool(workers) and all(w.get("status") == "paused" for w in workers.values())
         if not paused:
             self.since = None
+            self._check_stuck(what, workers)
             return
         self.since = self.since or time.monotonic()
         if time.monotonic() - self.since > self.patience:
-            memory = sorted({w.get("memory_limit") or 0 for w in workers})
-            from dask.utils import format_bytes
-
             raise ClusterError(
-                f"{what}: every worker has been paused at its memory limit ({'/'.join(map(format_bytes, memory))}) for "
+                f"{what}: every worker has been paused at its memory limit ({_limits(workers.values())}) for "
                 f"{self.patience:.0f} s, so nothing can run: give each worker more memory (--worker-memory), or use "
+                "fewer rows per chunk (--input-chunks)"
+            )
+
+    def _check_stuck(self, what: str, workers: dict) -> None:
+        now, stuck = time.monotonic(), {}
+        for address, w in workers.items():
+            counts = (w.get("metrics") or {}).get("task_counts") or {}
+            waiting = sum(v for k, v in counts.items() if k in ("ready", "constrained", "waiting"))
+            if w.get("status") == "paused" and not counts.get("executing") and waiting:
+                stuck[address] = self.stuck_since.get(address, now)
+        self.stuck_since = stuck
+        late = sorted(a for a, t in stuck.items() if now - t > self.patience)
+        if late:
+            raise ClusterError(
+                f"{what}: worker {', '.join(late)} has been paused at its memory limit "
+                f"({_limits(workers[a] for a in late)}) for {self.patience:.0f} s with tasks of this job waiting on "
+                "it, and no task of the job has finished since: give each worker more memory (--worker-memory), or use "
                 "fewer rows per chunk (--input-chunks)"
             )
 
@@ -181,6 +203,12 @@ class _Stall:
                 f"{what}: the Dask scheduler at {address} has had no worker for {self.alone:.0f} s, so nothing can "
                 "run: start workers for it (dask worker ADDRESS), or run without --dask"
             )
+
+
+def _limits(workers) -> str:
+    from dask.utils import format_bytes
+
+    return "/".join(format_bytes(m) for m in sorted({w.get("memory_limit") or 0 for w in workers}))
 
 
 def row_chunked(x):
