@@ -12,9 +12,18 @@ import pytest
 from builders import blobs
 
 from engine.data.project import load_project
-from engine.errors import Cancelled, ModelError, SelectionError, UsageError
+from engine.errors import Cancelled, ModelError, ReducerValueError, SelectionError, UsageError
 from engine.explore.inspection import Inspection
-from engine.explore.refine import SIDECAR_SUFFIX, Move, load_moves, refine, refinements, undo_refinement
+from engine.explore.refine import (
+    SIDECAR_SUFFIX,
+    Move,
+    load_moves,
+    refine,
+    refined_inspection,
+    refinements,
+    transition,
+    undo_refinement,
+)
 from engine.model import load_model, split
 from engine.model.finetune import model_versions
 
@@ -161,6 +170,50 @@ def test_a_move_pulls_the_samples_there_and_keeps_the_rest_in_place(project, tmp
     assert record["reducer"] == {"method": "pca", "inverse": "auto", "params": {}, "seed": 0}
     assert record["hyper"]["steps"] == 60 and record["seed"] == 0
     assert [r.path for r in refinements(project)] == [result.path] and load_moves(result.path) == record
+
+
+@pytest.mark.parametrize("project", ["k"], indirect=True)
+def test_the_refined_version_is_inspected_on_the_parents_map(project, tmp_path):
+    """The refined model's inspection keeps the parent's map (no reshuffle: the moved samples are where the
+    refinement put them, the others where they were) and decodes through an inverse fitted on its own activations;
+    the parent's inspection is unchanged."""
+    insp = Inspection(project, project.default_layer, inverse="knn", cache_dir=tmp_path / "cache")
+    parent_embedding, parent_inverse = insp.embedding.copy(), insp.reducer.inverse_
+    result = refine(insp, _move_zeros_to_ones(insp), steps=60, learning_rate=1e-2)
+    after = refined_inspection(insp, result)
+
+    assert after.project.model_path == result.path and after.layer == insp.layer and after.method == "pca"
+    np.testing.assert_array_equal(after.embedding, result.xy_after.astype(np.float32))
+    np.testing.assert_array_equal(insp.embedding, parent_embedding)
+    assert insp.reducer.inverse_ is parent_inverse and after.reducer.inverse_ is not parent_inverse
+    assert after.reducer.model_ is insp.reducer.model_  # the same fitted map
+    moved = result.moved
+    # the refined inverse reads the refined activations where the moved samples now lie; the parent's does not
+    here = result.xy_after[moved].astype(np.float32)
+    err_after = np.linalg.norm(after.reducer.inverse_transform(here) - result.activations_after[moved], axis=1)
+    err_parent = np.linalg.norm(insp.reducer.inverse_transform(here) - result.activations_after[moved], axis=1)
+    assert err_after.mean() < 0.5 * err_parent.mean(), (err_after.mean(), err_parent.mean())
+    assert [after.nearest(*p) for p in here] == list(moved)
+    # a decode is the refined model's suffix on the refined inverse
+    d = after.decode(*here[0])
+    np.testing.assert_allclose(d.output, after.decode_activation(after.reducer.inverse_transform(here[:1])[0]),
+                               atol=1e-5)
+    with pytest.raises(ReducerValueError, match=r"on_rows: 10 rows given; the map was fitted on 300"):
+        insp.reducer.on_rows(result.activations_after[:10])
+
+
+def test_the_transition_eases_from_before_to_after():
+    a, b = np.zeros((4, 2)), np.arange(8.0).reshape(4, 2)
+    frames = transition(a, b, frames=6)
+    assert len(frames) == 6 and frames[-1] is not b
+    np.testing.assert_array_equal(frames[-1], b)
+    share = [float(f[3, 1] / b[3, 1]) for f in frames]
+    assert all(0 < x < y for x, y in zip(share, share[1:])) and share[-1] == 1.0
+    assert share[0] < 1 / 6 and share[1] - share[0] < share[2] - share[1]  # eased in
+    with pytest.raises(UsageError, match="same shape"):
+        transition(a, b[:3])
+    with pytest.raises(UsageError, match="frames"):
+        transition(a, b, frames=0)
 
 
 @frameworks

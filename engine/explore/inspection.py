@@ -141,9 +141,64 @@ class Inspection:
         # the fitted reducer outlives this call's progress display and layout drawing
         self.reducer.progress = self.reducer.snapshot = None
         self.timings["reduce"] = time.perf_counter() - t0
+        self._mapped()
+
+    def _mapped(self):
         self.embedding = self.reducer.embedding_
         self._indexes = Memo(max_items=4, name="point indexes of an inspection")
         self._predictions = Memo(max_items=8, name="predicted classes of an inspection's samples, by output")
+
+    @classmethod
+    def on_map(cls, parent: Inspection, project, activations, *, embedding=None,
+               progress: ProgressFn | None = None) -> Inspection:
+        """The inspection of ``project`` (the project of ``parent`` with another version of its model, cut at the
+        same layer) read on ``parent``'s map: its activations are placed by ``parent``'s fitted reducer, so every
+        point keeps its meaning and a sample that did not move inside the layer stays where it was on the plot;
+        only the inverse map and the trust measures are fitted again (:meth:`BaseReducer.on_rows`).
+
+        Parameters
+        ----------
+        parent : Inspection
+        project : Project
+            ``parent.project.with_model(version)``: the same samples, another model file.
+        activations : array (n, ...)
+            The new model's activations at ``parent.layer``, one row per sample.
+        embedding : array (n, 2), optional
+            Their places on the map, when already computed (``parent.reducer.transform(activations)``).
+        progress : callable(stage, done, total), optional
+
+        Raises
+        ------
+        DataError
+            Another number of samples than the project has.
+        ReducerValueError
+            Activations of another width than the layer's.
+
+        Example
+        -------
+        >>> r = refine(insp, move)                                                       # doctest: +SKIP
+        >>> after = Inspection.on_map(insp, insp.project.with_model(r.path), r.activations_after,
+        ...                           embedding=r.xy_after)                              # doctest: +SKIP
+        >>> bool((after.embedding == r.xy_after.astype("float32")).all())                # doctest: +SKIP
+        True
+        """
+        self = cls.__new__(cls)
+        self.project, self.layer = project, parent.layer
+        self.method, self.inverse, self.seed = parent.method, parent.inverse, parent.seed
+        self.params, self.cache_dir = dict(parent.params), parent.cache_dir
+        self.split = split(project.model(), self.layer)
+        self.activations = _flat_rows(activations)
+        self.labels = project.labels()
+        if len(self.activations) != len(project.inputs()):
+            from engine.errors import DataError
+
+            raise DataError(f"the activations given have {len(self.activations)} rows; project {project.name!r} has "
+                            f"{len(project.inputs())} samples")
+        t0 = time.perf_counter()
+        self.reducer = parent.reducer.on_rows(self.activations, embedding=embedding, progress=progress)
+        self.timings = {"propagate": 0.0, "reduce": time.perf_counter() - t0}
+        self._mapped()
+        return self
 
     # -- what the dashboard and CLI read --------------------------------------------------------------------------
 

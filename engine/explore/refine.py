@@ -60,7 +60,7 @@ from engine.progress import ProgressFn, report
 from engine.propagate.batches import conform, propagate_batches
 
 __all__ = ["SIDECAR_SUFFIX", "Move", "RefineResult", "Refinement", "load_moves", "move_targets", "refine",
-           "refinements", "undo_refinement"]
+           "refined_inspection", "refinements", "transition", "undo_refinement"]
 
 #: Appended to a version's file name for the JSON record of the moves that made it.
 SIDECAR_SUFFIX = ".refine.json"
@@ -422,6 +422,51 @@ def refine(inspection, moves, *, steps: int = 100, learning_rate: float = 1e-3, 
         xy_before=xy_before, xy_after=xy_after, activations_after=after, history=history,
         seconds=time.perf_counter() - t0, outputs_before=outputs_before, outputs_after=outputs_after, **figures,
     )
+
+
+def refined_inspection(inspection, result: RefineResult, *, progress: ProgressFn | None = None):
+    """The inspection of the version ``result`` saved, on the map of ``inspection`` (the one it was refined from):
+    every sample where :attr:`RefineResult.xy_after` puts it, decoded through the refined model with an inverse map
+    fitted again on its activations (:meth:`Inspection.on_map`). The map does not reshuffle, so the before and after
+    pictures can be compared point by point.
+
+    Example
+    -------
+    >>> r = refine(insp, move); after = refined_inspection(insp, r)                      # doctest: +SKIP
+    >>> after.project.model_path == r.path                                               # doctest: +SKIP
+    True
+    """
+    from engine.explore.inspection import Inspection
+
+    if result.layer != inspection.layer or len(result.xy_after) != len(inspection.embedding):
+        raise UsageError(f"refined_inspection: the refinement {result.path.name} was made at layer {result.layer!r} "
+                         f"on {len(result.xy_after):,} samples, not at {inspection.layer!r} on "
+                         f"{len(inspection.embedding):,}")
+    project = inspection.project.with_model(result.path)
+    return Inspection.on_map(inspection, project, result.activations_after, embedding=result.xy_after,
+                             progress=progress)
+
+
+def transition(xy_before, xy_after, frames: int = 8) -> list[np.ndarray]:
+    """The places of every point on the way from ``xy_before`` to ``xy_after`` (n, 2), ``frames`` of them, eased in
+    and out (a smoothstep in time), the last one ``xy_after`` itself: what the plot draws to show the points move.
+
+    Example
+    -------
+    >>> [f.tolist() for f in transition(np.zeros((1, 2)), np.ones((1, 2)), frames=3)]
+    [[[0.25925925925925924, 0.25925925925925924]], [[0.7407407407407407, 0.7407407407407407]], [[1.0, 1.0]]]
+    """
+    a, b = np.asarray(xy_before, np.float64), np.asarray(xy_after, np.float64)
+    if a.shape != b.shape or a.ndim != 2:
+        raise UsageError(f"transition: the places before {a.shape} and after {b.shape} must be two (n, 2) arrays of "
+                         "the same shape")
+    frames = _positive_int("frames", frames)
+    out = []
+    for k in range(1, frames + 1):
+        t = k / frames
+        t = t * t * (3 - 2 * t)
+        out.append(b.copy() if k == frames else a + (b - a) * t)
+    return out
 
 
 def _plain(value):

@@ -457,6 +457,70 @@ class BaseReducer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
         """Fit and return ``embedding_`` (a copy)."""
         return self.fit(X).embedding_.copy()
 
+    def on_rows(self, X, embedding=None, progress=None):
+        """This fitted map, for other activations of the same samples: a copy that places the rows of ``X`` with
+        :meth:`transform` (the map does not reshuffle: the same model, the same axes) and fits its inverse map and
+        trust measures again, on ``X`` and those places. What a model refined at the layer's prefix needs: its
+        activations moved, the map they are read on did not.
+
+        Parameters
+        ----------
+        X : array (n, d)
+            The new activations, one row per sample of the fit (the same number of rows).
+        embedding : array (n, n_components), optional
+            ``transform(X)`` when already computed.
+        progress : callable(stage, done, total), optional
+            Stages ``"reduce"`` (rows placed) and ``"training the inverse map"`` (epochs of the learned inverse).
+
+        Returns
+        -------
+        BaseReducer
+            A new fitted reducer; this one is unchanged (the copy shares its fitted map, never its inverse).
+
+        Raises
+        ------
+        ReducerValueError
+            ``X`` has another number of rows or features than the fit, or ``embedding`` another shape.
+        """
+        import copy
+
+        check_fitted(self, "embedding_")
+        X = self._validate(X, reset=False)
+        if len(X) != self._fit_shape[0]:
+            raise ReducerValueError(f"{type(self).__name__}.on_rows: {len(X):,} rows given; the map was fitted on "
+                                    f"{self._fit_shape[0]:,} (one per sample)")
+        if embedding is None:
+            saved, self.progress = self.progress, progress
+            try:
+                embedding = self.transform(X)
+            finally:
+                self.progress = saved
+        embedding = np.asarray(embedding, dtype=np.float32)
+        if embedding.shape != (len(X), self.n_components):
+            raise ReducerValueError(f"{type(self).__name__}.on_rows: embedding of shape {embedding.shape}, expected "
+                                    f"{(len(X), self.n_components)}")
+        new = copy.copy(self)
+        new.embedding_ = embedding
+        new._fit_shape, new._fit_digest = tuple(X.shape), _digest(X)
+        new.activation_variance_ = _mean_variance(X, self.chunk_size)
+        index = getattr(self, "inverse_index_", self.fit_index_)
+        rows = np.ascontiguousarray(backends.take_rows(X, index) if backends.is_chunked(X) else X[index],
+                                    dtype=np.float32)
+        new.progress = progress
+        try:
+            new.inverse_ = new._fit_inverse(embedding[index], rows)
+        finally:
+            new.progress = None
+        inv = new.inverse_
+        new.trust_ = TrustModel(random_state=0).fit(
+            embedding,
+            error_points=None if inv is None else inv.holdout_points_,
+            errors=None if inv is None else inv.holdout_error_,
+            variance=new.activation_variance_,
+        )
+        new.cache_key_, new.cache_hit_ = None, False  # not the cached projection: nothing is stored under its key
+        return new
+
     def inverse_transform(self, Y):
         """Map 2-D points (k, n_components) back to the layer (k, d) with the fitted inverse map.
 
