@@ -97,10 +97,25 @@ def test_dragging_the_handle_refines_the_model_and_undo_drops_it(root):
     assert [r.path for r in refining.refinements] == [result.path]
     assert result.path.name in view._versions_html(refining.refinements)
     assert refining.destination is None  # the next drag starts from the selection's centroid
+    # the plot now shows the refined version on the same map: every point where the refinement put it, the table
+    # of the plot too, and a tap decodes through the refined model
+    assert store.model_version == f"models/{result.path.name}" and "same map" in refining.notice
+    refined = store.inspection
+    assert refined.project.model_path == result.path and refining.result is result  # the comparison stays
+    np.testing.assert_array_equal(refined.embedding, result.xy_after.astype(np.float32))
+    np.testing.assert_allclose(store.points["x"].to_numpy(), result.xy_after[:, 0], rtol=1e-6)
+    assert not store.moving and store.error == ""
+    first = int(result.moved[0])
+    store.decode_at(*result.xy_after[first])
+    assert store.decode.nearest == first
 
     view.undo.clicks += 1
     assert not result.path.exists() and refining.refinements == [] and "Dropped" in refining.notice
     assert f"models/{result.path.name}" not in store.param.model_version.objects.values()
+    # back to the parent: its own picture, the map from before
+    assert store.model_version == "" and store.inspection.project.model_path.name == "model.keras"
+    np.testing.assert_array_equal(store.inspection.embedding, emb)
+    assert list(dash.selection.ids) == list(result.moved)  # the same samples on the same map: still selected
 
 
 def test_a_drag_without_a_selection_or_a_bad_place_is_ignored_and_the_button_says_why(root):

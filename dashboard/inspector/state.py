@@ -320,9 +320,14 @@ class Inspector(JobState):
         moving = self.moving
         self.param.update(pending="", moving=False)
         if moving:  # back to the picture of the inspection the session has
-            inspection = self.inspection
-            self.param.update(shown=method_label(inspection.method) if inspection is not None else "",
-                              points=plot_table(inspection, self.probe) if inspection is not None else None)
+            self.show_again()
+
+    def show_again(self):
+        """The plot back to the picture of the inspection the session has, after a layout in motion (t-SNE's
+        optimisation, a refinement's points moving) that ended without a new one."""
+        inspection = self.inspection
+        self.param.update(moving=False, shown=method_label(inspection.method) if inspection is not None else "",
+                          points=plot_table(inspection, self.probe) if inspection is not None else None)
 
     def _measure(self, inspection):
         """The quality report of the inspection shown, computed after its picture (and after any refining)."""

@@ -61,7 +61,19 @@ class Selection(Follower):
 
     def __init__(self, **params):
         super().__init__(**params)
-        self.inspector.param.watch(self.clear, ["inspection", "project_obj"])
+        self._kept_for = None  # an inspection of the same samples on the same map (a refined version's)
+        self.inspector.param.watch(self._inspection_changed, ["inspection", "project_obj"])
+
+    def keep_for(self, inspection):
+        """``inspection`` holds the same samples on the same map (the refined version of the model the selection was
+        made on, :func:`engine.explore.refine.refined_inspection`): the selection stays when it is shown."""
+        self._kept_for = inspection
+
+    def _inspection_changed(self, event):
+        if event.name == "inspection" and event.new is not None and event.new is self._kept_for:
+            return
+        self._kept_for = None
+        self.clear()
 
     # -- selecting -------------------------------------------------------------------------------------------------
 

@@ -26,6 +26,16 @@ _ROWS_JS = """
 """
 
 
+# The latent figure's title: what the plot shows.
+_TITLE_JS = """
+() => {
+  const view = [...Bokeh.index.all_views()].find(v => v.model && v.model.name === 'latent-figure' && v.frame != null
+                                                   && v.canvas_view.el.isConnected);
+  return view && view.model.title ? view.model.title.text : '';
+}
+"""
+
+
 @pytest.fixture(scope="module")
 def mnist(engine_projects):
     from engine.data.project import load_project
@@ -87,10 +97,15 @@ def test_drag_the_selection_refine_and_undo(page, server, mnist, output_path):
     steps.press("Enter")
     page.wait_for_timeout(300)
     page.locator(".refine-go button").click()
-    wait_until(lambda: "Saved" in _text(page, ".refine-notice"), 180, "the refinement saved")
+    # the points move from their places to the refined model's on the same map, then the plot is the new version's
+    wait_until(lambda: "points moving" in page.evaluate(_TITLE_JS), 180, "the points moving on the plot")
+    page.screenshot(path=out / "moving.png")
+    wait_until(lambda: "Saved" in _text(page, ".refine-notice"), 60, "the refinement saved")
     notice = _text(page, ".refine-notice")
     name = notice.split("Saved ", 1)[1].split(" ", 1)[0]
     version = mnist.project.path / "models" / name
+    wait_until(lambda: name in page.locator(".model-select select").input_value(), 30, "the refined version shown")
+    assert "points moving" not in page.evaluate(_TITLE_JS) and "same map" in notice
     assert version.is_file() and version.with_name(name + ".refine.json").is_file()
     assert "probe held-out accuracy" in _text(page, ".refine-figures")
     assert name in _text(page, ".refine-versions-list")
