@@ -171,6 +171,9 @@ def _activate_ctrl_wheel(plot, element):
 def plot_options(title: str, method: str, name: str, *hooks) -> dict:
     """The options of a latent plot: ``title``, the axes named after the reducer ``method``, the toolbar above
     (hidden until the pointer comes), and the Bokeh figure named ``name`` (plus further plot ``hooks``)."""
-    return dict(responsive=True, title=title, xlabel=f"{method} 1", ylabel=f"{method} 2", toolbar="above",
+    from engine.reduce.names import method_label
+
+    name_of = method_label(method)  # "t-SNE 1", as the reducer's button says, not "tsne 1"
+    return dict(responsive=True, title=title, xlabel=f"{name_of} 1", ylabel=f"{name_of} 2", toolbar="above",
                 backend_opts={"plot.toolbar.autohide": True},
                 hooks=[name_models(name), _activate_ctrl_wheel, *hooks])

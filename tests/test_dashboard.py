@@ -269,6 +269,24 @@ def test_latent_plot_renders_a_named_figure_with_the_points_and_markers(app):
     assert (markers.data["x"][-1], markers.data["y"][-1]) == (x, y)
 
 
+def test_the_axes_name_the_reducer_as_its_button_does(app):
+    from dashboard.latent import plot_options
+    from engine.reduce.names import method_label
+
+    figure = pn.panel(app.latent).get_root().select_one({"name": "latent-figure"})
+    assert figure.xaxis[0].axis_label == f"{method_label(app.store.inspection.method)} 1"
+    assert plot_options("t", "tsne", "f")["ylabel"] == "t-SNE 2"  # not "tsne 2"
+
+
+def test_every_light_download_button_is_drawn_light(app):
+    """Panel draws a FileDownload(color="light") as a default (grey, filled) button: each one the page has carries
+    the class that makes it look light (dashboard.widgets.BUTTON_CSS)."""
+    files = pn.panel(app).select(pn.widgets.FileDownload)
+    assert len(files) >= 2, "the page's download buttons"
+    lacking = [w.label for w in files if w.button_type == "light" and "li-light" not in w.css_classes]
+    assert lacking == [], lacking
+
+
 def test_quality_report_is_shown(app):
     assert app.store.quality is app.store.inspection.quality  # measured after the picture, then shown
     quality = app.controls._quality(app.store.quality)
