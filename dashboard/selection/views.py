@@ -55,7 +55,8 @@ class SelectionView(View):
         self.save.on_click(lambda _e: store.save_as(self.dataset_name.value_input or self.dataset_name.value))
         self.ids_file = pn.widgets.FileDownload(callback=store.export_ids, filename="selection-ids.csv",
                                                 label="Export ids (.csv)", color="light", width=130,
-                                                margin=(5, 5, 5, 10), css_classes=["selection-ids", "li-light"], disabled=nothing)
+                                                margin=(5, 5, 5, 10), css_classes=["selection-ids", "li-light"],
+                                                disabled=nothing)
         self.rows_file = pn.widgets.FileDownload(callback=store.export_rows, filename="selection-rows.csv",
                                                  label="Export rows (.csv)", color="light", width=130, margin=(5, 5),
                                                  css_classes=["selection-rows", "li-light"], disabled=nothing)
