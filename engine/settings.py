@@ -14,6 +14,9 @@
 * ``LATENT_INSPECTOR_ONNX_MEMORY_GB``: the most memory ONNX Runtime may hold on the CPU for the process's ONNX
   models, weights and run-time tensors together (:func:`onnx_memory`; default half the machine's memory). Read once,
   when the process runs its first ONNX model.
+* ``LATENT_INSPECTOR_UPLOAD_MEMORY_GB``: the address space the separate process that first loads an uploaded model
+  may take (:func:`upload_memory`; default 8 GiB), and ``LATENT_INSPECTOR_UPLOAD_CHECK_S`` the seconds it may run
+  (default 300): an uploaded model that needs more is refused without touching the server's memory.
 
 Read at every call, so that a CLI flag or a test can move them.
 """
@@ -23,8 +26,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-__all__ = ["JOB_TIMEOUT_ENV", "ONNX_MEMORY_ENV", "cache_dir", "job_timeout", "max_params", "onnx_memory",
-           "pyramid_mode", "pyramid_points"]
+__all__ = ["JOB_TIMEOUT_ENV", "ONNX_MEMORY_ENV", "UPLOAD_CHECK_ENV", "UPLOAD_MEMORY_ENV", "cache_dir", "job_timeout",
+           "max_params", "onnx_memory", "pyramid_mode", "pyramid_points", "upload_check_seconds", "upload_memory"]
 
 _CHECKOUT = Path(__file__).resolve().parent.parent
 
@@ -115,3 +118,41 @@ def onnx_memory(environ=None) -> int:
         return int(os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")) // 2
     except (AttributeError, ValueError, OSError):
         return 8 * 2**30
+
+
+UPLOAD_MEMORY_ENV = "LATENT_INSPECTOR_UPLOAD_MEMORY_GB"
+UPLOAD_CHECK_ENV = "LATENT_INSPECTOR_UPLOAD_CHECK_S"
+
+
+def _positive(text: str) -> float | None:
+    try:
+        value = float(text)
+    except ValueError:
+        return None
+    return value if 0 < value < float("inf") else None
+
+
+def upload_memory(environ=None) -> int:
+    """``LATENT_INSPECTOR_UPLOAD_MEMORY_GB`` in bytes when it is a number above 0, else 8 GiB: the address space of the
+    process that loads an uploaded model for the first time (TensorFlow alone reserves about 2 GiB of it).
+
+    Example
+    -------
+    >>> upload_memory({"LATENT_INSPECTOR_UPLOAD_MEMORY_GB": "4"}), upload_memory({})
+    (4294967296, 8589934592)
+    """
+    value = _positive((os.environ if environ is None else environ).get(UPLOAD_MEMORY_ENV, "").strip())
+    return int((value or 8) * 2**30)
+
+
+def upload_check_seconds(environ=None) -> float:
+    """``LATENT_INSPECTOR_UPLOAD_CHECK_S`` when it is a number above 0, else 300: how long that process may take to
+    load the model and run a batch.
+
+    Example
+    -------
+    >>> upload_check_seconds({"LATENT_INSPECTOR_UPLOAD_CHECK_S": "off"})
+    300.0
+    """
+    value = _positive((os.environ if environ is None else environ).get(UPLOAD_CHECK_ENV, "").strip())
+    return float(value or 300.0)

@@ -357,6 +357,25 @@ def test_an_onnx_model_whose_weights_point_outside_its_folder_is_refused(root, s
 # -- limits from the environment ---------------------------------------------------------------------------------------
 
 
+def test_a_model_that_needs_more_memory_than_an_upload_may_use_is_refused_in_its_own_process(root, sent,
+                                                                                            monkeypatch):
+    """The model is first loaded, and a batch run, in a separate process whose address space is limited: under a
+    limit TensorFlow's import alone exceeds, the upload is refused naming the limit, this process never loaded the
+    model, and nothing is left."""
+    from engine.model import LOADED_MODELS
+
+    monkeypatch.setenv("LATENT_INSPECTOR_UPLOAD_MEMORY_GB", "0.3")
+    before = set(LOADED_MODELS.keys())
+    _refused(root, "greedy", sent, "model", r"more than the 0\.3 GiB of memory an upload's check may use "
+             r"\(LATENT_INSPECTOR_UPLOAD_MEMORY_GB\).*\(project 'greedy' was not created\)")
+    assert set(LOADED_MODELS.keys()) == before
+
+
+def test_a_model_that_takes_longer_than_an_upload_may_take_to_check_is_refused(root, sent, monkeypatch):
+    monkeypatch.setenv("LATENT_INSPECTOR_UPLOAD_CHECK_S", "0.2")
+    _refused(root, "slow", sent, "model", r"took longer than 0 s.*LATENT_INSPECTOR_UPLOAD_CHECK_S")
+
+
 def test_limits_come_from_the_environment_and_a_bad_one_is_a_usage_error():
     limits = UploadLimits.from_environ({"LATENT_INSPECTOR_UPLOAD_MAX_MODEL": "64MB",
                                         "LATENT_INSPECTOR_UPLOAD_MAX_DATA": "1.5GB",

@@ -24,6 +24,9 @@ file is hostile until checked:
   root (``.tmp-upload-<name>-<random>/<name>``), checked as ``latent-inspector doctor`` checks a project (the model
   loads, the data fits it, one batch runs through it: :func:`engine.data.checkup.check_project`), then renamed onto
   the claimed name. On any failure the staging folder and the claim are removed: nothing is left.
+* **The model is first loaded in a process of its own** (:mod:`engine.data.isolated`), limited in memory
+  (``LATENT_INSPECTOR_UPLOAD_MEMORY_GB``, 8 GiB) and time (``LATENT_INSPECTOR_UPLOAD_CHECK_S``, 300 s): a file that
+  asks for more, or crashes its framework's loader, is refused and the server never loaded it.
 
 Example
 -------
@@ -639,8 +642,9 @@ _FIELD = {"model": "model", "layer": "model", "views": "model", "inputs": "input
 
 
 def _check(name: str, staging: Path, folder: Path, stored: dict[str, Path], sent: dict[str, str]) -> tuple[str, ...]:
-    """Load the staged project and check it as ``doctor`` does; raise the first error, return the warnings."""
-    from engine.data.checkup import check_project
+    """Load the staged project and check it as ``doctor`` does, in a separate process limited in memory and time
+    (:func:`engine.data.isolated.check_isolated`); raise the first error, return the warnings."""
+    from engine.data.isolated import check_isolated
 
     def words(text: str) -> str:  # the user's names for the staged paths, which mean nothing to them
         for role, path in stored.items():
@@ -659,8 +663,7 @@ def _check(name: str, staging: Path, folder: Path, stored: dict[str, Path], sent
         return UploadError(f"{text} (project {name!r} was not created)", field)
 
     try:
-        project = load_project(name, staging)
-        findings = check_project(project)
+        findings = check_isolated(name, staging)  # in a process of its own: a model cannot take the server down
     except InspectorError as exc:
         raise refused(str(exc), _field_of(exc, stored)) from exc
     for finding in findings:
