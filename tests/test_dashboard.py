@@ -287,6 +287,26 @@ def test_every_light_download_button_is_drawn_light(app):
     assert lacking == [], lacking
 
 
+def test_a_probe_trained_keeps_the_figure_a_tap_may_be_on(app):
+    """Training a probe adds its predictions to the plot's table: the picture is the same, so the figure stays (a new
+    figure in the page drops a tap made on the old one meanwhile: CI lost one so). A new colouring draws a new one."""
+    from engine.explore.probe import train_probe
+
+    root = pn.panel(app.latent).get_root()
+    figure = root.select_one({"name": "latent-figure"})
+    store = app.store
+    table = store.points
+    store.show_probe(store.inspection, train_probe(store.inspection))
+    assert store.points is not table and len(store.points.columns) > len(table.columns)  # the predictions joined
+    assert root.select_one({"name": "latent-figure"}) is figure
+    x, y = (float(v) for v in np.asarray(store.inspection.embedding)[4])
+    app.latent.tap.event(x=x, y=y)
+    assert store.decode is not None and store.decode.nearest == 4
+    others = [c for c in store.param.color_by.objects if c != store.color_by]
+    store.color_by = others[0]
+    assert root.select_one({"name": "latent-figure"}) is not figure
+
+
 def test_quality_report_is_shown(app):
     assert app.store.quality is app.store.inspection.quality  # measured after the picture, then shown
     quality = app.controls._quality(app.store.quality)

@@ -118,6 +118,9 @@ class LatentView(InspectorView):
                                     "under the points (dashboard.landscape), told the plot's view")
     overlays = param.List(default=[], doc="More plot hooks (plot, element) adding renderers over the points: the "
                           "refine handle (dashboard.refine)")
+    drawn = param.Parameter(default=None, doc="(table, colouring, title, inspection) the figure draws: the store's, "
+                            "changed only when the picture would change (a table that gains a column draws the same "
+                            "figure)")
 
     def __init__(self, **params):
         super().__init__(**params)
@@ -148,8 +151,10 @@ class LatentView(InspectorView):
             self.selection.param.watch(self._update_highlights, "ids")
         self.tip = PointerTip(figure="latent-figure", width=0, height=0, margin=0)
         self.store.param.watch(self._show_tip, "hovered")
+        self.drawn = self._drawing()
+        self.store.param.watch(self._redraw, ["points", "color_by"])  # with them, the title and inspection they go with
         self._pane = pn.pane.HoloViews(
-            pn.bind(self._plot, self.store.param.points, self.store.param.color_by),
+            pn.bind(lambda drawn: self._plot(*drawn[:2]), self.param.drawn),
             sizing_mode="stretch_both", min_height=420, linked_axes=False, css_classes=["latent-plot"],
         )
 
@@ -189,6 +194,18 @@ class LatentView(InspectorView):
             self.selection.select_lasso(geometry)
 
     # -- elements -------------------------------------------------------------------------------------------------
+
+    def _drawing(self) -> tuple:
+        store = self.store
+        return store.points, store.color_by, store.shown, store.inspection
+
+    def _redraw(self, *_):
+        """A new figure only when the picture changes (its points, colouring, title or inspection): a figure replaced
+        in the page drops the taps made on the old one meanwhile (a probe trained, which adds its predictions to the
+        table, lost a tap so in CI)."""
+        old, new = self.drawn, self._drawing()
+        if old[2] != new[2] or old[3] is not new[3] or not same_picture(old[:2], new[:2]):
+            self.drawn = new
 
     def _plot(self, points, color_by):
         if points is None:
@@ -375,6 +392,27 @@ BANNER_CSS = """
 """
 
 
+def same_picture(a: tuple, b: tuple) -> bool:
+    """Whether two ``(table, colouring)`` pairs draw the same picture: the same colouring, and the same points (x, y)
+    with the same values of the column it colours by. A table that only gained columns (a probe's predictions) draws
+    what the other drew.
+
+    Example
+    -------
+    >>> import pandas as pd
+    >>> t = pd.DataFrame({"x": [0.0, 1.0], "y": [1.0, 0.0], "label": ["a", "b"]})
+    >>> same_picture((t, "label"), (t.assign(probe=["b", "b"]), "label")), same_picture((t, "label"), (t, "none"))
+    (True, False)
+    """
+    (ta, ca), (tb, cb) = a, b
+    if ta is tb or ca != cb:
+        return ta is tb and ca == cb
+    if ta is None or tb is None or len(ta) != len(tb):
+        return False
+    columns = ["x", "y"] + [c for c in {ca} if c in ta or c in tb]
+    return all(c in ta and c in tb and ta[c].equals(tb[c]) for c in columns)
+
+
 def _bar(progress) -> str:
     """A progress bar: ``progress`` done (0 to 1), or a sliding one when the fraction is unknown (None)."""
     return (f"<div class='bar'><span style='width:{100 * progress:.0f}%'></span></div>" if progress is not None
@@ -387,9 +425,10 @@ def picture_banner(shown: str, pending: str, status: str, progress, moving: bool
     if not pending:
         return ""
     stage = status.split(": ", 1)[1] if ": " in status else status
-    if moving:
-        head = f"<b>{html.escape(shown)}</b> · taps decode once the first picture is ready"
-    elif shown.endswith("first picture"):  # the picture to look at: one line at its foot, over the axis' label
+    if moving:  # the forming layout is what to look at: one line at its foot too
+        return (f"<div class='banner compact' title='computing: {html.escape(pending)}'><b>{html.escape(shown)}</b> "
+                f"· taps decode once the first picture is ready · {html.escape(stage)}{_bar(progress)}</div>")
+    if shown.endswith("first picture"):  # the picture to look at: one line at its foot, over the axis' label
         return (f"<div class='banner compact' title='refining: {html.escape(pending)}'>showing the <b>"
                 f"{html.escape(shown)}</b> (tap it) · refining: {html.escape(stage)}{_bar(progress)}</div>")
     elif shown:
@@ -422,10 +461,11 @@ class PictureStatus(InspectorView):
 
     def _dim(self, *_):
         """An older picture (another reducer's, or the first picture before the refined one) is dimmed. While the
-        first picture is refined it is the one to look at and tap: the banner moves to its foot, off its top."""
+        first picture is refined, or t-SNE's layout forms, it is the one to look at: the banner moves to its foot, off
+        its top."""
         store = self.store
-        first = bool(store.pending) and "first picture" in store.shown
-        stale = bool(store.pending) and bool(store.shown) and not store.moving and not first
+        first = bool(store.pending) and ("first picture" in store.shown or store.moving)
+        stale = bool(store.pending) and bool(store.shown) and not first
         self._layout.css_classes = ["picture", "stale"] if stale else ["picture"]
         self._banner.css_classes = ["picture-status", "refining"] if first else ["picture-status"]
 

@@ -69,8 +69,9 @@ class Selection(Follower):
         made on, :func:`engine.explore.refine.refined_inspection`): the selection stays when it is shown."""
         self._kept_for = inspection
 
-    def _inspection_changed(self, event):
-        if event.name == "inspection" and event.new is not None and event.new is self._kept_for:
+    def _inspection_changed(self, *events):
+        shown = self.inspector.inspection
+        if shown is not None and shown is self._kept_for and all(e.name == "inspection" for e in events):
             return
         self._kept_for = None
         self.clear()

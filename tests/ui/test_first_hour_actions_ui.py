@@ -471,6 +471,9 @@ def test_tsne_forms_from_the_optimisations_snapshots_then_shows_the_refined_pict
                 if len(pictures) == 3 and not mid_shot:
                     page.screenshot(path=out / "tsne_forming.png")
                     mid_shot = True
+                    # the forming layout is what to look at: the banner sits at its foot, not over its top
+                    plot, box = page.locator(".latent-plot").first.bounding_box(), banner.bounding_box()
+                    assert box and box["y"] > plot["y"] + plot["height"] / 2, (box, plot)
         if now[0] == final and not now[1]:
             break
         time.sleep(0.25)
