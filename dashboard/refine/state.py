@@ -223,7 +223,7 @@ class Refining(Follower):
             moved = table.copy()
             moved["x"], moved["y"] = frame[:, 0].astype(table["x"].dtype), frame[:, 1].astype(table["y"].dtype)
             inspector.param.update(moving=True, decode=None, hovered=None, points=moved,
-                                   shown="refined model: the points moving to their new places")
+                                   shown="refined: points moving")  # short: the title must fit the plot
             if not left:
                 then()
 

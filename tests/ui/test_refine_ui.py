@@ -99,6 +99,7 @@ def test_drag_the_selection_refine_and_undo(page, server, mnist, output_path):
     page.locator(".refine-go button").click()
     # the points move from their places to the refined model's on the same map, then the plot is the new version's
     wait_until(lambda: "points moving" in page.evaluate(_TITLE_JS), 180, "the points moving on the plot")
+    to_page(page, cx, cy)  # the plot on screen (the card is below it)
     page.screenshot(path=out / "moving.png")
     wait_until(lambda: "Saved" in _text(page, ".refine-notice"), 60, "the refinement saved")
     notice = _text(page, ".refine-notice")
