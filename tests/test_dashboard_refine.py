@@ -89,6 +89,10 @@ def test_dragging_the_handle_refines_the_model_and_undo_drops_it(root):
     outcome = view._outcome_html(result, refining.notice)
     assert "probe held-out accuracy" in outcome and "mean drift on the map" in outcome
     assert "cat (" in outcome and "→" in outcome and f"Saved {result.path.name}" in outcome
+    # the class each moved sample sits among in the layer, before → after (the engine's names for the labels)
+    names = ["cat", "dog", "fox"]
+    among = f"<td>{names[result.neighbours_before[0]]} → {names[result.neighbours_after[0]]}</td>"
+    assert "<th>among</th>" in outcome and among in outcome
     assert refining.probe_before is not None and refining.probe_after is not None
     # each moved sample's path on the plot, and the version listed for the model chooser too
     paths = _renderer(figure, "refine-paths").data_source.data

@@ -18,6 +18,7 @@ from engine.explore.refine import (
     SIDECAR_SUFFIX,
     Move,
     load_moves,
+    neighbour_labels,
     refine,
     refined_inspection,
     refinements,
@@ -153,6 +154,11 @@ def test_a_move_pulls_the_samples_there_and_keeps_the_rest_in_place(project, tmp
     assert [v.name for v in model_versions(project)] == [project.model_path.name, result.path.name]
     assert ("refining", 1, 60) in seen and ("refining", 60, 60) in seen and seen[-1][0] == "reduce"
     assert result.moved_gap_after < 0.6 * result.moved_gap_before  # the samples went where they were dragged
+    # which class each moved sample sits among in the layer, before and after (here: still mostly zeros in the 6-D
+    # layer, though on the map they went where they were dragged)
+    assert (result.neighbours_before == 0).all()
+    np.testing.assert_array_equal(result.neighbours_after,
+                                  neighbour_labels(result.activations_after, result.moved, insp.labels))
     extent = float(np.ptp(insp.embedding, axis=0).max())
     assert result.map_drift < UNMOVED_TOLERANCE * extent, (result.map_drift, extent)
     # the map is the same fitted reducer: unmoved samples are placed by transform, not by a new layout

@@ -230,6 +230,7 @@ class RefineView(View):
         before, after = np.asarray(result.outputs_before), np.asarray(result.outputs_after)
         classes = before.ndim == 2 and before.shape[1] > 1
         names = inspection.head_classes() if classes else ()
+        near = result.neighbours_before is not None and result.neighbours_after is not None
         rows = []
         for k, i in enumerate(result.moved[:LISTED]):
             label = "–" if labels is None else html.escape(str(label_of(labels[int(i)])))
@@ -239,10 +240,14 @@ class RefineView(View):
                         f"({after[k, a]:.0%})")
             else:
                 what = f"output moved by {float(np.linalg.norm(after[k] - before[k])):.3g}"
-            rows.append(f"<tr><td>{int(i)}</td><td>{label}</td><td>{what}</td></tr>")
+            among = (f"<td>{html.escape(str(label_of(result.neighbours_before[k])))} → "
+                     f"{html.escape(str(label_of(result.neighbours_after[k])))}</td>" if near else "")
+            rows.append(f"<tr><td>{int(i)}</td><td>{label}</td>{among}<td>{what}</td></tr>")
         more = f" (the first {LISTED} of {len(result.moved):,})" if len(result.moved) > LISTED else ""
-        return (f"<p class='muted'>Moved samples{more}: label, the model's output before → after</p>"
-                f"<table class='refine-moved'><tr><th>sample</th><th>label</th><th>output</th></tr>"
+        among_head = "<th>among</th>" if near else ""
+        among_words = ", the class of its nearest samples in the layer" if near else ""
+        return (f"<p class='muted'>Moved samples{more}: label{among_words}, the model's output before → after</p>"
+                f"<table class='refine-moved'><tr><th>sample</th><th>label</th>{among_head}<th>output</th></tr>"
                 f"{''.join(rows)}</table>")
 
     @staticmethod

@@ -59,8 +59,8 @@ from engine.model.finetune import _save_version, model_versions
 from engine.progress import ProgressFn, report
 from engine.propagate.batches import conform, propagate_batches
 
-__all__ = ["SIDECAR_SUFFIX", "Move", "RefineResult", "Refinement", "load_moves", "move_targets", "refine",
-           "refined_inspection", "refinements", "transition", "undo_refinement"]
+__all__ = ["NEIGHBOURS", "SIDECAR_SUFFIX", "Move", "RefineResult", "Refinement", "load_moves", "move_targets",
+           "neighbour_labels", "refine", "refined_inspection", "refinements", "transition", "undo_refinement"]
 
 #: Appended to a version's file name for the JSON record of the moves that made it.
 SIDECAR_SUFFIX = ".refine.json"
@@ -129,6 +129,9 @@ class RefineResult:
         Wall time of the whole refinement (targets, training, re-propagation, re-projection, saving).
     outputs_before, outputs_after : numpy.ndarray
         The suffix's (first) output for the moved samples before and after (the suffix itself is not trained).
+    neighbours_before, neighbours_after : numpy.ndarray or None
+        For each moved sample, the most common label among its :data:`NEIGHBOURS` nearest unmoved samples in the
+        layer, before and after: which class it sits among (None without labels).
     """
 
     path: Path
@@ -149,6 +152,40 @@ class RefineResult:
     seconds: float
     outputs_before: np.ndarray
     outputs_after: np.ndarray
+    neighbours_before: np.ndarray | None = None
+    neighbours_after: np.ndarray | None = None
+
+
+#: Unmoved samples around a moved one whose labels say which class it sits among (RefineResult.neighbours_*).
+NEIGHBOURS = 10
+
+
+def neighbour_labels(activations, rows, labels, k: int = NEIGHBOURS) -> np.ndarray:
+    """For each of ``rows``, the most common label among its ``k`` nearest other samples not in ``rows`` (Euclidean,
+    in ``activations``' space; a tie goes to the label seen first among the nearest).
+
+    Example
+    -------
+    >>> acts = np.array([[0.0], [0.1], [0.2], [5.0], [5.1], [0.05]])
+    >>> neighbour_labels(acts, [5], np.array([0, 0, 0, 1, 1, 1]), k=3).tolist()
+    [0]
+    """
+    from sklearn.neighbors import NearestNeighbors
+
+    acts = np.asarray(activations, np.float32).reshape(len(activations), -1)
+    rows, labels = np.asarray(rows, np.int64), np.asarray(labels)
+    others = np.setdiff1d(np.arange(len(acts)), rows)
+    k = int(min(k, len(others)))
+    if k < 1 or not len(rows):
+        return labels[:0]
+    _, idx = NearestNeighbors(n_neighbors=k).fit(acts[others]).kneighbors(acts[rows])
+    near = labels[others][idx]
+    out = []
+    for row in near:
+        values, first, counts = np.unique(row, return_index=True, return_counts=True)
+        best = np.flatnonzero(counts == counts.max())
+        out.append(values[best[np.argmin(first[best])]])
+    return np.asarray(out, dtype=labels.dtype)
 
 
 @dataclass(frozen=True)
@@ -388,6 +425,9 @@ def refine(inspection, moves, *, steps: int = 100, learning_rate: float = 1e-3, 
         "moved_gap_before": float(np.linalg.norm(xy_before[moved] - wanted, axis=1).mean()),
         "moved_gap_after": float(np.linalg.norm(xy_after[moved] - wanted, axis=1).mean()),
     }
+    labels = inspection.labels
+    among = {} if labels is None else {"neighbours_before": neighbour_labels(before, moved, labels),
+                                       "neighbours_after": neighbour_labels(after, moved, labels)}
     shape = (-1, *s.latent_shape)
     outputs_before = s.decode_heads(before[moved].reshape(shape))[0]
     outputs_after = s.decode_heads(after[moved].reshape(shape))[0]
@@ -421,6 +461,7 @@ def refine(inspection, moves, *, steps: int = 100, learning_rate: float = 1e-3, 
         path=path, sidecar=sidecar, parent=project.model_path, layer=layer, moved=moved, wanted_xy=wanted,
         xy_before=xy_before, xy_after=xy_after, activations_after=after, history=history,
         seconds=time.perf_counter() - t0, outputs_before=outputs_before, outputs_after=outputs_after, **figures,
+        **among,
     )
 
 
