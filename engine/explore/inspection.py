@@ -125,13 +125,7 @@ class Inspection:
 
             activations = open_store(activations)
         self.timings["propagate"] = time.perf_counter() - t0
-        self.activations = _flat_rows(activations)
-        self.labels = project.labels()
-        if len(self.activations) != len(project.inputs()):
-            from engine.errors import DataError
-
-            raise DataError(f"the activations given have {len(self.activations)} rows; project {project.name!r} has "
-                            f"{len(project.inputs())} samples")
+        self._take(activations)
 
         t0 = time.perf_counter()
         self.reducer = make_reducer(
@@ -142,6 +136,16 @@ class Inspection:
         self.reducer.progress = self.reducer.snapshot = None
         self.timings["reduce"] = time.perf_counter() - t0
         self._mapped()
+
+    def _take(self, activations):
+        """Keep the layer's activations (one flat row per sample of the project) and the project's labels."""
+        self.activations = _flat_rows(activations)
+        self.labels = self.project.labels()
+        if len(self.activations) != len(self.project.inputs()):
+            from engine.errors import DataError
+
+            raise DataError(f"the activations given have {len(self.activations)} rows; project "
+                            f"{self.project.name!r} has {len(self.project.inputs())} samples")
 
     def _mapped(self):
         self.embedding = self.reducer.embedding_
@@ -187,13 +191,7 @@ class Inspection:
         self.method, self.inverse, self.seed = parent.method, parent.inverse, parent.seed
         self.params, self.cache_dir = dict(parent.params), parent.cache_dir
         self.split = split(project.model(), self.layer)
-        self.activations = _flat_rows(activations)
-        self.labels = project.labels()
-        if len(self.activations) != len(project.inputs()):
-            from engine.errors import DataError
-
-            raise DataError(f"the activations given have {len(self.activations)} rows; project {project.name!r} has "
-                            f"{len(project.inputs())} samples")
+        self._take(activations)
         t0 = time.perf_counter()
         self.reducer = parent.reducer.on_rows(self.activations, embedding=embedding, progress=progress)
         self.timings = {"propagate": 0.0, "reduce": time.perf_counter() - t0}

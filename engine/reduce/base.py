@@ -361,13 +361,7 @@ class BaseReducer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
             X_inverse = X_fit
         self.inverse_index_ = inverse_index
         self.inverse_ = self._fit_inverse(embedding[inverse_index], X_inverse)
-        inv = self.inverse_
-        self.trust_ = TrustModel(random_state=0).fit(
-            embedding,
-            error_points=None if inv is None else inv.holdout_points_,
-            errors=None if inv is None else inv.holdout_error_,
-            variance=self.activation_variance_,
-        )
+        self.trust_ = self._fit_trust(embedding)
         self.cache_hit_ = False
         self.cache_key_ = key
         self.fit_seconds_ = time.perf_counter() - start
@@ -416,6 +410,17 @@ class BaseReducer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
             )
         reuse = fitted[tuning.chosen] if whole else None
         return tuning.chosen, tuning, reuse
+
+    def _fit_trust(self, embedding) -> TrustModel:
+        """The trust measures of ``embedding``, from the fitted inverse's held-out errors and the activations'
+        variance."""
+        inv = self.inverse_
+        return TrustModel(random_state=0).fit(
+            embedding,
+            error_points=None if inv is None else inv.holdout_points_,
+            errors=None if inv is None else inv.holdout_error_,
+            variance=self.activation_variance_,
+        )
 
     def _fit_inverse(self, embedding, X_fit):
         if self.inverse is None:
@@ -511,13 +516,7 @@ class BaseReducer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
             new.inverse_ = new._fit_inverse(embedding[index], rows)
         finally:
             new.progress = None
-        inv = new.inverse_
-        new.trust_ = TrustModel(random_state=0).fit(
-            embedding,
-            error_points=None if inv is None else inv.holdout_points_,
-            errors=None if inv is None else inv.holdout_error_,
-            variance=new.activation_variance_,
-        )
+        new.trust_ = new._fit_trust(embedding)
         new.cache_key_, new.cache_hit_ = None, False  # not the cached projection: nothing is stored under its key
         return new
 
