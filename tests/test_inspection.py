@@ -62,6 +62,20 @@ def test_nearest_agrees_with_brute_force(mnist_pca):
         assert np.allclose(insp.embedding[insp.nearest(x, y)], insp.embedding[brute])
 
 
+def test_nearest_of_an_embedding_too_large_for_one_tree_comes_from_the_point_index(mnist_pca, monkeypatch):
+    from engine.reduce.trust import TrustModel
+
+    insp, _ = mnist_pca
+    sampled = TrustModel(max_points=1_000).fit(insp.embedding)  # as for more than 2,000,000 points: its tree's
+    # nearest is mostly another point than the nearest of all (1 sample in 10)
+    monkeypatch.setattr(insp.reducer, "trust_", sampled)
+    rng = np.random.default_rng(1)
+    for x, y in np.r_[rng.normal(scale=10, size=(20, 2)), [[1e4, -1e4]]]:
+        brute = int(np.argmin(((insp.embedding.astype(float) - [x, y]) ** 2).sum(axis=1)))
+        got = insp.nearest(x, y)
+        assert np.allclose(insp.embedding[got], insp.embedding[brute])
+
+
 def test_quality_report_in_layer_and_output_space(mnist_pca):
     insp, _ = mnist_pca
     q = insp.quality

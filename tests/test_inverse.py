@@ -194,6 +194,25 @@ def test_trust_flags_gaps_inside_the_hull():
     assert np.isnan(trust.error).all()  # no held-out errors given, no error estimate
 
 
+def test_trust_of_many_points_measures_distances_to_a_sample_and_the_hull_of_all():
+    rng = np.random.default_rng(1)
+    E = rng.normal(size=(60_000, 2)).astype(np.float32)
+    E[123] = (9.0, 9.0)  # one far point: the hull and the bounds must still hold it, sampled or not
+    full, sampled = TrustModel().fit(E), TrustModel(max_points=5_000).fit(E)
+    assert full.tree_rows_ is None and len(sampled.tree_rows_) == 5_000 and sampled.tree_.n == 5_000
+    assert np.all(np.diff(sampled.tree_rows_) > 0)
+    np.testing.assert_array_equal(sampled.bounds_, full.bounds_)
+    np.testing.assert_allclose(sampled.hull_equations_, full.hull_equations_)
+    q = np.array([[0.0, 0.0], [8.9, 8.9], [4.0, -4.5], [30.0, 0.0]])
+    a, b = full.evaluate(q), sampled.evaluate(q)
+    assert a.outside_hull.tolist() == b.outside_hull.tolist() == [False, False, True, True]
+    assert a.outside_support.tolist() == b.outside_support.tolist() == [False, True, True, True]
+    # inside the data a point is about one spacing from the nearest, sampled or not; far out, hundreds
+    assert b.relative_distance[0] < 3 and b.relative_distance[-1] > 100
+    with pytest.raises(ReducerValueError, match="max_points"):
+        TrustModel(max_points=1).fit(E)
+
+
 # ---- scikit-learn's estimator checks ---------------------------------------------------------------------------
 
 

@@ -281,6 +281,36 @@ def test_point_index_orders_points_by_cell_and_leaves_out_what_is_not_drawn():
         assert np.all(cells[index.offsets[cell] : index.offsets[cell + 1]] == cell)
 
 
+def test_point_index_order_gives_each_points_row():
+    rng = np.random.default_rng(2)
+    x, y, codes = rng.normal(size=500), rng.normal(size=500), rng.integers(-1, 3, 500)
+    index = render.index_points(x, y, codes, ["a", "b", "c"], grid=8)
+    assert index.order.dtype == np.uint32 and sorted(index.order) == list(np.flatnonzero(codes >= 0))
+    np.testing.assert_array_equal(index.x, x[index.order])
+    np.testing.assert_array_equal(index.codes, codes[index.order])
+
+
+@pytest.mark.parametrize("spread", [1.0, 1e-3], ids=["round", "a thin strip"])
+def test_point_index_nearest_is_the_nearest_drawn_point_anywhere_in_the_plane(spread):
+    rng = np.random.default_rng(3)
+    n = 20_000
+    x = (rng.normal(size=n) * 3).astype(np.float32)
+    y = (rng.normal(size=n) * spread).astype(np.float32)  # cells 3,000 times wider than tall
+    codes = rng.integers(-1, 3, n)  # a quarter not drawn: never the answer
+    index = render.index_points(x, y, codes, ["a", "b", "c"], grid=64)
+    drawn = np.flatnonzero(codes >= 0)
+    queries = np.r_[rng.normal(size=(60, 2)) * 4, [[1e4, -1e4], [-40.0, 0.0], [0.0, 25.0], [x[7], y[7]]]]
+    for qx, qy in queries:
+        d = (x[drawn].astype(float) - qx) ** 2 + (y[drawn].astype(float) - qy) ** 2
+        got = index.nearest(qx, qy)
+        assert codes[got] >= 0
+        assert (float(x[got]) - qx) ** 2 + (float(y[got]) - qy) ** 2 == d.min()
+    empty = render.index_points(np.zeros(2), np.zeros(2), np.full(2, -1), ["a"])
+    assert empty.nearest(0.0, 0.0) is None
+    one_place = render.index_points(np.ones(3), np.ones(3), np.zeros(3, int), ["a"])  # every point in one cell
+    assert one_place.nearest(50.0, -7.0) in (0, 1, 2)
+
+
 def test_point_index_errors():
     with pytest.raises(ValueError, match="one length"):
         render.index_points(np.zeros(3), np.zeros(2), np.zeros(3, int), ["a"])

@@ -256,8 +256,16 @@ class Inspection:
                               classes_from=None if classifier is None else classifier.source, labels=self.labels)
 
     def nearest(self, x: float, y: float) -> int:
-        """Index of the embedded sample nearest to ``(x, y)``."""
-        return int(self.reducer.trust_.tree_.query([x, y])[1])
+        """Index of the embedded sample nearest to ``(x, y)``: from the trust model's k-d tree where it holds every
+        point, else (an embedding of more than ``TrustModel.max_points``) from the :meth:`point_index` the plot
+        draws from, whose grid answers it reading a few cells."""
+        trust = self.reducer.trust_
+        if getattr(trust, "tree_rows_", None) is None:
+            return int(trust.tree_.query([x, y])[1])
+        frame = self.frame
+        if "label" in frame and hasattr(frame["label"], "cat"):
+            return self.point_index(frame, "label").nearest(x, y)
+        return self._indexes.get(("nearest",), lambda: (None, _index_all(self.embedding)))[1].nearest(x, y)
 
     # -- decoding -------------------------------------------------------------------------------------------------
 
@@ -485,6 +493,13 @@ class Inspection:
         from engine.explore.neighbors import NeighborIndex
 
         return NeighborIndex(self.activations).sq_norms
+
+
+def _index_all(embedding):
+    """A :class:`~engine.render.PointIndex` of every point of ``embedding``, in one category."""
+    from engine.render import index_points
+
+    return index_points(embedding[:, 0], embedding[:, 1], np.zeros(len(embedding), np.uint8), ["all"])
 
 
 def _flat_rows(activations):

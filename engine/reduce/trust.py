@@ -93,8 +93,20 @@ class TrustModel(BaseEstimator):
         embedded points' own k-th-neighbour distances.
     max_reference : int, default=20_000
         Embedded points used to estimate the spacing and the support radius (all points are used for the
-        distance itself).
+        distance itself, up to ``max_points``).
+    max_points : int, default=2_000_000
+        Above this many embedded points, the distances are measured to a seeded random sample of this many
+        (``tree_rows_``), with the spacing and support radius measured within the same sample, so the relative
+        distance and the support test keep their meaning; the hull and bounds still come from every point, read
+        in chunks. A k-d tree of 100 million points would hold 2.4 GiB and take minutes to build.
     random_state : int, RandomState or None, default=0
+
+    Attributes
+    ----------
+    tree_ : scipy.spatial.cKDTree
+        The embedded points the distances are measured to.
+    tree_rows_ : ndarray of int or None
+        Their rows in the embedding, when a sample (None: every row, in order).
 
     Examples
     --------
@@ -105,10 +117,12 @@ class TrustModel(BaseEstimator):
     [False, True]
     """
 
-    def __init__(self, n_neighbors=10, support_quantile=0.99, max_reference=20_000, random_state=0):
+    def __init__(self, n_neighbors=10, support_quantile=0.99, max_reference=20_000, max_points=2_000_000,
+                 random_state=0):
         self.n_neighbors = n_neighbors
         self.support_quantile = support_quantile
         self.max_reference = max_reference
+        self.max_points = max_points
         self.random_state = random_state
 
     def fit(self, embedding, error_points=None, errors=None, variance=None):
@@ -131,33 +145,42 @@ class TrustModel(BaseEstimator):
         k = check_int(self.n_neighbors, "n_neighbors", owner="TrustModel")
         if not 0.0 < self.support_quantile <= 1.0:
             raise ReducerValueError(f"TrustModel: support_quantile must be in (0, 1], got {self.support_quantile}.")
-        E = np.asarray(to_numpy(embedding), dtype=np.float64)
-        if E.ndim != 2 or len(E) < 2:
-            raise ReducerValueError(f"TrustModel needs an (n >= 2, 2) embedding, got shape {E.shape}.")
-        self.n_features_in_ = E.shape[1]
+        limit = check_int(self.max_points, "max_points", minimum=2, owner="TrustModel")
+        shape = tuple(getattr(embedding, "shape", None) or np.shape(embedding))
+        if len(shape) != 2 or shape[0] < 2:
+            raise ReducerValueError(f"TrustModel needs an (n >= 2, 2) embedding, got shape {tuple(shape)}.")
+        n = int(shape[0])
+        self.n_features_in_ = int(shape[1])
+        if n > limit:  # distances to a sample; hull and bounds of every point, chunk by chunk
+            self.tree_rows_ = np.sort(np.random.default_rng(_seed(self.random_state)).choice(n, limit, replace=False))
+            E = np.asarray(to_numpy(embedding[self.tree_rows_]), dtype=np.float64)
+            self.bounds_, hull_points = _extent(embedding, n)
+        else:
+            self.tree_rows_ = None
+            E = np.asarray(to_numpy(embedding), dtype=np.float64)
+            self.bounds_, hull_points = np.stack([E.min(axis=0), E.max(axis=0)]), E
         self.tree_ = cKDTree(E)
         rng = check_random_state(self.random_state)
         ref = E if len(E) <= self.max_reference else E[rng.choice(len(E), self.max_reference, replace=False)]
         self.k_ = min(k, len(E) - 1)
         d, _ = self.tree_.query(ref, k=self.k_ + 1)
-        scale = float(np.ptp(E, axis=0).max()) or 1.0
+        scale = float(np.ptp(self.bounds_, axis=0).max()) or 1.0
         positive = d[:, 1][d[:, 1] > 0]
         self.spacing_ = float(np.median(positive)) if len(positive) else 1e-6 * scale
         self.support_radius_ = max(float(np.quantile(d[:, -1], self.support_quantile)), self.spacing_)
-        self.bounds_ = np.stack([E.min(axis=0), E.max(axis=0)])
         try:
-            self.hull_equations_ = ConvexHull(E).equations
+            self.hull_equations_ = ConvexHull(hull_points).equations
         except Exception:  # degenerate (collinear / duplicate) embeddings have no 2-D hull: use the bounding box
             lo, hi = self.bounds_
-            eye = np.eye(E.shape[1])
+            eye = np.eye(self.n_features_in_)
             self.hull_equations_ = np.vstack([np.c_[eye, -hi], np.c_[-eye, lo]])
         self.hull_tol_ = 1e-9 * scale
         if errors is not None:
             P = np.asarray(to_numpy(error_points), dtype=np.float64)
             err = np.asarray(to_numpy(errors), dtype=np.float64).ravel()
-            if P.shape != (len(err), E.shape[1]):
+            if P.shape != (len(err), self.n_features_in_):
                 raise ReducerValueError(
-                    f"TrustModel: error_points must have shape ({len(err)}, {E.shape[1]}), got {P.shape}."
+                    f"TrustModel: error_points must have shape ({len(err)}, {self.n_features_in_}), got {P.shape}."
                 )
             self.error_tree_ = cKDTree(P)
             self.errors_ = err
@@ -204,3 +227,35 @@ class TrustModel(BaseEstimator):
             error=error,
             relative_error=error / self.variance_,
         )
+
+
+#: Rows of the embedding read at once where the trust model reads every point (its hull and bounds).
+CHUNK = 1_000_000
+
+
+def _seed(random_state) -> int | None:
+    """An integer seed for NumPy's Generator from a scikit-learn ``random_state``."""
+    if random_state is None or isinstance(random_state, (int, np.integer)):
+        return random_state
+    return int(check_random_state(random_state).randint(2**31 - 1))
+
+
+def _extent(embedding, n: int):
+    """Bounds ``[[min...], [max...]]`` of every finite row of ``embedding`` and the vertices of its convex hull,
+    read ``CHUNK`` rows at a time: the hull of the hulls of the chunks is the hull of the whole."""
+    lo = hi = None
+    vertices = []
+    for start in range(0, n, CHUNK):
+        part = np.asarray(to_numpy(embedding[start : start + CHUNK]), dtype=np.float64)
+        part = part[np.isfinite(part).all(axis=1)]
+        if not len(part):
+            continue
+        lo = part.min(axis=0) if lo is None else np.minimum(lo, part.min(axis=0))
+        hi = part.max(axis=0) if hi is None else np.maximum(hi, part.max(axis=0))
+        try:
+            vertices.append(part[ConvexHull(part).vertices])
+        except Exception:  # a degenerate chunk (collinear points): its extremes along each axis bound it
+            vertices.append(part[np.unique(np.r_[part.argmin(axis=0), part.argmax(axis=0)])])
+    if lo is None:
+        raise ReducerValueError("TrustModel: the embedding has no finite point.")
+    return np.stack([lo, hi]), np.concatenate(vertices)

@@ -73,6 +73,9 @@ class PointIndex:
     bounds : tuple of float
         ``(x0, x1, y0, y1)`` of the points.
     grid : int
+    order : ndarray of shape (m,), optional
+        Row of each indexed point in the arrays it was built from (uint32 below 2**32 points): what
+        :meth:`nearest` answers with.
     """
 
     x: np.ndarray
@@ -82,13 +85,33 @@ class PointIndex:
     offsets: np.ndarray
     bounds: tuple[float, float, float, float]
     grid: int
+    order: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.x)
 
     @property
     def nbytes(self) -> int:
-        return self.x.nbytes + self.y.nbytes + self.codes.nbytes + self.offsets.nbytes
+        return sum(a.nbytes for a in (self.x, self.y, self.codes, self.offsets, self.order) if a is not None)
+
+    def nearest(self, x: float, y: float) -> int | None:
+        """Row (in the arrays the index was built from) of the indexed point nearest to ``(x, y)``, anywhere in the
+        plane; None when the index holds no point or no row order. It reads the grid cells in rings around the
+        query's cell until no unread cell can hold a nearer point: a few cells inside the data, whatever the number
+        of points (a k-d tree of every point is not needed).
+
+        Examples
+        --------
+        >>> index = index_points(np.array([0.0, 1.0, 5.0]), np.array([0.0, 1.0, 5.0]), np.array([0, 1, 0]), "ab")
+        >>> index.nearest(0.9, 0.8), index.nearest(100.0, -3.0)
+        (1, 2)
+        """
+        if not len(self) or self.order is None:
+            return None
+        kx, ky = self.cell_scale
+        found = _nearest(self.x, self.y, self.offsets, self.grid, self.bounds[0], kx, self.bounds[2], ky,
+                         float(x), float(y))
+        return int(self.order[found])
 
     def count_in(self, x_range, y_range) -> int:
         """Points in the grid cells that the view ``x_range x y_range`` overlaps: what :func:`aggregate_colors`
@@ -155,15 +178,66 @@ def _count_cells(x, y, codes, ncat, x0, kx, y0, ky, grid):
 
 
 @numba.njit(cache=True, nogil=True)
-def _scatter_cells(x, y, codes, cell, offsets, xs, ys, cs):
-    """Second pass: each point to the next free place of its cell (stable within a cell)."""
+def _scatter_cells(x, y, codes, cell, offsets, xs, ys, cs, rows):
+    """Second pass: each point to the next free place of its cell (stable within a cell), with its row."""
     fill = offsets[:-1].copy()
     for i in range(x.shape[0]):
         c = cell[i]
         if c >= 0:
             j = fill[c]
             fill[c] = j + 1
-            xs[j], ys[j], cs[j] = x[i], y[i], codes[i]
+            xs[j], ys[j], cs[j], rows[j] = x[i], y[i], codes[i], i
+
+
+@numba.njit(cache=True, nogil=True)
+def _nearest_in(xs, ys, start, stop, qx, qy, best, found):
+    for i in range(start, stop):
+        d = (xs[i] - qx) ** 2 + (ys[i] - qy) ** 2
+        if d < best:
+            best, found = d, i
+    return best, found
+
+
+@numba.njit(cache=True, nogil=True)
+def _unread_gap(q, c, r, g0, k, grid):
+    """Distance along one axis from coordinate ``q`` (in cell ``c``) to the cells more than ``r`` cells from ``c``
+    on either side (inf where the grid ends first, or every point is in one cell: ``k`` 0), less a margin for the
+    rounding of the cells' edges."""
+    if k == 0.0:
+        return np.inf
+    side = 1.0 / k
+    gap = np.inf
+    if c - r > 0:
+        gap = min(gap, q - (g0 + (c - r) * side))
+    if c + r < grid - 1:
+        gap = min(gap, g0 + (c + r + 1) * side - q)
+    return max(gap - 1e-6 * side, 0.0)
+
+
+@numba.njit(cache=True, nogil=True)
+def _nearest(xs, ys, offsets, grid, gx0, kx, gy0, ky, qx, qy):
+    """Position of the point nearest to ``(qx, qy)`` (-1: none): the cells in square rings around the query's cell
+    (the nearest border cell for a query outside the grid), until every unread cell lies farther than the best
+    point found."""
+    cx, cy = _cell(qx, gx0, kx, grid), _cell(qy, gy0, ky, grid)
+    best, found = np.inf, -1
+    for r in range(grid):
+        for row in range(max(cy - r, 0), min(cy + r, grid - 1) + 1):
+            base = row * grid
+            if row == cy - r or row == cy + r:  # a whole side of the ring
+                lo, hi = max(cx - r, 0), min(cx + r, grid - 1)
+                best, found = _nearest_in(xs, ys, offsets[base + lo], offsets[base + hi + 1], qx, qy, best, found)
+            else:  # its two ends
+                if cx - r >= 0:
+                    c = base + cx - r
+                    best, found = _nearest_in(xs, ys, offsets[c], offsets[c + 1], qx, qy, best, found)
+                if cx + r < grid:
+                    c = base + cx + r
+                    best, found = _nearest_in(xs, ys, offsets[c], offsets[c + 1], qx, qy, best, found)
+        gap = min(_unread_gap(qx, cx, r, gx0, kx, grid), _unread_gap(qy, cy, r, gy0, ky, grid))
+        if gap == np.inf or (found >= 0 and gap * gap >= best):
+            break
+    return found
 
 
 @numba.njit(cache=True, nogil=True)
@@ -253,8 +327,9 @@ def index_points(x, y, codes, categories, *, grid: int = GRID) -> PointIndex:
     m = int(offsets[-1])
     xs, ys = np.empty(m, x.dtype), np.empty(m, y.dtype)
     cs = np.empty(m, np.uint8 if len(categories) <= 256 else np.uint16 if len(categories) <= 65536 else np.int64)
-    _scatter_cells(x, y, codes, cell, offsets, xs, ys, cs)
-    return PointIndex(xs, ys, cs, categories, offsets, bounds, int(grid))
+    rows = np.empty(m, np.uint32 if len(x) < 2**32 else np.int64)
+    _scatter_cells(x, y, codes, cell, offsets, xs, ys, cs, rows)
+    return PointIndex(xs, ys, cs, categories, offsets, bounds, int(grid), rows)
 
 
 def index_frame(frame, by: str = "label", *, grid: int = GRID) -> PointIndex:

@@ -51,7 +51,8 @@ def _points_frame(embedding, labels=None, class_names=None):
     E = np.asarray(embedding)
     if E.ndim != 2 or E.shape[1] != 2:
         raise RenderError(f"points_frame needs an (n, 2) embedding, got shape {E.shape}.")
-    frame = pd.DataFrame({"x": E[:, 0].astype(np.float64), "y": E[:, 1].astype(np.float64)})
+    dtype = E.dtype if E.dtype.kind == "f" else np.float64  # float32 stays float32: half the memory, same values
+    frame = pd.DataFrame({"x": E[:, 0].astype(dtype), "y": E[:, 1].astype(dtype)})
     if labels is not None:
         frame["label"] = label_column(labels, len(E), class_names, where="points_frame", error=RenderError)
     return frame
@@ -65,7 +66,8 @@ for _top in ("dask", "engine"):  # a Dask array, or the engine's own Zarr store
 
 
 def points_frame(embedding, labels=None, class_names=None):
-    """Stage 0: a DataFrame with float columns ``x``, ``y`` and, with labels, a categorical ``label``.
+    """Stage 0: a DataFrame with float columns ``x``, ``y`` (float32 for a float32 embedding, as the reducers give;
+    float64 otherwise) and, with labels, a categorical ``label``.
 
     Parameters
     ----------
