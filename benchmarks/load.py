@@ -144,6 +144,7 @@ class Server:
         self.args = list(args or [])
         self.proc = None
         self.port = None
+        self.started_s = None
 
     @property
     def base(self) -> str:
@@ -157,6 +158,7 @@ class Server:
         """Start and wait until ``GET /app`` answers 200 (the default inspection is then built); the base URL.
         ``port``: the one to listen on (a restart where the pages were), by default a free one."""
         self.port = port or free_port()
+        began = time.monotonic()
         environ = dict(os.environ, LATENT_INSPECTOR_PROJECTS=str(self.projects_root), LATENT_INSPECTOR_PROBE="1",
                        PYTHONUNBUFFERED="1", **self.env)
         with open(self.log, "ab") as out:
@@ -171,6 +173,7 @@ class Server:
             try:
                 with urllib.request.urlopen(f"{self.base}/app", timeout=30) as response:
                     if response.status == 200:
+                        self.started_s = time.monotonic() - began  # to the first page served
                         return self.base
             except OSError:
                 pass

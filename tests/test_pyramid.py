@@ -281,3 +281,46 @@ def test_an_inspection_builds_its_pyramid_once_stores_it_and_opens_it_again(tiny
     monkeypatch.setenv("LATENT_INSPECTOR_PYRAMID", "sometimes")  # not a mode: the default, auto
     monkeypatch.setenv("LATENT_INSPECTOR_PYRAMID_POINTS", "1000")  # above the 300 points: none
     assert second.pyramid() is None
+
+
+def test_a_point_index_stored_opens_memory_mapped_and_draws_and_answers_as_built(points, tmp_path):
+    from engine.render import index_points, open_point_index, save_point_index
+
+    x, y, codes = points
+    built = index_points(x, y, codes, CATEGORIES)
+    stored = save_point_index(built, tmp_path / "index")
+    assert isinstance(stored.x, np.memmap) and isinstance(stored.order, np.memmap)
+    assert (stored.categories, stored.bounds, stored.grid, len(stored)) == \
+        (built.categories, built.bounds, built.grid, len(built))
+    canvas = make_canvas(width=120, height=90, x_range=(-2.0, 3.0), y_range=(-1.0, 2.5))
+    np.testing.assert_array_equal(aggregate_colors(stored, canvas=canvas).data,
+                                  aggregate_colors(built, canvas=canvas).data)
+    assert [stored.nearest(a, b) for a, b in ((0, 0), (40, -9))] == [built.nearest(a, b) for a, b in ((0, 0), (40, -9))]
+    (tmp_path / "index" / "order.npy").write_bytes(b"\x93NUMPY broken")
+    with pytest.raises(RenderError, match="no point index"):
+        open_point_index(tmp_path / "index")
+    with pytest.raises(RenderError, match="no point index"):
+        open_point_index(tmp_path / "nothing here")
+
+
+def test_an_inspection_stores_the_point_index_of_a_large_table_and_opens_it_again(tiny_project, tmp_path,
+                                                                                  monkeypatch):
+    from engine.data.project import load_project
+    from engine.explore.inspection import Inspection
+
+    cache = tmp_path / "cache"
+    small = Inspection(load_project("tiny", tiny_project), method="pca", cache_dir=cache)
+    assert not isinstance(small.point_index().x, np.memmap) and not (cache / "pointindex").exists()
+    monkeypatch.setattr(Inspection, "PYRAMID_POINTS", 100)  # the 300 points count as many
+    first = Inspection(load_project("tiny", tiny_project), method="pca", cache_dir=cache)
+    index = first.point_index()
+    assert isinstance(index.x, np.memmap) and len(list((cache / "pointindex").iterdir())) == 1
+    second = Inspection(load_project("tiny", tiny_project), method="pca", cache_dir=cache)
+    again = second.point_index()
+    assert again is not index and again.x.filename == index.x.filename  # opened, not built again
+    xy = second.embedding[17]
+    assert second.nearest(*map(float, xy)) == 17 or np.allclose(second.embedding[second.nearest(*xy)], xy)
+    (cache / "pointindex" / next((cache / "pointindex").iterdir()).name / "index.json").write_text("{}")
+    third = Inspection(load_project("tiny", tiny_project), method="pca", cache_dir=cache)
+    rebuilt = third.point_index()  # an unreadable folder is built again, and replaced
+    assert len(rebuilt) == len(index) and isinstance(rebuilt.x, np.memmap)

@@ -145,6 +145,22 @@ def test_second_fit_reads_the_projection_cache(umap_fitted, digits):
     assert second.transform(digits.activations[:2] + 0.01).shape == (2, 2)
 
 
+def test_a_large_cached_projection_is_mapped_from_its_file_not_read_into_memory(digits, tmp_path, monkeypatch):
+    import engine.reduce.cache as cache_module
+
+    first = PCAReducer(inverse="mlp", random_state=0, cache_dir=tmp_path).fit(digits.activations)
+    monkeypatch.setattr(cache_module, "MAP_BYTES", 0)  # as for the 800 MB embedding of 100 million points
+    second = PCAReducer(inverse="mlp", random_state=0, cache_dir=tmp_path).fit(digits.activations)
+    assert second.cache_hit_ and isinstance(second.embedding_, np.memmap) and not second.embedding_.flags.writeable
+    np.testing.assert_array_equal(second.embedding_, first.embedding_)
+    xy = first.embedding_[:4]
+    np.testing.assert_allclose(second.inverse_transform(xy), first.inverse_transform(xy), rtol=1e-6)
+    np.testing.assert_array_equal(second.trust(xy).distance, first.trust(xy).distance)
+    monkeypatch.setattr(cache_module, "MAP_BYTES", 2**40)  # small: read whole, as before
+    third = PCAReducer(inverse="mlp", random_state=0, cache_dir=tmp_path).fit(digits.activations)
+    assert third.cache_hit_ and not isinstance(third.embedding_, np.memmap)
+
+
 def test_cache_key_changes_with_parameters_and_data(umap_fitted, digits):
     first, cache = umap_fitted
     other_params = PCAReducer(cache_dir=cache).fit(digits.activations)

@@ -321,7 +321,8 @@ class Inspection:
             return None
 
         def compute():
-            out = np.empty(len(self.activations), dtype=np.int64)
+            classes = int(np.prod(self.head_shape(index)))  # the smallest integer that holds them: 100 MB per
+            out = np.empty(len(self.activations), dtype=np.min_scalar_type(-classes))  # 100M samples, not 800
             for start in range(0, len(self.activations), batch_size):
                 rows = np.asarray(self.activations[start:start + batch_size], dtype=np.float32)
                 scores = self.decode_outputs(rows.reshape((len(rows), *self.latent_shape)), index)
@@ -397,7 +398,48 @@ class Inspection:
         from engine.render import index_frame
 
         frame = self.frame if frame is None else frame
-        return self._indexes.get((id(frame), by), lambda: (frame, index_frame(frame, by)))[1]
+        return self._indexes.get((id(frame), by), lambda: (frame, self._stored_index(frame, by, index_frame)))[1]
+
+    def _stored_index(self, frame, by, index_frame):
+        """The point index of ``frame`` by ``by``: from :attr:`PYRAMID_POINTS` points of a cached projection, opened
+        from (or built and stored in) the cache folder (``pointindex/``, keyed as the pyramid), memory-mapped; built
+        in memory otherwise, or when storing fails."""
+        from engine.render import open_point_index, save_point_index
+        from engine.settings import pyramid_points
+
+        if len(frame) < pyramid_points(self.PYRAMID_POINTS):
+            return index_frame(frame, by)
+        token = self._stored_token(frame, by)
+        if token is None:
+            return index_frame(frame, by)
+        path = self.cache_dir / "pointindex" / token
+        if path.exists():
+            try:
+                return open_point_index(path)
+            except InspectorError:
+                pass  # an unreadable folder: built again
+        index = index_frame(frame, by)
+        try:
+            return save_point_index(index, path)
+        except Exception:  # disk full, an unwritable cache: the index stays in memory
+            import logging
+
+            logging.getLogger(__name__).exception("point index of %s by %r not stored", self.project.name, by)
+            return index
+
+    def _stored_token(self, frame, by) -> str | None:
+        """The cache name of what is derived from ``frame`` coloured by ``by`` (its pyramid, its point index): the
+        cached projection, the column, its categories and codes; None for a projection that is not cached."""
+        import hashlib
+
+        from engine.reduce.cache import array_digest
+
+        key = getattr(self.reducer, "cache_key_", None)
+        if key is None:
+            return None
+        codes = frame[by].cat.codes.to_numpy()
+        categories = [str(c) for c in frame[by].cat.categories]
+        return hashlib.sha256(f"{key}|{by}|{categories}|{array_digest(codes)}".encode()).hexdigest()[:24]
 
     #: A table of this many points or more is drawn zoomed out from a :meth:`pyramid` (fewer: from the points,
     #: already faster; ``benchmarks/cases/render.py`` measures both). ``LATENT_INSPECTOR_PYRAMID_POINTS`` overrides.
@@ -444,18 +486,14 @@ class Inspection:
             return None
 
     def _open_or_build_pyramid(self, frame, by):
-        import hashlib
-
-        from engine.reduce.cache import array_digest
         from engine.render import build_pyramid, open_pyramid, save_pyramid
 
         codes = frame[by].cat.codes.to_numpy()
         categories = [str(c) for c in frame[by].cat.categories]
         x, y = frame["x"].to_numpy(), frame["y"].to_numpy()
-        key = getattr(self.reducer, "cache_key_", None)
-        if key is None:
+        token = self._stored_token(frame, by)
+        if token is None:
             return build_pyramid(x, y, codes, categories)
-        token = hashlib.sha256(f"{key}|{by}|{categories}|{array_digest(codes)}".encode()).hexdigest()[:24]
         path = self.cache_dir / "pyramids" / f"{token}.zarr"
         if path.exists():
             try:

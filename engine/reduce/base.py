@@ -68,6 +68,21 @@ def _combine_spread(a, b):
     return n, ma + delta * (nb / n), sa + sb + delta**2 * (na * nb / n)
 
 
+def _unfitted(fit_index, n: int, rows: int):
+    """``(lo, hi, mask)`` of each run of about ``rows`` rows not in the sorted ``fit_index``: ``mask`` selects
+    them in ``lo:hi``."""
+    lo = 0
+    while lo < n:
+        hi, mask = lo, np.ones(0, bool)
+        while hi < n and mask.sum() < rows:  # grown by what it lacks, until it holds ``rows`` unfitted rows
+            hi = min(hi + rows - int(mask.sum()), n)
+            mask = np.ones(hi - lo, bool)
+            mask[fit_index[np.searchsorted(fit_index, lo) : np.searchsorted(fit_index, hi)] - lo] = False
+        if mask.any():
+            yield lo, hi, mask
+        lo = hi
+
+
 def _mean_variance(X, chunk_size) -> float:
     """Mean per-feature variance of ``X``, chunk by chunk (no full-size temporary for a memmap or a Dask array)."""
     n, _, squares = backends.reduce_chunks(_spread, _combine_spread, X, chunk_size)
@@ -337,12 +352,10 @@ class BaseReducer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
                 embedding = np.concatenate(backends.map_chunks(self._transform_model, X, self.chunk_size))
                 embedding[fit_index] = np.asarray(emb_fit, dtype=np.float32).reshape(len(fit_index), -1)
                 report(n - len(fit_index))
-            elif len(fit_index) < n:
-                rest = np.setdiff1d(np.arange(n), fit_index, assume_unique=True)
-                for lo in range(0, len(rest), self.chunk_size):
-                    rows = rest[lo : lo + self.chunk_size]
-                    embedding[rows] = self._transform_model(np.ascontiguousarray(X[rows], dtype=np.float32))
-                    report(len(rows))
+            elif len(fit_index) < n:  # the other rows, chunk by chunk in order (no index of every row)
+                for lo, hi, rest in _unfitted(fit_index, n, self.chunk_size):
+                    embedding[lo:hi][rest] = self._transform_model(np.ascontiguousarray(X[lo:hi][rest], np.float32))
+                    report(int(rest.sum()))
             if models is not None:
                 models.save(tuned_value, model, embedding)
         else:

@@ -110,6 +110,12 @@ def model_key(estimator, data_hash: str, backend: str, resolved: dict) -> str:
     return _key("model", estimator, params, data_hash, backend)
 
 
+#: A cached state stored in a file larger than this is opened memory-mapped (``joblib.load(mmap_mode="r")``): its
+#: arrays (the embedding: 800 MB at 100 million points) are then pages of the file, which the system can drop,
+#: rather than memory of the process; read-only, as the engine treats them.
+MAP_BYTES = 64 * 2**20
+
+
 class ProjectionCache:
     """A folder of fitted projections; ``load`` returns ``None`` on a miss or an unreadable file.
 
@@ -122,6 +128,7 @@ class ProjectionCache:
     def __init__(self, directory):
         self.directory = Path(directory)
 
+
     def path(self, name: str, key: str) -> Path:
         return self.directory / f"{name}-{key}.joblib"
 
@@ -129,8 +136,8 @@ class ProjectionCache:
         path = self.path(name, key)
         if not path.is_file():
             return None
-        try:
-            state = joblib.load(path)
+        try:  # a large state (the embedding of millions of points) is mapped, read-only, not read into memory
+            state = joblib.load(path, mmap_mode="r" if path.stat().st_size > MAP_BYTES else None)
         except Exception:  # a truncated or foreign file is a miss, and is overwritten by the next save
             return None
         return state if isinstance(state, dict) else None

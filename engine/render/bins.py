@@ -26,7 +26,8 @@ import numpy as np
 from engine.errors import RenderError
 from engine.render.frame import color_key
 
-__all__ = ["GRID", "PointIndex", "aggregate", "aggregate_colors", "index_frame", "index_points"]
+__all__ = ["GRID", "PointIndex", "aggregate", "aggregate_colors", "index_frame", "index_points", "open_point_index",
+           "save_point_index"]
 
 
 def aggregate(frame, *, canvas, reduction=None):
@@ -345,6 +346,65 @@ def index_frame(frame, by: str = "label", *, grid: int = GRID) -> PointIndex:
         raise RenderError(f"index_frame: {by!r} is not a categorical column (columns: {', '.join(frame.columns)}).")
     return index_points(frame["x"].to_numpy(), frame["y"].to_numpy(), column.cat.codes.to_numpy(),
                         [str(c) for c in column.cat.categories], grid=grid)
+
+
+#: Version of the stored point index's layout (:func:`save_point_index`).
+_FORMAT = "latent-inspector point index 1"
+_ARRAYS = ("x", "y", "codes", "offsets", "order")
+
+
+def save_point_index(index: PointIndex, path) -> PointIndex:
+    """Store ``index`` in the folder ``path`` (replaced), one ``.npy`` file per array, and return it opened from
+    there (:func:`open_point_index`): its arrays then are pages of those files, mapped read-only, which the system
+    keeps in its cache or drops, rather than memory of the process (1.3 GB at 100 million points).
+
+    Written at a temporary name beside ``path`` and renamed into place once complete
+    (:func:`engine.data.files.atomic_path`): a kill or a full disk leaves the old folder or the new one whole.
+    """
+    import json
+    from pathlib import Path
+
+    from engine.data.files import atomic_path, remove_dead_temporaries
+
+    if index.order is None:
+        raise RenderError("save_point_index needs an index with its rows' order (index_points gives one).")
+    path = Path(path)
+    remove_dead_temporaries(path)
+    with atomic_path(path) as tmp:
+        tmp.mkdir()
+        for name in _ARRAYS:
+            np.save(tmp / f"{name}.npy", getattr(index, name))
+        (tmp / "index.json").write_text(json.dumps({
+            "format": _FORMAT, "categories": list(index.categories), "bounds": list(index.bounds),
+            "grid": index.grid, "points": len(index)}))
+    return open_point_index(path)
+
+
+def open_point_index(path) -> PointIndex:
+    """The point index stored in the folder ``path`` (:func:`save_point_index`), its arrays memory-mapped.
+
+    Raises
+    ------
+    RenderError
+        ``path`` holds no point index of this format, or one whose files disagree with each other.
+    """
+    import json
+    from pathlib import Path
+
+    path = Path(path)
+    try:
+        meta = json.loads((path / "index.json").read_text())
+        if meta.get("format") != _FORMAT:
+            raise ValueError(f"format {meta.get('format')!r}")
+        arrays = {name: np.load(path / f"{name}.npy", mmap_mode="r") for name in _ARRAYS}
+        grid, points = int(meta["grid"]), int(meta["points"])
+        if any(len(arrays[name]) != points for name in ("x", "y", "codes", "order")) \
+                or arrays["offsets"].shape != (grid * grid + 1,) or int(arrays["offsets"][-1]) != points:
+            raise ValueError("its arrays disagree in length")
+    except Exception as exc:
+        raise RenderError(f"{path} holds no point index ({_FORMAT}): {exc}") from None
+    return PointIndex(arrays["x"], arrays["y"], arrays["codes"], tuple(meta["categories"]), arrays["offsets"],
+                      tuple(float(b) for b in meta["bounds"]), grid, arrays["order"])
 
 
 def aggregate_colors(index: PointIndex, *, canvas, colors=None):
