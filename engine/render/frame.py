@@ -51,8 +51,11 @@ def _points_frame(embedding, labels=None, class_names=None):
     E = np.asarray(embedding)
     if E.ndim != 2 or E.shape[1] != 2:
         raise RenderError(f"points_frame needs an (n, 2) embedding, got shape {E.shape}.")
-    dtype = E.dtype if E.dtype.kind == "f" else np.float64  # float32 stays float32: half the memory, same values
-    frame = pd.DataFrame({"x": E[:, 0].astype(dtype), "y": E[:, 1].astype(dtype)})
+    if E.dtype.kind != "f":
+        E = E.astype(np.float64)
+    # the columns are views of the embedding (a memory map stays one: the table of 100 million points then holds its
+    # labels alone); pandas' copy-on-write keeps the embedding from any change made to the table
+    frame = pd.DataFrame({"x": E[:, 0], "y": E[:, 1]}, copy=False)
     if labels is not None:
         frame["label"] = label_column(labels, len(E), class_names, where="points_frame", error=RenderError)
     return frame
@@ -66,8 +69,8 @@ for _top in ("dask", "engine"):  # a Dask array, or the engine's own Zarr store
 
 
 def points_frame(embedding, labels=None, class_names=None):
-    """Stage 0: a DataFrame with float columns ``x``, ``y`` (float32 for a float32 embedding, as the reducers give;
-    float64 otherwise) and, with labels, a categorical ``label``.
+    """Stage 0: a DataFrame with float columns ``x``, ``y`` (views of a float embedding, float32 as the reducers
+    give it; float64 for others) and, with labels, a categorical ``label``.
 
     Parameters
     ----------
