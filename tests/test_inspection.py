@@ -92,3 +92,23 @@ def test_conv_layer_inspection_decodes(tmp_path):
     d = insp.decode(0.0, 0.0)
     assert d.activation.shape == (7, 7, 32) and d.output.shape == (28, 28, 1)
     assert np.isfinite(insp.quality.inverse_error)
+
+
+def test_the_predicted_classes_of_a_large_table_are_stored_and_read_back(tmp_path, monkeypatch):
+    """From PYRAMID_POINTS samples (lowered here) the model's predicted classes, every sample through the suffix,
+    are stored in the cache and read back by a later inspection instead of computed again."""
+    project = load_project("mnist_onnx")
+    first = Inspection(project, method="pca", cache_dir=tmp_path)
+    monkeypatch.setattr(Inspection, "PYRAMID_POINTS", 1_000)
+    computed = first.predictions()
+    assert computed.dtype == np.int8 and computed.shape == (10_000,)
+    assert (computed == np.asarray(first.labels)).mean() > 0.95  # the classifier's own classes
+    assert len(list((tmp_path / "predictions").glob("*.npy"))) == 1
+
+    second = Inspection(load_project("mnist_onnx"), method="pca", cache_dir=tmp_path)
+
+    def no_suffix(*args, **kwargs):
+        raise AssertionError("the stored classes are read, not computed again")
+
+    monkeypatch.setattr(second, "decode_outputs", no_suffix)
+    np.testing.assert_array_equal(second.predictions(), computed)

@@ -329,7 +329,37 @@ class Inspection:
                 out[start:start + len(rows)] = scores.reshape(len(rows), -1).argmax(axis=1)
             return out
 
-        return self._predictions.get(index, compute)
+        return self._predictions.get(index, lambda: self._stored_predictions(index, compute))
+
+    def _stored_predictions(self, index: int, compute):
+        """``compute()``'s predicted classes at output ``index``; from :attr:`PYRAMID_POINTS` samples, read from the
+        cache folder (``predictions/``, keyed by the project's model, layer and data, as its activations) or
+        computed and stored there: every sample through the suffix takes minutes at 100 million."""
+        from engine.propagate.cache import cache_path
+        from engine.settings import pyramid_points
+
+        if len(self.activations) < pyramid_points(self.PYRAMID_POINTS):
+            return compute()
+        stem = cache_path(self.project, self.layer, self.cache_dir).stem
+        path = self.cache_dir / "predictions" / f"{stem}-output{index}.npy"
+        try:
+            stored = np.load(path, mmap_mode="r")
+            if stored.shape == (len(self.activations),):
+                return stored
+        except (OSError, ValueError):
+            pass  # none yet, or unreadable: computed again
+        out = compute()
+        try:
+            from engine.data.files import atomic_path
+
+            with atomic_path(path) as tmp:
+                np.save(tmp, out)
+        except OSError:  # disk full, an unwritable cache: computed again next time
+            import logging
+
+            logging.getLogger(__name__).warning("%s: predicted classes not stored", path, exc_info=True)
+        return out
+
 
     # -- what is derived from this inspection, kept by it -----------------------------------------------------------
 
