@@ -8,12 +8,13 @@ their ``ColumnDataSource`` directly, which Bokeh sends to the browser as one sma
 
 from __future__ import annotations
 
+import logging
 import threading
 from functools import partial
 
 import panel as pn
 
-__all__ = ["Live", "later", "push"]
+__all__ = ["Live", "document_of", "later", "push"]
 
 
 def push(source, data: dict, *, delay_ms: int = 0) -> None:
@@ -55,14 +56,31 @@ def _set(source, data: dict) -> None:
         source.data = data
 
 
-def later(fn, delay_ms: int) -> None:
-    """Call ``fn()`` ``delay_ms`` later on the server's event loop, under the document lock, so that an urgent
-    update sent before it (the decoded image) reaches the browser and is painted first; at once outside a server.
+def document_of(*viewables):
+    """The Bokeh document the models of the Panel ``viewables`` (panes, layouts) are in on this page, or None
+    before they are on one."""
+    for viewable in viewables:
+        for model, _ in getattr(viewable, "_models", {}).values():
+            if model.document is not None:
+                return model.document
+    return None
+
+
+def later(fn, delay_ms: int, doc=None) -> None:
+    """Call ``fn()`` ``delay_ms`` later on the server's event loop, under the lock of ``doc`` (the document of the
+    models ``fn`` changes; default Panel's current one), so that an urgent update sent before it (the decoded image)
+    reaches the browser and is painted first; at once outside a server.
 
     Panel's updates made by ``fn`` (a pane's new text, say) then travel in a message of their own: laid out by the
-    browser after the image's frame, not before it.
+    browser after the image's frame, not before it. Give ``doc`` where it is known: the current document is a
+    context variable of the thread, and a callback scheduled on another session's document (one whose page has
+    closed, say) would never run for this one.
     """
-    doc = pn.state.curdoc
+    current = pn.state.curdoc
+    if doc is None:
+        doc = current
+    elif current is not None and current is not doc and current.session_context is not None:
+        logging.getLogger(__name__).warning("an update of one session was asked for in another session's context")
     if doc is None or doc.session_context is None:
         fn()
         return

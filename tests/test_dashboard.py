@@ -333,3 +333,17 @@ def test_serve_refuses_an_unknown_project_before_serving(root):
 
     with pytest.raises(ProjectError, match="nope"):
         serve("nope", port=0)
+
+
+def test_the_decodes_later_updates_are_scheduled_on_the_document_their_panes_are_in():
+    """The trust card and the probe are updated a moment after the image, on the document of their own panes,
+    not on whichever document is current in the thread that decoded (another session's, possibly closed)."""
+    from bokeh.document import Document
+
+    from dashboard.push import document_of
+
+    trust, elsewhere = pn.pane.HTML("trust"), pn.pane.HTML("not on a page")
+    doc = Document()
+    doc.add_root(pn.Column(trust).get_root(doc))
+    assert document_of(trust) is doc and document_of(elsewhere, trust) is doc
+    assert document_of(elsewhere) is None

@@ -35,7 +35,7 @@ from ..datasets.state import Datasets
 from ..glyphs import draws_glyphs, embedding_glyphs, glyph_legend, glyph_size
 from ..landscape.views import MapLayerView
 from ..latent import blank_plot, category_colors, click_streams, embedding_raster, plot_options, plot_tools
-from ..push import Live, later, push
+from ..push import Live, document_of, later, push
 from ..search.state import Search
 from ..selection.state import Selection
 from ..tooltip import PointerTip
@@ -541,10 +541,12 @@ class OutputView(InspectorView):
         self._probe = pn.pane.HTML("", visible=False, css_classes=["decode-probe-pane"], margin=0)
         self._image_source = self._image_spec = None
         self.store.param.watch(self._push_image, "decode")  # first: the image is what the user waits for
-        self.store.param.watch(lambda e: later(partial(self._show_trust, e), TRUST_DELAY_MS), "decode", precedence=20)
+        # on the document these panes are in, whatever thread and context the decode came from
+        self.store.param.watch(lambda e: later(partial(self._show_trust, e), TRUST_DELAY_MS,
+                                               document_of(self._trust)), "decode", precedence=20)
         # last: after the image and the table have changed
-        self.store.param.watch(lambda e: later(partial(self._update_probe, e), TRUST_DELAY_MS), "decode",
-                               precedence=100)
+        self.store.param.watch(lambda e: later(partial(self._update_probe, e), TRUST_DELAY_MS,
+                                               document_of(self._probe, self._trust)), "decode", precedence=100)
         # A model with several outputs: the others, each drawn by its own view, small, under the one chosen.
         self._others = pn.pane.HTML("", visible=False, css_classes=["other-outputs"], margin=(0, 10),
                                     stylesheets=[OTHERS_CSS], sizing_mode="stretch_width")
