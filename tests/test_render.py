@@ -300,11 +300,14 @@ def test_point_index_nearest_is_the_nearest_drawn_point_anywhere_in_the_plane(sp
     index = render.index_points(x, y, codes, ["a", "b", "c"], grid=64)
     drawn = np.flatnonzero(codes >= 0)
     queries = np.r_[rng.normal(size=(60, 2)) * 4, [[1e4, -1e4], [-40.0, 0.0], [0.0, 25.0], [x[7], y[7]]]]
+    sample = rng.choice(drawn, 500, replace=False)  # as the trust model's tree: the nearest of a sample
     for qx, qy in queries:
         d = (x[drawn].astype(float) - qx) ** 2 + (y[drawn].astype(float) - qy) ** 2
-        got = index.nearest(qx, qy)
-        assert codes[got] >= 0
-        assert (float(x[got]) - qx) ** 2 + (float(y[got]) - qy) ** 2 == d.min()
+        bound = float(np.sqrt(((x[sample].astype(float) - qx) ** 2 + (y[sample].astype(float) - qy) ** 2).min()))
+        for within in (None, bound, bound * 0.5 * np.sqrt(d.min()) / bound):  # none, an upper bound, too short
+            got = index.nearest(qx, qy, within)
+            assert codes[got] >= 0
+            assert (float(x[got]) - qx) ** 2 + (float(y[got]) - qy) ** 2 == d.min()
     empty = render.index_points(np.zeros(2), np.zeros(2), np.full(2, -1), ["a"])
     assert empty.nearest(0.0, 0.0) is None
     one_place = render.index_points(np.ones(3), np.ones(3), np.zeros(3, int), ["a"])  # every point in one cell

@@ -258,14 +258,15 @@ class Inspection:
     def nearest(self, x: float, y: float) -> int:
         """Index of the embedded sample nearest to ``(x, y)``: from the trust model's k-d tree where it holds every
         point, else (an embedding of more than ``TrustModel.max_points``) from the :meth:`point_index` the plot
-        draws from, whose grid answers it reading a few cells."""
+        draws from, reading the cells within the distance of the tree's nearest sampled point."""
         trust = self.reducer.trust_
         if getattr(trust, "tree_rows_", None) is None:
             return int(trust.tree_.query([x, y])[1])
+        within = float(trust.tree_.query([x, y])[0])  # the nearest of the sample: the nearest of all is no farther
         frame = self.frame
         if "label" in frame and hasattr(frame["label"], "cat"):
-            return self.point_index(frame, "label").nearest(x, y)
-        return self._indexes.get(("nearest",), lambda: (None, _index_all(self.embedding)))[1].nearest(x, y)
+            return self.point_index(frame, "label").nearest(x, y, within)
+        return self._indexes.get(("nearest",), lambda: (None, _index_all(self.embedding)))[1].nearest(x, y, within)
 
     # -- decoding -------------------------------------------------------------------------------------------------
 

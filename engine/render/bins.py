@@ -95,11 +95,14 @@ class PointIndex:
     def nbytes(self) -> int:
         return sum(a.nbytes for a in (self.x, self.y, self.codes, self.offsets, self.order) if a is not None)
 
-    def nearest(self, x: float, y: float) -> int | None:
+    def nearest(self, x: float, y: float, within: float | None = None) -> int | None:
         """Row (in the arrays the index was built from) of the indexed point nearest to ``(x, y)``, anywhere in the
         plane; None when the index holds no point or no row order. It reads the grid cells in rings around the
         query's cell until no unread cell can hold a nearer point: a few cells inside the data, whatever the number
-        of points (a k-d tree of every point is not needed).
+        of points (a k-d tree of every point is not needed). Far from the data, where rings would cross many empty
+        cells, give ``within``: a distance the nearest point is known not to exceed (to the nearest of a sample of
+        the points, say); only the points of the cells that the disk of that radius overlaps are read then, one
+        contiguous run per grid row.
 
         Examples
         --------
@@ -110,8 +113,10 @@ class PointIndex:
         if not len(self) or self.order is None:
             return None
         kx, ky = self.cell_scale
-        found = _nearest(self.x, self.y, self.offsets, self.grid, self.bounds[0], kx, self.bounds[2], ky,
-                         float(x), float(y))
+        args = (self.x, self.y, self.offsets, self.grid, self.bounds[0], kx, self.bounds[2], ky, float(x), float(y))
+        found = -1 if within is None or not np.isfinite(within) else _nearest_within(*args, float(within))
+        if found < 0:  # no bound, or none within it
+            found = _nearest(*args)
         return int(self.order[found])
 
     def count_in(self, x_range, y_range) -> int:
@@ -216,11 +221,48 @@ def _unread_gap(q, c, r, g0, k, grid):
 
 
 @numba.njit(cache=True, nogil=True)
+def _outside(q, g0, k, grid):
+    """How far coordinate ``q`` lies outside the grid's span along one axis (0 inside; less a rounding margin)."""
+    if k == 0.0:
+        return 0.0
+    side = 1.0 / k
+    return max(g0 - q, q - (g0 + grid * side), 0.0) * (1.0 - 1e-9)
+
+
+@numba.njit(cache=True, nogil=True)
+def _nearest_within(xs, ys, offsets, grid, gx0, kx, gy0, ky, qx, qy, radius):
+    """Position of the point nearest to ``(qx, qy)`` among those no farther than ``radius`` (-1: none): per grid
+    row that the disk overlaps, the run of cells its chord spans (a margin covers the rounding of cell edges)."""
+    reach = radius * (1.0 + 1e-6) + 1e-12
+    best, found = np.inf, -1
+    side_y = 1.0 / ky if ky != 0.0 else 0.0
+    for row in range(_cell(qy - reach, gy0, ky, grid), _cell(qy + reach, gy0, ky, grid) + 1):
+        dy = 0.0
+        if ky != 0.0:  # the row's nearest y to the query (the grid's edge rows reach beyond it)
+            lo, hi = gy0 + row * side_y, gy0 + (row + 1) * side_y
+            if row > 0 and qy < lo:
+                dy = lo - qy
+            elif row < grid - 1 and qy > hi:
+                dy = qy - hi
+            dy = max(dy - 1e-6 * side_y, 0.0)
+        if dy > reach:
+            continue
+        half = np.sqrt(reach * reach - dy * dy)
+        base = row * grid
+        c0, c1 = _cell(qx - half, gx0, kx, grid), _cell(qx + half, gx0, kx, grid)
+        best, found = _nearest_in(xs, ys, offsets[base + c0], offsets[base + c1 + 1], qx, qy, best, found)
+    if found >= 0 and best > reach * reach:
+        return -1
+    return found
+
+
+@numba.njit(cache=True, nogil=True)
 def _nearest(xs, ys, offsets, grid, gx0, kx, gy0, ky, qx, qy):
     """Position of the point nearest to ``(qx, qy)`` (-1: none): the cells in square rings around the query's cell
     (the nearest border cell for a query outside the grid), until every unread cell lies farther than the best
     point found."""
     cx, cy = _cell(qx, gx0, kx, grid), _cell(qy, gy0, ky, grid)
+    out_x, out_y = _outside(qx, gx0, kx, grid), _outside(qy, gy0, ky, grid)
     best, found = np.inf, -1
     for r in range(grid):
         for row in range(max(cy - r, 0), min(cy + r, grid - 1) + 1):
@@ -235,8 +277,12 @@ def _nearest(xs, ys, offsets, grid, gx0, kx, gy0, ky, qx, qy):
                 if cx + r < grid:
                     c = base + cx + r
                     best, found = _nearest_in(xs, ys, offsets[c], offsets[c + 1], qx, qy, best, found)
-        gap = min(_unread_gap(qx, cx, r, gx0, kx, grid), _unread_gap(qy, cy, r, gy0, ky, grid))
-        if gap == np.inf or (found >= 0 and gap * gap >= best):
+        # an unread point is in a row beyond the ring (then at least gap_y away along y, and at least out_x along x
+        # for a query beside the grid) or in a column beyond it
+        gap_x, gap_y = _unread_gap(qx, cx, r, gx0, kx, grid), _unread_gap(qy, cy, r, gy0, ky, grid)
+        if gap_x == np.inf and gap_y == np.inf:
+            break
+        if found >= 0 and min(gap_y * gap_y + out_x * out_x, gap_x * gap_x + out_y * out_y) >= best:
             break
     return found
 
