@@ -112,3 +112,16 @@ def test_the_predicted_classes_of_a_large_table_are_stored_and_read_back(tmp_pat
 
     monkeypatch.setattr(second, "decode_outputs", no_suffix)
     np.testing.assert_array_equal(second.predictions(), computed)
+
+
+def test_the_fold_of_a_tap_reads_the_embeddings_box_once_not_its_points(mnist_pca, monkeypatch):
+    from engine.reduce.metrics import gradient_map, local_gradient
+
+    insp, _ = mnist_pca
+    inverse, spread = insp.reducer.inverse_transform, insp._spread
+    median = float(np.median(gradient_map(inverse, insp.embedding, spread, grid=40)))
+    x, y = map(float, insp.embedding[42])
+    expected = float(local_gradient(inverse, [[x, y]], insp.embedding, spread)[0]) / median
+    insp.box_corners  # noqa: B018 (found once)
+    monkeypatch.setattr(insp, "embedding", None)  # a tap no longer reads the points (100M of them)
+    assert insp.fold(x, y) == pytest.approx(expected, rel=1e-9)

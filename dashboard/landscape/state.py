@@ -96,7 +96,7 @@ def _data_view(inspection):
     """The plot's first view: the embedding's box with the plot's 8 % padding."""
     from engine.reduce.metrics import data_box
 
-    (x0, x1), (y0, y1) = data_box(inspection.embedding)
+    (x0, x1), (y0, y1) = data_box(inspection.box_corners)
     px, py = 0.08 * (x1 - x0), 0.08 * (y1 - y0)
     return (x0 - px, x1 + px), (y0 - py, y1 + py)
 

@@ -260,7 +260,7 @@ def landscape(inspection, layer: str, x_range, y_range, *, cells=(100, 100), cla
         acts = np.concatenate(_in_batches(inspection.reducer.inverse_transform, xy, batch, cancel, progress,
                                           "decoding the grid"))
         acts = np.asarray(acts, dtype=np.float32).reshape(ny + 2, nx + 2, -1)
-        (bx0, bx1), (by0, by1) = data_box(inspection.embedding)
+        (bx0, bx1), (by0, by1) = data_box(inspection.box_corners)
         spread = float(np.sqrt(inspection.reducer.activation_variance_ * acts.shape[-1])) or 1.0
         values = gradient_norms(acts, dx / (bx1 - bx0), dy / (by1 - by0)) / spread
         median = inspection.median_gradient  # the same units: spreads per width of the data's box
