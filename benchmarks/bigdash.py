@@ -75,11 +75,11 @@ def make_project(root: Path, rows: int) -> str:
 
 def engine_side(root: Path, name: str, cache: Path, seed: int = 0) -> dict:
     """Step 2, in this process (run it in a fresh one)."""
+    from dashboard.latent import category_colors
     from engine.data.project import load_project
     from engine.explore.inspection import Inspection
     from engine.render import aggregate_colors, make_canvas, shade_colors
     from engine.render.pyramid import aggregate_pyramid
-    from dashboard.latent import category_colors
 
     report = {}
     project = load_project(name, root)
@@ -111,7 +111,8 @@ def engine_side(root: Path, name: str, cache: Path, seed: int = 0) -> dict:
             if i >= 2:  # after two of warm-up
                 times.append((time.perf_counter() - t0) * 1e3)
                 sources.append("pyramid" if view is not None else "points")
-        views[label] = {"median_ms": round(float(np.median(times)), 1), "p95_ms": round(float(np.percentile(times, 95)), 1),
+        views[label] = {"median_ms": round(float(np.median(times)), 1),
+                        "p95_ms": round(float(np.percentile(times, 95)), 1),
                         "from": {s: sources.count(s) for s in set(sources)}}
     report["views (server, 800 x 800)"] = views
     queries = np.c_[rng.uniform(x0 - (x1 - x0), x1 + (x1 - x0), 200), rng.uniform(y0 - (y1 - y0), y1 + (y1 - y0), 200)]

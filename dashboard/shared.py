@@ -67,8 +67,8 @@ def build(request: Request, progress=None, snapshot=None):
 
     The plot table (with the model's predicted class of every sample, where the model scores classes: every
     sample through the suffix) and the suffix's first call (its graph is traced then) are made here, on the worker,
-    not on the event loop when the page first reads them: the first tap is then as fast as any. The quality report is not: it
-    is computed after the picture is shown (:func:`quality`).
+    not on the event loop when the page first reads them: the first tap is then as fast as any. The quality report
+    is not: it is computed after the picture is shown (:func:`quality`).
     """
     from engine.data.project import load_project
     from engine.explore.inspection import Inspection
@@ -79,7 +79,7 @@ def build(request: Request, progress=None, snapshot=None):
     extra = {"snapshot": snapshot} if snapshot is not None else {}
     inspection = Inspection(project, request.layer, method=request.method, inverse=request.inverse,
                             params=dict(request.params), progress=progress, **extra)
-    plot_table(inspection)  # its table, with the model's predicted class of every sample (ten million rows take a while)
+    plot_table(inspection)  # with the model's predicted class of every sample (ten million rows take a while)
     x, y = (float(v) for v in inspection.embedding[0])
     inspection.decode(x, y)
     return inspection
