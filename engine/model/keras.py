@@ -817,13 +817,18 @@ def train_prefix(s: Split, x, z, weights, *, steps: int, learning_rate: float, b
 
 
 class Keras(Framework):
-    """Keras 3 models (``.keras``, ``.h5``) on the TensorFlow backend: the Keras implementation of the model
-    interface (:class:`engine.model.base.Framework`)."""
+    """Keras 3 models (``.keras``, ``.h5``) on the TensorFlow backend, or on the one ``KERAS_BACKEND`` names: the
+    Keras implementation of the model interface (:class:`engine.model.base.Framework`)."""
 
     name = "keras"
     title = "Keras"
     suffixes = MODEL_SUFFIXES
-    requires = ("keras", "tensorflow")
+
+    @property
+    def requires(self) -> tuple:
+        # Keras 3 and the backend it runs on: TensorFlow, or PyTorch or JAX where KERAS_BACKEND names it (a GPU
+        # node with PyTorch alone runs Keras models on PyTorch and needs no TensorFlow)
+        return ("keras", backend())
     extra = "cpu"
     version_suffix = ".keras"
 

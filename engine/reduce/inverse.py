@@ -350,7 +350,9 @@ class MLPInverse(BaseInverse):
         steps = self.max_epochs * -(-(repeat * len(train)) // batch)
         schedule = keras.optimizers.schedules.CosineDecay(self.learning_rate, decay_steps=steps, alpha=0.01)
         # many steps per call of the compiled function: small networks are otherwise dominated by Python overhead
-        model.compile(optimizer=keras.optimizers.Adam(schedule), loss="mse", steps_per_execution=32)
+        # (Keras' PyTorch backend runs one step per call and refuses more)
+        model.compile(optimizer=keras.optimizers.Adam(schedule), loss="mse",
+                      steps_per_execution=1 if keras.backend.backend() == "torch" else 32)
         stopper = _make_stopper(self.patience, self.max_seconds,
                                 lambda epochs: report(self.progress, stage, epochs, self.max_epochs))
         model.fit(
