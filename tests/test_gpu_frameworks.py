@@ -73,3 +73,32 @@ def test_the_bundled_torch_project_propagates_reduces_and_decodes_on_the_gpu(tmp
     d = insp.decode(*insp.embedding[0])
     probs = np.asarray(d.output)
     assert probs.shape == (10,) and abs(float(probs.sum()) - 1) < 1e-4
+
+
+def test_a_cuda_dask_cluster_propagates_the_torch_project_as_one_process_does(tmp_path):
+    """``--dask cuda`` on a GPU node: dask-cuda starts one single-threaded worker per GPU, each worker loads the
+    PyTorch model onto its own device, and the Zarr store it writes holds what one process computes."""
+    pytest.importorskip("dask_cuda")
+    if not torch.cuda.is_available():
+        pytest.skip("PyTorch sees no CUDA device")
+    from pathlib import Path
+
+    from engine.backends.cluster import connect
+    from engine.backends.dask import ModelRef
+    from engine.data.chunked import open_chunked
+    from engine.model import load_model, split
+    from engine.propagate import propagate
+
+    root = Path(__file__).resolve().parent.parent / "projects" / "mnist_torch"
+    x = np.load(root / "digits.npz")["x"][:3000].astype("float32") / 255
+    np.save(tmp_path / "x.npy", x)
+    expected = propagate(split(load_model(root / "classifier.pt2"), "embedding"), x)
+    with connect("cuda") as client:
+        workers = client.scheduler_info()["workers"]
+        assert len(workers) == torch.cuda.device_count() and all(w["nthreads"] == 1 for w in workers.values())
+        stored = propagate(ModelRef.from_file(root / "classifier.pt2", "embedding"),
+                           open_chunked(tmp_path / "x.npy", chunk_rows=1000), out=tmp_path / "acts.zarr")
+        # the workers that ran chunks hold the model's weights on their GPU, not on the CPU
+        held = client.run(lambda: __import__("torch").cuda.memory_allocated())
+        assert any(n > 0 for n in held.values()), held
+    np.testing.assert_allclose(stored.read(), expected, rtol=1e-4, atol=1e-4)

@@ -247,10 +247,16 @@ def test_scikit_learn_estimator_checks_mlp(estimator, check):
 
 @pytest.mark.gpu
 @pytest.mark.skipif(not gpu_available(), reason="needs CuPy and a CUDA device")
-def test_inverse_maps_keep_cupy_arrays_on_the_device(mlp_vs_knn):
+def test_inverse_maps_keep_cupy_arrays_on_the_device(digits, umap_digits):
     import cupy
 
-    mlp, knn, Y_test, _, _ = mlp_vs_knn
+    A, Y = digits.activations, umap_digits.embedding_
+    train, test = _split(len(A))
+    # a short training: what is checked is where the map runs and that it computes what NumPy does, not how well it
+    # learned (a full one takes minutes on Keras' PyTorch backend, one step per call, where TensorFlow is missing)
+    mlp = MLPInverse(random_state=0, max_epochs=3, epoch_samples=2_000).fit(Y[train], A[train])
+    knn = KNNInverse().fit(Y[train], A[train])
+    Y_test = Y[test]
     for inverse in (mlp, knn):
         out = inverse.transform(cupy.asarray(Y_test))
         assert isinstance(out, cupy.ndarray) and out.dtype == cupy.float32

@@ -12,7 +12,7 @@ from sklearn.exceptions import NotFittedError
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from engine.backends import fingerprint
-from engine.backends.cupy import gpu_available
+from engine.backends.cupy import cuml_available, gpu_available
 from engine.errors import InspectorError, ReducerError
 from engine.reduce import (
     BackendUnavailableError,
@@ -276,7 +276,7 @@ def test_gpu_backend_without_a_gpu_raises_with_the_install_hint(digits):
 
 
 @pytest.mark.gpu
-@pytest.mark.skipif(not gpu_available(), reason="needs cuML, CuPy and a CUDA device")
+@pytest.mark.skipif(not cuml_available(), reason="needs cuML, CuPy and a CUDA device")
 @pytest.mark.parametrize("method", ["pca", "umap", "tsne"])
 def test_gpu_backend_is_used_and_recorded(method, digits):
     reducer = make_reducer(method, backend="gpu", inverse="knn", random_state=0).fit(digits.activations)
