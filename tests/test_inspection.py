@@ -113,6 +113,22 @@ def test_the_predicted_classes_of_a_large_table_are_stored_and_read_back(tmp_pat
     monkeypatch.setattr(second, "decode_outputs", no_suffix)
     np.testing.assert_array_equal(second.predictions(), computed)
 
+    # a stored file that cannot be read (a disk error, another version's file) is computed again and stored over
+    (stored,) = (tmp_path / "predictions").glob("*.npy")
+    stored.write_bytes(b"\x93NUMPY broken")
+    third = Inspection(load_project("mnist_onnx"), method="pca", cache_dir=tmp_path)
+    np.testing.assert_array_equal(third.predictions(), computed)
+    np.testing.assert_array_equal(np.load(stored), computed)
+    # a cache that cannot be written (its folder's name taken by a file; permissions do not stop root): computed,
+    # kept in memory, and the file is left as it was
+    stored.unlink()
+    (tmp_path / "predictions").rmdir()
+    (tmp_path / "predictions").write_text("not a folder")
+    fourth = Inspection(load_project("mnist_onnx"), method="pca", cache_dir=tmp_path)
+    np.testing.assert_array_equal(fourth.predictions(), computed)
+    assert fourth.predictions() is fourth.predictions()
+    assert (tmp_path / "predictions").read_text() == "not a folder"
+
 
 def test_the_fold_of_a_tap_reads_the_embeddings_box_once_not_its_points(mnist_pca, monkeypatch):
     from engine.reduce.metrics import gradient_map, local_gradient

@@ -17,6 +17,7 @@ kept by the inspection, which every dashboard session showing it shares.
 from __future__ import annotations
 
 import time
+import weakref
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -151,6 +152,7 @@ class Inspection:
         self.embedding = self.reducer.embedding_
         self._indexes = Memo(max_items=4, name="point indexes of an inspection")
         self._predictions = Memo(max_items=8, name="predicted classes of an inspection's samples, by output")
+        self._tokens = {}  # (id of a table, column) -> (weak reference to the table, its cache name)
 
     @classmethod
     def on_map(cls, parent: Inspection, project, activations, *, embedding=None,
@@ -336,30 +338,25 @@ class Inspection:
         """``compute()``'s predicted classes at output ``index``; from :attr:`PYRAMID_POINTS` samples, read from the
         cache folder (``predictions/``, keyed by the project's model, layer and data, as its activations) or
         computed and stored there: every sample through the suffix takes minutes at 100 million."""
+        from engine.data.files import atomic_path
         from engine.propagate.cache import cache_path
         from engine.settings import pyramid_points
 
         if len(self.activations) < pyramid_points(self.PYRAMID_POINTS):
             return compute()
         stem = cache_path(self.project, self.layer, self.cache_dir).stem
-        path = self.cache_dir / "predictions" / f"{stem}-output{index}.npy"
-        try:
-            stored = np.load(path, mmap_mode="r")
-            if stored.shape == (len(self.activations),):
-                return stored
-        except (OSError, ValueError):
-            pass  # none yet, or unreadable: computed again
-        out = compute()
-        try:
-            from engine.data.files import atomic_path
 
+        def open_(path):
+            stored = np.load(path, mmap_mode="r")
+            return stored if stored.shape == (len(self.activations),) else None
+
+        def save(out, path):
             with atomic_path(path) as tmp:
                 np.save(tmp, out)
-        except OSError:  # disk full, an unwritable cache: computed again next time
-            import logging
+            return out
 
-            logging.getLogger(__name__).warning("%s: predicted classes not stored", path, exc_info=True)
-        return out
+        return _open_or_store(self.cache_dir / "predictions" / f"{stem}-output{index}.npy", open_, compute, save,
+                              "predicted classes")
 
 
     # -- what is derived from this inspection, kept by it -----------------------------------------------------------
@@ -452,24 +449,13 @@ class Inspection:
         token = self._stored_token(frame, by)
         if token is None:
             return index_frame(frame, by)
-        path = self.cache_dir / "pointindex" / token
-        if path.exists():
-            try:
-                return open_point_index(path)
-            except InspectorError:
-                pass  # an unreadable folder: built again
-        index = index_frame(frame, by)
-        try:
-            return save_point_index(index, path)
-        except Exception:  # disk full, an unwritable cache: the index stays in memory
-            import logging
-
-            logging.getLogger(__name__).exception("point index of %s by %r not stored", self.project.name, by)
-            return index
+        return _open_or_store(self.cache_dir / "pointindex" / token, open_point_index,
+                              lambda: index_frame(frame, by), save_point_index, "point index")
 
     def _stored_token(self, frame, by) -> str | None:
         """The cache name of what is derived from ``frame`` coloured by ``by`` (its pyramid, its point index): the
-        cached projection, the column, its categories and codes; None for a projection that is not cached."""
+        cached projection, the column, its categories and codes; None for a projection that is not cached. Found
+        once per table and column (hashing the codes of 100M points takes a tenth of a second)."""
         import hashlib
 
         from engine.reduce.cache import array_digest
@@ -477,9 +463,17 @@ class Inspection:
         key = getattr(self.reducer, "cache_key_", None)
         if key is None:
             return None
+
+        got = self._tokens.get((id(frame), by))
+        if got is not None and got[0]() is frame:  # the id of a table since freed may have been reused
+            return got[1]
         codes = frame[by].cat.codes.to_numpy()
         categories = [str(c) for c in frame[by].cat.categories]
-        return hashlib.sha256(f"{key}|{by}|{categories}|{array_digest(codes)}".encode()).hexdigest()[:24]
+        token = hashlib.sha256(f"{key}|{by}|{categories}|{array_digest(codes)}".encode()).hexdigest()[:24]
+        alive = {k: v for k, v in self._tokens.items() if v[0]() is not None}  # the freed tables' names go
+        alive[id(frame), by] = (weakref.ref(frame), token)  # not keeping the table alive
+        self._tokens = alive
+        return token
 
     #: A table of this many points or more is drawn zoomed out from a :meth:`pyramid` (fewer: from the points,
     #: already faster; ``benchmarks/cases/render.py`` measures both). ``LATENT_INSPECTOR_PYRAMID_POINTS`` overrides.
@@ -535,13 +529,9 @@ class Inspection:
         if token is None:
             return build_pyramid(x, y, codes, categories)
         path = self.cache_dir / "pyramids" / f"{token}.zarr"
-        if path.exists():
-            try:
-                return open_pyramid(path)
-            except InspectorError:
-                pass  # an unreadable store (an interrupted write is never renamed into place): built again
         path.parent.mkdir(parents=True, exist_ok=True)
-        return save_pyramid(build_pyramid(x, y, codes, categories), path)
+        return _open_or_store(path, open_pyramid, lambda: build_pyramid(x, y, codes, categories), save_pyramid,
+                              "pyramid")
 
     @cached_property
     def editor(self):
@@ -571,6 +561,31 @@ class Inspection:
         from engine.explore.neighbors import NeighborIndex
 
         return NeighborIndex(self.activations).sq_norms
+
+
+def _open_or_store(path, open_, build, save, what: str):
+    """What is derived and stored at ``path`` in the cache folder (seconds to minutes of work at 100M points):
+    ``open_(path)``, or where there is none yet, it is unreadable (``open_`` raises, or returns None for an entry
+    that does not fit), ``build()`` stored by ``save(value, path)``, which returns what to keep (the value, or it
+    opened from the disk). A value that cannot be stored (disk full, an unwritable cache) is logged and kept in
+    memory; it is built again next time. The writers write a temporary renamed into place, so no half-written
+    entry is ever opened."""
+    if path.exists():
+        try:
+            got = open_(path)
+            if got is not None:
+                return got
+        except (InspectorError, OSError, ValueError, EOFError):
+            pass  # unreadable: built again, and stored over it
+    value = build()
+    try:
+        return save(value, path)
+    except Exception:  # disk full, an unwritable cache
+        import logging
+
+        logging.getLogger(__name__).warning("%s: the %s was not stored (built again next time)", path, what,
+                                            exc_info=True)
+        return value
 
 
 def _index_all(embedding):
