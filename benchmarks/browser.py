@@ -214,19 +214,10 @@ TAP_JS = """
   }, true);
   // how long the button was down, as the page saw it (over 300 ms, BokehJS calls it a press, not a tap)
   document.addEventListener('pointerup', (e) => { if (lat.down != null) lat.held.push(e.timeStamp - lat.down); }, true);
-  // The image arrives as a change of the decoded output's source, or, when the tap came before the output card was
-  // drawn (the card is drawn again when the session's inspection arrives, later on a loaded server), with a new
-  // card whose source holds it from the start.
-  const source = () => Bokeh.documents.flatMap(d => [...d.all_models]).find(m => m.name === 'decoded-output-source');
-  document.addEventListener('pointerdown', () => { const s = source(); lat.source = s == null ? null : s.id; }, true);
   for (const doc of Bokeh.documents) {
     doc.on_change((event) => {
       const model = event.model;
-      if (!lat.pending) return;
-      if (model == null || model.name !== 'decoded-output-source') {
-        const s = source();
-        if (s == null || s.id === lat.source || !(s.data && Object.keys(s.data).length)) return;
-      }
+      if (!lat.pending || model == null || model.name !== 'decoded-output-source') return;
       lat.pending = false;
       const t0 = lat.t0;
       lat.data.push(performance.now() - t0);

@@ -297,6 +297,9 @@ async def _tap_all(page, session: Session, taps: int, seed: int, timeout_s: floa
             got = await page.evaluate(PROBE_JS)
             decoded = got is not None and int(got["seq"]) > seq
             what = "the decode arrived but no image" if decoded else "no decode"
+            data = await page.evaluate("() => window.__latency.data.slice()")
+            if len(data) > images:  # the image's data is in the page, but no animation frame came to see it
+                what = f"the image's data arrived after {data[images]:.0f} ms, but the page drew no frame"
             held = await page.evaluate("() => window.__latency.held.slice(-1)[0]")
             what += "" if held is None else f" (button held {held:.0f} ms)"
             session.errors.append(f"tap {k} at ({x:.4g}, {y:.4g}): {what} within {timeout_s:.0f} s "
