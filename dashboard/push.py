@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import logging
 import threading
-import weakref
 from functools import partial
 
 import panel as pn
 
-__all__ = ["Live", "document_of", "later", "push", "restyle_on_load"]
+__all__ = ["Live", "document_of", "later", "push"]
 
 
 def push(source, data: dict, *, delay_ms: int = 0) -> None:
@@ -55,30 +54,6 @@ def _set(source, data: dict) -> None:
         return
     with set_curdoc(doc), pn.io.unlocked():
         source.data = data
-
-
-def restyle_on_load(*panes) -> None:
-    """Have the HTML ``panes`` of a session, which hovers and taps rewrite, send their style sheets once the page has
-    loaded, rather than with their first rewrite.
-
-    Panel (1.9) sends an HTML pane's style sheets again on its first update in a session (new ``ImportedStyleSheet``
-    models for the same files), and Bokeh recomputes the document's whole model graph when a property holding models
-    changes: about half a second on this page, which the user's first hover or tap waited for (the image of a first
-    tap arrived after 0.5 s, later ones after 65 ms). Outside a server session, or on a page already loaded,
-    nothing is done. The panes are held weakly: the callback never keeps a closed session alive."""
-    from .jobs import in_server_session
-
-    if not in_server_session() or pn.state.loaded:
-        return
-    held = [weakref.ref(pane) for pane in panes]
-
-    def restyle():
-        for ref in held:
-            pane = ref()
-            if pane is not None:
-                pane.param.trigger("object")
-
-    pn.state.onload(restyle)
 
 
 def document_of(*viewables):

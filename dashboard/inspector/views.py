@@ -35,7 +35,7 @@ from ..datasets.state import Datasets
 from ..glyphs import draws_glyphs, embedding_glyphs, glyph_legend, glyph_size
 from ..landscape.views import MapLayerView
 from ..latent import blank_plot, category_colors, click_streams, embedding_raster, plot_options, plot_tools
-from ..push import Live, document_of, later, push, restyle_on_load
+from ..push import Live, document_of, later, push
 from ..search.state import Search
 from ..selection.state import Selection
 from ..tooltip import PointerTip
@@ -558,7 +558,6 @@ class OutputView(InspectorView):
             self._others, self._trust, self._probe,
             sizing_mode="stretch_both",
         )
-        restyle_on_load(self._trust, self._probe, self._others)
 
     def _view(self, inspection, head):
         self._image_source = self._image_spec = None
@@ -682,7 +681,6 @@ class CursorView(InspectorView):
                                   stylesheets=[CURSOR_CSS])
         self._custom = pn.Column(margin=0, visible=False)
         self.store.param.watch(self._show, "hovered")
-        restyle_on_load(self._html)
 
     def _show(self, event):
         hovered, project = event.new, self.store.project_obj
