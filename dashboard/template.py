@@ -70,7 +70,7 @@ class Dashboard(pn.viewable.Viewer):
     def __init__(self, project=None, link=None, **params):
         if "bokeh" not in hv.Store.renderers:  # plotting backend, without the notebook's JS (see extension())
             hv.renderer("bokeh")
-        light_theme()  # before any component exists: each picks its design's theme when made
+        page_design()  # before any component exists: each takes its design and theme when made
         if "store" not in params:
             params["store"] = Inspector(project=project, link=link)
         super().__init__(**params)
@@ -168,24 +168,33 @@ class Dashboard(pn.viewable.Viewer):
 
 class LightPage(pn.template.FastListTemplate):
     """Panel's FastListTemplate in its light theme only: Panel's Fast templates take the theme of a ``?theme=`` query
-    argument over the one they are given (:func:`light_theme`)."""
+    argument over the one they are given (:func:`page_design`)."""
 
     @staticmethod
     def _get_theme_from_query_args():
         return None
 
 
-def light_theme():
-    """The light theme for this session's page, whatever its address says.
+def page_design():
+    """The light theme and the page's (Fast) design for this session, whatever its address says; a notebook's
+    settings are left alone. Set in a server session before its components are made: each takes its design and
+    theme when made.
 
-    Panel follows a ``?theme=dark`` query argument (``pn.config.theme`` and the Fast templates read the session's
-    arguments): the page came out half dark, the page and the text dark-themed and the cards still white, so white
-    text on white cards (issue 17, defect 3). Set in a server session before its components are made (each takes its
-    design's theme when made); the page itself is a :class:`LightPage`. A notebook's setting is left alone.
+    The theme: Panel follows a ``?theme=dark`` query argument (``pn.config.theme`` and the Fast templates read the
+    session's arguments): the page came out half dark, the page and the text dark-themed and the cards still white,
+    so white text on white cards (issue 17, defect 3). The page itself is a :class:`LightPage`.
+
+    The design: the template styles every component with its Fast design when the page is rendered, but a
+    component made before that keeps the design of its making (Panel's Native when none is set), and Panel sends a
+    pane's whole style again on each update: the Native theme's style sheet in place of the Fast one. So each card's
+    first update in a session (the hover card, the trust card, the probe) sent new style-sheet models, and Bokeh
+    recomputed the whole document's model graph for it: the first tap's image waited about half a second behind it
+    (issue 20). Made with the page's design, a component's updates send the style it already has.
     """
     doc = pn.state.curdoc
     if doc is not None and doc.session_context is not None:
-        pn.config.theme = "default"  # this session's setting (Panel keeps it per document)
+        pn.config.theme = "default"  # this session's settings (Panel keeps them per document)
+        pn.config.design = Fast
 
 
 def extension():
