@@ -75,6 +75,10 @@ def image_data(array, spec) -> dict:
     return {"image": [image], "x": [0.0], "y": [0.0], "dw": [float(w)], "dh": [float(h)]}
 
 
+#: Pixels right of a plot with a colour bar: the bar, its ticks and labels of up to about six characters.
+COLORBAR_ROOM = 100
+
+
 def options(spec, array, *, name: str | None = None) -> list:
     """The options drawing :func:`element`'s output for ``spec``: grey images with a colour bar, coloured series
     with a legend, bars (probabilities on [0, 1]), long vectors as a diverging one-row heatmap. ``name`` names the
@@ -82,17 +86,21 @@ def options(spec, array, *, name: str | None = None) -> list:
     from engine.render.samples import PALETTE, view_shape
 
     kind, shape = view_shape(spec, np.asarray(array))
+    # Room for the colour bar's labels whatever the data: Bokeh sizes the colour bar once, when the plot is laid out,
+    # from the ticks of the data it has then (none in the empty image the decoded output starts with, see
+    # dashboard.inspector.views.OutputView), and does not lay it out again when later data bring labels.
+    colorbar = dict(colorbar=True, backend_opts={"plot.min_border_right": COLORBAR_ROOM})
     common = dict(toolbar="above", default_tools=["save", "hover"], hooks=[name_models(name)] if name else [])
     if kind == "image":
         image = dict(xaxis=None, yaxis=None, data_aspect=1, **common)
-        return [hv.opts.Image(cmap="gray", colorbar=True, **image), hv.opts.RGB(**image)]
+        return [hv.opts.Image(cmap="gray", **colorbar, **image), hv.opts.RGB(**image)]
     if kind == "series":
         return [hv.opts.Curve(line_width=1.5, color=hv.Cycle(list(PALETTE)), framewise=True),
                 hv.opts.NdOverlay(legend_position="right", framewise=True, **common)]
     if kind == "probabilities":
         return [hv.opts.Bars(ylim=(0, 1), color=PALETTE[0], **common)]
     return [hv.opts.Bars(color=PALETTE[0], framewise=True, **common),
-            hv.opts.Image(cmap="RdBu_r", symmetric=True, yaxis=None, colorbar=True, framewise=True, **common)]
+            hv.opts.Image(cmap="RdBu_r", symmetric=True, yaxis=None, framewise=True, **colorbar, **common)]
 
 
 def custom_view(project, spec):

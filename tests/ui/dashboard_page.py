@@ -44,6 +44,29 @@ def inked(pixels: np.ndarray) -> int:
     return int((pixels.astype(int).sum(axis=2) < 3 * 235).sum())
 
 
+# The page box of the named figure's colour bar, right of its bar (ticks and labels), up to the canvas's right edge.
+_COLOUR_BAR_JS = """(name) => {
+  const bar = [...Bokeh.index.all_views()].find(v => v.model && v.model.type === 'ColorBar'
+                                                  && v.parent && v.parent.model.name === name);
+  if (bar == null) return null;
+  const canvas = bar.parent.canvas_view.el.getBoundingClientRect(), frame = bar._frame_view.bbox;
+  return {x: canvas.left + frame.x1 + 1, y: canvas.top + frame.y0, width: canvas.width - frame.x1 - 1,
+          height: frame.height};
+}"""
+
+
+def colour_bar_labels(page, name: str) -> np.ndarray | None:
+    """The named figure's colour-bar ticks and labels as an RGB array, from the right of the bar to the right edge
+    of the figure's canvas (so a label cut off by that edge has ink in the last columns); None without a colour
+    bar."""
+    from PIL import Image
+
+    clip = page.evaluate(_COLOUR_BAR_JS, name)
+    if clip is None:
+        return None
+    return np.asarray(Image.open(io.BytesIO(page.screenshot(clip=clip))).convert("RGB"))
+
+
 def open_dashboard(page, base: str, project: str, timeout: float = 240):
     """Open the page for ``project`` and wait until the latent plot shows points; returns the figure frame."""
     page.goto(f"{base}/app?project={project}")

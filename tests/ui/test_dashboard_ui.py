@@ -17,6 +17,7 @@ from dashboard_page import (
     OUTPUT,
     beyond_the_page,
     click_and_decode,
+    colour_bar_labels,
     drag,
     figure,
     frame_pixels,
@@ -178,43 +179,58 @@ def test_tap_to_decode_latency(page, server, mnist, output_path):
 
 # Every message the page receives, with its time (installed before the page's own scripts run).
 _RECEIVED_JS = """() => {
- window.__received = [];
- const send = WebSocket.prototype.send;
- WebSocket.prototype.send = function (data) {
-   if (!this.__heard) {
-     this.__heard = true;
-     this.addEventListener('message', (e) =>
-       window.__received.push([performance.now(), typeof e.data === 'string' ? e.data : '']));
-   }
-   return send.call(this, data);
- };
+  window.__received = [];
+  const send = WebSocket.prototype.send;
+  WebSocket.prototype.send = function (data) {
+    if (!this.__heard) {
+      this.__heard = true;
+      this.addEventListener('message', (e) =>
+        window.__received.push([performance.now(), typeof e.data === 'string' ? e.data : '']));
+    }
+    return send.call(this, data);
+  };
 }"""
 
 
 def test_the_first_hover_and_tap_of_a_page_bring_no_style_sheets(page, server):
-   """Panel sends an HTML pane's style sheets again on its first update in a session, and Bokeh then recomputes the
-   document's whole model graph: the first tap's image waited about half a second behind that. The panes that
-   hovers and taps rewrite send theirs once the page has loaded (``dashboard.push.restyle_on_load``), so the
-   first hover and tap bring their content alone."""
-   page.add_init_script(f"({_RECEIVED_JS})()")
-   frame = open_dashboard(page, server, "mnist")
-   quiet = "() => { const r = window.__received; return r.length > 0 && performance.now() - r.at(-1)[0] > 2000; }"
-   wait_until(lambda: page.evaluate(quiet), 60, "the page quiet after loading")
-   page.evaluate("() => { window.__received.length = 0; }")
-   x = frame["x0"] + 0.45 * (frame["x1"] - frame["x0"])
-   y = frame["y0"] + 0.55 * (frame["y1"] - frame["y0"])
-   px, py = to_page(page, x, y)
-   page.mouse.move(px - 30, py - 30)
-   page.mouse.move(px, py, steps=4)  # a hover: the nearest-sample card is rewritten
-   wait_until(lambda: page.evaluate("() => window.__received.some(r => r[1].includes('sample '))"), 30,
-              "the nearest-sample card of the hover")
-   got = click_and_decode(page, x, y)
-   assert got["x"] == pytest.approx(x, rel=1e-3, abs=1e-3) and got["y"] == pytest.approx(y, rel=1e-3, abs=1e-3)
-   page.wait_for_timeout(1000)  # the trust card and the other outputs come a moment after the image
-   received = page.evaluate("() => window.__received.map(r => r[1])")
-   assert any('"attr":"data"' in m for m in received)  # the image, at least, came in this window
-   restyled = [m[:160] for m in received if '"attr":"stylesheets"' in m]
-   assert not restyled, restyled
+    """A component made with another design than the page's sends its style sheets again on its first update in a
+    session, and Bokeh then recomputes the document's whole model graph: the first tap's image waited about half a
+    second behind that. Each session's components are made with the page's design (``template.page_design``), so
+    the first hover and tap bring their content alone."""
+    page.add_init_script(f"({_RECEIVED_JS})()")
+    frame = open_dashboard(page, server, "mnist")
+    quiet = "() => { const r = window.__received; return r.length > 0 && performance.now() - r.at(-1)[0] > 2000; }"
+    wait_until(lambda: page.evaluate(quiet), 60, "the page quiet after loading")
+    page.evaluate("() => { window.__received.length = 0; }")
+    x = frame["x0"] + 0.45 * (frame["x1"] - frame["x0"])
+    y = frame["y0"] + 0.55 * (frame["y1"] - frame["y0"])
+    px, py = to_page(page, x, y)
+    page.mouse.move(px - 30, py - 30)
+    page.mouse.move(px, py, steps=4)  # a hover: the nearest-sample card is rewritten
+    wait_until(lambda: page.evaluate("() => window.__received.some(r => r[1].includes('sample '))"), 30,
+               "the nearest-sample card of the hover")
+    got = click_and_decode(page, x, y)
+    assert got["x"] == pytest.approx(x, rel=1e-3, abs=1e-3) and got["y"] == pytest.approx(y, rel=1e-3, abs=1e-3)
+    page.wait_for_timeout(1000)  # the trust card and the other outputs come a moment after the image
+    received = page.evaluate("() => window.__received.map(r => r[1])")
+    assert any('"attr":"data"' in m for m in received)  # the image, at least, came in this window
+    restyled = [m[:160] for m in received if '"attr":"stylesheets"' in m]
+    assert not restyled, restyled
+
+
+def test_the_decoded_images_colour_bar_labels_are_drawn_whole(page, server):
+    """Bokeh sizes a colour bar when its plot is laid out, from the labels of the data it has then: none in the
+    decoded output's empty first image. The plot keeps room for them (``dashboard.sample.COLORBAR_ROOM``); without
+    it the labels of every decode were cut off at the plot's right edge."""
+    frame = open_dashboard(page, server, "mnist")
+    click_and_decode(page, frame["x0"] + 0.45 * (frame["x1"] - frame["x0"]),
+                     frame["y0"] + 0.55 * (frame["y1"] - frame["y0"]))
+    page.wait_for_timeout(500)  # the image's frame
+    labels = colour_bar_labels(page, OUTPUT)
+    assert labels is not None, "no colour bar next to the decoded image"
+    ink = labels.astype(int).sum(axis=2) < 3 * 160  # dark text and ticks on the light page
+    assert ink[:, :-6].sum() > 50, "no tick labels right of the colour bar"
+    assert not ink[:, -6:].any(), "the colour bar's labels run into the plot's right edge"
 
 
 def test_million_points_render(page, server, output_path):
