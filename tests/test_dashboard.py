@@ -347,3 +347,18 @@ def test_the_decodes_later_updates_are_scheduled_on_the_document_their_panes_are
     doc.add_root(pn.Column(trust).get_root(doc))
     assert document_of(trust) is doc and document_of(elsewhere, trust) is doc
     assert document_of(elsewhere) is None
+
+
+def test_a_new_projects_layer_menu_goes_straight_to_its_layer(app):
+    """Given a project whose layers do not hold the chosen one, the layer menu (its page model drawn) goes straight
+    to the new project's layer: given the new layers alone it took the first one, and the page's menu sometimes
+    kept showing that one while the plot showed the project's layer."""
+    store, menu = app.store, app.controls.layer
+    menu.get_root()  # the menu's page model: Panel fits the value to new choices when it updates the model
+    store.layer = "enc"  # a layer of "tiny" that "images" lacks
+    seen = []
+    menu.param.watch(lambda event: seen.append(event.new), "value")
+    store.project = "images"
+    assert store.error == "", store.error
+    assert store.layer == "bottleneck" and menu.value == "bottleneck"
+    assert seen == ["bottleneck"], seen

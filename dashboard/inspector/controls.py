@@ -4,6 +4,7 @@ projection."""
 from __future__ import annotations
 
 import html
+import textwrap
 
 import panel as pn
 import param
@@ -95,8 +96,13 @@ class Controls(InspectorView):
         p = self.store.param
         self.project = pn.widgets.Select.from_param(p.project, label="Project", sizing_mode="stretch_width",
                                                  css_classes=["project-select"])
-        self.layer = pn.widgets.Select.from_param(p.layer, label="Layer (output shape)", sizing_mode="stretch_width",
-                                               css_classes=["layer-select"])
+        # The layer menu is not linked to the layer's parameter (Select.from_param): a link gives it the new
+        # project's layer names alone, before the layer and the uncuttable layers, so that it took the first layer
+        # (which the page's menu sometimes kept showing) or refused the old project's uncuttable layers ("Cannot
+        # disable non existing options"). :meth:`_layers_changed` gives it all three at once.
+        self.layer = pn.widgets.Select(name="Layer (output shape)", description=textwrap.dedent(p.layer.doc).strip(),
+                                       sizing_mode="stretch_width", css_classes=["layer-select"])
+        self.layer.param.watch(self._layer_chosen, "value")
         self.model_version = pn.widgets.Select.from_param(
             p.model_version, label="Model version",
             sizing_mode="stretch_width", css_classes=["model-select"],
@@ -119,15 +125,21 @@ class Controls(InspectorView):
         self.live = pn.widgets.Checkbox.from_param(p.live, label="Live decoding under the cursor",
                                                    margin=(12, 10, 6, 10), css_classes=["live-toggle"])
         self.progress = WorkProgress(states=[self.store, *self.others])
-        self.store.param.watch(self._layers_changed, "layers")
+        self.store.param.watch(self._layers_changed, ["layers", "layer"])
         self._layers_changed()
 
     def _layers_changed(self, *_):
-        layers = self.store.layers
+        layers, layer = self.store.layers, self.store.layer
         if not layers:
             return
         options = {f"{i.name}  {_shape(i.output_shape)}": i.name for i in layers}
-        self.layer.param.update(options=options, disabled_options=[i.name for i in layers if not i.valid_cut])
+        value = layer if layer in options.values() else None
+        self.layer.param.update(options=options, disabled_options=[i.name for i in layers if not i.valid_cut],
+                                value=value)
+
+    def _layer_chosen(self, event):
+        if event.new is not None and event.new != self.store.layer:
+            self.store.layer = event.new
 
     def _method_params(self, method):
         widgets = [getattr(self, name) for name in METHOD_PARAMS[method]]

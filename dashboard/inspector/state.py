@@ -155,9 +155,10 @@ class Inspector(JobState):
         try:
             self.param.layer.objects = [info.name for info in layers]
             # (the states that follow the project list its model versions and datasets on project_obj)
-            self.param.update(project_obj=project, layers=layers, inspection=None, probe=None, points=None,
-                              decode=None, history=[], hovered=None, quality=None, shown="", moving=False)
-            self.layer = layer
+            # (the layer with its project's layers: the layer menu takes both at once, see Controls)
+            self.param.update(project_obj=project, layers=layers, layer=layer, inspection=None, probe=None,
+                              points=None, decode=None, history=[], hovered=None, quality=None, shown="",
+                              moving=False)
             problems += self._follow_link()
         finally:
             self._opening = False
