@@ -48,6 +48,8 @@ def main(argv=None) -> int:
             failed.append(name)
             continue
         results.extend(got)
+        if any(c.skipped.startswith("failed:") for c in got):  # a comparison that raised, the others kept
+            failed.append(name)
         print(table(got), f"\n({time.perf_counter() - t0:.0f} s)\n", flush=True)
     if results:
         json_path, md_path = write_report(results, info, args.quick, args.results)

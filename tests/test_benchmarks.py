@@ -43,6 +43,21 @@ def test_a_figure_of_zero_where_higher_is_better_reads_as_worse():
     assert row.ratio == 0 and "worse (ours 0)" in table([row])
 
 
+def test_a_gpu_comparison_that_raises_is_marked_failed_and_the_others_are_kept():
+    from benchmarks.cases.gpu import measured
+
+    kept = measured("pyramid", lambda: [Comparison("gpu", "pyramid", "ms", Side("CuPy", [1.0]))])
+    assert [c.ours.samples for c in kept] == [[1.0]] and not kept[0].skipped
+
+    def broken():
+        raise ValueError("this trainer only supports steps_per_execution=1")
+
+    lost = measured("mlp inverse", broken)
+    assert len(lost) == 1 and lost[0].label == "mlp inverse"
+    assert lost[0].skipped == "failed: ValueError: this trainer only supports steps_per_execution=1"
+    assert "failed: ValueError" in table(kept + lost)
+
+
 def test_write_report_keeps_every_sample_in_the_given_folder(tmp_path):
     info = {"cpu": "test cpu", "cores": 2, "memory_gib": 1.0, "python": "3", "gpu": False, "load_avg_start": 0.5,
             "date": "today"}

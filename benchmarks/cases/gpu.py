@@ -8,7 +8,9 @@ umap-learn and Keras for the inverse; the pyramid needs CuPy alone): no figure i
 
 from __future__ import annotations
 
+import functools
 import time
+import traceback
 
 import numpy as np
 
@@ -29,6 +31,20 @@ def _missing(*modules: str) -> str:
         except Exception as exc:  # a broken CUDA install fails in many ways
             return f"no {name} ({type(exc).__name__}: {exc}); pip install latent-inspector[gpu]"
     return ""
+
+
+def measured(label: str, compare) -> list[Comparison]:
+    """``compare()``'s comparisons (one or a list); if it raises, one comparison marked ``failed: ...`` with the
+    error, its traceback printed: the figures of the comparisons measured before it are kept (the GPU machine is
+    lent for minutes, and a late failure used to lose every figure of the case)."""
+    try:
+        got = compare()
+    except Exception as exc:
+        traceback.print_exc()
+        why = f"failed: {type(exc).__name__}: {exc}"
+        print(f"{label}: {why}", flush=True)
+        return [Comparison("gpu", label, "ms", Side("GPU"), skipped=why)]
+    return got if isinstance(got, list) else [got]
 
 
 def _umap_fit(project, X, n: int) -> Comparison:
@@ -128,20 +144,17 @@ def run(quick: bool) -> list[Comparison]:
         for label in LABELS:
             print(f"{label}: skipped: no GPU")
         return [Comparison("gpu", label, "ms", Side("GPU"), skipped="no GPU") for label in LABELS]
-    results = _pyramid(1_000_000 if quick else 10_000_000)
-    activations_of_digits = {}
+    results = measured(LABELS[3], lambda: _pyramid(1_000_000 if quick else 10_000_000))
 
+    @functools.cache
     def digits():
         # the embedding layer of the bundled PyTorch digits classifier (PyTorch runs on the GPU machine, where
         # TensorFlow may be missing), propagated once for the cases that need it
-        if not activations_of_digits:
-            from engine.data.project import load_project
-            from engine.propagate import activations
+        from engine.data.project import load_project
+        from engine.propagate import activations
 
-            project = load_project("mnist_torch")
-            activations_of_digits["project"] = project
-            activations_of_digits["X"] = np.asarray(activations(project, project.default_layer)).reshape(10_000, -1)
-        return activations_of_digits["project"], activations_of_digits["X"]
+        project = load_project("mnist_torch")
+        return project, np.asarray(activations(project, project.default_layer)).reshape(10_000, -1)
 
     cases = [(LABELS[0], ("cuml",), lambda: _umap_fit(*digits(), 10_000 if quick else 100_000)),
              (LABELS[1], ("umap", "keras"), lambda: _mlp_inverse(digits()[1], 50 if quick else 500)),
@@ -152,5 +165,5 @@ def run(quick: bool) -> list[Comparison]:
             print(f"{label}: skipped: {why}")
             results.append(Comparison("gpu", label, "ms", Side("GPU"), skipped=why))
         else:
-            results.append(case())
+            results.extend(measured(label, case))
     return results
