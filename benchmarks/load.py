@@ -400,6 +400,18 @@ def check_decodes(sessions: list[Session], projects_root, project: str) -> None:
                 s.errors.append(f"tap {i + 1} at ({x:.4g}, {y:.4g}): the values are not the engine's decode there")
 
 
+def wave_line(wave: int, got: list, cpu_s: float, rss_mb: float) -> str:
+    """One wave's figures, printed as it ends: decodes, errors, tap to painted image and the first taps."""
+    paint = np.concatenate([np.asarray(s.paint_ms, float) for s in got]) if got else np.array([])
+    first = [s.paint_ms[0] for s in got if s.paint_ms]
+    errors = sum(len(s.errors) for s in got)
+    decodes = sum(d is not None for s in got for d in s.decodes)
+    figures = (f"painted median {np.median(paint):.0f} ms, p95 {np.percentile(paint, 95):.0f} ms; first taps "
+               f"median {np.median(first):.0f} ms, max {max(first):.0f} ms") if len(paint) and first else "none painted"
+    return (f"wave {wave + 1}: {len(got)} sessions, {decodes} decodes, {errors} errors; {figures}; server CPU "
+            f"{cpu_s} s, RSS after close {rss_mb} MiB")
+
+
 def run(sessions: int = 20, taps: int = 50, *, waves: int = 1, project: str = "mnist", projects_root=None,
         seed: int = 0, log=None, settle_s: float = 45.0, check: bool = True, artifacts=None) -> dict:
     """Serve the dashboard, drive ``waves`` waves of ``sessions`` x ``taps``, check every decode; a report.
@@ -457,6 +469,7 @@ def run(sessions: int = 20, taps: int = 50, *, waves: int = 1, project: str = "m
             time.sleep(max(0.0, settle_s - (time.monotonic() - closed)))
             rss["after_close"].append(round(server.rss_mb(), 1))
             result += got
+            print(wave_line(wave, got, cpu[-1], rss["after_close"][-1]), flush=True)  # kept if a later wave is cut
             walls.append({k: round(v, 1) for k, v in times.items()})
         alive = server.proc.poll() is None
     errors = [f"session {s.index}: {e}" for s in result for e in s.errors]
