@@ -133,3 +133,41 @@ def test_serve_help_says_when_uploads_are_on():
     text = " ".join(parser.format_help().split())
     assert "on when the server listens on 127.0.0.1, localhost or ::1 only, off on any other address" in text
     assert "LATENT_INSPECTOR_UPLOAD_MAX_MODEL" in text
+
+
+def test_a_file_sent_while_a_project_is_made_stays_for_the_next_and_the_form_is_blocked_by_style(root, monkeypatch):
+    """While a project is made the file slots are greyed by their style, not by FilePond's ``disabled`` (which takes
+    the page's file input away); a file that arrives meanwhile is kept, with its drop zone, for the next project."""
+    import dashboard.upload.state as upload_state
+    from dashboard.inspector.state import Inspector
+    from dashboard.upload.views import BUSY_STYLES, NewProjectView
+
+    store = Inspector(project="seed")
+    uploads = upload_state.Uploads(inspector=store)
+    view = NewProjectView(store=uploads)
+    x, y = blobs(2, 30, 12, spread=0.5, seed=5)
+    later = ("next-labels.npy", _npy(y))
+    seen_busy = []
+
+    def made_while_a_file_comes(*args, **kwargs):
+        seen_busy.append((uploads.busy, {role: view._slots[role].styles for role in view.droppers}))
+        made = create_project(*args, **kwargs)
+        uploads.receive("labels", *later)
+        return made
+
+    create_project = upload_state.create_project
+    monkeypatch.setattr(upload_state, "create_project", made_while_a_file_comes)
+    uploads.receive("model", "autoencoder.keras", (root / "seed" / "model.keras").read_bytes())
+    uploads.receive("inputs", "trio.npy", _npy(x))
+    uploads.project_name = "trio"
+    before = dict(view.droppers)
+    uploads.create()
+
+    assert "Project 'trio' made from autoencoder.keras and trio.npy" in uploads.notice
+    assert seen_busy == [(True, {role: BUSY_STYLES for role in view.droppers})]
+    assert uploads.model is None and uploads.inputs is None
+    assert uploads.labels == later  # not made into 'trio', and not dropped with the files that were
+    assert view.droppers["labels"] is before["labels"]
+    assert view.droppers["model"] is not before["model"] and view.droppers["inputs"] is not before["inputs"]
+    assert not any(d.disabled for d in view.droppers.values())
+    assert all(view._slots[role].styles == {} for role in view.droppers)

@@ -100,7 +100,7 @@ class Controls(InspectorView):
         # project's layer names alone, before the layer and the uncuttable layers, so that it took the first layer
         # (which the page's menu sometimes kept showing) or refused the old project's uncuttable layers ("Cannot
         # disable non existing options"). :meth:`_layers_changed` gives it all three at once.
-        self.layer = pn.widgets.Select(name="Layer (output shape)", description=textwrap.dedent(p.layer.doc).strip(),
+        self.layer = pn.widgets.Select(label="Layer (output shape)", description=textwrap.dedent(p.layer.doc).strip(),
                                        sizing_mode="stretch_width", css_classes=["layer-select"])
         self.layer.param.watch(self._layer_chosen, "value")
         self.model_version = pn.widgets.Select.from_param(

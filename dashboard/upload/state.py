@@ -11,6 +11,7 @@ sets when it listens on this machine only, or when given ``--upload`` (:func:`up
 
 from __future__ import annotations
 
+import functools
 import os
 
 import param
@@ -142,25 +143,28 @@ class Uploads(Follower):
                 return exc
 
         self.param.update(field="", notice="")
-        self.jobs.submit("upload", f"making project {name}", work, self._made)
+        self.jobs.submit("upload", f"making project {name}", work, functools.partial(self._made, files=files))
 
-    def _made(self, result):
+    def _made(self, result, files):
         if isinstance(result, UploadError):
             self.field = result.field or ""
             raise result  # the job runner makes it this state's error (shown beside the field), with no "done"
         from engine.data.project import list_projects
 
-        project, sent = result.project, []
+        project, sent, cleared = result.project, [], {}
         for role in ROLES:
-            kept = getattr(self, role)
-            if kept is not None:
-                sent.append(kept[0])
-                if hasattr(kept[1], "close"):
-                    kept[1].close()
+            kept = files.get(role)
+            if kept is None:
+                continue
+            sent.append(kept[0])
+            if hasattr(kept[1], "close"):
+                kept[1].close()
+            if getattr(self, role) is kept:  # (not a file that came while the project was made: it stays)
+                cleared[role] = None
         names = ", ".join(sent[:-1]) + f" and {sent[-1]}" if len(sent) > 1 else sent[0]
         notice = f"Project {project.name!r} made from {names}, and opened."
         notice += "".join(f" Note: {w}" for w in result.warnings)
-        self.param.update(model=None, inputs=None, labels=None, project_name="", field="", notice=notice)
+        self.param.update(**cleared, project_name="", field="", notice=notice)
         inspector = self.inspector
         inspector.param.project.objects = list_projects()
         inspector.project = project.name

@@ -38,6 +38,12 @@ FORM_CSS = NOTE_CSS + """
 """
 
 
+#: A file's slot while a project is being made: greyed, and no pointer reaches its drop zone. FilePond's own
+#: ``disabled`` is not used for this: FilePond takes the zone's file input out of the page when disabled and makes a
+#: new one when enabled, and once (CI, two busy cores) a field had no file input 30 s after a refused project: the
+#: form took no more files there. The slot's style leaves FilePond's input in place.
+BUSY_STYLES = {"pointer-events": "none", "opacity": "0.55"}
+
 #: A drop zone that shows on the sidebar's grey: white, with a dashed frame.
 DROP_CSS = """
 :host .filepond--panel-root { background-color: white; border: 1px dashed #a9b4c8; }
@@ -151,7 +157,9 @@ class NewProjectView(UploadsView):
                                            margin=(8, 10, 0, 10), stylesheets=[FORM_CSS])
                         for role, (text, _) in kinds.items()}
         self._limits = {role: limit for role, (_, limit) in kinds.items()}
-        self._slots = {role: pn.Column(sizing_mode="stretch_width", margin=0) for role in kinds}
+        self._slots = {role: pn.Column(sizing_mode="stretch_width", margin=0, css_classes=[f"upload-{role}-slot"],
+                                       styles=pn.bind(lambda busy: dict(BUSY_STYLES) if busy else {}, store.param.busy))
+                       for role in kinds}
         self.droppers: dict[str, Dropper] = {}
         for role in kinds:
             self._new_dropper(role)
@@ -179,16 +187,18 @@ class NewProjectView(UploadsView):
             on_clear=lambda: store.forget(role),
             on_refused=lambda message: (store.forget(role), store.refuse(role, message)),
             limit=self._limits[role], sizing_mode="stretch_width", height=70, margin=(2, 10),
-            css_classes=[f"upload-{role}"], stylesheets=[DROP_CSS], disabled=store.param.busy,
+            css_classes=[f"upload-{role}"], stylesheets=[DROP_CSS],
         )
         self.droppers[role] = dropper
         self._slots[role].objects = [dropper]
 
     def _made(self, event):
-        """A project was made: fresh, empty droppers (the browser still shows the files it sent)."""
+        """A project was made: fresh, empty droppers for the files it was made from (the browser still shows them);
+        a file that came while it was made stays."""
         if event.new:
             for role in self.droppers:
-                self._new_dropper(role)
+                if getattr(self.store, role) is None:
+                    self._new_dropper(role)
             self.name_input.value = ""
 
     def _typed(self, event):

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 from dashboard_page import beyond_the_page, figure, frame_pixels, inked, open_dashboard, wait_until
 from dashboard_server import running_server
+from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 pytestmark = pytest.mark.ui
 
@@ -57,8 +58,26 @@ def _open_form(page):
     page.locator(".upload-name input").wait_for(state="visible", timeout=10_000)
 
 
+#: What a field's drop zone holds, for a failure's message: FilePond's root classes and whether it has a file input.
+_DROP_ZONE_JS = """role => { const found = [];
+  const walk = root => { for (const el of root.querySelectorAll('*')) {
+      if (el.classList && el.classList.contains('upload-' + role)) {
+        const pond = el.shadowRoot && el.shadowRoot.querySelector('.filepond--root');
+        found.push({pond: pond ? pond.className : null, disabled: pond ? pond.dataset.disabled || null : null,
+                    inputs: el.shadowRoot ? el.shadowRoot.querySelectorAll('input[type=file]').length : 0});
+      }
+      if (el.shadowRoot) walk(el.shadowRoot);
+  } };
+  walk(document); return found; }"""
+
+
 def _send(page, role: str, path: Path):
-    page.locator(f".upload-{role} input[type=file]").set_input_files(str(path))
+    field = page.locator(f".upload-{role} input[type=file]")
+    try:
+        field.wait_for(state="attached", timeout=30_000)
+    except PlaywrightTimeout:
+        raise AssertionError(f"no file input for {role}: {page.evaluate(_DROP_ZONE_JS, role)}") from None
+    field.set_input_files(str(path))
 
 
 def _text(page, selector: str) -> str:
@@ -93,6 +112,7 @@ def test_a_project_sent_from_the_page_opens_and_a_hostile_one_is_refused_beside_
     create = page.locator(".create-project button")
     wait_until(lambda: create.is_enabled(), 10, "Create project enabled")
     create.click()
+    page.screenshot(path=out / "making.png")  # (the file slots greyed while the project is made)
 
     # the session switches to the new project, and its plot shows points
     wait_until(lambda: (f := figure(page)) and f["title"].startswith("clusters ·") and "points" in f["title"], 120,
