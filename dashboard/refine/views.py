@@ -135,7 +135,7 @@ class RefineView(View):
         if any(r.name == HANDLE for r in figure.renderers):
             return
 
-        def make():
+        def make():  # (the handle and its arrow move with the pointer: overlays, see LatentView._add_markers)
             paths = ColumnDataSource(self.path_data(), name="refine-paths-source")
             figure.segment(x0="x0", y0="y0", x1="x1", y1="y1", source=paths, line_color="#333333", line_alpha=0.7,
                            line_width=1.2, name="refine-paths")
@@ -143,9 +143,9 @@ class RefineView(View):
                            name="refine-after")
             handle = ColumnDataSource(self.handle_data(), name="refine-handle-source")
             figure.segment(x0="x0", y0="y0", x1="x", y1="y", source=handle, line_color="black", line_dash="dashed",
-                           line_width=1.5, name="refine-arrow")
+                           line_width=1.5, name="refine-arrow", level="overlay")
             glyph = figure.scatter("x", "y", source=handle, marker="diamond", size=24, fill_color="#ffbf00",
-                                   line_color="black", line_width=1.5, name=HANDLE)
+                                   line_color="black", line_width=1.5, name=HANDLE, level="overlay")
             tool = PointDrawTool(renderers=[glyph], add=False, drag=True, num_objects=1,
                                  description="Move selection: drag the diamond")
             figure.add_tools(tool)

@@ -126,6 +126,37 @@ def latency_samples(page) -> list[float]:
     return page.evaluate("() => window.__latency ? window.__latency.samples.slice() : []")
 
 
+# Counts the paints of the points' renderer from now on (window.__pointsPainted); repaints them once to check that
+# the count sees a paint (the count after a frame is 1).
+_COUNT_PAINTS_JS = """
+async () => {
+  const view = [...Bokeh.index.all_views()].find(v => v.model && v.model.name === 'latent-figure' && v.frame != null
+                                                   && v.canvas_view.el.isConnected);
+  const r = view.model.renderers.find(r => r.data_source && r.data_source.name === 'latent-figure-source');
+  const rv = view.renderer_views.get(r);
+  window.__pointsPainted = 0;
+  const paint = rv.paint.bind(rv);
+  rv.paint = (...args) => { window.__pointsPainted += 1; return paint(...args); };
+  view.request_paint(rv);
+  await new Promise((done) => requestAnimationFrame(() => requestAnimationFrame(done)));
+  const seen = window.__pointsPainted;
+  window.__pointsPainted = 0;
+  return seen;
+}
+"""
+
+
+def count_point_paints(page) -> int:
+    """Count the paints of the latent plot's points from now on (read with :func:`point_paints`); the count one
+    forced repaint made, which is 1 when the count works."""
+    return page.evaluate(_COUNT_PAINTS_JS)
+
+
+def point_paints(page) -> int:
+    """Paints of the latent plot's points since :func:`count_point_paints`."""
+    return page.evaluate("() => window.__pointsPainted")
+
+
 # -- Tabs and drags, for the tests that visit every tab (issue 17) -----------------------------------------------------
 def open_tab(page, title: str):
     """Bring the main area's tab ``title`` (Inspect, Explore, Linked views, Units) on screen."""

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from dashboard_page import open_dashboard, to_page, wait_until
+from dashboard_page import count_point_paints, open_dashboard, point_paints, to_page, wait_until
 
 pytestmark = pytest.mark.ui
 
@@ -82,10 +82,14 @@ def test_drag_the_selection_refine_and_undo(page, server, mnist, output_path):
 
     # -- drag it with the mouse onto the sevens ---------------------------------------------------------------------
     page.mouse.move(hx, hy)
+    page.wait_for_timeout(300)
+    assert count_point_paints(page) == 1
     page.mouse.down()
     page.mouse.move(tx, ty, steps=12)
     page.mouse.up()
     wait_until(lambda: "samples to move to" in _text(page, ".refine-why-text"), 20, "the destination at the server")
+    # the diamond and its arrow are drawn over the points, which each of its moves does not paint again
+    assert point_paints(page) == 0
     moved = page.evaluate(_ROWS_JS, "refine-handle")
     span = float(np.ptp(emb, axis=0).max())
     assert abs(moved["x"] - sevens[0]) < 0.03 * span and abs(moved["y"] - sevens[1]) < 0.03 * span
