@@ -451,3 +451,21 @@ def test_the_tabs_render_their_named_figures(explore, linked):
         model = pn.panel(view).get_root()
         for name in names:
             assert model.select_one({"name": name}) is not None, name
+
+
+def test_the_explore_marks_are_drawn_over_the_map_and_a_tap_leaves_the_map_alone(explore):
+    """The path, its steps, the neighbours and the current tap sit at Bokeh's overlay level, so that a tap repaints
+    them alone; the map (the raster, and its legend's swatches) stays at the glyph level, under them."""
+    model = pn.panel(explore.explore).get_root()
+    figure = model.select_one({"name": "explore-figure"})
+    emb = np.asarray(explore.store.inspection.embedding)
+    _tap(explore, *(emb[12] + 0.2))
+    glyphs = [r for r in figure.renderers if hasattr(r, "glyph")]
+    swatches = [r for r in glyphs if "color" in r.data_source.data]  # the categorical legend's entries
+    image = [r for r in glyphs if type(r.glyph).__name__ == "ImageRGBA"]
+    marks = [r for r in glyphs if r not in swatches and r not in image]
+    assert len(image) == 1 and len(swatches) == 1 and len(marks) == 4
+    assert [r.level for r in image + swatches] == ["glyph", "glyph"]
+    assert [r.level for r in marks] == ["overlay"] * 4, [(r.glyph, r.level) for r in marks]
+    tapped = float(emb[12][0] + 0.2)
+    assert any(np.isclose(list(r.data_source.data.get("x", [])), tapped).any() for r in marks)  # the cross

@@ -27,6 +27,8 @@ FLAGGED, INSIDE = "#d62728", "#3b5b92"
 TRACK_OUT, TRACK_IN = "#f6d6d6", "#e6ebf2"
 PATH_COLOR = "#ff7f0e"
 SLIDER_STEPS = 400
+#: Options of the marks drawn over the map (see :meth:`ExploreView.marks`).
+OVER = {"glyph_renderer.level": "overlay"}
 
 
 class ExplorerView(View):
@@ -62,7 +64,9 @@ class ExplorePlot(ExplorerView):
                                                   line_width=1.5)
         current = hv.Points([decode.xy] if decode is not None else [], ["x", "y"]).opts(
             marker="cross", size=18, color="black", line_width=2.5)
-        return path * steps * rings * current
+        # drawn at Bokeh's overlay level: a tap repaints them alone, not the raster under them (see
+        # dashboard.inspector.views.LatentView._add_markers)
+        return (path * steps * rings * current).opts(hv.opts.Path(backend_opts=OVER), hv.opts.Points(backend_opts=OVER))
 
     def _plot(self, points, color_by):
         if points is None:
