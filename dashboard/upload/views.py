@@ -157,9 +157,8 @@ class NewProjectView(UploadsView):
                                            margin=(8, 10, 0, 10), stylesheets=[FORM_CSS])
                         for role, (text, _) in kinds.items()}
         self._limits = {role: limit for role, (_, limit) in kinds.items()}
-        self._slots = {role: pn.Column(sizing_mode="stretch_width", margin=0, css_classes=[f"upload-{role}-slot"],
-                                       styles=pn.bind(lambda busy: dict(BUSY_STYLES) if busy else {}, store.param.busy))
-                       for role in kinds}
+        busy = pn.bind(lambda busy: dict(BUSY_STYLES) if busy else {}, store.param.busy)
+        self._slots = {role: pn.Column(sizing_mode="stretch_width", margin=0, styles=busy) for role in kinds}
         self.droppers: dict[str, Dropper] = {}
         for role in kinds:
             self._new_dropper(role)
