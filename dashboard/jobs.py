@@ -45,8 +45,8 @@ from engine.settings import JOB_TIMEOUT_ENV, job_timeout
 
 from .widgets import weakly
 
-__all__ = ["DEFAULT_WORKERS", "WORKERS_ENV", "JobState", "Jobs", "Progress", "in_server_session", "retire",
-           "worker_count", "workers"]
+__all__ = ["DEFAULT_WORKERS", "PAGE_LOADED", "WORKERS_ENV", "JobState", "Jobs", "Progress", "in_server_session",
+           "retire", "worker_count", "workers"]
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +58,11 @@ POLL_S = 0.25
 
 _pool: ThreadPoolExecutor | None = None
 _pool_lock = threading.Lock()
+
+#: Set once a page of this process has loaded its session's document and been given the results that waited for it
+#: (its first picture among them): the server's background warm-up of the reducers waits for it, so as not to share
+#: the two cores with the first page (``dashboard.serve``).
+PAGE_LOADED = threading.Event()
 
 
 def worker_count(environ=None) -> int:
@@ -322,8 +327,11 @@ class Jobs:
     def _apply_waiting(self):
         self.loaded = True
         waiting, self._waiting = self._waiting, []
-        for fn, args in waiting:
-            fn(*args)
+        try:
+            for fn, args in waiting:
+                fn(*args)
+        finally:
+            PAGE_LOADED.set()
 
     def _closing(self, session_context=None):
         """The session's page is gone: nothing this state would compute can be seen any more."""

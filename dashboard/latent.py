@@ -116,13 +116,19 @@ def embedding_raster(points, color_by="label", spread=3, inspection=None):
     point index is ``inspection``'s (built once per table), else made here. Every latent plot of the dashboard is
     drawn by it."""
     by = color_by if color_by in points.columns else None
-    element = hv.Points(points, ["x", "y"], [c for c in ("label", "prediction") if c in points.columns])
+    vdims = [c for c in ("label", "prediction") if c in points.columns]
     if by is None:
+        element = hv.Points(points, ["x", "y"], vdims)
         raster = datashade(element, aggregator=ds.count(), cmap=cc.kbc[::-1][40:], cnorm="eq_hist")
         return dynspread(raster, threshold=0.5, max_px=spread)
     names = list(points[by].cat.categories)
     colors = dict(zip(names, category_colors(names)))
     index = inspection.point_index(points, by) if inspection is not None else index_frame(points, by)
+    # The extent of the points, known to their index: HoloViews would otherwise compute it from the table for each
+    # session's first picture (two passes over x and y: half a second at 100 million points).
+    x0, x1, y0, y1 = index.bounds
+    kdims = [hv.Dimension("x", range=(x0, x1)), hv.Dimension("y", range=(y0, y1))] if len(index) else ["x", "y"]
+    element = hv.Points(points, kdims, vdims)
     # the pyramid from the first view it is ready for (built in the background: the first picture does not wait)
     pyramid = None if inspection is None else partial(inspection.pyramid, points, by, wait=False)
     raster = shade_categories(element, aggregator=ds.by(by, ds.count()), color_key=colors, min_alpha=90,

@@ -30,6 +30,7 @@ import os
 import secrets
 import socket
 import sys
+import time
 import webbrowser
 from pathlib import Path
 
@@ -276,26 +277,46 @@ def _panel_files_here() -> dict[str, str]:
 WARMUP_ENV = "LATENT_INSPECTOR_WARMUP"
 
 
-def _warm_reducers_in_background() -> None:
+#: The warm-up starts this many seconds after the first page has loaded (its picture is then being drawn)...
+WARMUP_AFTER_PAGE_S = 3.0
+#: ... or this many seconds after the server started, when no page has come.
+WARMUP_WITHOUT_PAGE_S = 60.0
+
+
+def _warm_reducers_in_background(methods=("umap", "tsne"), page=None, after_s: float = WARMUP_AFTER_PAGE_S,
+                                 without_page_s: float = WARMUP_WITHOUT_PAGE_S):
     """Import UMAP's and t-SNE's libraries and compile their code (:func:`engine.reduce.warm_up`) on a thread of
     lowest priority, while the first page shows PCA: a user's first UMAP then does not pay for it. A failure is
-    logged and changes nothing (the fit compiles what it needs, as without the warm-up)."""
+    logged and changes nothing (the fit compiles what it needs, as without the warm-up).
+
+    It starts ``after_s`` after the first page of the process has loaded (``page``, by default
+    :data:`dashboard.jobs.PAGE_LOADED`), or ``without_page_s`` after the call when none has: numba's compiled code
+    holds the interpreter's lock for its whole call, so a warm-up beside the first page delayed it by 0.6-1 s on two
+    cores. Returns the thread."""
     import threading
+
+    from dashboard.jobs import PAGE_LOADED
+
+    page = PAGE_LOADED if page is None else page
 
     def run():
         try:
             os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)  # this thread only (Linux)
         except (AttributeError, OSError):
             pass
+        if page.wait(without_page_s):
+            time.sleep(after_s)
         from engine.reduce import warm_up
 
-        for method in ("umap", "tsne"):
+        for method in methods:
             try:
                 warm_up(method)
             except Exception as exc:  # noqa: BLE001 (a warm-up is a courtesy)
                 print(f"warm-up of {method} failed: {exc}", file=sys.stderr, flush=True)
 
-    threading.Thread(target=run, name="latent-inspector-warm-up", daemon=True).start()
+    thread = threading.Thread(target=run, name="latent-inspector-warm-up", daemon=True)
+    thread.start()
+    return thread
 
 
 def _prepare(project: str | None) -> None:

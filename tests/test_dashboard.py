@@ -327,6 +327,25 @@ def test_serve_allows_only_its_own_origin():
     assert own_hosts("10.1.2.3") == ["10.1.2.3"]
 
 
+def test_the_servers_warm_up_waits_for_the_first_page_or_a_minute_without_one():
+    """The reducers' background warm-up does not share the CPU with the first page: it starts once a page has
+    loaded (``dashboard.jobs.PAGE_LOADED``), or after a while when no page comes."""
+    import threading
+
+    from dashboard.serve import _warm_reducers_in_background
+
+    page = threading.Event()
+    thread = _warm_reducers_in_background(methods=("pca",), page=page, after_s=0.0, without_page_s=120)
+    thread.join(1.0)
+    assert thread.is_alive()  # no page yet: waiting
+    page.set()
+    thread.join(60)
+    assert not thread.is_alive()
+    alone = _warm_reducers_in_background(methods=("pca",), page=threading.Event(), without_page_s=0.2)
+    alone.join(60)
+    assert not alone.is_alive()  # no page came: it warmed up anyway
+
+
 def test_serve_refuses_an_unknown_project_before_serving(root):
     from dashboard.serve import serve
     from engine.errors import ProjectError

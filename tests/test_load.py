@@ -207,6 +207,9 @@ def test_no_result_reaches_a_session_before_its_page_holds_the_document(tmp_path
     session's document unchanged); once the page is ready, the result lands in the document."""
     import panel as pn
 
+    from dashboard.jobs import PAGE_LOADED
+
+    PAGE_LOADED.clear()  # (a page of an earlier test in this process may have set it)
     with served_app(tmp_path, monkeypatch) as (root, stores, open_session):
         client, session = open_session()
         store = stores[0]()
@@ -217,7 +220,7 @@ def test_no_result_reaches_a_session_before_its_page_holds_the_document(tmp_path
             time.sleep(0.25)
         assert store.jobs._waiting, "the inspection was never built"
         time.sleep(1.0)
-        assert store.inspection is None and not store.jobs.loaded
+        assert store.inspection is None and not store.jobs.loaded and not PAGE_LOADED.is_set()
         assert {m.id for m in doc.models} == served  # the document is as the page received it
         doc.add_next_tick_callback(lambda: pn.state._on_load(doc))  # what the page's ready event does
         deadline = time.monotonic() + 60
@@ -225,4 +228,5 @@ def test_no_result_reaches_a_session_before_its_page_holds_the_document(tmp_path
             time.sleep(0.25)
         assert store.inspection is not None and store.jobs.loaded and not store.jobs._waiting
         assert doc.get_model_by_name("latent-figure") is not None  # the picture drawn into the page's document
+        assert PAGE_LOADED.is_set()  # what the server's background warm-up waits for
         client(session.close)

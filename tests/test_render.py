@@ -366,3 +366,35 @@ def test_dashboard_plot_shades_the_pixels_of_stock_datashade_and_keeps_its_legen
         np.testing.assert_array_equal(a, b)
     legend = categorical_legend(ours[()], backend="bokeh")
     assert legend is not None and legend.opts.get().kwargs["cmap"] == colors
+
+
+def test_the_dashboard_plots_first_picture_spans_the_drawn_points_without_scanning_the_table():
+    """The first picture of a session (no range from a pan yet) covers the extent of the points the plot draws, which
+    the point index knows (HoloViews would compute it from the table, two passes over x and y): a row with a
+    non-finite coordinate or without a class does not widen it, and it equals stock ``datashade``'s first picture
+    of the drawn points."""
+    import datashader as ds
+    import holoviews as hv
+    import holoviews.plotting.bokeh  # noqa: F401 (the backend the legend's options are for)
+    import pandas as pd
+    from holoviews.operation.datashader import datashade
+
+    from dashboard.latent import category_colors, embedding_raster
+
+    drawn = _frame(n=3000, spread=1.5)
+    stray = pd.DataFrame({"x": np.array([np.nan, 400.0, 500.0], drawn["x"].dtype),
+                          "y": np.array([1.0, np.inf, -900.0], drawn["y"].dtype),
+                          "label": pd.Categorical([CLASSES[0], CLASSES[1], None], categories=CLASSES)})
+    table = pd.concat([drawn, stray], ignore_index=True)
+    assert table["label"].dtype == drawn["label"].dtype
+    first = embedding_raster(table, spread=0)[()]
+    x0, y0, x1, y1 = first.bounds.lbrt()
+    assert (x0, x1) == (float(drawn["x"].min()), float(drawn["x"].max()))
+    assert (y0, y1) == (float(drawn["y"].min()), float(drawn["y"].max()))
+    height, width = first.dimension_values(2, flat=False).shape
+    stock = datashade(hv.Points(drawn, ["x", "y"], ["label"]), aggregator=ds.count_cat("label"), min_alpha=90,
+                      color_key=dict(zip(CLASSES, category_colors(CLASSES))), dynamic=False, width=width,
+                      height=height)
+    assert stock.bounds.lbrt() == first.bounds.lbrt()
+    np.testing.assert_array_equal(np.dstack([first.dimension_values(d, flat=False) for d in "RGBA"]),
+                                  np.dstack([stock.dimension_values(d, flat=False) for d in "RGBA"]))
