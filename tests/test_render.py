@@ -194,13 +194,23 @@ VIEWS = {
 }
 
 
-@pytest.mark.parametrize("view", VIEWS)
-def test_colour_aggregate_counts_what_count_cat_counts(view):
+@pytest.mark.parametrize("threads", [1, 3])
+@pytest.mark.parametrize("view", [*VIEWS, "points on pixel rows"])
+def test_colour_aggregate_counts_what_count_cat_counts(view, threads, monkeypatch):
+    """Binned on the calling thread, or by three threads in bands of pixel rows (a large view's path), with points
+    on the rows' edges and so on the bands' edges: the counts are datashader's."""
     from datashader.colors import rgb
 
+    from engine.render import bins
+
+    monkeypatch.setattr(bins, "BIN_THREADS", threads)
+    monkeypatch.setattr(bins, "PARALLEL_POINTS", 0 if threads > 1 else bins.PARALLEL_POINTS)
     frame = _frame()
     if view == "edges on points":  # points exactly on the upper edges belong to the last pixel, as in datashader
         frame.loc[:3, ["x", "y"]] = [[2.0, 2.0], [-2.0, 2.0], [2.0, -2.0], [0.0, 2.0]]
+    if view == "points on pixel rows":  # every y on a pixel row's edge of the view below
+        frame["y"] = (np.round(frame["y"].to_numpy() / 0.0625) * 0.0625).astype(frame["y"].dtype)
+    view = "edges on points" if view == "points on pixel rows" else view
     canvas = render.make_canvas(frame[["x", "y"]].to_numpy(), **VIEWS[view])
     ref, _ = _stock(frame, canvas)
     agg, _, _ = _ours(frame, canvas)

@@ -18,6 +18,9 @@ zoomed view reads only the grid cells it overlaps.
 
 from __future__ import annotations
 
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numba
@@ -288,13 +291,15 @@ def _nearest(xs, ys, offsets, grid, gx0, kx, gy0, ky, qx, qy):
 
 
 @numba.njit(cache=True, nogil=True)
-def _accumulate(xs, ys, codes, offsets, grid, gx0, kx, gy0, ky, table, x0, x1, y0, y1, out, per_category):
-    """Bin each point in ``[x0, x1] x [y0, y1]`` into its pixel of ``out``.
+def _accumulate(xs, ys, codes, offsets, grid, gx0, kx, gy0, ky, table, x0, x1, y0, y1, out, per_category,
+                band0, band1):
+    """Bin each point in ``[x0, x1] x [y0, y1]`` whose pixel row is in ``[band0, band1)`` into its pixel of ``out``.
 
     ``per_category`` False: ``out`` is (H, W, 4) and a point adds 1, then its colour's r, g, b (``table[code]``).
     True: ``out`` is (H, W, categories) and a point adds 1 to its category, ``count_cat`` itself (``table``
     unused). Pixels as datashader's ``Canvas.points`` bins them (``int(x * sx + tx)``; the upper edge belongs to the
-    last pixel); only the grid cells overlapping the view are read.
+    last pixel); only the grid cells overlapping the view, and the band's grid rows (one more either side, for
+    rounding), are read. Bands that do not overlap write disjoint rows of ``out``: threads may fill them at once.
     """
     height, width = out.shape[0], out.shape[1]
     sx = width / (x1 - x0)
@@ -302,7 +307,12 @@ def _accumulate(xs, ys, codes, offsets, grid, gx0, kx, gy0, ky, table, x0, x1, y
     sy = height / (y1 - y0)
     ty = -y0 * sy
     c0, c1 = _cell(x0, gx0, kx, grid), _cell(x1, gx0, kx, grid)
-    for row in range(_cell(y0, gy0, ky, grid), _cell(y1, gy0, ky, grid) + 1):
+    r0, r1 = _cell(y0, gy0, ky, grid), _cell(y1, gy0, ky, grid)
+    if band0 > 0:
+        r0 = max(r0, _cell(y0 + band0 / sy, gy0, ky, grid) - 1)
+    if band1 < height:
+        r1 = min(r1, _cell(y0 + band1 / sy, gy0, ky, grid) + 1)
+    for row in range(r0, r1 + 1):
         for i in range(offsets[row * grid + c0], offsets[row * grid + c1 + 1]):
             x, y = xs[i], ys[i]
             if x0 <= x <= x1 and y0 <= y <= y1:
@@ -312,6 +322,8 @@ def _accumulate(xs, ys, codes, offsets, grid, gx0, kx, gy0, ky, table, x0, x1, y
                     xi -= 1
                 if y == y1:
                     yi -= 1
+                if yi < band0 or yi >= band1:
+                    continue
                 c = codes[i]
                 if per_category:
                     out[yi, xi, c] += 1
@@ -489,12 +501,45 @@ def aggregate_colors(index: PointIndex, *, canvas, colors=None):
         args = (index.x, index.y, index.codes, index.offsets, index.grid, index.bounds[0], kx, index.bounds[2], ky)
         view = (float(x0), float(x1), float(y0), float(y1))
         table = table.astype(dtype)
-        _accumulate(*args, table, *view, out, False)
+        threads = _threads_for(index.count_in((x0, x1), (y0, y1)))
+        _accumulate_in_bands(args, table, view, out, False, threads)
         if out[..., 0].min() >= len(index.categories):  # every pixel may hold every category
             counts = np.zeros((height, width, len(index.categories)), np.uint32)
-            _accumulate(*args, table, *view, counts, True)
+            _accumulate_in_bands(args, table, view, counts, True, threads)
             category_min = int(counts.min())
     return colour_aggregate(out, (x0, x1), (y0, y1), table, category_min)
+
+
+#: A view reading at least this many points is binned by several threads (:data:`BIN_THREADS`), in bands of pixel
+#: rows; fewer are binned on the calling thread.
+PARALLEL_POINTS = 1_000_000
+#: Threads that bin one view: the machine's cores, at most 8.
+BIN_THREADS = max(1, min(os.cpu_count() or 1, 8))
+_bin_pool: ThreadPoolExecutor | None = None
+_bin_pool_lock = threading.Lock()
+
+
+def _threads_for(points: int) -> int:
+    return BIN_THREADS if points >= PARALLEL_POINTS else 1
+
+
+def _accumulate_in_bands(args, table, view, out, per_category: bool, threads: int) -> None:
+    """:func:`_accumulate` over all of ``out``: at once, or by ``threads`` threads in four bands of pixel rows each
+    (which share the work out as they finish: points gather unevenly along y). The compiled loop releases the
+    interpreter's lock, the bands write disjoint rows, and the sums are of integers: the picture is the same."""
+    height = out.shape[0]
+    if threads <= 1 or height < 4 * threads:
+        _accumulate(*args, table, *view, out, per_category, 0, height)
+        return
+    global _bin_pool
+    with _bin_pool_lock:
+        if _bin_pool is None:
+            _bin_pool = ThreadPoolExecutor(BIN_THREADS, thread_name_prefix="latent-inspector-bin")
+    edges = np.linspace(0, height, 4 * threads + 1).astype(int)
+    jobs = [_bin_pool.submit(_accumulate, *args, table, *view, out, per_category, int(a), int(b))
+            for a, b in zip(edges[:-1], edges[1:])]
+    for job in jobs:
+        job.result()
 
 
 def color_table(categories, colors, who: str) -> np.ndarray:
