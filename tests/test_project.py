@@ -18,7 +18,7 @@ def test_manifest_is_read(tiny_project):
     assert p.default_layer == "bottleneck"
     assert p.input_view == ViewSpec("image", (16, 16), None, ("a", "b", "c"))
     assert p.inputs().shape == (300, 16, 16, 1)
-    assert p.labels().dtype == np.int64 and len(p.labels()) == 300
+    assert p.labels().dtype == np.int16 and len(p.labels()) == 300  # (held while the project is open: 2 bytes each)
     assert list_projects(tiny_project) == ["tiny"]
 
 
@@ -39,6 +39,33 @@ def test_inference_of_npz_keys(tmp_path, model):
     p = load_project("npz", root=tmp_path)
     assert (p.inputs_key, p.labels_key) == ("x", "y")
     assert p.labels().tolist() == [0, 1, 1, 0]
+
+
+def test_labels_are_held_in_the_smallest_type_their_codes_fit(tmp_path, model):
+    """Float, one-hot and 64-bit codes all come back as the smallest of int16, int32 and int64 that holds them."""
+    x = np.zeros((4, 12), np.float32)
+    cases = {"few": (np.array([0.0, 2.0, 1.0, 2.0]), np.int16, [0, 2, 1, 2]),
+             "onehot": (np.eye(3)[[2, 0, 1, 1]], np.int16, [2, 0, 1, 1]),
+             "many": (np.array([0, 40_000, 5, 1], np.int64), np.int32, [0, 40_000, 5, 1]),
+             "huge": (np.array([0, 2**33, 5, 1], np.uint64), np.int64, [0, 2**33, 5, 1])}
+    for name, (y, dtype, codes) in cases.items():
+        write_project(tmp_path, name, model, x, y)
+        labels = load_project(name, root=tmp_path).labels()
+        assert labels.dtype == dtype and labels.tolist() == codes, name
+
+
+def test_projects_of_one_labels_file_share_one_read_only_array_until_the_file_changes(tmp_path, model):
+    """Each dashboard session opens its own Project: they hold one copy of the labels, which none can write into,
+    and a labels file written again is read again."""
+    x = np.zeros((6, 12), np.float32)
+    write_project(tmp_path, "shared", model, x, np.array([0, 1, 1, 0, 2, 2]))
+    first, second = (load_project("shared", root=tmp_path).labels() for _ in range(2))
+    assert first is second and not first.flags.writeable
+    with pytest.raises(ValueError):
+        first[0] = 5
+    labels_file = load_project("shared", root=tmp_path).labels_path
+    np.save(labels_file, np.array([2, 2, 1, 0, 1, 0]))  # (same size: the file's time tells)
+    assert load_project("shared", root=tmp_path).labels().tolist() == [2, 2, 1, 0, 1, 0]
 
 
 def test_project_without_labels(tmp_path, model):

@@ -88,3 +88,22 @@ def test_project_hook_preprocesses_every_batch(tmp_path):
     expected = split(project.model(), "bottleneck").encode(np.concatenate([x, -x], axis=1))
     np.testing.assert_allclose(z, expected, rtol=1e-5, atol=1e-6)
     assert "-h" in cache_path(project, "bottleneck", tmp_path / "cache").name  # the hook is part of the key
+
+
+def test_a_hook_that_works_in_place_leaves_the_shared_inputs_as_they_were(tmp_path):
+    """A project's inputs are shared by the sessions of a server, read-only: a hook that scales its batch in place
+    gets a copy, and a second propagation sees the file's values."""
+    from builders import build_models, write_project
+
+    model, _ = build_models()["sequential"]
+    x = np.random.default_rng(3).normal(size=(20, 12)).astype("float32")
+    folder = write_project(tmp_path, "inplace", model, x)
+    (folder / "hooks.py").write_text("def preprocess(batch):\n    batch *= 2.0\n    return batch\n")
+    project = load_project("inplace", root=tmp_path)
+    assert not project.inputs().flags.writeable
+    first = activations(project, "bottleneck", cache_dir=tmp_path / "one", batch_size=8)
+    second = activations(load_project("inplace", root=tmp_path), "bottleneck", cache_dir=tmp_path / "two")
+    np.testing.assert_array_equal(project.inputs(), x)
+    expected = split(project.model(), "bottleneck").encode(2.0 * x)
+    np.testing.assert_allclose(first, expected, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(second, expected, rtol=1e-5, atol=1e-6)

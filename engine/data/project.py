@@ -24,6 +24,7 @@ from engine.data import formats
 from engine.data.files import file_hash
 from engine.data.views import VIEW_KINDS, ViewSpec, check_view, infer_view
 from engine.errors import DataError, ProjectError
+from engine.memo import Memo
 from engine.model import MODEL_SUFFIXES, load_model_cached, model_hash, require_single_input
 from engine.model.base import ModelObjects
 
@@ -31,6 +32,12 @@ __all__ = ["HOOK_NAMES", "VIEW_KINDS", "Project", "ViewSpec", "list_projects", "
            "projects_root"]
 
 #: A project name: one folder name (no separator, no leading dot), at most 255 characters as file systems allow.
+#: Projects' inputs, read (or mapped) and checked once per file (its size and time): see :meth:`Project.inputs`.
+INPUTS = Memo(max_items=4, name="inputs of projects")
+#: Projects' labels, read and checked once per file (and its size, time and the project's classes): every session of a
+#: server opens its own :class:`Project`, and at 100 million samples one copy of the labels is 200 MB.
+LABELS = Memo(max_items=4, name="labels of projects")
+
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,254}")
 
 #: The names a project's ``hooks.py`` may define (:meth:`Project.hooks`).
@@ -258,50 +265,71 @@ class Project:
     # -- data -----------------------------------------------------------------------------------------------------
 
     def inputs(self) -> np.ndarray:
-        """The input array (memory-mapped for large ``.npy``), checked: at least one sample, all finite."""
+        """The input array (memory-mapped for large ``.npy``), checked: at least one sample, all finite. Read-only,
+        and read and checked once per file in a process (:data:`INPUTS`): every dashboard session opens its own
+        :class:`Project`, and the check reads every value (6.4 GB at 100 million samples of the scale benchmark)."""
         if self._inputs is None:
             if self.inputs_path is None:
                 raise ProjectError(f"{self.path}: no inputs file in the project folder; add the data as x.npy (one "
                                    f"sample per row, in the model's input shape: `latent-inspector info "
                                    f"{self.name}` prints it) or name it with inputs = \"...\" in project.toml")
-            x = formats.read_array(self.inputs_path, self.inputs_key)
-            where = f"{self.inputs_path}" + (f" [{self.inputs_key}]" if self.inputs_key else "")
-            if x.ndim < 2:
-                raise DataError(f"{where}: inputs have shape {x.shape}; expected (samples, features...)")
-            if len(x) == 0:
-                raise DataError(f"{where}: holds zero samples; expected at least one")
-            formats.check_finite(x, where)
-            self._inputs = x
+            stat = self.inputs_path.stat()
+            key = (str(self.inputs_path.resolve()), self.inputs_key, stat.st_mtime_ns, stat.st_size)
+            self._inputs = INPUTS.get(key, self._read_inputs)
         return self._inputs
 
+    def _read_inputs(self) -> np.ndarray:
+        x = formats.read_array(self.inputs_path, self.inputs_key)
+        where = f"{self.inputs_path}" + (f" [{self.inputs_key}]" if self.inputs_key else "")
+        if x.ndim < 2:
+            raise DataError(f"{where}: inputs have shape {x.shape}; expected (samples, features...)")
+        if len(x) == 0:
+            raise DataError(f"{where}: holds zero samples; expected at least one")
+        formats.check_finite(x, where)
+        if x.flags.writeable:  # (a memory map is opened read-only)
+            x.flags.writeable = False
+        return x
+
     def labels(self) -> np.ndarray | None:
-        """Integer class codes, one per input sample, or None for a project without labels."""
+        """Integer class codes, one per input sample (int16 unless more classes need a wider type), or None for a
+        project without labels. Read-only: the array is shared by every :class:`Project` of the same labels file
+        (:data:`LABELS`), one per dashboard session among them."""
         if self.labels_path is None:
             return None
         if self._labels is None:
-            y = formats.read_array(self.labels_path, self.labels_key)
-            where = f"{self.labels_path}" + (f" [{self.labels_key}]" if self.labels_key else "")
-            y = np.asarray(y)
-            if y.ndim > 1 and 0 in y.shape[1:]:
-                raise DataError(f"{where}: labels have shape {y.shape}; expected one class code per sample")
-            if y.ndim == 2 and y.shape[1] > 1:  # one-hot
-                y = y.argmax(axis=1)
-            y = y.reshape(len(y), -1)[:, 0] if y.ndim > 1 else y
+            stat = self.labels_path.stat()
             n = len(self.inputs())
-            if len(y) != n:
-                raise DataError(f"{where}: {len(y)} labels for {n} input samples; expected one label per sample")
-            if y.dtype.kind == "f":
-                if not np.isfinite(y).all() or not np.all(y == np.round(y)):
-                    raise DataError(f"{where}: labels must be whole numbers (class codes), found fractions or NaN")
-            y = y.astype(np.int64)
-            if y.min() < 0:
-                raise DataError(f"{where}: negative label {int(y.min())}; expected class codes 0..K-1")
-            if self.class_names is not None and y.max() >= len(self.class_names):
-                raise DataError(
-                    f"{where}: label {int(y.max())} has no name; class_names lists {len(self.class_names)} classes"
-                )
-            self._labels = y
+            key = (str(self.labels_path.resolve()), self.labels_key, stat.st_mtime_ns, stat.st_size, n,
+                   None if self.class_names is None else tuple(self.class_names))
+            self._labels = LABELS.get(key, lambda: self._read_labels(n))
         return self._labels
+
+    def _read_labels(self, n: int) -> np.ndarray:
+        y = formats.read_array(self.labels_path, self.labels_key)
+        where = f"{self.labels_path}" + (f" [{self.labels_key}]" if self.labels_key else "")
+        y = np.asarray(y)
+        if y.ndim > 1 and 0 in y.shape[1:]:
+            raise DataError(f"{where}: labels have shape {y.shape}; expected one class code per sample")
+        if y.ndim == 2 and y.shape[1] > 1:  # one-hot
+            y = y.argmax(axis=1)
+        y = y.reshape(len(y), -1)[:, 0] if y.ndim > 1 else y
+        if len(y) != n:
+            raise DataError(f"{where}: {len(y)} labels for {n} input samples; expected one label per sample")
+        if y.dtype.kind == "f":
+            if not np.isfinite(y).all() or not np.all(y == np.round(y)):
+                raise DataError(f"{where}: labels must be whole numbers (class codes), found fractions or NaN")
+        y = y if y.dtype.kind in "iu" and y.dtype.itemsize <= 8 else y.astype(np.int64)
+        if y.min() < 0:
+            raise DataError(f"{where}: negative label {int(y.min())}; expected class codes 0..K-1")
+        if self.class_names is not None and y.max() >= len(self.class_names):
+            raise DataError(
+                f"{where}: label {int(y.max())} has no name; class_names lists {len(self.class_names)} classes"
+            )
+        # the smallest of int16, int32, int64 that holds every code (800 MB at 100 million samples as int64, 200 MB
+        # as int16), in memory (not a view of a mapped file), read-only since shared
+        y = y.astype(np.int16 if y.max() < 2**15 else np.int32 if y.max() < 2**31 else np.int64)
+        y.flags.writeable = False
+        return y
 
     # -- metadata (engine.data.metadata) ----------------------------------------------------------------------------
 

@@ -70,6 +70,13 @@ _ACTIVATIONS = {"softmax": "softmax", "_softmax": "softmax", "log_softmax": "log
                 "linear": "linear", "addmm": "linear", "gelu": "gelu", "silu": "silu"}
 
 
+def _tensor(t, a):
+    """``torch.from_numpy`` of ``a`` made contiguous, copied when it is read-only (a memory map, a project's shared
+    inputs): PyTorch warns of a tensor over memory it may not write, though the engine only reads it."""
+    a = np.ascontiguousarray(a)
+    return t.from_numpy(a if a.flags.writeable else a.copy())
+
+
 def torch():
     """The ``torch`` module, imported on first use."""
     import torch as torch_
@@ -805,7 +812,7 @@ class TorchSplit(Split):
                 n = len(chunk)
                 if fixed is not None and n < fixed:  # the last chunk, padded to the exported batch size
                     chunk = np.concatenate([chunk, np.repeat(chunk[-1:], fixed - n, axis=0)])
-                result = module(t.from_numpy(np.ascontiguousarray(chunk)).to(dev))
+                result = module(_tensor(t, chunk).to(dev))
                 result = result if isinstance(result, (tuple, list)) else (result,)
                 outs.append([r[:n].detach().float().cpu().numpy() for r in result])
         return [np.concatenate(parts) if len(parts) > 1 else parts[0] for parts in zip(*outs)]
@@ -846,7 +853,7 @@ class TorchFeatures(Features):
     def __call__(self, x) -> list[np.ndarray]:
         t = torch()
         with t.inference_mode():
-            outs = self._forward(t.from_numpy(np.ascontiguousarray(self.conform(x))).to(device()))
+            outs = self._forward(_tensor(t, self.conform(x)).to(device()))
             return [o.detach().float().cpu().numpy() for o in outs]
 
     def ascent(self, terms: tuple[Term, ...], spatial_axes: tuple) -> Ascent:
@@ -879,7 +886,7 @@ class _TorchAscent(Ascent):
 
     def value(self, x) -> np.ndarray:
         t = torch()
-        x = t.from_numpy(np.ascontiguousarray(np.asarray(x, np.float32).reshape((-1, *self.input_shape))))
+        x = _tensor(t, np.asarray(x, np.float32).reshape((-1, *self.input_shape)))
         with t.inference_mode():
             return self._value(x.to(device())).detach().cpu().numpy()
 

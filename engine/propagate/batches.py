@@ -59,8 +59,8 @@ def propagate_batches(split_, inputs, *, batch_size: int = DEFAULT_BATCH, progre
         # Read (from a memory map), preprocess and cast one batch: done on a second thread while TensorFlow,
         # which releases the GIL, computes the previous batch.
         batch = np.asarray(inputs[start : start + batch_size])
-        if preprocess is not None:
-            batch = conform(split_, np.asarray(preprocess(batch)))
+        if preprocess is not None:  # (a copy when read-only: a hook may work in place; the inputs are shared)
+            batch = conform(split_, np.asarray(preprocess(batch if batch.flags.writeable else batch.copy())))
         return batch.astype(dtype, copy=False)
 
     starts = range(0, n, batch_size)
