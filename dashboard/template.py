@@ -127,7 +127,7 @@ class Dashboard(pn.viewable.Viewer):
         grid[0:9, 0:7] = card("Latent space · tap to decode, hover to inspect, box or lasso to select",
                               self.map_view, self.picture, self.latent.tip)
         grid[0:9, 7:12] = card("Decoded output · label it and save it to the dataset", self.label, self.output)
-        grid[9:12, 0:7] = card("Search · by label, prediction or metadata", self.search_view)
+        grid[9:12, 0:7] = card("Search · by label, prediction or metadata", self.search_view, clip=False)
         grid[9:12, 7:12] = card("Nearest sample under the cursor", self.cursor)
         clear = pn.widgets.Button(label="Clear history", color="light", width=110, margin=(0, 5))
         clear.on_click(lambda _e: self.store.clear_history())

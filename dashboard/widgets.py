@@ -111,11 +111,13 @@ class View(pn.viewable.Viewer):
     store = param.ClassSelector(class_=param.Parameterized, doc="The state this view shows")
 
 
-def card(title: str, *objects):
-    """A titled panel of a tab's grid."""
+def card(title: str, *objects, clip: bool = True):
+    """A titled panel of a tab's grid; ``clip=False`` for one whose list of choices (a MultiChoice, which opens
+    upward near the window's bottom edge) must show beyond its edge rather than be cut off by it."""
     header = pn.pane.HTML(f"<div class='li-card-title'>{title}</div>", sizing_mode="stretch_width", margin=0,
                           stylesheets=[CARD_TITLE_CSS])
-    return pn.Column(header, *objects, sizing_mode="stretch_both", margin=5, styles=CARD_STYLE, css_classes=["li-card"])
+    styles = CARD_STYLE if clip else {**CARD_STYLE, "overflow": "visible"}
+    return pn.Column(header, *objects, sizing_mode="stretch_both", margin=5, styles=styles, css_classes=["li-card"])
 
 
 def any_busy(*states):

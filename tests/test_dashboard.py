@@ -320,6 +320,17 @@ def test_the_app_displays_inline_as_in_a_notebook(app):
     assert model.select_one({"name": "decoded-output-source"}) is not None or app.output.plot is not None
 
 
+def test_search_offers_buttons_only_for_values_whose_names_fit_one_row_of_the_card():
+    from dashboard.search.views import as_buttons
+
+    assert as_buttons([str(i) for i in range(10)]) and as_buttons(["train", "test"])
+    assert as_buttons(["Standing", "Running", "Walking", "Badminton"])
+    assert not as_buttons([f"class {i}" for i in range(10)])  # ran past the card's edge as buttons
+    assert not as_buttons(["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"])  # too
+    assert not as_buttons(["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"])
+    assert not as_buttons([str(i) for i in range(13)])
+
+
 def test_serve_allows_only_its_own_origin():
     from dashboard.serve import own_hosts
 

@@ -17,8 +17,19 @@ from .state import OP_OF_KIND, Search
 
 __all__ = ["SearchView"]
 
-#: A category of at most this many values is offered as buttons; more, as a list to type into.
+#: A category of at most this many values is offered as buttons; more, as a list to type into...
 BUTTONS_UP_TO = 12
+#: ... and only while their names are short enough for one row of buttons in the search card: a name's characters
+#: and two for its button's padding (about 7.5 pixels each) within the 430 pixels the card leaves at 1,500 pixels
+#: of window. MNIST's digits fit (30); its digit names ("zero" ... "nine", 60) ran past the card's edge.
+BUTTON_CHARS = 56
+
+
+def as_buttons(choices) -> bool:
+    """Whether a category with the values ``choices`` is offered as a row of buttons (else as a list to type into)."""
+    choices = list(choices)
+    return len(choices) <= BUTTONS_UP_TO and sum(len(str(c)) + 2 for c in choices) <= BUTTON_CHARS
+
 
 SEARCH_CSS = """
 :host .conditions { color: #444; font-size: 12px; }
@@ -65,7 +76,7 @@ class SearchView(View):
     def _widget(self, column):
         op = OP_OF_KIND[column.kind]
         common = dict(margin=(5, 10), css_classes=["search-value"])
-        if op == "one of" and len(column.choices) <= BUTTONS_UP_TO:
+        if op == "one of" and as_buttons(column.choices):
             widget = pn.widgets.CheckButtonGroup(options=list(column.choices), value=[], button_type="primary",
                                                  button_style="outline", **common)
         elif op == "one of":

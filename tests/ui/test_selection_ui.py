@@ -155,3 +155,59 @@ def test_search_select_save_export_hover_and_tap(page, server, mnist, output_pat
     assert _attr(page, ".selection-count", "data-count") == str(len(ids))  # a tap is no selection
     assert not beyond_the_page(page), f"wider than the page: {beyond_the_page(page)}"
     page.screenshot(path=out / "tap.png")
+
+
+# Each option of the open list of a search value: its name, whether it lies whole within the list's box and the window,
+# and whether the page shows it at its centre (the element there is the option or inside it) rather than a card's
+# edge cutting it off.
+_OPTIONS_SHOWN_JS = """
+() => {
+  function* walk(root) {
+    for (const el of root.querySelectorAll('*')) { yield el; if (el.shadowRoot) yield* walk(el.shadowRoot); }
+  }
+  const list = [...walk(document)].find(e => e.classList && e.classList.contains('choices__list--dropdown')
+                                               && e.classList.contains('is-active'));
+  if (list == null) return null;
+  const deepest = (x, y) => {
+    let el = document.elementFromPoint(x, y);
+    while (el && el.shadowRoot) {
+      const inner = el.shadowRoot.elementFromPoint(x, y);
+      if (!inner || inner === el) break;
+      el = inner;
+    }
+    return el;
+  };
+  return [...list.querySelectorAll('.choices__item--choice')].map(o => {
+    const r = o.getBoundingClientRect(), x = r.left + r.width / 2, y = r.top + r.height / 2;
+    const box = list.getBoundingClientRect();  // (the list scrolls: options below its box are not shown yet)
+    const inside = r.height > 0 && r.top >= Math.max(0, box.top) - 1
+                   && r.bottom <= Math.min(window.innerHeight, box.bottom) + 1;
+    const at = inside ? deepest(x, y) : null;
+    return [o.textContent.trim(), inside, at != null && (at === o || o.contains(at))];
+  });
+}
+"""
+
+
+def test_a_search_values_list_opens_whole_over_the_cards_above(page, server, mnist, output_path):
+    """MNIST's digit names are too long for a row of buttons: the value is picked from a list, which opens upward
+    near the window's bottom edge, over the plot's card; none of its options is cut off by the search card's edge
+    (they were: the cards clip what overflows them)."""
+    out = Path(output_path)
+    out.mkdir(parents=True, exist_ok=True)
+    open_dashboard(page, server, "mnist")
+    page.locator(".search-column select").select_option("digit_name")
+    field = page.locator(".search-value input[type=search]")
+    field.wait_for(timeout=20_000)
+    assert page.locator(".search-value button").count() == 0  # a list, not buttons that ran past the card
+    field.click()
+    wait_until(lambda: page.evaluate(_OPTIONS_SHOWN_JS), 10, "the list of values open")
+    page.screenshot(path=out / "search_values_open.png")
+    options = page.evaluate(_OPTIONS_SHOWN_JS)
+    assert sorted(name for name, _, _ in options) == sorted(
+        ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"])
+    in_window = [(name, shown) for name, inside, shown in options if inside]
+    assert len(in_window) >= 5 and all(shown for _, shown in in_window), options
+    page.locator(".choices__item--choice", has_text="seven").first.click()
+    sevens = int((mnist.labels == 7).sum())  # (the digit names follow the labels: tests/test_metadata.py)
+    wait_until(lambda: _attr(page, ".search-count", "data-count") == str(sevens), 20, "the search by the picked name")
