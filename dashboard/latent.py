@@ -81,7 +81,16 @@ class shade_categories(datashade):
         column = getattr(agg, "cat_column", None) or (agg.column if isinstance(agg, ds.count_cat) else None)
         supported = self.p.cnorm in ("eq_hist", "log", "cbrt", "linear") and not self.p.clims
         x, y = element.kdims[:2]
-        (x_range, y_range), _, (width, height), _ = self._get_sampling(element, x, y)
+        sampled, index = element, self.p.index
+        if index is not None and len(index) and not (self.p.x_range and self.p.y_range):
+            # A session's first view (no range from a pan yet) spans the drawn points: their extent is the index's,
+            # not two passes of HoloViews over the table's x and y (half a second at 100 million points), and the
+            # rows the plot does not draw (non-finite, no class) do not widen it. Only the sampling sees it: a
+            # dimension range on the plotted element would become the overlay's, and the layers drawn over it
+            # (a selection's density) would keep their first picture.
+            bx0, bx1, by0, by1 = index.bounds
+            sampled = element.clone(kdims=[x.clone(range=(bx0, bx1)), y.clone(range=(by0, by1)), *element.kdims[2:]])
+        (x_range, y_range), _, (width, height), _ = self._get_sampling(sampled, x, y)
         if not (isinstance(element, hv.Points) and column and isinstance(self.p.color_key, dict) and supported
                 and width and height):
             rgb = super()._process(element, key)
@@ -124,11 +133,7 @@ def embedding_raster(points, color_by="label", spread=3, inspection=None):
     names = list(points[by].cat.categories)
     colors = dict(zip(names, category_colors(names)))
     index = inspection.point_index(points, by) if inspection is not None else index_frame(points, by)
-    # The extent of the points, known to their index: HoloViews would otherwise compute it from the table for each
-    # session's first picture (two passes over x and y: half a second at 100 million points).
-    x0, x1, y0, y1 = index.bounds
-    kdims = [hv.Dimension("x", range=(x0, x1)), hv.Dimension("y", range=(y0, y1))] if len(index) else ["x", "y"]
-    element = hv.Points(points, kdims, vdims)
+    element = hv.Points(points, ["x", "y"], vdims)
     # the pyramid from the first view it is ready for (built in the background: the first picture does not wait)
     pyramid = None if inspection is None else partial(inspection.pyramid, points, by, wait=False)
     raster = shade_categories(element, aggregator=ds.by(by, ds.count()), color_key=colors, min_alpha=90,

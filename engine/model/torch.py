@@ -446,7 +446,7 @@ def _example(path: Path, objects: ModelObjects | None):
         example = objects.example_input()
     except Exception as exc:
         raise ModelError(f"{objects.origin}: example_input() failed ({type(exc).__name__}: {exc})") from exc
-    example = t.as_tensor(np.asarray(example, dtype=np.float32))
+    example = _tensor(t, np.asarray(example, dtype=np.float32))
     if example.ndim < 1 or len(example) < 1:
         raise ModelError(f"{objects.origin}: example_input() must return a batch of at least one sample")
     return example[:2] if len(example) >= 2 else example.repeat((2,) + (1,) * (example.ndim - 1))
@@ -1068,7 +1068,7 @@ class PyTorch(Framework):
         params = [p for name, p in named.items() if name.rsplit(".", 1)[0] in chosen]
         for p in params:
             p.requires_grad_(True)
-        x_t = t.as_tensor(np.asarray(x, dtype=split.input_dtype)).reshape((-1, *split.input_shape))
+        x_t = _tensor(t, np.asarray(x, dtype=split.input_dtype)).reshape((-1, *split.input_shape))
         z_t = t.as_tensor(np.asarray(z, np.float32)).reshape((-1, *split.latent_shape))
         w_t = t.as_tensor(np.asarray(weights, np.float32)).reshape(-1)
         if relative:  # displacements from the activations now, by the training step's own forward pass
