@@ -25,6 +25,15 @@ _ROWS_JS = """
 }
 """
 
+# True once the latent figure on screen has painted everything it holds (BokehJS's has_finished).
+_PAINTED_JS = """
+() => {
+  const view = [...Bokeh.index.all_views()].find(v => v.model && v.model.name === 'latent-figure' && v.frame != null
+                                                   && v.canvas_view.el.isConnected);
+  return view != null && view.has_finished();
+}
+"""
+
 
 # The latent figure's title: what the plot shows.
 _TITLE_JS = """
@@ -144,10 +153,14 @@ def test_drag_the_selection_refine_and_undo(page, server, mnist, output_path):
         wait_until(lambda: not (r := page.evaluate(_ROWS_JS, "refine-handle")) or r["n"] == 0, 20, "no handle")
     page.locator(".refine-move button").click()  # move mode makes the handle's drag the plot's active tool
     wait_until(lambda: (r := page.evaluate(_ROWS_JS, "refine-handle")) and r["n"] == 1, 20, "the handle drawn again")
+    # The point-draw tool picks the diamond where the page has drawn it: a drag that starts before the plot has
+    # painted the new handle pans the plot instead (it did in one CI run, on a busy machine).
+    wait_until(lambda: page.evaluate(_PAINTED_JS), 20, "the plot painted with the handle")
     handle = page.evaluate(_ROWS_JS, "refine-handle")
     hx, hy = to_page(page, handle["x"], handle["y"])
     tx, ty = to_page(page, float(sevens[0]), float(sevens[1]))  # the page has scrolled since
     page.mouse.move(hx, hy)
+    page.wait_for_timeout(300)
     page.mouse.down()
     page.mouse.move(tx, ty, steps=12)
     page.mouse.up()
