@@ -81,14 +81,14 @@ class shade_categories(datashade):
         column = getattr(agg, "cat_column", None) or (agg.column if isinstance(agg, ds.count_cat) else None)
         supported = self.p.cnorm in ("eq_hist", "log", "cbrt", "linear") and not self.p.clims
         x, y = element.kdims[:2]
-        sampled, index = element, self.p.index
-        if index is not None and len(index) and not (self.p.x_range and self.p.y_range):
+        sampled, given = element, self.p.index
+        if given is not None and len(given) and not (self.p.x_range and self.p.y_range):
             # A session's first view (no range from a pan yet) spans the drawn points: their extent is the index's,
             # not two passes of HoloViews over the table's x and y (half a second at 100 million points), and the
             # rows the plot does not draw (non-finite, no class) do not widen it. Only the sampling sees it: a
             # dimension range on the plotted element would become the overlay's, and the layers drawn over it
             # (a selection's density) would keep their first picture.
-            bx0, bx1, by0, by1 = index.bounds
+            bx0, bx1, by0, by1 = given.bounds
             sampled = element.clone(kdims=[x.clone(range=(bx0, bx1)), y.clone(range=(by0, by1)), *element.kdims[2:]])
         (x_range, y_range), _, (width, height), _ = self._get_sampling(sampled, x, y)
         if not (isinstance(element, hv.Points) and column and isinstance(self.p.color_key, dict) and supported
@@ -125,15 +125,13 @@ def embedding_raster(points, color_by="label", spread=3, inspection=None):
     point index is ``inspection``'s (built once per table), else made here. Every latent plot of the dashboard is
     drawn by it."""
     by = color_by if color_by in points.columns else None
-    vdims = [c for c in ("label", "prediction") if c in points.columns]
+    element = hv.Points(points, ["x", "y"], [c for c in ("label", "prediction") if c in points.columns])
     if by is None:
-        element = hv.Points(points, ["x", "y"], vdims)
         raster = datashade(element, aggregator=ds.count(), cmap=cc.kbc[::-1][40:], cnorm="eq_hist")
         return dynspread(raster, threshold=0.5, max_px=spread)
     names = list(points[by].cat.categories)
     colors = dict(zip(names, category_colors(names)))
     index = inspection.point_index(points, by) if inspection is not None else index_frame(points, by)
-    element = hv.Points(points, ["x", "y"], vdims)
     # the pyramid from the first view it is ready for (built in the background: the first picture does not wait)
     pyramid = None if inspection is None else partial(inspection.pyramid, points, by, wait=False)
     raster = shade_categories(element, aggregator=ds.by(by, ds.count()), color_key=colors, min_alpha=90,

@@ -31,13 +31,13 @@ from engine.model.base import ModelObjects
 __all__ = ["HOOK_NAMES", "VIEW_KINDS", "Project", "ViewSpec", "list_projects", "load_project", "project_dir",
            "projects_root"]
 
-#: A project name: one folder name (no separator, no leading dot), at most 255 characters as file systems allow.
 #: Projects' inputs, read (or mapped) and checked once per file (its size and time): see :meth:`Project.inputs`.
 INPUTS = Memo(max_items=4, name="inputs of projects")
 #: Projects' labels, read and checked once per file (and its size, time and the project's classes): every session of a
 #: server opens its own :class:`Project`, and at 100 million samples one copy of the labels is 200 MB.
 LABELS = Memo(max_items=4, name="labels of projects")
 
+#: A project name: one folder name (no separator, no leading dot), at most 255 characters as file systems allow.
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,254}")
 
 #: The names a project's ``hooks.py`` may define (:meth:`Project.hooks`).
@@ -318,7 +318,8 @@ class Project:
         if y.dtype.kind == "f":
             if not np.isfinite(y).all() or not np.all(y == np.round(y)):
                 raise DataError(f"{where}: labels must be whole numbers (class codes), found fractions or NaN")
-        y = y if y.dtype.kind in "iu" and y.dtype.itemsize <= 8 else y.astype(np.int64)
+        if y.dtype.kind not in "iu":
+            y = y.astype(np.int64)
         if y.min() < 0:
             raise DataError(f"{where}: negative label {int(y.min())}; expected class codes 0..K-1")
         if self.class_names is not None and y.max() >= len(self.class_names):
