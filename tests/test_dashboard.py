@@ -357,6 +357,32 @@ def test_the_servers_warm_up_waits_for_the_first_page_or_a_minute_without_one():
     assert not alone.is_alive()  # no page came: it warmed up anyway
 
 
+def test_the_server_leaves_its_libraries_out_of_full_collections_and_collects_what_it_makes_later(root):
+    """The server freezes what its libraries made before it opens a project (so a full collection no longer walks
+    them at every few sessions), and a cycle made afterwards, as a session's or a dropped inspection's, is still
+    collected."""
+    import gc
+    import sys
+    import weakref
+
+    from dashboard.serve import _freeze_libraries
+
+    class Node:
+        pass
+
+    try:
+        _freeze_libraries("tiny")
+        assert gc.get_freeze_count() > 100_000 and "keras" in sys.modules
+        a, b = Node(), Node()
+        a.other, b.other = b, a
+        ref = weakref.ref(a)
+        del a, b
+        gc.collect()
+        assert ref() is None
+    finally:
+        gc.unfreeze()
+
+
 def test_serve_refuses_an_unknown_project_before_serving(root):
     from dashboard.serve import serve
     from engine.errors import ProjectError
