@@ -112,6 +112,9 @@ class Session:
 
     index: int
     opened_s: float = float("nan")  # from navigation to the plot ready
+    # the page's own clock, seconds from navigation: the first byte of the page (the server has made the session's
+    # document), the load event, and the first animation frame with the plot ready
+    timeline: dict = field(default_factory=dict)
     frame: dict = field(default_factory=dict)  # the latent figure's frame: page pixels and data ranges
     targets: list = field(default_factory=list)  # (x, y) tapped, data coordinates
     decodes: list = field(default_factory=list)  # (seq, x, y, values as a list of float32) received
@@ -219,6 +222,23 @@ class Server:
         self.stop()
 
 
+# Before the page's scripts: the time (the page's clock) of the first animation frame in which the plot is ready.
+READY_FRAME_JS = """(() => {
+  const ready = %s;
+  const poll = () => {
+    try { if (ready()) { window.__plotReadyAt = performance.now(); return; } } catch (e) {}
+    requestAnimationFrame(poll);
+  };
+  requestAnimationFrame(poll);
+})();"""
+# Seconds from navigation to the page's first byte, its load event and the plot ready (READY_FRAME_JS).
+TIMELINE_JS = """() => {
+  const n = performance.getEntriesByType('navigation')[0];
+  const s = t => t == null ? null : Math.round(t) / 1000;
+  return {document_s: s(n.responseStart), loaded_s: s(n.loadEventEnd), plot_ready_s: s(window.__plotReadyAt)};
+}"""
+
+
 def plot_ready_js() -> str:
     """True once the latent figure is drawn with its points (its title counts them)."""
     return f"""() => {{
@@ -235,11 +255,13 @@ async def _open(context, base: str, project: str, session: Session, timeout_s: f
     page.on("pageerror", lambda exc: session.console.append(f"uncaught: {exc}"))
     page.on("console", lambda msg: msg.type in ("error", "warning") and session.console.append(
         f"console.{msg.type}: {msg.text}"))
+    await page.add_init_script(READY_FRAME_JS % plot_ready_js())
     t0 = time.perf_counter()
     await page.goto(f"{base}/app?project={project}", timeout=timeout_s * 1e3)
     await page.wait_for_function(plot_ready_js(), timeout=timeout_s * 1e3, polling=250)
     await page.evaluate(PAGE_JS)
     session.opened_s = time.perf_counter() - t0
+    session.timeline = await page.evaluate(TIMELINE_JS)
     await _settle(page, timeout_s)
     return page
 
