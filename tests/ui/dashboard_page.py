@@ -73,7 +73,22 @@ def open_dashboard(page, base: str, project: str, timeout: float = 240):
     page.wait_for_function("() => window.Bokeh && Bokeh.documents.length > 0", timeout=60_000)
     wait_until(lambda: (f := figure(page)) and "points" in f["title"], timeout, "the latent plot")
     wait_until(lambda: inked(frame_pixels(page)) > 200, 60, "points drawn in the latent plot")
+    every_card_drawn(page)
     return figure(page)
+
+
+#: Titles of the cards a served page makes once it has loaded (dashboard.template.below_the_fold), in its order.
+BELOW_THE_FOLD = ("History", "Selection", "Probe classifier", "Generated dataset", "Refine")
+
+
+def every_card_drawn(page, timeout: float = 60) -> None:
+    """Wait for the cards below the first screen: the server makes them once the page has loaded, on the session's
+    event loop, so a key or a click sent before they are drawn waits behind them (seconds on a busy machine)."""
+    def drawn():
+        titles = page.locator(".li-card-title").all_inner_texts()
+        return all(any(t.startswith(title) for t in titles) for title in BELOW_THE_FOLD)
+
+    wait_until(drawn, timeout, "the cards below the first screen", interval=0.1)
 
 
 _OUTSIDE_JS = """() => {

@@ -13,7 +13,7 @@ from urllib.parse import parse_qs, urlparse
 
 import numpy as np
 import pytest
-from dashboard_page import click_and_decode, figure, open_dashboard, probe, to_page, wait_until
+from dashboard_page import click_and_decode, every_card_drawn, figure, open_dashboard, probe, to_page, wait_until
 from dashboard_server import running_server
 
 pytestmark = pytest.mark.ui
@@ -77,7 +77,9 @@ def test_a_link_reproduces_the_view_and_follows_the_session(context, cold_server
     assert _query(page)["color"] == "none" and _query(page)["tap"] == q["tap"]
     _shot(page, output_path, "link_restored.png")
 
-    # Escape clears the markers and the tapped point leaves the address; ? lists the shortcuts
+    # Escape clears the markers and the tapped point leaves the address; ? lists the shortcuts (once the page is
+    # whole: the key's message waits behind the cards the server makes after the page's load)
+    every_card_drawn(page)
     page.mouse.move(5, 5)
     page.keyboard.press("Escape")
     wait_until(lambda: page.locator(".decode-probe").count() == 0, 10, "the decode to be cleared")
