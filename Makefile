@@ -39,7 +39,7 @@ info: setup
 	$(BIN)/latent-inspector info $(PROJECT)
 
 # Two workers, one test file each at a time (module fixtures built once per file): the browser and server tests
-# spend much of their time waiting. On a 2-core machine the suite took 855-2,034 s of tests in the fresh-clone CI
+# spend much of their time waiting. On a 2-core machine the suite took 855-2,242 s of tests in the fresh-clone CI
 # runs of 2026-12-05/06 (the quick benchmark run, the load test and the browser tests that restart or kill a server
 # are the largest files), often over the 15 minutes it should take: see the README's known limits.
 test: setup chromium
