@@ -159,6 +159,13 @@ def served_app(tmp_path, monkeypatch, before_serving=None, **server_options):
     finally:
         client.close()
         server.stop()
+        # stop() only asks the server's loop to stop: until its thread ends, a callback of a session of this test may
+        # still be running, and Bokeh's curdoc() (a global, not a thread's) is then that session's document in every
+        # thread. A later test's dashboard made meanwhile took itself for a served page and opened its project in
+        # the background (CI: four tests of three later modules found their project still opening).
+        server.join(60)
+        assert not server.is_alive(), "the test's server still runs 60 s after it was stopped"
+        assert pn.state.curdoc is None, "a session's document of the stopped server is still Bokeh's current one"
 
 
 def test_a_closed_session_releases_its_store_and_drops_its_queued_work(tmp_path, monkeypatch):
