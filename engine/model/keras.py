@@ -1,8 +1,8 @@
 """Keras models: load, flatten the graph, split at any layer into an exact prefix and suffix.
 
 This is the Keras implementation of the model interface of :mod:`engine.model`; nothing else in the engine talks
-to Keras about the user's model. TensorFlow and Keras are imported on first use, with TensorFlow's C++ start-up
-chatter silenced.
+to Keras about the user's model. Reading a file (and importing TensorFlow and Keras on first use) is
+:mod:`engine.model.keras_files`; the flat graph and which layers are valid cuts, :mod:`engine.model.keras_graph`.
 
 **Loading.** Models load with ``compile=False`` (an ``.h5`` compiled with a string loss fails otherwise, and we
 never train through the saved optimizer) and ``safe_mode=True``: a Lambda layer or custom object can run arbitrary
@@ -13,42 +13,34 @@ output tensor: a layer of a sequential chain, the ``Add`` that closes a residual
 nested encoder and decoder. A cut inside a residual block or across a U-Net skip is rejected, naming the tensor
 that crosses it.
 
-How: the model is first re-traced into one flat functional graph with the library's own graph runner
-(``Function._run_through_graph``), descending into nested sub-models so that their inner layers become
-selectable. This also sidesteps a pitfall of ``.h5`` files: a Sequential model loaded from one carries several
-inbound nodes per layer, and ``layer.output`` (node 0) is not connected to the model's inputs. The prefix is then
-``keras.Model(inputs, cut)`` and the suffix ``keras.Model(cut, outputs)``: Keras builds both, nothing is re-called
-by hand. The flat graph, the splits and the feature extractors of a model are kept while the model object lives.
+How: the model is first re-traced into one flat functional graph, nested sub-models descended into (their inner
+layers become selectable). The prefix is then ``keras.Model(inputs, cut)`` and the suffix
+``keras.Model(cut, outputs)``: Keras builds both, nothing is re-called by hand. The flat graph, the splits and the
+feature extractors of a model are kept while the model object lives.
 """
 
 from __future__ import annotations
 
-import importlib
-import os
 import sys
-import threading
-import warnings
-from collections import Counter, defaultdict, deque
-from dataclasses import dataclass, field
-from pathlib import Path
-from types import ModuleType
+from collections import Counter
 
 import numpy as np
 
 from engine.errors import CutError, ModelError, UnitError
-from engine.memo import ObjectMemo
 from engine.model import base
-from engine.model.base import Ascent, Features, Framework, LayerInfo, Term, nearby_cuts
-from engine.model.keras_files import (
-    ModelObjects,
-    check_container,
-    check_declared_size,
-    explain_load_error,
-    keras_objects,
-    read_config,
-    with_replacements,
+from engine.model.base import Ascent, Features, Framework, LayerInfo, ModelObjects, Term, nearby_cuts
+from engine.model.keras_files import MODEL_SUFFIXES, backend, keras, load_model, model_label, tensorflow
+from engine.model.keras_graph import (
+    BUILT,
+    GRAPH_LOCK,
+    find_entry,
+    flat_graph,
+    input_specs,
+    list_layers,
+    output_specs,
+    require_single_input,
+    why_not_a_cut,
 )
-from engine.settings import max_params
 
 __all__ = [
     "FRAMEWORK",
@@ -73,382 +65,6 @@ __all__ = [
     "split",
     "tensorflow",
 ]
-
-MODEL_SUFFIXES = (".keras", ".h5", ".hdf5")
-
-
-# -- TensorFlow and Keras, imported on first use ------------------------------------------------------------------
-# TensorFlow's C++ runtime writes start-up chatter straight to file descriptor 2 while it is imported ("Could not
-# find cuda drivers...") whatever TF_CPP_MIN_LOG_LEVEL says; a CLI user should see one clear line on error, so the
-# import runs with descriptor 2 pointed at /dev/null. Python exceptions raised by the import still show.
-
-_import_lock = threading.Lock()
-
-
-def _quiet_import(name: str, then=None) -> ModuleType:
-    """Import ``name`` (and run ``then(module)``) with file descriptor 2 silenced."""
-    if name in sys.modules:
-        return sys.modules[name]
-    with _import_lock:
-        try:
-            sys.stderr.flush()
-            fd = sys.stderr.fileno()
-        except (AttributeError, OSError, ValueError):  # no real stderr (notebook, captured): nothing to silence
-            return importlib.import_module(name)
-        saved, devnull = os.dup(fd), os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, fd)
-        try:
-            module = importlib.import_module(name)
-            if then is not None:
-                then(module)
-            return module
-        finally:
-            os.dup2(saved, fd)
-            os.close(saved)
-            os.close(devnull)
-
-
-def _init_devices(tf) -> None:
-    # Device discovery (cuInit on a machine without a GPU) logs at the first operation, not at import.
-    tf.config.list_logical_devices()
-
-
-def backend() -> str:
-    """Keras' backend: ``tensorflow`` (the default), or ``torch`` or ``jax`` as ``KERAS_BACKEND`` sets it."""
-    if "keras" in sys.modules:
-        return sys.modules["keras"].backend.backend()
-    return os.environ.get("KERAS_BACKEND", "tensorflow")
-
-
-def keras() -> ModuleType:
-    """The ``keras`` module, imported on first use: Keras 3 on the TensorFlow backend, or on the backend
-    ``KERAS_BACKEND`` names (``torch`` runs the bundled Keras models where only PyTorch is installed, on its GPU)."""
-    if backend() == "tensorflow":
-        tensorflow()
-    return _quiet_import("keras")
-
-
-def tensorflow() -> ModuleType:
-    """The ``tensorflow`` module, imported (and its devices discovered) on first use."""
-    return _quiet_import("tensorflow", then=_init_devices)
-
-
-# -- loading --------------------------------------------------------------------------------------------------------
-
-
-def load_model(path, *, trust: bool = False, objects: ModelObjects | None = None):
-    """Load a ``.keras`` or ``.h5`` model for inference.
-
-    Parameters
-    ----------
-    path : str or Path
-    trust : bool
-        Allow Lambda layers that hold Python bytecode. Never set this for a file you did not write or check: it
-        runs code from the file.
-    objects : ModelObjects, optional
-        The project's ``custom_objects`` (classes and functions the model uses) and ``lambdas`` (replacement
-        functions of Lambda layers, which then need no ``trust``), from its ``hooks.py``.
-
-    Returns
-    -------
-    keras.Model
-        Its ``latent_inspector_file`` attribute is the file's name, which messages use instead of Keras' model
-        name (``'functional_13'``).
-
-    Raises
-    ------
-    ModelError
-        The file is missing, not a Keras model, holds weights only, is corrupt, needs ``trust``, or uses a class,
-        a function or Lambda bytecode this process cannot load; the message names the layer and what to write in
-        ``hooks.py``.
-
-    Example
-    -------
-    >>> model = load_model("projects/mnist/autoencoder.h5")  # doctest: +SKIP
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise ModelError(f"{path}: no such model file")
-    if path.suffix.lower() not in MODEL_SUFFIXES:
-        raise ModelError(f"{path}: not a Keras model file; expected one of {', '.join(MODEL_SUFFIXES)}")
-    check_container(path)
-    config = read_config(path)
-    check_declared_size(path, config, max_params())
-    keras_ = keras()
-    custom = keras_objects(objects, config)
-    try:
-        with with_replacements(path, config, objects) as readable, warnings.catch_warnings():
-            # Keras warns about what inference does not use (an optimizer's or metrics' state left unbuilt)
-            warnings.simplefilter("ignore", UserWarning)
-            model = keras_.models.load_model(readable, compile=False, safe_mode=not trust,
-                                             custom_objects=custom or None)
-    except ModelError:
-        raise
-    except Exception as exc:  # Keras raises ValueError, TypeError, OSError, KeyError, EOFError... for bad files
-        raise ModelError(explain_load_error(path, exc, config, trust, objects)) from exc
-    if not isinstance(model, keras_.Model):
-        raise ModelError(f"{path}: holds a {type(model).__name__}, expected a keras Model")
-    if not getattr(model, "inputs", None):
-        raise ModelError(f"{path}: the model has no defined inputs (a subclassed model); save a Functional model")
-    model.latent_inspector_file = path.name
-    return model
-
-
-def model_label(model) -> str:
-    """How messages name a model: its file (``'ae.keras'``), else Keras' name of it."""
-    return getattr(model, "latent_inspector_file", None) or model.name
-
-
-# -- the flat graph ---------------------------------------------------------------------------------------------------
-
-@dataclass
-class _Entry:
-    name: str
-    layer: object
-    class_name: str
-    inputs: list  # input KerasTensors
-    outputs: list  # output KerasTensors
-    alias: bool = False  # a nested model's output, recorded after its inner layers
-    path: tuple = ()  # names of the nested models around the layer
-
-
-@dataclass
-class _Graph:
-    inputs: list
-    outputs: list
-    entries: list = field(default_factory=list)
-
-    def consumers(self):
-        out = defaultdict(list)
-        for e in self.entries:
-            if not e.alias:
-                for t in e.inputs:
-                    out[id(t)].append(e)
-        return out
-
-
-#: Held while Keras models are built over the flat graph's tensors (Keras' graph building is not thread-safe).
-GRAPH_LOCK = threading.RLock()
-#: What is built from a model object (its flat graph, splits, feature extractors), kept while the object lives.
-_BUILT = ObjectMemo(max_items=64, name="graphs, splits and extractors of a Keras model")
-
-
-def _is_nested(op) -> bool:
-    return isinstance(op, keras().Model) and (
-        getattr(op, "_functional", None) is not None or hasattr(op, "_nodes_by_depth")
-    )
-
-
-def _flatten(tensors):
-    tree = keras().tree
-
-    return [t for t in tree.flatten(tensors) if hasattr(t, "shape") and hasattr(t, "_keras_history")]
-
-
-def _trace(model, inputs, path: tuple, entries: list):
-    """Run ``model`` on symbolic ``inputs``, descending into nested models; record every layer call."""
-    graph_model = model
-    if isinstance(model, keras().Sequential):
-        graph_model = getattr(model, "_functional", None)
-        if graph_model is None:  # a Sequential that was never built with an Input: its layers run in order
-            x = inputs
-            for layer in model.layers:
-                x = _call(layer, (x,), {}, path + (model.name,), entries)
-            return x
-
-    def operation_fn(op):
-        return lambda *args, **kwargs: _call(op, args, kwargs, path + (model.name,), entries)
-
-    return graph_model._run_through_graph(inputs, operation_fn=operation_fn)
-
-
-def _call(op, args, kwargs, path, entries):
-    if _is_nested(op):
-        sub_inputs = args[0] if len(args) == 1 else list(args)
-        out = _trace(op, sub_inputs, path, entries)
-        entries.append(_Entry(op.name, op, type(op).__name__, _flatten(sub_inputs), _flatten(out), True, path[1:]))
-        return out
-    out = op(*args, **kwargs)
-    # path[0] is the top model's own name, which does not qualify anything
-    entries.append(_Entry(op.name, op, type(op).__name__, _flatten((args, kwargs)), _flatten(out), False, path[1:]))
-    return out
-
-
-def flat_graph(model) -> _Graph:
-    """The model as one flat functional graph (cached per model object): its ``inputs``, ``outputs`` and
-    ``entries`` (one per layer call, nested sub-models descended into, names made unique). Build Keras models over
-    its tensors while holding :data:`GRAPH_LOCK`."""
-    with GRAPH_LOCK:
-        return _BUILT.get(model, "graph", lambda: _build_graph(model))
-
-
-def _build_graph(model) -> _Graph:
-    K = keras()
-    if not getattr(model, "inputs", None):
-        raise ModelError(f"model {model_label(model)!r} has no defined inputs; save it as a Functional or Sequential "
-                         "model")
-    inputs = [
-        K.Input(shape=tuple(t.shape[1:]), dtype=t.dtype, name=t._keras_history[0].name)
-        for t in model.inputs
-    ]
-    entries = [
-        _Entry(t._keras_history[0].name, t._keras_history[0], "InputLayer", [], [t]) for t in inputs
-    ]
-    try:
-        outputs = _trace(model, inputs if len(inputs) > 1 else inputs[0], (), entries)
-    except Exception as exc:
-        raise ModelError(f"model {model_label(model)!r}: cannot trace its graph ({type(exc).__name__}: {exc})") from exc
-    graph = _Graph(inputs, _flatten(outputs), entries)
-    _disambiguate(graph)
-    return graph
-
-
-def _disambiguate(graph: _Graph) -> None:
-    """Qualify colliding names ("decoder/dense"), and rename the layer objects so Keras accepts the flat graph."""
-    by_name = defaultdict(set)
-    for e in graph.entries:
-        by_name[e.name].add(id(e.layer))
-    for e in graph.entries:
-        if len(by_name[e.name]) > 1 and e.path:
-            qualified = "/".join(e.path + (e.name,))
-            e.layer.name = qualified.replace("/", "__")  # Keras forbids "/" in layer names
-            e.name = qualified
-
-
-def find_entry(graph: _Graph, model, layer: str, error: type[Exception] = CutError) -> _Entry:
-    """The flat graph's (last) entry named ``layer``; ``error`` naming the model, the layer and the closest names
-    (or every name) when there is none."""
-    matches = [e for e in graph.entries if e.name == layer]
-    if not matches:
-        names = [e.name for e in graph.entries]
-        close = [n for n in names if layer.lower() in n.lower()][:5]
-        hint = f"; did you mean {', '.join(map(repr, close))}?" if close else f"; layers are: {', '.join(names)}"
-        raise error(f"model {model_label(model)!r} has no layer {layer!r}{hint}")
-    return matches[-1]
-
-
-def list_layers(model) -> list[LayerInfo]:
-    """Every layer of the model, flattened, in graph order, with its output shape and whether it is a valid cut.
-
-    Parameters
-    ----------
-    model : keras.Model
-
-    Returns
-    -------
-    list of LayerInfo
-
-    Example
-    -------
-    >>> [l.name for l in list_layers(model) if l.valid_cut]  # doctest: +SKIP
-    ['input', 'conv1', 'conv2', 'flatten', 'bottleneck', ...]
-    """
-    graph = flat_graph(model)
-    calls = Counter(id(e.layer) for e in graph.entries if not e.alias)
-    consumers = graph.consumers()
-    infos = []
-    for e in graph.entries:
-        shape = tuple(e.outputs[0].shape) if len(e.outputs) == 1 else tuple(tuple(t.shape) for t in e.outputs)
-        reason = _why_not(graph, e, calls, consumers)
-        infos.append(LayerInfo(e.name, e.class_name, shape, reason is None, reason))
-    return infos
-
-
-def _why_not(graph: _Graph, entry: _Entry, calls: Counter, consumers) -> str | None:
-    if len(entry.outputs) != 1:
-        return f"it returns {len(entry.outputs)} tensors; a cut must be a single tensor"
-    if not entry.alias and calls[id(entry.layer)] > 1:
-        return f"it is shared (called {calls[id(entry.layer)]} times); a cut must be a layer called once"
-    cut = id(entry.outputs[0])
-    # Everything reachable from the inputs without passing through the cut.
-    before = set()
-    queue = deque(id(t) for t in graph.inputs if id(t) != cut)
-    while queue:
-        tid = queue.popleft()
-        if tid in before:
-            continue
-        before.add(tid)
-        for e in consumers.get(tid, ()):
-            queue.extend(id(t) for t in e.outputs if id(t) != cut)
-    leaking = [t for t in graph.outputs if id(t) in before]
-    if not leaking:
-        return None
-    # Name the tensor that crosses: computed before the cut, consumed by a layer after it.
-    after = {cut}
-    queue = deque([cut])
-    while queue:
-        for e in consumers.get(queue.popleft(), ()):
-            for t in e.outputs:
-                if id(t) not in after:
-                    after.add(id(t))
-                    queue.append(id(t))
-    producer = {id(t): e for e in graph.entries if not e.alias for t in e.outputs}
-    for e in graph.entries:
-        if e.alias or not any(id(t) in after for t in e.inputs):
-            continue
-        for t in e.inputs:
-            if id(t) in before:
-                src = producer.get(id(t))
-                src_name = src.name if src else "an input"
-                return f"a skip connection from {src_name!r} to {e.name!r} crosses it"
-    names = ", ".join(repr(producer[id(t)].name) if id(t) in producer else "an input" for t in leaking)
-    return f"the model output {names} does not depend on it"
-
-
-def input_specs(model) -> list[tuple[str, tuple, str]]:
-    """``(name, per-sample shape, dtype)`` of each input of the model (``None`` for a free dimension)."""
-    graph = flat_graph(model)
-    return [(t._keras_history[0].name, tuple(int(d) if d is not None else None for d in t.shape[1:]), str(t.dtype))
-            for t in graph.inputs]
-
-
-def output_specs(model) -> list[tuple[str, tuple, str | None]]:
-    """``(name, per-sample shape, final activation)`` of each output of the model; the activation is the name of
-    the function the producing layer applies (``"softmax"``, ``"sigmoid"``, ``"linear"``...), or None when the
-    layer has none of its own (an ``Add``, a ``Reshape``: then the layer before it is looked at, through shape-only
-    layers)."""
-    graph = flat_graph(model)
-    producer = {id(t): e for e in graph.entries if not e.alias for t in e.outputs}
-    specs = []
-    for t in graph.outputs:
-        entry = producer.get(id(t))
-        specs.append((entry.name if entry else t.name, tuple(int(d) if d is not None else None for d in t.shape[1:]),
-                      _activation(entry, producer)))
-    return specs
-
-
-_SHAPE_ONLY = ("Reshape", "Flatten", "Permute", "Dropout", "GaussianNoise", "Cropping1D", "Cropping2D")
-
-
-def _activation(entry, producer, depth: int = 0) -> str | None:
-    if entry is None or depth > 8:
-        return None
-    class_name = entry.class_name
-    if class_name == "Softmax":
-        return "softmax"
-    fn = getattr(entry.layer, "activation", None)
-    if fn is not None:
-        name = getattr(fn, "__name__", None) or str(fn)
-        return "softmax" if "softmax" in name else name
-    if class_name in _SHAPE_ONLY and len(entry.inputs) == 1:
-        return _activation(producer.get(id(entry.inputs[0])), producer, depth + 1)
-    return None
-
-
-def require_single_input(model) -> None:
-    """Raise :class:`ModelError` for a model with several inputs, in one line saying what to do instead."""
-    specs = input_specs(model)
-    if len(specs) == 1:
-        return
-    names = ", ".join(f"{n!r} {shape}" for n, shape, _ in specs)
-    nested = [e.name for e in flat_graph(model).entries if e.alias and len(e.inputs) == 1]
-    if nested:
-        hint = (f"; its nested model {nested[0]!r} has one input: save it as its own file "
-                f"(model.get_layer({nested[0]!r}).save('{nested[0]}.keras')) and inspect that")
-    else:
-        hint = "; build a single-input model over the part to inspect, save it, and inspect that"
-    raise ModelError(f"model {model_label(model)!r} has {len(specs)} inputs ({names}); Latent Inspector feeds one "
-                     f"input array to a model, so models with several inputs are not supported{hint}")
 
 
 class Split(base.Split):
@@ -479,7 +95,7 @@ class Split(base.Split):
         require_single_input(model)
         entry = find_entry(graph, model, layer)
         calls = Counter(id(e.layer) for e in graph.entries if not e.alias)
-        reason = _why_not(graph, entry, calls, graph.consumers())
+        reason = why_not_a_cut(graph, entry, calls, graph.consumers())
         if reason is not None:
             raise CutError(f"cannot cut model {model_label(model)!r} at {layer!r}: {reason}; "
                            f"{nearby_cuts(list_layers(model), layer)}")
@@ -538,7 +154,7 @@ class Split(base.Split):
 def split(model, layer: str) -> Split:
     """The :class:`Split` of ``model`` at ``layer``, built once per model and layer while the model object lives."""
     with GRAPH_LOCK:
-        return _BUILT.get(model, ("split", layer), lambda: Split(model, layer))
+        return BUILT.get(model, ("split", layer), lambda: Split(model, layer))
 
 
 # -- any layer's output ---------------------------------------------------------------------------------------------
@@ -579,7 +195,7 @@ def feature_extractor(model, layers) -> object:
         return keras().Model(graph.inputs[0], tensors if len(tensors) > 1 else tensors[0], name="features")
 
     with GRAPH_LOCK:
-        return _BUILT.get(model, ("features", layers), build)
+        return BUILT.get(model, ("features", layers), build)
 
 
 def conform_batch(batch: np.ndarray, extractor) -> np.ndarray:
@@ -864,7 +480,7 @@ class Keras(Framework):
     def features(self, model, layers) -> Features:
         layers = tuple(layers)
         with GRAPH_LOCK:
-            return _BUILT.get(model, ("features-run", layers), lambda: KerasFeatures(model, layers))
+            return BUILT.get(model, ("features-run", layers), lambda: KerasFeatures(model, layers))
 
     def train_suffix(self, split, z, y, **kwargs) -> list[float]:
         return train_suffix(split, z, y, **kwargs)

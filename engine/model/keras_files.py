@@ -1,5 +1,6 @@
-"""Keras model files before Keras reads them: what a file holds, the project's own objects, and load errors in the
-user's terms.
+"""Keras model files: what a file holds before Keras reads it, the project's own objects, loading it, and load
+errors in the user's terms. TensorFlow and Keras are imported here, on first use, with TensorFlow's C++ start-up
+chatter silenced.
 
 A model from the wild fails to load for reasons Keras reports in its own words ("Could not locate class
 'SamplingLayer'", "bad marshal data", "No model config found"). This module reads the file's architecture (the
@@ -22,25 +23,34 @@ longer takes, node numbering of nested models). Replacements and fixes are writt
 from __future__ import annotations
 
 import base64
+import importlib
 import json
 import marshal
 import math
+import os
 import re
 import shutil
 import sys
 import tempfile
+import threading
+import warnings
 import zipfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import ModuleType
 
 from engine.errors import ModelError
 from engine.model.archives import check_archive_sizes
 from engine.model.base import ModelObjects
+from engine.settings import max_params
 
-__all__ = ["FileConfig", "ModelObjects", "check_container", "check_declared_size", "declared_weights",
-           "explain_load_error", "held_weights", "keras2_fixes", "keras_objects", "read_config", "with_replacements"]
+__all__ = ["MODEL_SUFFIXES", "FileConfig", "ModelObjects", "backend", "check_container", "check_declared_size",
+           "declared_weights", "explain_load_error", "held_weights", "keras", "keras2_fixes", "keras_objects",
+           "load_model", "model_label", "read_config", "tensorflow", "with_replacements"]
+
+MODEL_SUFFIXES = (".keras", ".h5", ".hdf5")
 
 #: Prefix of the names under which replaced Lambda functions are handed to Keras.
 _REPLACED = "latent_inspector_lambda__"
@@ -502,3 +512,125 @@ def _is_marshal_error(exc: BaseException) -> bool:
 
 def _written_by(config: FileConfig | None) -> str:
     return f" (the file was written by Keras {config.keras_version})" if config and config.keras_version else ""
+
+
+# -- TensorFlow and Keras, imported on first use ------------------------------------------------------------------
+# TensorFlow's C++ runtime writes start-up chatter straight to file descriptor 2 while it is imported ("Could not
+# find cuda drivers...") whatever TF_CPP_MIN_LOG_LEVEL says; a CLI user should see one clear line on error, so the
+# import runs with descriptor 2 pointed at /dev/null. Python exceptions raised by the import still show.
+
+_import_lock = threading.Lock()
+
+
+def _quiet_import(name: str, then=None) -> ModuleType:
+    """Import ``name`` (and run ``then(module)``) with file descriptor 2 silenced."""
+    if name in sys.modules:
+        return sys.modules[name]
+    with _import_lock:
+        try:
+            sys.stderr.flush()
+            fd = sys.stderr.fileno()
+        except (AttributeError, OSError, ValueError):  # no real stderr (notebook, captured): nothing to silence
+            return importlib.import_module(name)
+        saved, devnull = os.dup(fd), os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, fd)
+        try:
+            module = importlib.import_module(name)
+            if then is not None:
+                then(module)
+            return module
+        finally:
+            os.dup2(saved, fd)
+            os.close(saved)
+            os.close(devnull)
+
+
+def _init_devices(tf) -> None:
+    # Device discovery (cuInit on a machine without a GPU) logs at the first operation, not at import.
+    tf.config.list_logical_devices()
+
+
+def backend() -> str:
+    """Keras' backend: ``tensorflow`` (the default), or ``torch`` or ``jax`` as ``KERAS_BACKEND`` sets it."""
+    if "keras" in sys.modules:
+        return sys.modules["keras"].backend.backend()
+    return os.environ.get("KERAS_BACKEND", "tensorflow")
+
+
+def keras() -> ModuleType:
+    """The ``keras`` module, imported on first use: Keras 3 on the TensorFlow backend, or on the backend
+    ``KERAS_BACKEND`` names (``torch`` runs the bundled Keras models where only PyTorch is installed, on its GPU)."""
+    if backend() == "tensorflow":
+        tensorflow()
+    return _quiet_import("keras")
+
+
+def tensorflow() -> ModuleType:
+    """The ``tensorflow`` module, imported (and its devices discovered) on first use."""
+    return _quiet_import("tensorflow", then=_init_devices)
+
+
+# -- loading --------------------------------------------------------------------------------------------------------
+
+
+def load_model(path, *, trust: bool = False, objects: ModelObjects | None = None):
+    """Load a ``.keras`` or ``.h5`` model for inference.
+
+    Parameters
+    ----------
+    path : str or Path
+    trust : bool
+        Allow Lambda layers that hold Python bytecode. Never set this for a file you did not write or check: it
+        runs code from the file.
+    objects : ModelObjects, optional
+        The project's ``custom_objects`` (classes and functions the model uses) and ``lambdas`` (replacement
+        functions of Lambda layers, which then need no ``trust``), from its ``hooks.py``.
+
+    Returns
+    -------
+    keras.Model
+        Its ``latent_inspector_file`` attribute is the file's name, which messages use instead of Keras' model
+        name (``'functional_13'``).
+
+    Raises
+    ------
+    ModelError
+        The file is missing, not a Keras model, holds weights only, is corrupt, needs ``trust``, or uses a class,
+        a function or Lambda bytecode this process cannot load; the message names the layer and what to write in
+        ``hooks.py``.
+
+    Example
+    -------
+    >>> model = load_model("projects/mnist/autoencoder.h5")  # doctest: +SKIP
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ModelError(f"{path}: no such model file")
+    if path.suffix.lower() not in MODEL_SUFFIXES:
+        raise ModelError(f"{path}: not a Keras model file; expected one of {', '.join(MODEL_SUFFIXES)}")
+    check_container(path)
+    config = read_config(path)
+    check_declared_size(path, config, max_params())
+    keras_ = keras()
+    custom = keras_objects(objects, config)
+    try:
+        with with_replacements(path, config, objects) as readable, warnings.catch_warnings():
+            # Keras warns about what inference does not use (an optimizer's or metrics' state left unbuilt)
+            warnings.simplefilter("ignore", UserWarning)
+            model = keras_.models.load_model(readable, compile=False, safe_mode=not trust,
+                                             custom_objects=custom or None)
+    except ModelError:
+        raise
+    except Exception as exc:  # Keras raises ValueError, TypeError, OSError, KeyError, EOFError... for bad files
+        raise ModelError(explain_load_error(path, exc, config, trust, objects)) from exc
+    if not isinstance(model, keras_.Model):
+        raise ModelError(f"{path}: holds a {type(model).__name__}, expected a keras Model")
+    if not getattr(model, "inputs", None):
+        raise ModelError(f"{path}: the model has no defined inputs (a subclassed model); save a Functional model")
+    model.latent_inspector_file = path.name
+    return model
+
+
+def model_label(model) -> str:
+    """How messages name a model: its file (``'ae.keras'``), else Keras' name of it."""
+    return getattr(model, "latent_inspector_file", None) or model.name
