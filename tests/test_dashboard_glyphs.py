@@ -85,6 +85,7 @@ def test_a_small_table_is_drawn_as_glyphs_in_the_rasters_colours_with_a_legend(s
     points = _points(figure)
     table = small.store.points
     assert isinstance(points.glyph, Scatter)
+    assert figure.output_backend == "webgl"  # the browser draws the points
     assert len(points.data_source.data["x"]) == len(table) == 300
     np.testing.assert_array_equal(points.data_source.data["x"], table["x"].to_numpy(np.float32))
     np.testing.assert_array_equal(points.data_source.data["y"], table["y"].to_numpy(np.float32))
@@ -161,7 +162,9 @@ def test_colouring_by_density_stays_datashaded(small):
     store = small.store
     try:
         store.color_by = "none"
-        assert isinstance(_points(_figure(small.latent)).glyph, ImageRGBA)
+        figure = _figure(small.latent)
+        assert isinstance(_points(figure).glyph, ImageRGBA)
+        assert figure.output_backend == "canvas"  # an image: nothing for WebGL to draw, its copies saved
     finally:
         store.color_by = "label"
 
@@ -176,6 +179,7 @@ def test_a_table_at_the_limit_is_datashaded_and_taps_decode(large):
     figure = _figure(view)
     points = _points(figure)
     assert isinstance(points.glyph, ImageRGBA)
+    assert figure.output_backend == "canvas"
     assert len(points.data_source.data["image"]) == 1  # one image, not the points
     assert f"{len(store.points):,} points" in figure.title.text
     x, y = (float(v) for v in np.asarray(store.inspection.embedding)[4])
