@@ -51,6 +51,8 @@ def element(array, spec, class_names=None):
     flat = data.reshape(-1)
     if kind == "probabilities" or len(flat) <= MAX_BARS:
         names = list(getattr(spec, "class_names", None) or class_names or [])
+        if kind != "probabilities" and len(names) != len(flat):  # not one value per class: the units by number
+            names = []
         labels = [names[i] if i < len(names) else str(i) for i in range(len(flat))]
         return hv.Bars((labels, flat), "class" if kind == "probabilities" else "unit", "value")
     return hv.Image(flat[None, :], bounds=(0, 0, len(flat), 1), kdims=["unit", "row"], vdims=["value"])

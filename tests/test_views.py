@@ -48,3 +48,17 @@ def test_vector_bars_are_proportional():
     drawn = (img != 255).any(axis=2)
     left, right = drawn[:, :17].sum(), drawn[:, 17:].sum()
     assert 3 * left < right < 5 * left
+
+
+def test_dashboard_bars_name_classes_only_where_there_is_one_value_per_class():
+    """The decoded output's bars: a vector as long as the class list (logits) is labelled by class, a vector of
+    another length by unit number (16 units labelled 'class 0'..'class 9', then '10'..'15', read as classes)."""
+    from dashboard.sample import element
+
+    classes = [f"class {i}" for i in range(10)]
+    units = element(np.arange(16.0), ViewSpec("vector"), class_names=classes)
+    assert list(units.dimension_values(0)) == [str(i) for i in range(16)]
+    logits = element(np.arange(10.0), ViewSpec("vector"), class_names=classes)
+    assert list(logits.dimension_values(0)) == classes
+    scores = element(np.full(4, 0.25), ViewSpec("probabilities", class_names=("a", "b", "c")))
+    assert list(scores.dimension_values(0)) == ["a", "b", "c", "3"]  # a class without a name: its number
