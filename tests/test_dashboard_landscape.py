@@ -108,3 +108,38 @@ def test_the_quality_card_has_the_classes_kept_and_the_folds(app):
     rows = dict(__import__("dashboard.inspector.controls", fromlist=["quality_rows"]).quality_rows(app.store.quality))
     assert "Cons_d" in rows["decoded samples keep their class"] and "ACC_M" in rows["decoded samples classified right"]
     assert "Gradient map layer" in rows["folds of the map"]
+
+
+def test_a_view_and_a_layer_changed_at_once_on_two_threads_end_in_the_last_layer(app):
+    """Panel runs a session's callbacks on its thread pool: a pan's new view and a menu choice can reach the map
+    layer at once. The view's refresh is held, on its own thread, between reading the state and submitting its job
+    (by a watcher of the note it writes in between) while the menu's refresh runs on this one: the layer drawn at the
+    end is the menu's, with no error (the older refresh read the old layer, and its job carried a stale token)."""
+    import threading
+
+    layer = app.map_layer
+    layer.param.update(view=((-2.0, 3.0), (-1.0, 1.5), 400, 200), layer="decision")
+    assert "data-layer='decision'" in layer.legend
+    viewer, menu_done = threading.Event(), threading.Event()
+
+    def hold_the_viewer(event):
+        if threading.current_thread().name == "pan" and not viewer.is_set():
+            viewer.set()
+            menu_done.wait(3)  # with the fix the menu waits for this refresh, so this wait runs out
+
+    watcher = layer.param.watch(hold_the_viewer, "note")
+    try:
+        pan = threading.Thread(target=lambda: setattr(layer, "view", ((0.0, 1.0), (0.0, 1.0), 400, 200)),
+                               name="pan")
+        pan.start()
+        assert viewer.wait(30), "the view's refresh did not start"
+        layer.layer = "uncertainty"
+        menu_done.set()
+        pan.join(30)
+        assert not pan.is_alive()
+    finally:
+        layer.param.unwatch(watcher)
+    assert layer.error == "" and "data-layer='uncertainty'" in layer.legend
+    assert app.map_view.legend.object == layer.legend
+    m = app.store.inspection.landscape("uncertainty", (0.0, 1.0), (0.0, 1.0), cells=(50, 25))
+    np.testing.assert_array_equal(layer.image["image"][0], to_rgba(m))

@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import html
+import threading
 
 import param
 
@@ -54,6 +55,10 @@ class MapLayer(Follower):
     def __init__(self, **params):
         super().__init__(**params)
         self._token = 0
+        # Panel runs a session's widget and stream callbacks on its thread pool, two at once when a pan's view and a
+        # menu choice come together: the reading of the state, the token and the job's submission are one step, so
+        # that the last job submitted is the last state's and its token is the current one.
+        self._refreshing = threading.RLock()
         self.inspector.param.watch(self._refresh, ["inspection", "probe", "head"])
 
     @param.depends("layer", "view", watch=True)
@@ -61,6 +66,10 @@ class MapLayer(Follower):
         self._refresh()
 
     def _refresh(self, *_):
+        with self._refreshing:
+            self._submit()
+
+    def _submit(self):
         self._token += 1  # whatever is under way is for an older view, layer or inspection
         inspection = self.inspection
         if self.layer == "none" and self.image is None and not self.busy:

@@ -10,6 +10,8 @@ import numpy as np
 import pytest
 from dashboard_page import drag, figure, frame_pixels, open_dashboard, wait_until
 
+from benchmarks.browser import WaitTimeout
+
 pytestmark = pytest.mark.ui
 
 # The map layer's image as the page holds it: its cells (row 0 at the bottom), their shape, and where they lie.
@@ -38,7 +40,12 @@ def mnist(engine_projects):
 
 def _choose(page, label: str, layer: str):
     page.locator(".map-layer-select select").select_option(label=label)
-    wait_until(lambda: page.locator(f".map-legend[data-layer='{layer}']").count() > 0, 60, f"the {label} legend")
+    try:
+        wait_until(lambda: page.locator(f".map-legend[data-layer='{layer}']").count() > 0, 60, f"the {label} legend")
+    except WaitTimeout as exc:  # what the page says instead (a note, an error) is the clue
+        shown = page.locator(".map-legend-pane").inner_text(timeout=5000)
+        chosen = page.locator(".map-layer-select select").input_value(timeout=5000)
+        raise WaitTimeout(f"{exc}; the menu shows {chosen!r}, the line under it {shown!r}") from exc
 
 
 def _layer(page, previous=None):
