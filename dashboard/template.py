@@ -72,9 +72,10 @@ class Dashboard(pn.viewable.Viewer):
         if "bokeh" not in hv.Store.renderers:  # plotting backend, without the notebook's JS (see extension())
             hv.renderer("bokeh")
         page_design()  # before any component exists: each takes its design and theme when made
-        opens_here = "store" not in params
-        if opens_here:
-            params["store"] = Inspector(project=project, link=link, opens_later=True)
+        # In a served page, the project opens once every view following the store is made (see the end)
+        opens_here = "store" not in params and in_server_session()
+        if "store" not in params:
+            params["store"] = Inspector(project=project, link=link, opens_later=opens_here)
         super().__init__(**params)
         store = self.store
         # the session's other states, each following the inspection
