@@ -252,6 +252,7 @@ def test_a_page_of_a_project_held_in_memory_comes_with_its_picture(tmp_path, mon
     with its points, rather than the page asking for it once loaded and the plot being made then. The cards below
     the first screen are left out of that document and come once the page has loaded."""
     import panel as pn
+    from bokeh.document import without_document_lock
     from bokeh.models import Button
 
     def buttons(doc):
@@ -274,6 +275,23 @@ def test_a_page_of_a_project_held_in_memory_comes_with_its_picture(tmp_path, mon
         figure = doc.get_model_by_name("latent-figure")
         assert figure is not None and "10,000 points" in figure.title.text
         assert "Train probe on this layer" not in buttons(doc)
+
+        # The page shows its plot before the server has read its ready event: a tap then, made as HoloViews makes it
+        # (its stream's callback on the event loop, without the document's lock), is decoded and its image sent.
+        raised, x, y = [], *map(float, second.inspection.embedding[0])
+
+        @without_document_lock
+        def tap():
+            try:
+                second.decode_at(x, y)
+            except Exception as exc:  # noqa: BLE001 (what the server would log, and the page would never see)
+                raised.append(exc)
+
+        sent = []
+        doc.get_model_by_name("decoded-output-source").on_change("data", lambda attr, old, new: sent.append(new))
+        doc.add_next_tick_callback(tap)
+        _wait_for(lambda: raised or sent, "the tap's decoded image")
+        assert not raised, raised
         page_loads(doc)
         _wait_for(lambda: "Train probe on this layer" in buttons(doc), "the probe's card once the page has loaded")
         assert doc.get_model_by_name("latent-figure") is figure  # drawn once, with the page's first document
