@@ -39,6 +39,23 @@ def frame_pixels(page, name: str = LATENT) -> np.ndarray:
     return np.asarray(Image.open(io.BytesIO(png)).convert("RGB"))
 
 
+#: The text and page box of the first shown element of a locator's matches, read in one step of the page.
+_SHOWN_JS = """(els) => {
+  const el = els.find(e => { const r = e.getBoundingClientRect();
+                             return r.width > 0 && r.height > 0 && getComputedStyle(e).visibility !== 'hidden'; });
+  if (el == null) return null;
+  const r = el.getBoundingClientRect();
+  return {text: el.innerText, box: {x: r.left, y: r.top, width: r.width, height: r.height}};
+}"""
+
+
+def shown(locator) -> dict | None:
+    """``{"text", "box"}`` of the first of ``locator``'s elements that is shown, None when none is, without waiting.
+    (``count()``, then ``is_visible()``, then ``inner_text()`` are three reads: an element that leaves the page
+    between them, as a banner does when its work ends, makes the last one wait for it its whole timeout.)"""
+    return locator.evaluate_all(_SHOWN_JS)
+
+
 def inked(pixels: np.ndarray) -> int:
     """Number of pixels that are not background (white or near-white)."""
     return int((pixels.astype(int).sum(axis=2) < 3 * 235).sum())

@@ -20,7 +20,17 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
-from dashboard_page import OUTPUT, click_and_decode, figure, frame_pixels, open_dashboard, open_tab, to_page, wait_until
+from dashboard_page import (
+    OUTPUT,
+    click_and_decode,
+    figure,
+    frame_pixels,
+    open_dashboard,
+    open_tab,
+    shown,
+    to_page,
+    wait_until,
+)
 from dashboard_server import running_server
 
 pytestmark = pytest.mark.ui
@@ -455,8 +465,8 @@ def test_tsne_forms_from_the_optimisations_snapshots_then_shows_the_refined_pict
 
     def state():
         f = figure(page)
-        text = banner.inner_text() if banner.count() and banner.is_visible() else ""
-        return (f["title"] if f else "", text)
+        now = shown(banner)
+        return (f["title"] if f else "", now["text"] if now else "")
 
     final = f"{SMALL} · bottleneck · t-SNE · {SMALL_N:,} points"
     while time.perf_counter() - t0 < 240:
@@ -470,7 +480,7 @@ def test_tsne_forms_from_the_optimisations_snapshots_then_shows_the_refined_pict
                 pictures.append(frame_pixels(page))
                 # (the banner's box is None once the layout has formed since the title was read: the next
                 # snapshot's, then; CI once drew 3 snapshots and lost the banner between the title and its box)
-                box = banner.bounding_box() if len(pictures) >= 2 and not mid_shot and banner.count() else None
+                box = (b := shown(banner)) and b["box"] if len(pictures) >= 2 and not mid_shot else None
                 if box is not None:
                     page.screenshot(path=out / "tsne_forming.png")
                     mid_shot = True
