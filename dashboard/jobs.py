@@ -45,8 +45,8 @@ from engine.settings import JOB_TIMEOUT_ENV, job_timeout
 
 from .widgets import weakly
 
-__all__ = ["DEFAULT_WORKERS", "PAGE_LOADED", "WORKERS_ENV", "JobState", "Jobs", "Progress", "in_server_session",
-           "retire", "worker_count", "workers"]
+__all__ = ["DEFAULT_WORKERS", "PAGE_LOADED", "WORKERS_ENV", "JobState", "Jobs", "Progress", "error_message",
+           "in_server_session", "retire", "subscribe", "worker_count", "workers"]
 
 log = logging.getLogger(__name__)
 
@@ -113,6 +113,36 @@ def in_server_session() -> bool:
     """True inside a server session's callbacks (work then goes to the worker pool), False in a test or notebook."""
     doc = pn.state.curdoc
     return bool(doc is not None and doc.session_context is not None)
+
+
+def error_message(exc: BaseException) -> str:
+    """What a state's ``error`` says of ``exc``: an :class:`~engine.errors.InspectorError`'s own words, any other
+    exception's type and words (its traceback goes to the server's log)."""
+    return str(exc) if isinstance(exc, InspectorError) else f"{type(exc).__name__}: {exc}"
+
+
+def subscribe(stream, callback, state: JobState | None = None) -> None:
+    """Add ``callback`` to the subscribers of the HoloViews ``stream`` (a plot's taps, presses, cursor, view, box or
+    lasso), such that an exception it raises is logged and shown as ``state``'s error, not raised into HoloViews.
+
+    HoloViews handles a plot's events of one kind one batch at a time, and marks the next batch due only once a
+    batch has been handled; a subscriber's exception ends that loop with the kind still marked busy, and every later
+    event of the kind is queued, never handled. One failed tap left every later tap of the session undecoded, with
+    nothing on the page to say so.
+    """
+    def guarded(**values):
+        try:
+            callback(**values)
+        except Exception as exc:  # noqa: BLE001 (raised into HoloViews, it would stop this kind of event: see above)
+            if not isinstance(exc, InspectorError):
+                log.exception("a plot event's callback failed (%s)", type(stream).__name__)
+            if state is not None:
+                try:
+                    state.error = error_message(exc)
+                except Exception:  # noqa: BLE001 (a view of the error failing: the event's loop goes on regardless)
+                    log.exception("showing a plot event's error failed")
+
+    stream.add_subscriber(guarded)
 
 
 class Progress:
@@ -364,5 +394,4 @@ class Jobs:
         if not self.current(kind, generation):
             return
         self.running.discard(kind)
-        message = str(exc) if isinstance(exc, InspectorError) else f"{type(exc).__name__}: {exc}"
-        self.owner.param.update(busy=bool(self.running), progress=None, status="", error=message)
+        self.owner.param.update(busy=bool(self.running), progress=None, status="", error=error_message(exc))

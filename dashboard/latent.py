@@ -35,6 +35,7 @@ from engine.render import PointIndex, aggregate_colors, color_key, index_frame, 
 from engine.render.pyramid import Pyramid, aggregate_pyramid
 from engine.settings import pyramid_mode
 
+from .jobs import subscribe
 from .shared import AGREES, DISAGREES
 from .widgets import name_models
 
@@ -144,14 +145,16 @@ def blank_plot():
     return hv.Points([]).opts(responsive=True, xaxis=None, yaxis=None, toolbar=None)
 
 
-def click_streams(on_click) -> tuple:
+def click_streams(on_click, state=None) -> tuple:
     """The streams of clicks on a latent plot, each calling ``on_click(x=, y=)`` in data coordinates: Tap, and
     PressUp. BokehJS calls a button held still past 300 ms a press, not a tap (``UIGestures.press_threshold``), and
     sends no tap for it: a slow click, or a quick one on a loaded machine whose button-up event comes late, decodes
-    through its press-up. Both are transient (x and y go back to None): set each one's ``source`` to the plot."""
+    through its press-up. Both are transient (x and y go back to None): set each one's ``source`` to the plot. A
+    click whose ``on_click`` fails shows the error as ``state``'s (:func:`dashboard.jobs.subscribe`), and the next
+    click is handled."""
     streams = (hv.streams.Tap(x=None, y=None, transient=True), hv.streams.PressUp(x=None, y=None, transient=True))
     for stream in streams:
-        stream.add_subscriber(on_click)
+        subscribe(stream, on_click, state)
     return streams
 
 

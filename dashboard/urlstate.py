@@ -18,6 +18,8 @@ from urllib.parse import urlencode
 import param
 from panel.custom import JSComponent
 
+from .jobs import subscribe
+
 __all__ = ["MAX_VALUE", "Address", "Query", "UrlState", "read_query"]
 
 #: Longest value read from the query: a project, layer or file name is far shorter.
@@ -168,7 +170,7 @@ class UrlState(param.Parameterized):
         self.address = Address(width=0, height=0, margin=0)  # the browser side: put it on the page
         self.store.param.watch(self._choices_changed, list(CHOICES.values()))
         self.store.param.watch(self._decoded, "decode")
-        self.plot.range.add_subscriber(self._range_changed)
+        subscribe(self.plot.range, self._range_changed, self.store)
 
     def _write(self, **values):
         changed = {k: v for k, v in values.items() if self._query.get(k) != v}

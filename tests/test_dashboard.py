@@ -114,6 +114,46 @@ def test_a_press_up_decodes_like_a_tap_on_both_plots(app, tab):
     assert (plot.press.x, plot.press.y) == (None, None)  # transient: the same place pressed again decodes again
 
 
+def test_a_tap_that_fails_shows_its_error_and_the_next_tap_decodes(app):
+    """A tap goes through HoloViews' callback of the rendered plot, which handles a plot's events of one kind one batch
+    at a time: a subscriber's exception used to end that loop with the kind still marked busy, and every later tap
+    was queued, never decoded. The failure is now the store's error, and the next tap decodes."""
+    import asyncio
+
+    from bokeh.events import Tap
+    from holoviews.plotting.bokeh.callbacks import TapCallback
+
+    store, view = app.store, app.latent
+    pn.panel(view).get_root()  # the plot rendered into a document, with its callbacks
+    (plot, _), = view._pane._plots.values()
+    callbacks = [c for p in plot.traverse(lambda p: p.callbacks) for c in p if isinstance(c, TapCallback)]
+    (callback,) = [c for c in callbacks if view.tap in c.streams]
+    figure = callback.plot.state
+    failures = []
+
+    def fails_once(event):
+        if not failures:
+            failures.append(event.new.xy)
+            raise RuntimeError("a view failed to draw the decode")
+
+    store.param.watch(fails_once, "decode")
+    emb = np.asarray(store.inspection.embedding)
+    first, second = (tuple(float(v) for v in emb[i] + 0.1) for i in (3, 7))
+
+    async def tap_twice():
+        for x, y in (first, second):
+            await callback.on_event(Tap(figure, x=x, y=y))
+            for _ in range(100):  # HoloViews handles the event on the loop, a few ms later
+                await asyncio.sleep(0.02)
+                if store.decode is not None and store.decode.xy == (x, y):
+                    break
+
+    asyncio.run(tap_twice())
+    assert failures == [first]
+    assert store.decode is not None and store.decode.xy == second  # the next tap was decoded
+    assert store.error == "RuntimeError: a view failed to draw the decode", store.error
+
+
 def test_image_decodes_reach_the_figure_upright(root):
     from dashboard.template import Dashboard
 

@@ -44,7 +44,7 @@ class ExplorePlot(ExplorerView):
     def __init__(self, **params):
         super().__init__(**params)
         inspector = self.store.inspector
-        self.tap, self.press = click_streams(self._on_tap)
+        self.tap, self.press = click_streams(self._on_tap, self.store)
         self._pane = pn.pane.HoloViews(pn.bind(self._plot, inspector.param.points, inspector.param.color_by),
                                        sizing_mode="stretch_both", min_height=420, linked_axes=False)
 

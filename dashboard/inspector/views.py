@@ -33,6 +33,7 @@ from engine.render.samples import view_shape
 from .. import sample
 from ..datasets.state import Datasets
 from ..glyphs import draws_glyphs, embedding_glyphs, glyph_legend, glyph_size
+from ..jobs import subscribe
 from ..landscape.views import MapLayerView
 from ..latent import blank_plot, category_colors, click_streams, embedding_raster, plot_options, plot_tools
 from ..push import Live, document_of, later, push
@@ -124,14 +125,14 @@ class LatentView(InspectorView):
 
     def __init__(self, **params):
         super().__init__(**params)
-        self.tap, self.press = click_streams(self._on_tap)
+        self.tap, self.press = click_streams(self._on_tap, self.store)
         self.pointer = hv.streams.PointerXY(x=None, y=None)
         self.range = hv.streams.RangeXY()  # the view range, which the page's address keeps (dashboard.urlstate)
-        self.range.add_subscriber(self._on_range)
+        subscribe(self.range, self._on_range, self.store)
         self.size = hv.streams.PlotSize()  # with the range: the view a map layer covers, and its resolution
-        self.range.add_subscriber(self._on_view)
-        self.size.add_subscriber(self._on_view)
-        self.pointer.add_subscriber(self._on_pointer)
+        subscribe(self.range, self._on_view, self.store)
+        subscribe(self.size, self._on_view, self.store)
+        subscribe(self.pointer, self._on_pointer, self.store)
         self._markers = Live()  # the current figure's marker source
         self._glyph_renderers: list = []  # the glyph plot's points (none while the plot is datashaded)
         self.store.param.watch(self._resize_glyphs, "spread")
@@ -142,8 +143,8 @@ class LatentView(InspectorView):
         # -- selection, highlights and the hover preview (issue 17) --
         self.box = hv.streams.BoundsXY(bounds=None)
         self.lasso = hv.streams.Lasso(geometry=None)
-        self.box.add_subscriber(self._on_box)
-        self.lasso.add_subscriber(self._on_lasso)
+        subscribe(self.box, self._on_box, self.store)
+        subscribe(self.lasso, self._on_lasso, self.store)
         self._highlights = Live()  # the current figure's cover, search and selection sources
         if self.search is not None:
             self.search.param.watch(self._update_highlights, ["matches", "isolate"])

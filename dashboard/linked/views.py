@@ -14,6 +14,7 @@ import panel as pn
 import param
 from holoviews.operation.datashader import datashade, dynspread
 
+from ..jobs import subscribe
 from ..latent import blank_plot, embedding_raster, plot_options, plot_tools
 from ..widgets import NOTE_CSS, View, card, name_models, status_pane
 from .state import PICTURE, Linked, view_name
@@ -49,8 +50,8 @@ class SelectionPlot(LinkedViews):
         linked = self.store
         self.box = hv.streams.BoundsXY(bounds=None)
         self.lasso = hv.streams.Lasso(geometry=None)
-        self.box.add_subscriber(lambda bounds=None: linked.select_box(bounds, self.side))
-        self.lasso.add_subscriber(lambda geometry=None: linked.select_lasso(geometry, self.side))
+        subscribe(self.box, lambda bounds=None: linked.select_box(bounds, self.side), linked)
+        subscribe(self.lasso, lambda geometry=None: linked.select_lasso(geometry, self.side), linked)
         points = linked.inspector.param.points if self.side == "left" else linked.param.other_points
         self.figure_name = "selection-figure" if self.side == "left" else "compare-figure"
         self._pane = pn.pane.HoloViews(pn.bind(self._plot, points, linked.inspector.param.color_by),
@@ -91,7 +92,7 @@ class ParallelView(LinkedViews):
         super().__init__(**params)
         linked = self.store
         self.box = hv.streams.BoundsXY(bounds=None)
-        self.box.add_subscriber(lambda bounds=None: linked.select_axes(bounds))
+        subscribe(self.box, lambda bounds=None: linked.select_axes(bounds), linked)
         self.shown = None  # the engine Image on screen
         self._pane = pn.pane.HoloViews(pn.bind(self._plot, linked.param.parallel), sizing_mode="stretch_both",
                                        min_height=300, linked_axes=False)
