@@ -238,7 +238,7 @@ def test_scikit_learn_estimator_checks(estimator, check):
 # for what the checks look at (the estimator's contract, not the quality of its fit); they run with the slow tests.
 @pytest.mark.slow
 @parametrize_with_checks(
-    [MLPInverse(hidden_layer_sizes=(32,), max_epochs=12, patience=4, epoch_samples=512, random_state=0)],
+    [MLPInverse(hidden_layer_sizes=(32,), max_epochs=3, patience=4, epoch_samples=512, random_state=0)],
     expected_failed_checks=_expected_failed_checks,
 )
 def test_scikit_learn_estimator_checks_mlp(estimator, check):
