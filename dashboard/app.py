@@ -18,7 +18,7 @@ except ImportError:  # `panel serve dashboard/app.py` from a checkout that is no
 
 import panel as pn
 
-from dashboard.connection import notify_when_lost
+from dashboard.connection import notify_when_lost, watch_holds
 from dashboard.template import Dashboard, extension
 from dashboard.urlstate import read_query
 
@@ -29,6 +29,7 @@ if pn.config.nthreads is None:
     pn.config.nthreads = 4
 
 notify_when_lost()  # a page whose server went away says so and offers a reload
+watch_holds()  # a page whose document stays on hold: said in the server's log
 link = read_query(pn.state.session_args)  # the page's address: project, layer, reducer, view... (checked)
 project = link.choices.get("project") or os.environ.get("LATENT_INSPECTOR_PROJECT")
 Dashboard(project=project or None, link=link).template().servable(title="Latent Inspector")

@@ -114,6 +114,35 @@ def test_a_press_up_decodes_like_a_tap_on_both_plots(app, tab):
     assert (plot.press.x, plot.press.y) == (None, None)  # transient: the same place pressed again decodes again
 
 
+def test_a_hold_that_outlives_its_holders_is_said_in_the_log_once_and_when_it_ends(caplog):
+    """HoloViews saves a document's hold before a plot update and restores it after: on a thread of Panel's pool,
+    across the end of the event loop's own hold, it restores a hold nobody will end. HoldWatch says so."""
+    from bokeh.document import Document
+    from holoviews.plotting.bokeh.util import hold_policy
+
+    from dashboard.connection import HoldWatch
+
+    doc = Document()
+    watch = HoldWatch(doc, after_s=5, name="s1")
+    doc.hold("combine")  # the event loop's hold (Panel's unlocked)
+    update = hold_policy(doc, "collect", server=True)
+    update.__enter__()  # a plot update on another thread saves "combine"
+    doc.unhold()  # the loop's hold ends, its changes are sent
+    update.__exit__(None, None, None)  # the update restores the hold it saved
+    assert doc.callbacks.hold_value == "combine"
+    doc.add_root(pn.pane.Markdown("a change").get_root(doc))  # collected, never sent
+    assert watch.check(now=100.0) is None and watch.check(now=104.0) is None
+    with caplog.at_level("WARNING", logger="dashboard.connection"):
+        warned = watch.check(now=106.0)
+        assert watch.check(now=107.0) is None  # once per hold
+    assert warned.startswith("session s1: its document has been on hold ('combine') for 6 s")
+    assert f"{len(doc.callbacks._held_events)} change(s) waiting" in warned and doc.callbacks._held_events
+    assert [r.getMessage() for r in caplog.records] == [warned]
+    doc.unhold()
+    assert watch.check(now=110.0) == "session s1: its document's hold ended after 10 s"
+    assert watch.check(now=111.0) is None
+
+
 def test_a_tap_that_fails_shows_its_error_and_the_next_tap_decodes(app):
     """A tap goes through HoloViews' callback of the rendered plot, which handles a plot's events of one kind one batch
     at a time: a subscriber's exception used to end that loop with the kind still marked busy, and every later tap

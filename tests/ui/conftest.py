@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import os
 import shutil
+import time
 from pathlib import Path
 
 import numpy as np
 import pytest
-from dashboard_server import running_server
+from dashboard_server import RUNNING_LOGS, running_server
 
 from benchmarks.browser import CHROMIUM, CHROMIUM_ARGS, VIEWPORT
 
@@ -27,6 +28,34 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if here in Path(item.fspath).parents:
             item.add_marker(pytest.mark.ui)
+
+
+@pytest.fixture
+def context(context):
+    """pytest-playwright's browser context, keeping what its pages print to the console, for the report of a test
+    that fails."""
+    start = time.monotonic()
+    context.console_lines = []
+    context.on("console", lambda m: context.console_lines.append(f"{time.monotonic() - start:7.1f} s {m.type}: "
+                                                                  f"{m.text[:300]}"))
+    return context
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item, call):
+    """A browser test that fails reports, beside its traceback, the end of its pages' console and of the log of every
+    dashboard server running then: a click lost on its way and a change that never left the server read alike in
+    the test, not there."""
+    report = yield
+    if report.failed:
+        context = item.funcargs.get("context") if hasattr(item, "funcargs") else None
+        lines = getattr(context, "console_lines", None)
+        if lines is not None:
+            report.sections.append(("browser console (last 60)", "\n".join(lines[-60:]) or "(nothing)"))
+        for log in RUNNING_LOGS:
+            text = log.read_text(errors="replace").splitlines() if log.is_file() else ["(no log)"]
+            report.sections.append((f"server log {log} (last 80 lines)", "\n".join(text[-80:])))
+    return report
 
 
 @pytest.fixture(scope="session")

@@ -13,6 +13,9 @@ import pytest
 
 from benchmarks.browser import ServerError, serve
 
+#: The logs of the servers running now, for the report of a test that fails (see conftest.py).
+RUNNING_LOGS: list[Path] = []
+
 
 @contextlib.contextmanager
 def running_server(projects_root: Path, log: Path, project: str = "mnist", env: dict | None = None):
@@ -26,8 +29,10 @@ def running_server(projects_root: Path, log: Path, project: str = "mnist", env: 
         base = server.__enter__()
     except ServerError as exc:
         pytest.fail(str(exc))
+    RUNNING_LOGS.append(Path(log))
     try:
         yield base
     finally:
+        RUNNING_LOGS.remove(Path(log))
         server.__exit__(None, None, None)
         print(f"dashboard server log: {log}")
