@@ -26,7 +26,7 @@ FULL_ONLY = ("load", "scale", "refine")
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
-    parser.add_argument("--quick", action="store_true", help="small sizes: every case in about two minutes")
+    parser.add_argument("--quick", action="store_true", help="small sizes: every case in about four minutes")
     parser.add_argument("--only", nargs="+", choices=CASES + FULL_ONLY, metavar="NAME",
                         help=f"run only these cases ({', '.join(CASES + FULL_ONLY)})")
     parser.add_argument("--results", type=Path, default=RESULTS, metavar="DIR",

@@ -96,7 +96,7 @@ def test_bench_command_forwards_to_the_harness(tmp_path):
 
 @pytest.mark.slow
 def test_quick_run_of_every_case(tmp_path):
-    """``python -m benchmarks --quick`` (about two minutes here): every case runs and is reported."""
+    """``python -m benchmarks --quick`` (about four minutes here): every case runs and is reported."""
     from benchmarks import browser
     from benchmarks.cases import CASES
 
