@@ -42,10 +42,11 @@ class HoldWatch:
     """Notices a document left on hold (``doc.hold()`` without its ``unhold()``): :meth:`check`, called every second
     or so, logs a warning once the hold has lasted ``after_s`` seconds, and again when it ends.
 
-    Holds are short: Panel and HoloViews hold a document around one batch of changes, for milliseconds. Their
-    save-and-restore of the hold is not atomic across threads, and Panel runs a session's callbacks on several, so a
-    hold can outlive its holders; what the document collects then never reaches the page. The warning names the
-    session and the number of changes waiting, for the log of a page that went still.
+    Holds are short: Panel and HoloViews hold a document around one batch of changes, for milliseconds. HoloViews
+    saves the hold in force and restores it after its batch, without a lock, and Panel runs a session's callbacks on
+    several threads: across the end of another thread's hold, it restores a hold nobody will end, and what the
+    document collects then never reaches the page. The warning names the session and the number of changes waiting,
+    for the log of a page that went still.
 
     Example
     -------
