@@ -43,7 +43,7 @@ info: setup
 # runs of 2026-12-05/06 (the quick benchmark run, the load test and the browser tests that restart or kill a server
 # are the largest files), often over the 15 minutes it should take: see the README's known limits.
 test: setup chromium
-	$(BIN)/python -m pytest -n 2 --dist loadfile --no-loadscope-reorder
+	$(BIN)/python -m pytest -n 2 --dist loadfile
 
 test-fast: setup
 	$(BIN)/python -m pytest -m "not ui and not slow"

@@ -13,34 +13,15 @@ import pytest  # noqa: E402
 from builders import build_models, write_project  # noqa: E402
 
 
-@pytest.hookimpl(trylast=True)  # after tests/ui/conftest.py has marked its tests
 def pytest_collection_modifyitems(config, items):
     from engine.backends.cupy import gpu_available
 
-    if not gpu_available():
-        skip = pytest.mark.skip(reason="no GPU: needs a CUDA device with CuPy and cuML")
-        for item in items:
-            if "gpu" in item.keywords:
-                item.add_marker(skip)
-    items[:] = heaviest_modules_first(items)
-
-
-def heaviest_modules_first(items):
-    """``items`` with whole modules reordered, each module's tests kept in their order: modules with a ``slow`` test
-    first, then the browser tests, then the rest.
-
-    ``make test`` hands whole modules to two workers (``--dist loadfile``), in this order (``--no-loadscope-reorder``;
-    xdist's own order, most tests first, started the modules of one long test last, and one worker ran the last of
-    them alone for minutes).
-    """
-    modules: dict = {}
+    if gpu_available():
+        return
+    skip = pytest.mark.skip(reason="no GPU: needs a CUDA device with CuPy and cuML")
     for item in items:
-        modules.setdefault(item.path, []).append(item)
-
-    def weight(tests):
-        return 0 if any("slow" in t.keywords for t in tests) else 1 if any("ui" in t.keywords for t in tests) else 2
-
-    return [item for tests in sorted(modules.values(), key=weight) for item in tests]
+        if "gpu" in item.keywords:
+            item.add_marker(skip)
 
 
 @pytest.fixture(scope="session")
