@@ -32,171 +32,39 @@ no Dropout) as it was exported. On a machine with CUDA the model runs there.
 from __future__ import annotations
 
 import io
-import threading
-from collections import deque
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from engine.errors import CutError, ModelError, UnitError
+from engine.errors import CutError, ModelError
 from engine.model.base import Ascent, Features, Framework, LayerInfo, ModelObjects, Split, Term, nearby_cuts
 from engine.model.torch_files import archive_members, load_program, load_weights_or_module, to_tensor, torch
+from engine.model.torch_graph import (
+    TorchModel,
+    activation_of,
+    analyse,
+    channel_axis_of,
+    find_layer,
+    identity,
+    layer_node,
+    list_layers,
+    node_tensor,
+    op_name,
+    owner_of,
+    shape_of,
+    subgraph,
+    why_not_a_cut,
+)
 
 __all__ = ["FRAMEWORK", "PyTorch", "TorchModel", "TorchSplit", "device"]
 
 SUFFIXES = (".pt2", ".pt", ".pth")
-
-# ATen operations after which a tensor's channels are on axis 1 (per sample: 0), and those after which they are last.
-_CHANNELS_FIRST = ("conv", "convolution", "max_pool", "avg_pool", "adaptive_avg_pool", "adaptive_max_pool",
-                   "batch_norm", "instance_norm", "group_norm", "upsample", "pixel_shuffle", "native_batch_norm",
-                   "_native_batch_norm_legit_no_training")
-_CHANNELS_LAST = ("linear", "matmul", "mm", "addmm", "bmm", "lstm", "gru", "rnn_tanh", "rnn_relu", "embedding",
-                  "layer_norm", "permute", "transpose", "t", "scaled_dot_product_attention")
-# Operations that keep the layout of their first input (walked through to find the layout, and the activation).
-_ELEMENTWISE = ("relu", "relu_", "gelu", "silu", "sigmoid", "tanh", "hardtanh", "leaky_relu", "elu", "add", "sub",
-                "mul", "div", "dropout", "clone", "contiguous", "hardswish", "mish", "softplus", "_to_copy", "to")
-_SHAPE_ONLY = ("view", "reshape", "flatten", "dropout", "clone", "contiguous", "squeeze", "unsqueeze", "_to_copy",
-               "to", "alias", "detach")
-_ACTIVATIONS = {"softmax": "softmax", "_softmax": "softmax", "log_softmax": "log_softmax",
-                "_log_softmax": "log_softmax", "sigmoid": "sigmoid", "relu": "relu", "tanh": "tanh",
-                "linear": "linear", "addmm": "linear", "gelu": "gelu", "silu": "silu"}
 
 
 def device():
     """Where models run: ``cuda`` when PyTorch sees a GPU, else ``cpu``."""
     t = torch()
     return t.device("cuda") if t.cuda.is_available() else t.device("cpu")
-
-
-# -- the loaded model -------------------------------------------------------------------------------------------------
-
-
-@dataclass
-class _Layer:
-    name: str
-    class_name: str
-    node: object  # the fx node holding the layer's output (None when the call returns several values)
-    nodes: frozenset  # every node of the call (for a top-level function or the input, the node itself)
-    outputs: tuple  # nodes of the call used outside it
-    depth: int
-    order: int
-
-
-@dataclass(eq=False)
-class TorchModel:
-    """A PyTorch model as the engine holds it: the exported program's graph module (weights on :func:`device`) and
-    the layers found in its graph.
-
-    Attributes
-    ----------
-    gm : torch.fx.GraphModule
-        ``ExportedProgram.module()``: the flat graph of ATen operations, weights as attributes.
-    program : torch.export.ExportedProgram
-        What was loaded or exported; fine-tuned weights are written back into it to save a new version.
-    source : str
-        ``"export"`` (a ``.pt2``), ``"state_dict"`` (weights into the hooks' ``build_model()``) or ``"pickle"``.
-    latent_inspector_file : str
-        The file's name, for messages.
-    """
-
-    gm: object
-    program: object
-    source: str
-    latent_inspector_file: str
-    layers: list = field(default_factory=list)
-    by_name: dict = field(default_factory=dict)
-    input_node: object = None
-    output_nodes: tuple = ()
-    static_batch: int | None = None
-    lock: object = field(default_factory=threading.RLock)
-    built: dict = field(default_factory=dict)
-
-    def __hash__(self):
-        return id(self)
-
-
-def _node_tensor(node):
-    val = node.meta.get("val") if hasattr(node, "meta") else None
-    t = torch()
-    return val if isinstance(val, t.Tensor) else None
-
-
-def _shape(node) -> tuple:
-    """Per-sample shape of a node's tensor (``None`` for a symbolic dimension), batch axis excluded."""
-    val = _node_tensor(node)
-    if val is None:
-        return ()
-    return tuple(int(d) if isinstance(d, int) else None for d in val.shape[1:])
-
-
-def _op_name(node) -> str:
-    target = node.target
-    name = getattr(target, "__name__", None) or str(target)
-    # "aten.conv2d.default" / "conv2d.default" -> "conv2d"
-    name = str(getattr(target, "_overloadpacket", name))
-    return name.split(".")[-1] if "." in name else name
-
-
-def _is_guard(node) -> bool:
-    return node.op == "call_module" and str(node.target).startswith("_guards")
-
-
-def _analyse(model: TorchModel) -> None:
-    """Find the layers of ``model.gm``'s graph: module calls, top-level functions, the input."""
-    graph = model.gm.graph
-    nodes = [n for n in graph.nodes if n.op not in ("get_attr", "output") and not _is_guard(n)]
-    placeholders = [n for n in nodes if n.op == "placeholder"]
-    output = next(n for n in graph.nodes if n.op == "output")
-    t = torch()
-    leaves = t.utils._pytree.tree_leaves(output.args[0])
-    model.output_nodes = tuple(n for n in leaves if isinstance(n, t.fx.Node))
-    model.input_node = placeholders[0] if placeholders else None
-    position = {n: i for i, n in enumerate(graph.nodes)}
-
-    calls: dict[str, dict] = {}
-    top_level = []
-    for n in nodes:
-        if n.op == "placeholder":
-            continue
-        stack = n.meta.get("nn_module_stack") or {}
-        inner = [(key, value) for key, value in stack.items() if value and value[0] != ""]
-        if not inner:
-            top_level.append(n)
-        for depth, (key, (fqn, kind)) in enumerate(inner):
-            call = calls.setdefault(key, {"fqn": fqn, "kind": kind, "nodes": [], "depth": depth})
-            call["nodes"].append(n)
-
-    layers = []
-    for p in placeholders:
-        layers.append(_Layer(p.name, "Input", p, frozenset([p]), (p,), 0, position[p]))
-    names_taken = {p.name for p in placeholders}
-    for key, call in calls.items():
-        members = frozenset(call["nodes"])
-        outs = tuple(n for n in call["nodes"]
-                     if _node_tensor(n) is not None
-                     and (n in model.output_nodes or any(u not in members for u in n.users)))
-        if not outs:  # a call whose values are not used after it (export's own bookkeeping, a dead branch)
-            continue
-        suffix = key.rsplit("@", 1)[1] if "@" in key else None
-        name = call["fqn"] if suffix is None else f"{call['fqn']}@{suffix}"
-        kind = str(call["kind"]).rsplit(".", 1)[-1].strip("'>")
-        last = max(position[n] for n in call["nodes"])
-        layers.append(_Layer(name, kind, outs[0] if len(outs) == 1 else None, members, outs, call["depth"] + 1,
-                             last))
-        names_taken.add(name)
-    for n in top_level:
-        if _node_tensor(n) is None:
-            continue  # a size or another scalar: not a layer
-        name = n.name if n.name not in names_taken else f"{n.name}_"
-        layers.append(_Layer(name, _op_name(n), n, frozenset([n]), (n,), 0, position[n]))
-    # graph order; a module's inner layers before the module itself (as a nested Keras model's)
-    layers.sort(key=lambda layer: (layer.order, -layer.depth))
-    model.layers = layers
-    model.by_name = {layer.name: layer for layer in layers}
-    val = _node_tensor(model.input_node) if model.input_node is not None else None
-    if val is not None and isinstance(val.shape[0], int):
-        model.static_batch = int(val.shape[0])
 
 
 # -- loading -----------------------------------------------------------------------------------------------------------
@@ -232,160 +100,12 @@ def load(path, *, trust: bool = False, objects: ModelObjects | None = None) -> T
         raise ModelError(f"{path}: cannot build a module from the program ({type(exc).__name__}: {exc})") from exc
     gm = gm.to(device())
     model = TorchModel(gm=gm, program=program, source=source, latent_inspector_file=path.name)
-    _analyse(model)
+    analyse(model)
     if model.input_node is None:
         raise ModelError(f"{path}: the program has no input")
     if not model.output_nodes:
         raise ModelError(f"{path}: the program has no tensor output")
     return model
-
-
-# -- cuts ---------------------------------------------------------------------------------------------------------
-
-
-def _find(model: TorchModel, layer: str, error=CutError) -> _Layer:
-    found = model.by_name.get(layer)
-    if found is None:
-        names = [entry.name for entry in model.layers]
-        close = [n for n in names if layer.lower() in n.lower()][:5]
-        hint = f"; did you mean {', '.join(map(repr, close))}?" if close else f"; layers are: {', '.join(names)}"
-        raise error(f"model {model.latent_inspector_file!r} has no layer {layer!r}{hint}")
-    return found
-
-
-def _owner(model: TorchModel, node) -> str:
-    """The name of the innermost layer a node belongs to (for messages)."""
-    best = None
-    for entry in model.layers:
-        if node in entry.nodes and (best is None or entry.depth > best.depth):
-            best = entry
-    return best.name if best is not None else node.name
-
-
-def _tensor_users(node):
-    return [u for u in node.users if not _is_guard(u)]
-
-
-def _why_not(model: TorchModel, entry: _Layer) -> str | None:
-    if entry.node is None:
-        return f"it returns {len(entry.outputs)} tensors used after it; a cut must be a single tensor"
-    cut = entry.node
-    if model.input_node is None:
-        return "the model has no input"
-    # Everything that depends on the input without passing through the cut (sizes do not count: the batch size is
-    # the same on both sides and is recomputed from the cut).
-    before = set()
-    queue = deque([model.input_node] if model.input_node is not cut else [])
-    while queue:
-        n = queue.popleft()
-        if n in before:
-            continue
-        before.add(n)
-        for u in _tensor_users(n):
-            if u is not cut and u.op != "output" and _node_tensor(u) is not None:
-                queue.append(u)
-    leaking = [n for n in model.output_nodes if n in before]
-    if not leaking:
-        return None
-    after = {cut}
-    queue = deque([cut])
-    while queue:
-        for u in _tensor_users(queue.popleft()):
-            if u not in after and u.op != "output":
-                after.add(u)
-                queue.append(u)
-    for n in model.gm.graph.nodes:
-        if n in after and n is not cut:
-            for arg in n.all_input_nodes:
-                if arg in before:
-                    return f"a skip connection from {_owner(model, arg)!r} to {_owner(model, n)!r} crosses it"
-    names = ", ".join(repr(_owner(model, n)) for n in leaking)
-    return f"the model output {names} does not depend on it"
-
-
-def _channel_axis_of(node, depth: int = 0) -> int:
-    val = _node_tensor(node)
-    if val is None or val.dim() < 3:
-        return -1
-    if node.op == "placeholder":
-        into_conv = any(_op_name(u).startswith(("conv", "convolution")) for u in node.users)
-        return 0 if into_conv or val.dim() >= 4 else -1
-    op = _op_name(node)
-    if any(op.startswith(k) for k in _CHANNELS_FIRST):
-        return 0
-    if op in _CHANNELS_LAST:
-        return -1
-    if (op in _ELEMENTWISE or op in _SHAPE_ONLY) and node.all_input_nodes and depth < 16:
-        if _shape(node.all_input_nodes[0]) == _shape(node):
-            return _channel_axis_of(node.all_input_nodes[0], depth + 1)
-    return 0 if val.dim() >= 4 else -1
-
-
-def _activation(node, depth: int = 0) -> str | None:
-    if node is None or node.op != "call_function" or depth > 8:
-        return None
-    op = _op_name(node)
-    if op in _ACTIVATIONS:
-        return _ACTIVATIONS[op]
-    if op in _SHAPE_ONLY and node.all_input_nodes:
-        return _activation(node.all_input_nodes[0], depth + 1)
-    return None
-
-
-def list_layers(model: TorchModel) -> list[LayerInfo]:
-    """Every layer of the model in graph order (see the module's docstring), with whether it is a valid cut."""
-    with model.lock:
-        if "layers" not in model.built:
-            infos = []
-            for entry in model.layers:
-                node = entry.node if entry.node is not None else entry.outputs[0] if entry.outputs else None
-                shape = (None, *_shape(node)) if node is not None else ()
-                reason = _why_not(model, entry)
-                axis = _channel_axis_of(node) if node is not None else -1
-                infos.append(LayerInfo(entry.name, entry.class_name, shape, reason is None, reason, axis))
-            model.built["layers"] = infos
-        return list(model.built["layers"])
-
-
-# -- sub-graphs ----------------------------------------------------------------------------------------------------
-
-
-def _subgraph(model: TorchModel, start, outputs: list, start_name: str):
-    """A new graph module computing ``outputs`` from the value of node ``start`` (given as its only argument); it
-    shares the weights of ``model.gm``. A size of the batch computed before ``start`` is taken from the new input."""
-    t = torch()
-    fx = t.fx
-    graph = fx.Graph()
-    env = {}
-    placeholder = graph.placeholder(start_name)
-    placeholder.meta = dict(start.meta)
-    env[start] = placeholder
-    needed = set()
-    queue = deque(outputs)
-    while queue:
-        n = queue.popleft()
-        if n in needed or n in env:
-            continue
-        needed.add(n)
-        if not _batch_size(n):  # the batch size is read from the new input instead
-            queue.extend(n.all_input_nodes)
-    for n in model.gm.graph.nodes:
-        if n not in needed or n in env:
-            continue
-        if n.op == "placeholder":
-            raise CutError(f"model {model.latent_inspector_file!r}: the part after the cut needs the model's input "
-                           f"{n.name!r}")
-        if _batch_size(n) and n.args[0] not in env:
-            env[n] = graph.call_function(n.target, (placeholder, 0))  # the batch size, from the new input
-            env[n].meta = dict(n.meta)
-            continue
-        if _is_guard(n):
-            continue
-        env[n] = graph.node_copy(n, lambda a: env[a])
-    result = [env[o] for o in outputs]
-    graph.output(tuple(result))
-    graph.eliminate_dead_code()
-    return fx.GraphModule(model.gm, graph)
 
 
 #: Bytes of the largest intermediate tensor of a chunk run on a CPU: the chunk's activations stay in the cache. A
@@ -399,7 +119,7 @@ def _cache_rows(module) -> int:
     (between 16 and 4,096)."""
     largest = 1
     for n in module.graph.nodes:
-        val = _node_tensor(n)
+        val = node_tensor(n)
         if val is not None and val.dim() >= 1:
             per_sample = 1
             for d in val.shape[1:]:
@@ -408,28 +128,14 @@ def _cache_rows(module) -> int:
     return int(min(4096, max(16, CPU_CHUNK_BYTES // largest)))
 
 
-def _batch_size(node) -> bool:
-    """The node reads the batch size of a tensor (``x.size(0)``, ``x.shape[0]``)."""
-    return node.op == "call_function" and _op_name(node) == "sym_size" and len(node.args) > 1 and node.args[1] == 0
-
-
-def _identity(model: TorchModel, node):
-    t = torch()
-    graph = t.fx.Graph()
-    p = graph.placeholder("z")
-    p.meta = dict(node.meta)
-    graph.output((p,))
-    return t.fx.GraphModule(t.nn.Module(), graph)
-
-
 class TorchSplit(Split):
     """A PyTorch model cut at one layer: two graph modules over the same weights, run in inference mode on
     :func:`device`, in chunks of the exported batch size when the program was exported for a fixed one."""
 
     def __init__(self, model: TorchModel, layer: str):
-        entry = _find(model, layer)
+        entry = find_layer(model, layer)
         FRAMEWORK.require_single_input(model)
-        reason = _why_not(model, entry)
+        reason = why_not_a_cut(model, entry)
         if reason is not None:
             raise CutError(f"cannot cut model {model.latent_inspector_file!r} at {layer!r}: {reason}; "
                            f"{nearby_cuts(list_layers(model), layer)}")
@@ -437,22 +143,22 @@ class TorchSplit(Split):
         self.framework = FRAMEWORK
         self.model = model
         self.layer = layer
-        shape = _shape(cut)
+        shape = shape_of(cut)
         if None in shape:
             raise CutError(f"cannot cut model {model.latent_inspector_file!r} at {layer!r}: its activations have a "
                            f"free dimension {shape}; a cut needs a fixed shape per sample")
         self.latent_shape = shape
-        self.input_shape = _shape(model.input_node)
-        val = _node_tensor(model.input_node)
+        self.input_shape = shape_of(model.input_node)
+        val = node_tensor(model.input_node)
         self.input_dtype = str(val.dtype).replace("torch.", "")
         outputs = list(model.output_nodes)
-        self.output_names = tuple(_owner(model, n) for n in outputs)
-        self.output_shapes = tuple(_shape(n) for n in outputs)
+        self.output_names = tuple(owner_of(model, n) for n in outputs)
+        self.output_shapes = tuple(shape_of(n) for n in outputs)
         with model.lock:
-            self.prefix = (_identity(model, cut) if cut is model.input_node
-                           else _subgraph(model, model.input_node, [cut], "x"))
-            self.suffix = (_identity(model, cut) if outputs == [cut]
-                           else _subgraph(model, cut, outputs, "z"))
+            self.prefix = (identity(model, cut) if cut is model.input_node
+                           else subgraph(model, model.input_node, [cut], "x"))
+            self.suffix = (identity(model, cut) if outputs == [cut]
+                           else subgraph(model, cut, outputs, "z"))
         self.prefix.to(device())
         self.suffix.to(device())
         self._batch = model.static_batch
@@ -499,10 +205,10 @@ class TorchFeatures(Features):
 
     def __init__(self, model: TorchModel, layers: tuple):
         self.model, self.layers = model, tuple(layers)
-        nodes = [_layer_node(model, layer) for layer in self.layers]
-        self.input_shape = _shape(model.input_node)
+        nodes = [layer_node(model, layer) for layer in self.layers]
+        self.input_shape = shape_of(model.input_node)
         with model.lock:
-            self.module = _subgraph(model, model.input_node, nodes, "x").to(device())
+            self.module = subgraph(model, model.input_node, nodes, "x").to(device())
 
     def _forward(self, x):
         out = self.module(x)
@@ -578,18 +284,6 @@ class _TorchAscent(Ascent):
         return x.detach().cpu().numpy(), float(target.detach())
 
 
-def _layer_node(model: TorchModel, layer: str | None):
-    if layer is None:
-        if len(model.output_nodes) != 1:
-            raise UnitError(f"model {model.latent_inspector_file!r} has {len(model.output_nodes)} outputs; name the "
-                            "layer to use")
-        return model.output_nodes[0]
-    entry = _find(model, layer, UnitError)
-    if entry.node is None:
-        raise UnitError(f"layer {layer!r} returns {len(entry.outputs)} tensors; choose a layer with one output")
-    return entry.node
-
-
 # -- the framework ------------------------------------------------------------------------------------------------
 
 
@@ -620,12 +314,12 @@ class PyTorch(Framework):
         out = []
         for n in model.gm.graph.nodes:
             if n.op == "placeholder":
-                val = _node_tensor(n)
-                out.append((n.name, _shape(n), str(val.dtype).replace("torch.", "") if val is not None else "?"))
+                val = node_tensor(n)
+                out.append((n.name, shape_of(n), str(val.dtype).replace("torch.", "") if val is not None else "?"))
         return out
 
     def output_specs(self, model):
-        return [(_owner(model, n), _shape(n), _activation(n)) for n in model.output_nodes]
+        return [(owner_of(model, n), shape_of(n), activation_of(n)) for n in model.output_nodes]
 
     def split(self, model, layer: str) -> TorchSplit:
         with model.lock:
@@ -638,10 +332,10 @@ class PyTorch(Framework):
         if len(self.input_specs(model)) != 1:
             raise ModelError(f"model {model.latent_inspector_file!r} has several inputs; feature visualization "
                              "optimizes the input of a single-input model")
-        return _shape(_layer_node(model, layer))
+        return shape_of(layer_node(model, layer))
 
     def channel_axis(self, model, layer) -> int:
-        return _channel_axis_of(_layer_node(model, layer))
+        return channel_axis_of(layer_node(model, layer))
 
     def features(self, model, layers) -> TorchFeatures:
         layers = tuple(layers)
@@ -780,7 +474,7 @@ def _log_prob_suffix(split: TorchSplit):
     graph = t.fx.Graph()
     out = graph.graph_copy(split.suffix.graph, {})
     first = out[0] if isinstance(out, (tuple, list)) else out
-    if isinstance(first, t.fx.Node) and _op_name(first) in ("softmax", "_softmax") and len(first.args) >= 2:
+    if isinstance(first, t.fx.Node) and op_name(first) in ("softmax", "_softmax") and len(first.args) >= 2:
         with graph.inserting_after(first):
             logp = graph.call_function(t.ops.aten.log_softmax.int, (first.args[0], first.args[1]))
         graph.output((logp,))
