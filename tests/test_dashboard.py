@@ -7,6 +7,7 @@ Outside a server the store's long work runs synchronously, so every assertion fo
 
 from __future__ import annotations
 
+import event_loop
 import numpy as np
 import pytest
 from builders import blobs, projects_root
@@ -177,7 +178,7 @@ def test_a_tap_that_fails_shows_its_error_and_the_next_tap_decodes(app):
                 if store.decode is not None and store.decode.xy == (x, y):
                     break
 
-    asyncio.run(tap_twice())
+    event_loop.run(tap_twice())
     assert failures == [first]
     assert store.decode is not None and store.decode.xy == second  # the next tap was decoded
     assert store.error == "RuntimeError: a view failed to draw the decode", store.error

@@ -13,6 +13,7 @@ import asyncio
 import threading
 import time
 
+import event_loop
 import pytest
 
 import dashboard.jobs as jobs
@@ -65,7 +66,7 @@ def test_a_job_that_raises_is_an_error_of_its_session_only_and_the_next_job_runs
         await until(lambda: not a.busy)
         assert a.error == "" and a.applied == ["a's picture"]
 
-    asyncio.run(scenario())
+    event_loop.run(scenario())
 
 
 def test_a_hung_job_is_abandoned_after_its_time_limit_and_its_late_result_is_dropped(served, monkeypatch):
@@ -98,7 +99,7 @@ def test_a_hung_job_is_abandoned_after_its_time_limit_and_its_late_result_is_dro
         await asyncio.sleep(1.0)
         assert a.applied == ["a's picture"] and a.error == ""
 
-    asyncio.run(scenario())
+    event_loop.run(scenario())
 
 
 def test_the_queue_wait_does_not_count_and_no_limit_means_none(served, monkeypatch):
@@ -121,7 +122,33 @@ def test_the_queue_wait_does_not_count_and_no_limit_means_none(served, monkeypat
         await until(lambda: not a.busy and not b.busy)
         assert a.applied == ["a's picture"] and b.applied == ["b's picture"] and a.error == b.error == ""
 
-    asyncio.run(scenario())
+    event_loop.run(scenario())
+
+
+def test_a_scenario_runs_where_the_thread_runs_an_event_loop_already(served):
+    """As in a pytest worker after its browser tests (pytest-playwright's loop runs on the main thread): the job
+    runner's server path still runs to its end, on a loop of its own."""
+    serve, _ = served
+    a = Session()
+    serve()
+
+    async def scenario():
+        a.jobs.submit("fit", "fitting PCA", lambda progress: "a's picture", a.applied.append)
+        await until(lambda: not a.busy)
+        return threading.current_thread()
+
+    async def fails():
+        raise ValueError("a scenario's own failure")
+
+    async def beside_a_running_loop():
+        assert asyncio.get_running_loop() is not None
+        with pytest.raises(ValueError, match="a scenario's own failure"):  # reaches the test as it was raised
+            event_loop.run(fails())
+        return event_loop.run(scenario())
+
+    ran_on = event_loop.run(beside_a_running_loop())  # (this thread may run one already: then another thread)
+    assert ran_on is not threading.current_thread()
+    assert a.applied == ["a's picture"] and a.error == ""
 
 
 @pytest.mark.parametrize(("value", "limit"), [("90", 90.0), ("0.5", 0.5), ("off", None), ("", 1800.0),

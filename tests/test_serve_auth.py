@@ -15,6 +15,7 @@ import urllib.request
 from http.cookiejar import CookieJar
 from pathlib import Path
 
+import event_loop
 import pytest
 
 from benchmarks.load import Server
@@ -117,7 +118,7 @@ def test_websocket_only_from_the_servers_own_pages_and_logged_in(server):
     own = f"http://127.0.0.1:{server.port}"
 
     def handshake(origin, with_cookie):
-        return asyncio.run(_websocket(server.base, origin, cookie if with_cookie else None, token))
+        return event_loop.run(_websocket(server.base, origin, cookie if with_cookie else None, token))
 
     assert handshake("http://evil.example", True) == "refused 403"
     assert handshake(f"http://evil.example:{server.port}", True) == "refused 403"
