@@ -152,20 +152,21 @@ def _visit_every_tab(page, mnist, out: Path):
 
 
 def test_tap_to_decode_latency(page, server, mnist, output_path):
-    """50 clicks across the plot; every one reaches the page as the engine's decode. The click-to-paint times
-    are written to latency.json in the test's output folder (a measurement, not an assertion)."""
+    """20 clicks across the plot; every one reaches the page as the engine's decode. The click-to-paint times
+    are written to latency.json in the test's output folder (a measurement, not an assertion: the benchmark's
+    "decode (browser)" case measures them)."""
     out = Path(output_path)
     open_dashboard(page, server, "mnist")
     frame = figure(page)
     install_latency_probe(page)
     rng = np.random.default_rng(0)
-    clicks = 50
+    clicks = 20
     for i in range(clicks):
         fx, fy = rng.uniform(0.1, 0.9, size=2)
         x = frame["x0"] + fx * (frame["x1"] - frame["x0"])
         y = frame["y0"] + fy * (frame["y1"] - frame["y0"])
         got = click_and_decode(page, x, y)
-        if i % 10 == 0:
+        if i % 5 == 0:
             _assert_engine_decode(mnist, got)
         page.wait_for_timeout(150)  # a person clicks at most a few times a second
     samples = wait_until(lambda: len(s := latency_samples(page)) >= clicks and s, 10, "all paint times")
@@ -174,7 +175,7 @@ def test_tap_to_decode_latency(page, server, mnist, output_path):
               "max_ms": float(ms.max()), "samples_ms": ms.round(1).tolist()}
     _save(out, "latency.json").write_text(json.dumps(report, indent=1))
     print(f"tap-to-decode in the browser: median {report['median_ms']:.0f} ms, p95 {report['p95_ms']:.0f} ms")
-    page.screenshot(path=_save(out, "after_50_clicks.png"))
+    page.screenshot(path=_save(out, "after_20_clicks.png"))
 
 
 # Every message the page receives, with its time (installed before the page's own scripts run).
