@@ -108,6 +108,9 @@ def load(path, *, trust: bool = False, objects: ModelObjects | None = None) -> T
     return model
 
 
+# -- the split ---------------------------------------------------------------------------------------------------------
+
+
 #: Bytes of the largest intermediate tensor of a chunk run on a CPU: the chunk's activations stay in the cache. A
 #: batch of 2,048 MNIST digits through a 16-channel 28x28 convolution makes 100 MB intermediates and runs 4 times
 #: slower per row than chunks of 128 (measured on the bundled mnist_torch, 2 cores).
