@@ -55,6 +55,7 @@ REFUSED = {
     "residual": {"block1.conv1": "'relu' to 'block1'", "block2.bn1": "'block1' to 'block2'"},
     "unet": {"pool": "'relu' to 'cat'", "mid": "'relu' to 'cat'", "up": "'relu' to 'cat'"},
     "two_heads": {"classes": "output 'recon' does not depend", "recon": "output 'softmax' does not depend"},
+    "recurrent_skip": {"gru": "'select_1' to 'add'"},
 }
 # Layers each model must offer as cuts.
 VALID = {
@@ -63,6 +64,7 @@ VALID = {
     "unet": {"down", "relu", "cat", "fuse", "sigmoid"},
     "two_heads": {"trunk", "bottleneck"},
     "recurrent": {"lstm", "fc", "softmax"},
+    "recurrent_skip": {"embed", "relu", "add", "fc", "softmax"},
     "series": {"conv1", "conv2", "pool", "flatten", "fc"},
 }
 

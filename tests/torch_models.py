@@ -92,6 +92,22 @@ class Recurrent(nn.Module):
         return torch.softmax(self.fc(out[:, -1]), dim=1)
 
 
+class RecurrentSkip(nn.Module):
+    """A GRU with a connection around it: the GRU's value is a tuple (output, state), which the cut rule must follow
+    like a tensor."""
+
+    def __init__(self):
+        super().__init__()
+        self.embed = nn.Linear(3, 5)
+        self.gru = nn.GRU(5, 5, batch_first=True)
+        self.fc = nn.Linear(5, 2)
+
+    def forward(self, x):
+        h = torch.relu(self.embed(x))
+        out, _ = self.gru(h)
+        return torch.softmax(self.fc(out[:, -1] + h[:, 0]), dim=1)
+
+
 class Series(nn.Module):
     def __init__(self):
         super().__init__()
@@ -111,6 +127,7 @@ BUILDERS = {
     "unet": (UNet, (5, 1, 8, 8)),
     "two_heads": (TwoHeads, (5, 6)),
     "recurrent": (Recurrent, (5, 7, 3)),
+    "recurrent_skip": (RecurrentSkip, (5, 7, 3)),
     "series": (Series, (5, 3, 16)),
 }
 

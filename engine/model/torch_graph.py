@@ -86,6 +86,14 @@ def node_tensor(node):
     return val if isinstance(val, t.Tensor) else None
 
 
+def carries_tensors(node) -> bool:
+    """The node's value is a tensor or holds tensors (a recurrent layer's ``(output, state)``, a split's pieces),
+    rather than a size or nothing."""
+    val = node.meta.get("val") if hasattr(node, "meta") else None
+    t = torch()
+    return any(isinstance(v, t.Tensor) for v in t.utils._pytree.tree_leaves(val))
+
+
 def shape_of(node) -> tuple:
     """Per-sample shape of a node's tensor (``None`` for a symbolic dimension), batch axis excluded."""
     val = node_tensor(node)
@@ -197,8 +205,8 @@ def why_not_a_cut(model: TorchModel, entry: Layer) -> str | None:
     cut = entry.node
     if model.input_node is None:
         return "the model has no input"
-    # Everything that depends on the input without passing through the cut (sizes do not count: the batch size is
-    # the same on both sides and is recomputed from the cut).
+    # Everything that depends on the input without passing through the cut, through tuples of tensors too (sizes do
+    # not count: the batch size is the same on both sides and is recomputed from the cut).
     before = set()
     queue = deque([model.input_node] if model.input_node is not cut else [])
     while queue:
@@ -207,7 +215,7 @@ def why_not_a_cut(model: TorchModel, entry: Layer) -> str | None:
             continue
         before.add(n)
         for u in _tensor_users(n):
-            if u is not cut and u.op != "output" and node_tensor(u) is not None:
+            if u is not cut and u.op != "output" and carries_tensors(u):
                 queue.append(u)
     leaking = [n for n in model.output_nodes if n in before]
     if not leaking:
