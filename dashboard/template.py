@@ -13,6 +13,7 @@ import holoviews as hv
 import panel as pn
 import param
 
+from . import threadsafe
 from .datasets.state import Datasets
 from .datasets.views import DatasetView, LabelBox, ProbeView
 from .explore.state import Explorer
@@ -40,6 +41,9 @@ from .upload.state import Uploads, uploads_enabled  # New project form (dashboar
 from .upload.views import NewProjectView  # New project form (dashboard.upload)
 from .urlstate import UrlState
 from .widgets import ACCENT, PAGE_CSS, ErrorAlert, Fast, card
+
+# Panel runs a session's callbacks on several threads: Param's and HoloViews' constant toggles are not safe there
+threadsafe.install()
 
 __all__ = ["TITLE", "Dashboard", "extension"]
 
