@@ -132,7 +132,10 @@ def probe(page) -> dict | None:
     el = page.locator(".decode-probe")
     if el.count() == 0:
         return None
-    attrs = {k: el.get_attribute(f"data-{k}") for k in ("seq", "x", "y", "shape", "sha", "values")}
+    # One read of all the attributes: while decodes stream, the element is replaced between separate reads, and a
+    # decode's coordinates would be paired with the next one's values.
+    attrs = el.evaluate("e => Object.fromEntries(['seq', 'x', 'y', 'shape', 'sha', 'values']"
+                        ".map(k => [k, e.getAttribute('data-' + k)]))")
     shape = tuple(int(d) for d in attrs["shape"].split(","))
     values = None if attrs["values"] is None else np.frombuffer(base64.b64decode(attrs["values"]), np.float32)
     values = None if values is None else values.reshape(shape)
