@@ -16,6 +16,7 @@ try:
 except ImportError:  # `panel serve dashboard/app.py` from a checkout that is not pip-installed
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+import holoviews as hv
 import panel as pn
 
 from dashboard.connection import notify_when_lost, watch_holds
@@ -23,6 +24,11 @@ from dashboard.template import Dashboard, extension
 from dashboard.urlstate import read_query
 
 extension()
+# HoloViews draws its figures with WebGL by default. The page's images, bars and lines draw no faster so, and Bokeh
+# copies each WebGL figure onto the page at every repaint of it (on a machine without a GPU, the copies took 3.0 of
+# the 6.9 s the browser spent after a first paint at MNIST, 2.6 s of it the latent plot's own). Only the latent
+# plot's glyphs keep WebGL (plot_options).
+hv.renderer("bokeh").webgl = False
 if pn.config.nthreads is None:
     # Widget events (a new project, layer or reducer: they start work and update many views) run on a thread pool,
     # so that one session's callbacks do not hold the event loop every session shares.

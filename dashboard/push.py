@@ -8,13 +8,14 @@ their ``ColumnDataSource`` directly, which Bokeh sends to the browser as one sma
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 from functools import partial
 
 import panel as pn
 
-__all__ = ["Live", "document_of", "later", "push"]
+__all__ = ["Live", "document_of", "later", "on_event_loop", "push"]
 
 
 def push(source, data: dict, *, delay_ms: int = 0) -> None:
@@ -27,24 +28,39 @@ def push(source, data: dict, *, delay_ms: int = 0) -> None:
     in_server = doc is not None and doc.session_context is not None
     if in_server and delay_ms > 0:
         schedule = partial(doc.add_timeout_callback, partial(_set, source, data), delay_ms)
-        if threading.current_thread() is threading.main_thread():
+        if on_event_loop():
             schedule()
         else:
             doc.add_next_tick_callback(schedule)
         return
-    if in_server and threading.current_thread() is not threading.main_thread():
+    if in_server and not on_event_loop():
         doc.add_next_tick_callback(partial(_set, source, data))
         return
     _set(source, data)
 
 
-def _set(source, data: dict) -> None:
+def on_event_loop() -> bool:
+    """True on the thread that runs the server's event loop (the main thread of ``panel serve``; the server's own
+    thread in a threaded server), False on the threads of Panel's pool."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
+
+
+def _set(source, data: dict, locked: bool = False) -> None:
     """``source.data = data`` through Panel's dispatch (``pn.io.unlocked``), on the server's event loop.
 
     Panel may hold messages it serialized earlier (a new figure among them) and write them a moment later; a change
     written by Bokeh's own path can overtake them: the page then applies it to a model it does not know yet
     ("reference pNNNN isn't known"), or the held message, written after it, puts the older data back (a saved
     record's star that never showed). Through Panel's dispatch, a change is written in order behind those.
+
+    Until Panel has seen the page's ready event its dispatch is off (``pn.io.unlocked`` does nothing), yet a page
+    whose first document holds the plot can be tapped before the server has read that event; HoloViews runs a tap's
+    stream callback without the document's lock, and Bokeh refuses a change made so (a RuntimeError: the tap was
+    lost). The change is then made on the next tick, under the lock (``locked``), by Bokeh's own path.
     """
     from panel.io.state import set_curdoc
 
@@ -52,8 +68,12 @@ def _set(source, data: dict) -> None:
     if doc is None:
         source.data = data
         return
-    with set_curdoc(doc), pn.io.unlocked():
-        source.data = data
+    with set_curdoc(doc):
+        if not locked and doc.session_context is not None and not pn.state.loaded:
+            doc.add_next_tick_callback(partial(_set, source, data, locked=True))
+            return
+        with pn.io.unlocked():
+            source.data = data
 
 
 def document_of(*viewables):
@@ -85,7 +105,7 @@ def later(fn, delay_ms: int, doc=None) -> None:
         fn()
         return
     schedule = partial(doc.add_timeout_callback, fn, delay_ms)
-    if threading.current_thread() is threading.main_thread():
+    if on_event_loop():
         schedule()
     else:
         doc.add_next_tick_callback(schedule)

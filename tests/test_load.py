@@ -237,3 +237,63 @@ def test_no_result_reaches_a_session_before_its_page_holds_the_document(tmp_path
         assert doc.get_model_by_name("latent-figure") is not None  # the picture drawn into the page's document
         assert PAGE_LOADED.is_set()  # what the server's background warm-up waits for
         client(session.close)
+
+
+def _wait_for(predicate, what: str, timeout: float = 120):
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, f"{what}: not within {timeout:.0f} s"
+        time.sleep(0.1)
+
+
+def test_a_page_of_a_project_held_in_memory_comes_with_its_picture(tmp_path, monkeypatch):
+    """A session whose project the process holds already (its model, inputs and labels read by an earlier session)
+    and whose inspection is cached opens it at once, without the worker: the document the page pulls holds the plot
+    with its points, rather than the page asking for it once loaded and the plot being made then. The cards below
+    the first screen are left out of that document and come once the page has loaded."""
+    import panel as pn
+    from bokeh.document import without_document_lock
+    from bokeh.models import Button
+
+    def buttons(doc):
+        return {model.label for model in doc.select({"type": Button})}
+
+    def page_loads(doc):  # what the page's ready event does
+        doc.add_next_tick_callback(lambda: pn.state._on_load(doc))
+
+    with served_app(tmp_path, monkeypatch) as (root, stores, open_session):
+        client, first_session = open_session()
+        first = stores[0]()
+        assert first.inspection is None  # read from disk: in the background, and drawn once the page has loaded
+        page_loads(first.jobs._doc)
+        _wait_for(lambda: first.inspection is not None, "the first session's inspection")
+
+        client, second_session = open_session()
+        second = stores[1]()
+        doc = second.jobs._doc
+        assert second.inspection is first.inspection and not second.jobs.loaded
+        figure = doc.get_model_by_name("latent-figure")
+        assert figure is not None and "10,000 points" in figure.title.text
+        assert "Train probe on this layer" not in buttons(doc)
+
+        # The page shows its plot before the server has read its ready event: a tap then, made as HoloViews makes it
+        # (its stream's callback on the event loop, without the document's lock), is decoded and its image sent.
+        raised, x, y = [], *map(float, second.inspection.embedding[0])
+
+        @without_document_lock
+        def tap():
+            try:
+                second.decode_at(x, y)
+            except Exception as exc:  # noqa: BLE001 (what the server would log, and the page would never see)
+                raised.append(exc)
+
+        sent = []
+        doc.get_model_by_name("decoded-output-source").on_change("data", lambda attr, old, new: sent.append(new))
+        doc.add_next_tick_callback(tap)
+        _wait_for(lambda: raised or sent, "the tap's decoded image")
+        assert not raised, raised
+        page_loads(doc)
+        _wait_for(lambda: "Train probe on this layer" in buttons(doc), "the probe's card once the page has loaded")
+        assert doc.get_model_by_name("latent-figure") is figure  # drawn once, with the page's first document
+        client(first_session.close)
+        client(second_session.close)

@@ -68,6 +68,26 @@ def test_projects_of_one_labels_file_share_one_read_only_array_until_the_file_ch
     assert load_project("shared", root=tmp_path).labels().tolist() == [2, 2, 1, 0, 1, 0]
 
 
+def test_a_project_is_in_memory_once_another_of_its_folder_read_it_and_until_a_file_changes(tmp_path, model):
+    """What a dashboard session asks before opening a project at once rather than in the background: the model,
+    inputs and labels of the folder, as their files are now, are held by the process."""
+    x = np.zeros((6, 12), np.float32)
+    write_project(tmp_path, "held", model, x, np.array([0, 1, 1, 0, 2, 2]))
+    assert not load_project("held", root=tmp_path).in_memory()
+    first = load_project("held", root=tmp_path)
+    first.inputs()
+    first.labels()
+    assert not load_project("held", root=tmp_path).in_memory()  # the model is still to be read
+    first.model()
+    assert load_project("held", root=tmp_path).in_memory()
+    np.save(first.labels_path, np.array([2, 2, 1, 0, 1, 0]))
+    assert not load_project("held", root=tmp_path).in_memory()  # the labels file was written again
+    load_project("held", root=tmp_path).labels()
+    assert load_project("held", root=tmp_path).in_memory()
+    first.inputs_path.unlink()
+    assert not load_project("held", root=tmp_path).in_memory()  # said by opening it, not here
+
+
 def test_project_without_labels(tmp_path, model):
     write_project(tmp_path, "nolabels", model, np.zeros((3, 12), np.float32))
     p = load_project("nolabels", root=tmp_path)

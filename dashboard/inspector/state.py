@@ -95,6 +95,7 @@ class Inspector(JobState):
     def __init__(self, **params):
         projects = params.pop("projects", None)
         wanted = params.pop("project", None)
+        self._held = params.pop("opens_later", False)  # opened by open(), once the views following the store exist
         self._link = params.pop("link", None)  # a dashboard.urlstate.Query: the choices of the page's address
         if self._link is not None:
             wanted = self._link.choices.pop("project", None) or wanted
@@ -119,23 +120,53 @@ class Inspector(JobState):
 
     # -- project and layer -----------------------------------------------------------------------------------------
 
+    def open(self):
+        """Open the project chosen, for a store made with ``opens_later=True``: the dashboard does so once every
+        state and view following the store is made, so that they see the opening, whether it takes a job or is done
+        at once (:meth:`_open_from_memory`)."""
+        self._held = False
+        self._open_project()
+
     @param.depends("project", watch=True)
     def _open_project(self):
         name = self.project
-        if name is None:
+        if name is None or self._held:
             return
 
-        def work(progress):
+        def work(progress, project=None):
             from engine.data.project import load_project
             from engine.model import list_layers
 
             progress("loading the model", 0, 1)
-            project = load_project(name)
+            project = project or load_project(name)
             project.inputs()
             project.labels()
             return project, list_layers(project.model())
 
+        opened = self._open_from_memory(name, work)
+        if opened is not None:  # nothing to read: opened now, so a new page's document holds its picture
+            self.jobs.supersede("inspection")
+            self.error = ""  # as a job clears it when it starts
+            self._project_opened(opened)
+            return
         self.jobs.submit("inspection", f"opening {name}", work, self._project_opened)
+
+    @staticmethod
+    def _open_from_memory(name, work):
+        """``work``'s result for project ``name`` when this process holds its model, inputs and labels (another
+        session opened it): milliseconds, without the worker. A server session opened so, whose inspection is
+        cached too, is made with its picture: the page's first document holds it, rather than the page asking for
+        it once loaded (a second round trip, and the plot made on the event loop after the page's load). Else
+        None: the opening is a job, which also reports what fails."""
+        from engine.data.project import load_project
+
+        try:
+            project = load_project(name)
+            if not project.in_memory():
+                return None
+            return work(lambda *_: None, project)
+        except InspectorError:  # said by the job, beside the project menu
+            return None
 
     def _project_opened(self, result):
         project, layers = result

@@ -23,9 +23,9 @@ import numpy as np
 from engine.data import formats
 from engine.data.files import file_hash
 from engine.data.views import VIEW_KINDS, ViewSpec, check_view, infer_view
-from engine.errors import DataError, ProjectError
+from engine.errors import DataError, InspectorError, ProjectError
 from engine.memo import Memo
-from engine.model import MODEL_SUFFIXES, load_model_cached, model_hash, require_single_input
+from engine.model import MODEL_SUFFIXES, load_model_cached, model_hash, model_in_memory, require_single_input
 from engine.model.base import ModelObjects
 
 __all__ = ["HOOK_NAMES", "VIEW_KINDS", "Project", "ViewSpec", "list_projects", "load_project", "project_dir",
@@ -273,10 +273,12 @@ class Project:
                 raise ProjectError(f"{self.path}: no inputs file in the project folder; add the data as x.npy (one "
                                    f"sample per row, in the model's input shape: `latent-inspector info "
                                    f"{self.name}` prints it) or name it with inputs = \"...\" in project.toml")
-            stat = self.inputs_path.stat()
-            key = (str(self.inputs_path.resolve()), self.inputs_key, stat.st_mtime_ns, stat.st_size)
-            self._inputs = INPUTS.get(key, self._read_inputs)
+            self._inputs = INPUTS.get(self._inputs_memo_key(), self._read_inputs)
         return self._inputs
+
+    def _inputs_memo_key(self) -> tuple:
+        stat = self.inputs_path.stat()
+        return (str(self.inputs_path.resolve()), self.inputs_key, stat.st_mtime_ns, stat.st_size)
 
     def _read_inputs(self) -> np.ndarray:
         x = formats.read_array(self.inputs_path, self.inputs_key)
@@ -297,12 +299,30 @@ class Project:
         if self.labels_path is None:
             return None
         if self._labels is None:
-            stat = self.labels_path.stat()
             n = len(self.inputs())
-            key = (str(self.labels_path.resolve()), self.labels_key, stat.st_mtime_ns, stat.st_size, n,
-                   None if self.class_names is None else tuple(self.class_names))
-            self._labels = LABELS.get(key, lambda: self._read_labels(n))
+            self._labels = LABELS.get(self._labels_memo_key(n), lambda: self._read_labels(n))
         return self._labels
+
+    def _labels_memo_key(self, n: int) -> tuple:
+        stat = self.labels_path.stat()
+        return (str(self.labels_path.resolve()), self.labels_key, stat.st_mtime_ns, stat.st_size, n,
+                None if self.class_names is None else tuple(self.class_names))
+
+    def in_memory(self) -> bool:
+        """True when this process holds the project's model, inputs and labels (their files as they are now, read
+        and checked by another :class:`Project` of the same folder): opening it then reads and checks nothing, so a
+        dashboard session can open it at once rather than in the background."""
+        if self.inputs_path is None or not self.model_path.is_file():
+            return False
+        try:
+            inputs = INPUTS.peek(self._inputs_memo_key())
+            if inputs is None:
+                return False
+            if self.labels_path is not None and self._labels_memo_key(len(inputs)) not in LABELS:
+                return False
+            return model_in_memory(self.model_path, trust=self.trust_model, objects=self.model_objects())
+        except (OSError, InspectorError):  # a file gone or a hooks.py that fails: the opening says what
+            return False
 
     def _read_labels(self, n: int) -> np.ndarray:
         y = formats.read_array(self.labels_path, self.labels_key)

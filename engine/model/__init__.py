@@ -55,6 +55,7 @@ __all__ = [
     "load_model",
     "load_model_cached",
     "model_hash",
+    "model_in_memory",
     "model_label",
     "output_specs",
     "require_single_input",
@@ -118,14 +119,23 @@ def load_model(path, *, trust: bool = False, objects: ModelObjects | None = None
 LOADED_MODELS = Memo(max_items=8, name="loaded models")
 
 
+def _loaded_key(path: Path, trust: bool, objects: ModelObjects | None) -> tuple:
+    stat = path.stat() if path.exists() else None
+    return (str(path), stat.st_mtime_ns if stat else None, stat.st_size if stat else None, trust,
+            objects.key if objects else None)
+
+
 def load_model_cached(path, *, trust: bool = False, objects: ModelObjects | None = None):
     """:func:`load_model`, once per process for a given file content, trust setting and project objects (the 8
     most recent kept)."""
     path = Path(path).resolve()
-    stat = path.stat() if path.exists() else None
-    key = (str(path), stat.st_mtime_ns if stat else None, stat.st_size if stat else None, trust,
-           objects.key if objects else None)
-    return LOADED_MODELS.get(key, lambda: load_model(path, trust=trust, objects=objects))
+    return LOADED_MODELS.get(_loaded_key(path, trust, objects), lambda: load_model(path, trust=trust, objects=objects))
+
+
+def model_in_memory(path, *, trust: bool = False, objects: ModelObjects | None = None) -> bool:
+    """True when :func:`load_model_cached` holds the model of ``path`` (the file as it is now), so that asking for
+    it reads nothing."""
+    return _loaded_key(Path(path).resolve(), trust, objects) in LOADED_MODELS
 
 
 def model_hash(path) -> str:

@@ -94,13 +94,13 @@ def open_dashboard(page, base: str, project: str, timeout: float = 240):
     return figure(page)
 
 
-#: Titles of the Inspect tab's cards below the first screen, in the page's order.
+#: Titles of the cards a served page makes once it has loaded (dashboard.template.below_the_fold), in its order.
 BELOW_THE_FOLD = ("History", "Selection", "Probe classifier", "Generated dataset", "Refine")
 
 
 def every_card_drawn(page, timeout: float = 60) -> None:
-    """Wait for the cards below the first screen: the page is whole. (A page whose server makes some of its cards
-    after its load answers a key or a click sent before they are drawn only once they are made.)"""
+    """Wait for the cards below the first screen: the server makes them once the page has loaded, on the session's
+    event loop, so a key or a click sent before they are drawn waits behind them (seconds on a busy machine)."""
     def drawn():
         titles = page.locator(".li-card-title").all_inner_texts()
         return all(any(t.startswith(title) for t in titles) for title in BELOW_THE_FOLD)

@@ -177,11 +177,26 @@ def _no_theme_toggle(page) -> bool:
     return page.locator(".pn-toggle-theme, #theme-switch").count() == 0
 
 
+def _every_card_drawn(page, still_s: float = 1.5) -> None:
+    """Wait until the cards the page shows stop changing for ``still_s``: those below the first screen are drawn once
+    the page has loaded."""
+    seen = {"cards": None, "since": time.monotonic()}
+
+    def settled():
+        cards = page.evaluate(_COLOURS_JS)["cards"]
+        if cards != seen["cards"]:
+            seen.update(cards=cards, since=time.monotonic())
+        return len(cards) >= 8 and time.monotonic() - seen["since"] >= still_s
+
+    wait_until(settled, 60, "the page's cards drawn", interval=0.25)
+
+
 def test_no_theme_toggle_and_a_dark_theme_address_still_opens_the_light_page(dash, output_path):
     """Defect 3: no toggle; Panel's templates follow a ``theme`` query argument, which made a half-dark page (a dark
     page and white text on the cards, which stayed white): the address's theme is not followed."""
     page, out = dash.page, _out(output_path)
     assert _no_theme_toggle(page), "the header has a dark-mode toggle"
+    _every_card_drawn(page)
     light = page.evaluate(_COLOURS_JS)
     assert len(light["cards"]) >= 8 and light["selects"], light
     assert not _light_problems(light), _light_problems(light)
@@ -191,6 +206,7 @@ def test_no_theme_toggle_and_a_dark_theme_address_still_opens_the_light_page(das
     try:
         open_dashboard(dark, dash.base, "mnist&theme=dark")
         assert _no_theme_toggle(dark), "the header has a dark-mode toggle"
+        _every_card_drawn(dark)
         colours = dark.evaluate(_COLOURS_JS)
         dark.screenshot(path=out / "theme_dark_address.png")
         assert not _light_problems(colours), f"?theme=dark: {_light_problems(colours)}"

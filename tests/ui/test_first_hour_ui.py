@@ -78,7 +78,7 @@ def test_a_link_reproduces_the_view_and_follows_the_session(context, cold_server
     _shot(page, output_path, "link_restored.png")
 
     # Escape clears the markers and the tapped point leaves the address; ? lists the shortcuts (once the page is
-    # whole)
+    # whole: the key's message waits behind the cards the server makes after the page's load)
     every_card_drawn(page)
     page.mouse.move(5, 5)
     page.keyboard.press("Escape")
