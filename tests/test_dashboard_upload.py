@@ -116,7 +116,16 @@ def test_the_form_is_shown_only_where_the_server_allows_uploads(root, monkeypatc
     monkeypatch.setenv("LATENT_INSPECTOR_UPLOAD_MAX_MODEL", "3MB")
     dashboard = Dashboard(project="seed")
     assert dashboard.uploads.limits.model == 3_000_000
-    assert dashboard.new_project.droppers["model"].max_file_size == "3000000"
+    form = dashboard.new_project
+    # no drop zone before the form opens: FilePond would redraw the page on every animation frame from then on
+    assert form.droppers == {} and not any(slot.objects for slot in form._slots.values())
+    form.toggle.value = True
+    zones = dict(form.droppers)
+    assert list(zones) == ["model", "inputs", "labels"] and zones["model"].max_file_size == "3000000"
+    assert all(form._slots[role].objects == [zone] for role, zone in zones.items())
+    form.toggle.value = False
+    form.toggle.value = True  # opened again: the same drop zones, with what they hold
+    assert all(form.droppers[role] is zone and form._slots[role].objects == [zone] for role, zone in zones.items())
     assert uploads_allowed("127.0.0.1") and uploads_allowed("::1") and not uploads_allowed("0.0.0.0")
     assert not uploads_allowed("127.0.0.1", False) and uploads_allowed("10.0.0.5", True)
 
@@ -145,6 +154,7 @@ def test_a_file_sent_while_a_project_is_made_stays_for_the_next_and_the_form_is_
     store = Inspector(project="seed")
     uploads = upload_state.Uploads(inspector=store)
     view = NewProjectView(store=uploads)
+    view.toggle.value = True  # the form opened: its drop zones made
     x, y = blobs(2, 30, 12, spread=0.5, seed=5)
     later = ("next-labels.npy", _npy(y))
     seen_busy = []

@@ -22,7 +22,7 @@ from engine.data.upload import DATA_SUFFIXES, MODEL_SUFFIXES, format_size
 from ..widgets import NOTE_CSS, View, WorkProgress, weakly
 from .state import Uploads
 
-__all__ = ["Dropper", "NewProjectView", "UploadsView"]
+__all__ = ["Dropper", "FilePondGate", "NewProjectView", "UploadsView"]
 
 #: Bytes per chunk the browser sends: one websocket message each, well under Bokeh's 20 MB message limit.
 CHUNK = 4_000_000
@@ -49,6 +49,16 @@ DROP_CSS = """
 :host .filepond--panel-root { background-color: white; border: 1px dashed #a9b4c8; }
 :host .filepond--drop-label { color: #444; font-size: 13px; }
 """
+
+
+class FilePondGate(pn.reactive.ReactiveHTML):
+    """Never shown: the class carries ``filepond_gate.js``, which Panel loads into every page of the process after
+    FilePond's own script. FilePond 4's painter asks for every animation frame from the moment its script loads, drop
+    zone or not; the gate holds it back while the page has no drop zone (see the script). The form makes its drop
+    zones only when it first opens (:meth:`NewProjectView._opened`)."""
+
+    __javascript__ = ["filepond_gate.js"]
+    _template = "<div></div>"
 
 
 class Dropper(pn.widgets.FileDropper):
@@ -159,9 +169,7 @@ class NewProjectView(UploadsView):
         self._limits = {role: limit for role, (_, limit) in kinds.items()}
         busy = pn.bind(lambda busy: dict(BUSY_STYLES) if busy else {}, store.param.busy)
         self._slots = {role: pn.Column(sizing_mode="stretch_width", margin=0, styles=busy) for role in kinds}
-        self.droppers: dict[str, Dropper] = {}
-        for role in kinds:
-            self._new_dropper(role)
+        self.droppers: dict[str, Dropper] = {}  # made when the form first opens (see _opened)
         self.create = pn.widgets.Button(
             label="Create project", color="primary", margin=(10, 10, 0, 10), css_classes=["create-project"],
             disabled=pn.bind(lambda busy, *_: busy or bool(store.missing()), store.param.busy,
@@ -174,10 +182,19 @@ class NewProjectView(UploadsView):
         store.param.watch(weakly(self._made), "notice")
         self.toggle = pn.widgets.Toggle(label="New project…", color="primary", variant="outline",
                                         sizing_mode="stretch_width", margin=(5, 10), css_classes=["new-project-toggle"])
+        self.toggle.param.watch(weakly(self._opened), "value")
         self.form = pn.Column(*self._form(), visible=self.toggle.param.value, sizing_mode="stretch_width", margin=0,
                               styles={"border-bottom": "1px solid #d9dee7", "padding-bottom": "8px"})
 
     # -- the droppers --------------------------------------------------------------------------------------------------
+
+    def _opened(self, event):
+        """The form opens: its drop zones are made now, not with the page. While a page holds a drop zone (hidden
+        or not), FilePond redraws it on every animation frame (see :class:`FilePondGate`): made with the page, they
+        kept every dashboard tab at 60 frames a second, about 9% of a core here, while nobody touched it."""
+        if event.new and not self.droppers:
+            for role in self._slots:
+                self._new_dropper(role)
 
     def _new_dropper(self, role: str) -> None:
         store = self.store
@@ -247,7 +264,7 @@ class NewProjectView(UploadsView):
                                     store.param.notice), sizing_mode="stretch_width", margin=(5, 10),
                             stylesheets=[FORM_CSS], css_classes=["upload-notice"])
         parts = [intro, self.name_input, self._field_note("name")]
-        for role in self.droppers:
+        for role in self._slots:
             parts += [self._labels[role], self._slots[role], self._field_note(role)]
         return parts + [self.create, summary, self.progress, done]
 

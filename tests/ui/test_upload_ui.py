@@ -100,7 +100,13 @@ def test_a_project_sent_from_the_page_opens_and_a_hostile_one_is_refused_beside_
     out.mkdir(parents=True, exist_ok=True)
     page.set_default_navigation_timeout(120_000)  # a first page of a fresh server, on two busy cores
     open_dashboard(page, server, "seed", timeout=120)
+    # no drop zone until the form opens, and FilePond's painter held back meanwhile: no frame asked for 60 times a
+    # second by an idle page (dashboard.upload.FilePondGate)
+    assert page.evaluate(_DROP_ZONE_JS, "model") == []
+    assert page.evaluate("window.__latentInspectorFilePondGate") == {"zones": 0, "parked": True}
     _open_form(page)
+    wait_until(lambda: page.evaluate("window.__latentInspectorFilePondGate") == {"zones": 3, "parked": False}, 30,
+               "the form's three drop zones made, and FilePond's painter running for them")
     page.locator(".upload-name input").fill("clusters")
     _send(page, "model", sent / "autoencoder.keras")
     _send(page, "inputs", sent / "clusters.npy")
