@@ -208,6 +208,11 @@ def test_exact_neighbours_are_umap_learns_own_and_place_new_rows(monkeypatch):
     import engine.reduce.umap_ as umap_module
 
     X = _clusters(1500, d=8, seed=3)
+    # where the engine takes over from NN-descent: from 4,096 rows, up to about 5 s of exact search
+    # (NN-descent's maps are as trustworthy, 0.981 against 0.983: `python -m benchmarks --only first_picture`)
+    reducer = UMAPReducer(n_neighbors=15)
+    assert [reducer._exact_neighbours(np.empty(shape, np.float32)) for shape in
+            ((4095, 8), (4096, 8), (10_000, 10), (10_000, 784), (60_000, 10))] == [False, True, True, False, False]
     own = UMAPReducer(n_neighbors=15, n_epochs=60, inverse=None, random_state=0).fit(X)
     monkeypatch.setattr(umap_module, "EXACT_KNN_MIN_ROWS", 0)
     ours = UMAPReducer(n_neighbors=15, n_epochs=60, inverse=None, random_state=0).fit(X)
@@ -219,21 +224,3 @@ def test_exact_neighbours_are_umap_learns_own_and_place_new_rows(monkeypatch):
     placed = ours.transform(X[:20] + 1e-3)
     assert type(ours.model_._knn_search_index).__name__ == "ExactNeighbors"
     assert np.abs(placed - ours.embedding_[:20]).max() < 0.1 * np.ptp(ours.embedding_, axis=0).max()
-
-
-@pytest.mark.slow
-def test_exact_neighbours_give_an_embedding_as_trustworthy_as_nn_descent(monkeypatch):
-    """The same data above 4,096 rows, through NN-descent and through the exact neighbours: the same quality of
-    map (slow: NN-descent's numba code is compiled in each process, 20-40 s here)."""
-    import engine.reduce.umap_ as umap_module
-
-    X = _clusters(4200, d=8, seed=3)
-    exact = UMAPReducer(n_neighbors=15, n_epochs=60, inverse=None, random_state=0).fit(X)
-    assert exact._exact_neighbours(X)
-    monkeypatch.setattr(umap_module, "EXACT_KNN_WORK", 0.0)  # NN-descent, as above the threshold
-    nndescent = UMAPReducer(n_neighbors=15, n_epochs=60, inverse=None, random_state=0).fit(X)
-    assert type(nndescent.model_._knn_search_index).__name__ == "NNDescent"
-    rows = np.random.default_rng(0).choice(len(X), 1500, replace=False)
-    t_exact = trustworthiness(X[rows], exact.embedding_[rows], n_neighbors=10)
-    t_nnd = trustworthiness(X[rows], nndescent.embedding_[rows], n_neighbors=10)
-    assert t_exact > 0.9 and abs(t_exact - t_nnd) < 0.02, (t_exact, t_nnd)
