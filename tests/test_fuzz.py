@@ -25,7 +25,8 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from engine.data import formats
-from engine.data.project import _MANIFEST_KEYS, _VIEW_KEYS, load_project
+from engine.data.manifest import MANIFEST_KEYS, VIEW_KEYS
+from engine.data.project import load_project
 from engine.errors import InspectorError
 
 FUZZ = settings(deadline=None, derandomize=True, database=None, max_examples=300,
@@ -265,7 +266,7 @@ VALUES = st.recursive(SCALARS, lambda inner: st.one_of(st.lists(inner, max_size=
                                                          st.dictionaries(st.text(max_size=6), inner, max_size=3)),
                       max_leaves=10)
 VIEW = st.dictionaries(
-    st.one_of(st.sampled_from(sorted(_VIEW_KEYS)), st.text(max_size=6)),
+    st.one_of(st.sampled_from(sorted(VIEW_KEYS)), st.text(max_size=6)),
     st.one_of(st.sampled_from(["image", "series", "vector", "probabilities", "hologram"]),
               st.lists(st.integers(-3, 40), max_size=4), st.lists(st.text(max_size=3), max_size=4), VALUES),
     max_size=4,
@@ -276,7 +277,7 @@ VIEW = st.dictionaries(
 def manifests(draw):
     """A manifest as a dict: known and unknown keys with values of any type, and maybe view tables."""
     manifest = draw(st.dictionaries(
-        st.one_of(st.sampled_from(sorted(_MANIFEST_KEYS)), st.text(max_size=8)),
+        st.one_of(st.sampled_from(sorted(MANIFEST_KEYS)), st.text(max_size=8)),
         st.one_of(VALUES, PATHS, st.lists(st.sampled_from(["a", "b", "c"]), max_size=5)),
         max_size=6,
     ))

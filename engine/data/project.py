@@ -6,7 +6,8 @@ file; an ``x*``/``data*``/``input*`` file for inputs; a ``y*``/``label*`` file f
 recorded in :attr:`Project.inferred`.
 
 Paths from a manifest or a caller are confined to the projects root: a name such as ``../x``, an absolute path or
-a symlink that leads outside is refused.
+a symlink that leads outside is refused. The manifest's keys and types, and the confinement of the files it names,
+are :mod:`engine.data.manifest`'s.
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,6 +22,16 @@ import numpy as np
 
 from engine.data import formats
 from engine.data.files import file_hash
+from engine.data.manifest import (
+    confined,
+    guess,
+    input_scale,
+    inside,
+    read_manifest,
+    short_repr,
+    stem_starts,
+    view_spec,
+)
 from engine.data.views import VIEW_KINDS, ViewSpec, check_view, infer_view
 from engine.errors import DataError, InspectorError, ProjectError
 from engine.memo import Memo
@@ -43,23 +53,6 @@ _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,254}")
 #: The names a project's ``hooks.py`` may define (:meth:`Project.hooks`).
 HOOK_NAMES = ("preprocess", "custom_objects", "lambdas", "views", "build_model", "example_input")
 
-_MANIFEST_KEYS = {
-    "title": str,
-    "description": str,
-    "model": str,
-    "trust_model": bool,
-    "inputs": str,
-    "inputs_key": str,
-    "labels": str,
-    "labels_key": str,
-    "class_names": list,
-    "default_layer": str,
-    "input_view": dict,
-    "output_view": dict,
-    "input_scale": (int, float),
-    "metadata": str,  # the metadata table (engine.data.metadata)
-}
-_VIEW_KEYS = {"kind": str, "shape": list, "channels": list, "class_names": list}
 
 
 def projects_root() -> Path:
@@ -96,8 +89,8 @@ def project_dir(name: str, root=None) -> Path:
     root = (Path(root) if root is not None else projects_root()).resolve()
     if not isinstance(name, str) or not _NAME.fullmatch(name) or name in (".", ".."):
         raise ProjectError(
-            f"invalid project name {_short(name)}: use up to 255 letters, digits, '_', '-' and '.', naming a folder "
-            f"in {root}"
+            f"invalid project name {short_repr(name)}: use up to 255 letters, digits, '_', '-' and '.', naming a "
+            f"folder in {root}"
         )
     path = (root / name).resolve()
     if path.parent != root:
@@ -106,38 +99,6 @@ def project_dir(name: str, root=None) -> Path:
         known = ", ".join(list_projects(root)) or "none"
         raise ProjectError(f"no project {name!r} in {root}; projects there: {known}")
     return path
-
-
-def _inside(base: Path, rel: str, what: str) -> Path:
-    """``base / rel``, refusing absolute paths, ``..`` and symlinks that leave ``base``."""
-    toml = base / "project.toml"
-    if not isinstance(rel, str) or not rel or "\0" in rel or Path(rel).is_absolute():
-        raise ProjectError(f"{toml}: {what} = {_short(rel)} must be a file name inside the project folder")
-    try:
-        path = (base / rel).resolve()
-        exists = path.is_file()
-    except (OSError, ValueError) as exc:  # a name too long for the file system, a loop of symlinks
-        reason = getattr(exc, "strerror", None) or exc
-        raise ProjectError(f"{toml}: {what} = {_short(rel)} is not a usable file name ({reason})") from None
-    if base.resolve() not in path.parents:
-        raise ProjectError(f"{toml}: {what} = {_short(rel)} points outside the project folder; refused")
-    if not exists:
-        raise ProjectError(f"{base}: {what} file {_short(rel)} does not exist")
-    return path
-
-
-def _confined(base: Path, path: Path, what: str) -> Path:
-    """``path``, a file found in ``base``, unless it is a symlink that leads outside ``base``."""
-    real = path.resolve()
-    if base.resolve() not in real.parents:
-        raise ProjectError(f"{path}: the {what} file is a link to {real}, outside the project folder; refused")
-    return path
-
-
-def _short(value, limit: int = 120) -> str:
-    """``repr(value)``, cut to ``limit`` characters: a message names the value without repeating a huge one."""
-    text = repr(value)
-    return text if len(text) <= limit else f"{text[: limit - 5]}...{text[-1]}"
 
 
 @dataclass
@@ -398,7 +359,7 @@ class Project:
         from engine.model import list_layers
 
         layers = list_layers(model)
-        where = f"{self.path / 'project.toml'}: default_layer = {_short(self.default_layer)}"
+        where = f"{self.path / 'project.toml'}: default_layer = {short_repr(self.default_layer)}"
         valid = ", ".join(info.name for info in layers if info.valid_cut)
         found = [info for info in layers if info.name == self.default_layer]
         if not found:
@@ -549,14 +510,15 @@ class Project:
             if not isinstance(value, dict) or not all(isinstance(k, str) and callable(v) for k, v in value.items()):
                 example = "{'SamplingLayer': SamplingLayer}" if name == "custom_objects" else "{'layer_name': fn}"
                 raise ProjectError(f"{self.hooks_path}: {name} must be a dict of names to classes or functions, "
-                                   f"such as {name} = {example}; got {_short(value)}")
+                                   f"such as {name} = {example}; got {short_repr(value)}")
             found[name] = dict(value)
         for name in ("build_model", "example_input"):
             value = getattr(hooks, name, None)
             if value is None:
                 continue
             if not callable(value):
-                raise ProjectError(f"{self.hooks_path}: {name} must be a function of no arguments; got {_short(value)}")
+                raise ProjectError(f"{self.hooks_path}: {name} must be a function of no arguments; "
+                                   f"got {short_repr(value)}")
             found[name] = value
         if not found:
             return None
@@ -639,12 +601,12 @@ def load_project(name, root=None) -> Project:
     (10000, 28, 28, 1)
     """
     path = project_dir(name, root)
-    manifest = _read_manifest(path)
+    manifest = read_manifest(path)
     inferred: list[str] = []
     files = sorted(f for f in path.iterdir() if f.is_file() and not f.name.startswith("."))
 
     if "model" in manifest:
-        model_path = _inside(path, manifest["model"], "model")
+        model_path = inside(path, manifest["model"], "model")
     else:
         models = [f for f in files if f.suffix.lower() in MODEL_SUFFIXES]
         if not models:
@@ -654,36 +616,36 @@ def load_project(name, root=None) -> Project:
                 f"{path}: several model files ({', '.join(f.name for f in models)}); name one with "
                 "model = \"...\" in project.toml"
             )
-        model_path = _confined(path, models[0], "model")
+        model_path = confined(path, models[0], "model")
         inferred.append(f"model: {model_path.name} (the only model file)")
 
     # the metadata table: the manifest's, else metadata.csv / metadata.parquet (never taken for inputs or labels)
     if "metadata" in manifest:
-        metadata_path = _inside(path, manifest["metadata"], "metadata")
+        metadata_path = inside(path, manifest["metadata"], "metadata")
     else:
         from engine.data.metadata import find_metadata
 
         found = find_metadata(path)
-        metadata_path = _confined(path, found, "metadata") if found is not None else None
+        metadata_path = confined(path, found, "metadata") if found is not None else None
     data_files = [f for f in files if f.suffix.lower() in formats.READABLE and f not in (model_path, metadata_path)]
     if "inputs" in manifest:
-        inputs_path = _inside(path, manifest["inputs"], "inputs")
+        inputs_path = inside(path, manifest["inputs"], "inputs")
     elif not data_files:  # a model alone: its layers can be listed; reading inputs says what to add
         inputs_path = None
         inferred.append("inputs: none (no data file in the folder)")
     else:
-        inputs_path = _confined(path, _guess(data_files, ("x", "data", "input"), path, "inputs"), "inputs")
+        inputs_path = confined(path, guess(data_files, ("x", "data", "input"), path, "inputs"), "inputs")
         inferred.append(f"inputs: {inputs_path.name}")
     inputs_key = manifest.get("inputs_key")
 
     labels_path = None
     labels_key = manifest.get("labels_key")
     if "labels" in manifest:
-        labels_path = _inside(path, manifest["labels"], "labels")
+        labels_path = inside(path, manifest["labels"], "labels")
     else:
-        candidates = [f for f in data_files if f != inputs_path and _stem_starts(f, ("y", "label"))]
+        candidates = [f for f in data_files if f != inputs_path and stem_starts(f, ("y", "label"))]
         if len(candidates) == 1:
-            labels_path = _confined(path, candidates[0], "labels")
+            labels_path = confined(path, candidates[0], "labels")
             inferred.append(f"labels: {labels_path.name}")
         elif inputs_path is not None and inputs_path.suffix.lower() == ".npz" and inputs_key is None:
             keys = formats.list_keys(inputs_path)
@@ -715,79 +677,18 @@ def load_project(name, root=None) -> Project:
         labels_path=labels_path,
         labels_key=labels_key,
         class_names=class_names,
-        input_view_given=_view(manifest.get("input_view"), path, "input_view", class_names),
-        output_view_given=_view(plain_output, path, "output_view", None),
-        head_views_given={head: _view(spec, path, f"output_view.{head}", None) for head, spec in head_views.items()},
+        input_view_given=view_spec(manifest.get("input_view"), path, "input_view", class_names),
+        output_view_given=view_spec(plain_output, path, "output_view", None),
+        head_views_given={head: view_spec(spec, path, f"output_view.{head}", None)
+                          for head, spec in head_views.items()},
         default_layer=manifest.get("default_layer"),
-        input_scale=_input_scale(manifest.get("input_scale"), path),
+        input_scale=input_scale(manifest.get("input_scale"), path),
         trust_model=bool(manifest.get("trust_model", False)),
         title=manifest.get("title", path.name),
         description=manifest.get("description", ""),
         metadata_path=metadata_path,
         inferred=inferred,
     )
-
-
-def _read_manifest(path: Path) -> dict:
-    toml = path / "project.toml"
-    if not toml.is_file():
-        return {}
-    _confined(path, toml, "manifest")
-    try:
-        with open(toml, "rb") as fh:
-            data = tomllib.load(fh)
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise ProjectError(f"{toml}: not valid TOML ({exc})") from None
-    unknown = sorted(set(data) - set(_MANIFEST_KEYS))
-    if unknown:
-        raise ProjectError(
-            f"{toml}: unknown key(s) {', '.join(map(repr, unknown))}; known keys: {', '.join(_MANIFEST_KEYS)}"
-        )
-    for key, typ in _MANIFEST_KEYS.items():
-        if key in data and not isinstance(data[key], typ):
-            raise ProjectError(
-                f"{toml}: {key} must be a {'number' if isinstance(typ, tuple) else typ.__name__}, got "
-                f"{type(data[key]).__name__} {data[key]!r}"
-            )
-    if "class_names" in data and not all(isinstance(c, (str, int)) for c in data["class_names"]):
-        raise ProjectError(f"{toml}: class_names must be a list of strings")
-    return data
-
-
-def _view(spec, path: Path, where: str, class_names) -> ViewSpec | None:
-    if spec is None:
-        return None
-    toml = path / "project.toml"
-    unknown = sorted(set(spec) - set(_VIEW_KEYS))
-    if unknown:
-        raise ProjectError(f"{toml}: [{where}] has unknown key(s) {', '.join(map(repr, unknown))}")
-    for key, typ in _VIEW_KEYS.items():
-        if key in spec and not isinstance(spec[key], typ):
-            raise ProjectError(f"{toml}: [{where}] {key} must be a {typ.__name__}, got {spec[key]!r}")
-    kind = spec.get("kind", "vector")
-    if kind not in VIEW_KINDS:
-        raise ProjectError(f"{toml}: [{where}] kind = {kind!r}; expected one of {', '.join(VIEW_KINDS)}")
-    shape = spec.get("shape")
-    if shape is not None:
-        if not all(isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in shape):
-            raise ProjectError(f"{toml}: [{where}] shape = {shape!r}; expected a list of positive integers")
-        shape = tuple(shape)
-        if kind == "image" and len(shape) not in (2, 3):
-            raise ProjectError(f"{toml}: [{where}] an image shape is [H, W] or [H, W, C], got {list(shape)}")
-        if kind == "series" and len(shape) != 2:
-            raise ProjectError(f"{toml}: [{where}] a series shape is [T, C], got {list(shape)}")
-    channels = tuple(str(c) for c in spec["channels"]) if "channels" in spec else None
-    names = tuple(str(c) for c in spec["class_names"]) if "class_names" in spec else class_names
-    return ViewSpec(kind, shape, channels, names)
-
-
-def _input_scale(value, path: Path) -> float | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not np.isfinite(value) or value <= 0:
-        raise ProjectError(f"{path / 'project.toml'}: input_scale = {value!r}; expected a positive number, such as "
-                           "255 for 0..255 data into a model trained on 0..1")
-    return float(value)
 
 
 def _drawn_shape(kind: str, shape) -> tuple[int, ...]:
@@ -797,19 +698,3 @@ def _drawn_shape(kind: str, shape) -> tuple[int, ...]:
     if kind in ("probabilities", "vector"):
         return (int(np.prod(shape)),)
     return tuple(d for d in shape if d != 1) if kind == "series" else shape
-
-
-def _stem_starts(f: Path, prefixes) -> bool:
-    return f.stem.lower().startswith(prefixes)
-
-
-def _guess(files, prefixes, path: Path, what: str) -> Path:
-    hits = [f for f in files if _stem_starts(f, prefixes)]
-    if len(hits) == 1:
-        return hits[0]
-    if not hits and len(files) == 1:
-        return files[0]
-    found = ", ".join(f.name for f in (hits or files)) or "no data files"
-    raise ProjectError(
-        f"{path}: cannot tell which file holds the {what} ({found}); name it with {what} = \"...\" in project.toml"
-    )

@@ -53,7 +53,8 @@ import numpy as np
 
 from engine.data import formats
 from engine.data.files import TMP_PREFIX, atomic_write, fsync_dir
-from engine.data.project import Project, _short, load_project
+from engine.data.manifest import short_repr
+from engine.data.project import Project, load_project
 from engine.errors import InspectorError, UploadError, UsageError
 from engine.model import MODEL_SUFFIXES
 
@@ -102,7 +103,7 @@ def parse_size(text: str) -> int:
     found = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([A-Za-z]*)\s*", str(text))
     unit = found.group(2).upper() if found else None
     if found is None or unit not in _UNITS or float(found.group(1)) <= 0:
-        raise UsageError(f"size {_short(text)}: expected a positive number of bytes, or one with a unit such as "
+        raise UsageError(f"size {short_repr(text)}: expected a positive number of bytes, or one with a unit such as "
                          "300KB, 512MB or 2GB")
     return int(float(found.group(1)) * _UNITS[unit])
 
@@ -162,7 +163,7 @@ class UploadLimits:
         for f in fields(self):
             value = getattr(self, f.name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-                raise UsageError(f"UploadLimits: {f.name} = {_short(value)}; expected a positive number")
+                raise UsageError(f"UploadLimits: {f.name} = {short_repr(value)}; expected a positive number")
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str] | None = None) -> UploadLimits:
@@ -222,7 +223,7 @@ def check_name(name, root=None) -> str:
     if not isinstance(name, str) or not name:
         raise UploadError(f"the new project needs a name: {NAME_RULE}", "name")
     if not _NAME.fullmatch(name):
-        shown = _short(name, 80)
+        shown = short_repr(name, 80)
         if len(name) > 64:
             why = f"has {len(name)} characters, more than 64"
         elif "/" in name or "\\" in name:
@@ -256,7 +257,7 @@ def check_file_name(role: str, filename) -> str:
     ('.keras', '.npy')
     """
     if role not in ROLES:
-        raise UploadError(f"unknown file role {_short(role)}; expected one of {', '.join(ROLES)}")
+        raise UploadError(f"unknown file role {short_repr(role)}; expected one of {', '.join(ROLES)}")
     accepted = _SUFFIXES[role]
     if not isinstance(filename, str) or not filename.strip():
         raise UploadError(f"the {_WHAT[role]} has no name; expected a name ending in {', '.join(accepted)}", role)
@@ -270,7 +271,7 @@ def check_file_name(role: str, filename) -> str:
             hint = " (this looks like a data file: send it as the data)"
         elif role != "model" and suffix in MODEL_SUFFIXES:
             hint = " (this looks like a model file: send it as the model)"
-        raise UploadError(f"{_short(filename, 80)} is not a {_WHAT[role]} this tool reads{hint}; expected a name "
+        raise UploadError(f"{short_repr(filename, 80)} is not a {_WHAT[role]} this tool reads{hint}; expected a name "
                           f"ending in {', '.join(accepted)}", role)
     return next(s for s in accepted if s == suffix)  # the constant, never the sent text
 
@@ -377,7 +378,7 @@ def _plan(files, limits: UploadLimits) -> dict[str, tuple[str, str, object]]:
         raise UploadError("files must map a role (model, inputs, labels) to (file name, content)")
     for role in files:
         if role not in ROLES:
-            raise UploadError(f"unknown file role {_short(role)}; expected one of {', '.join(ROLES)}")
+            raise UploadError(f"unknown file role {short_repr(role)}; expected one of {', '.join(ROLES)}")
     for role in REQUIRED:
         if files.get(role) is None:
             accepted = ", ".join(_SUFFIXES[role])
@@ -422,9 +423,9 @@ def _size_of(content) -> int | None:
 
 def _check_size(size: int, role: str, sent, limit: int) -> None:
     if size == 0:
-        raise UploadError(f"{_short(sent, 80)} is empty; expected a {_WHAT[role]}", role)
+        raise UploadError(f"{short_repr(sent, 80)} is empty; expected a {_WHAT[role]}", role)
     if size > limit:
-        raise UploadError(f"{_short(sent, 80)} holds {format_size(size)}, more than the {format_size(limit)} a "
+        raise UploadError(f"{short_repr(sent, 80)} holds {format_size(size)}, more than the {format_size(limit)} a "
                           f"{_WHAT[role]} may hold", role)
 
 
@@ -466,7 +467,7 @@ def _store(content, path: Path, role: str, sent, limits: UploadLimits, budget: i
 def _check_unpacked(path: Path, role: str, sent, limits: UploadLimits) -> None:
     """Refuse an archive, array or text file that would unpack to more than the limit, a hostile archive, or an HDF5
     file that reads from other files."""
-    shown = _short(sent, 80)
+    shown = short_repr(sent, 80)
     suffix = path.suffix.lower()
     declared = None
     if zipfile.is_zipfile(path):
@@ -508,16 +509,16 @@ def _check_zip(path: Path, role: str, shown: str, limits: UploadLimits) -> None:
         member = info.filename
         parts = PurePosixPath(member.replace("\\", "/")).parts
         if member.startswith(("/", "\\")) or re.match(r"[A-Za-z]:", member) or ".." in parts or "\0" in member:
-            raise UploadError(f"{refused} holds a member named {_short(member, 80)}, outside the archive's folder",
+            raise UploadError(f"{refused} holds a member named {short_repr(member, 80)}, outside the archive's folder",
                               role)
         if stat.S_ISLNK(info.external_attr >> 16):
-            raise UploadError(f"{refused} holds a symbolic link, {_short(member, 80)}", role)
+            raise UploadError(f"{refused} holds a symbolic link, {short_repr(member, 80)}", role)
         if member in seen:
-            raise UploadError(f"{refused} holds two members named {_short(member, 80)}", role)
+            raise UploadError(f"{refused} holds two members named {short_repr(member, 80)}", role)
         seen.add(member)
         size, packed = info.file_size, info.compress_size
         if size >= limits.ratio_from and size > limits.ratio * max(packed, 1):
-            raise UploadError(f"{refused}'s member {_short(member, 80)} unpacks {format_size(packed)} into "
+            raise UploadError(f"{refused}'s member {short_repr(member, 80)} unpacks {format_size(packed)} into "
                               f"{format_size(size)}, {size / max(packed, 1):,.0f} times; more than "
                               f"{limits.ratio:g} times is taken for a zip bomb", role)
         total += size
@@ -542,7 +543,7 @@ def _zip_contents(path: Path, role: str, shown: str, limits: UploadLimits) -> in
                 try:
                     with archive.open(info) as src, open(copy, "xb") as dst:
                         shutil.copyfileobj(src, dst, 1 << 20)
-                    declared = _h5_bytes(copy, role, f"{shown}'s member {_short(info.filename, 80)}")
+                    declared = _h5_bytes(copy, role, f"{shown}'s member {short_repr(info.filename, 80)}")
                 finally:
                     copy.unlink(missing_ok=True)
             else:
@@ -648,8 +649,8 @@ def _check(name: str, staging: Path, folder: Path, stored: dict[str, Path], sent
 
     def words(text: str) -> str:  # the user's names for the staged paths, which mean nothing to them
         for role, path in stored.items():
-            text = text.replace(str(path), _short(sent[role], 80))
-            text = re.sub(rf"(?<![\w./-]){re.escape(path.name)}(?![\w])", lambda _m, r=role: _short(sent[r], 80),
+            text = text.replace(str(path), short_repr(sent[role], 80))
+            text = re.sub(rf"(?<![\w./-]){re.escape(path.name)}(?![\w])", lambda _m, r=role: short_repr(sent[r], 80),
                           text)
         return text.replace(str(folder), f"project {name!r}").replace(str(staging), "the projects root")
 
