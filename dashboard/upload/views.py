@@ -44,10 +44,13 @@ FORM_CSS = NOTE_CSS + """
 #: form took no more files there. The slot's style leaves FilePond's input in place.
 BUSY_STYLES = {"pointer-events": "none", "opacity": "0.55"}
 
-#: A drop zone that shows on the sidebar's grey: white, with a dashed frame.
+#: A drop zone that shows on the sidebar's grey: white, with a dashed frame. (Panel's own stylesheet paints FilePond's
+#: root and its label in the surface grey, over FilePond's panel: the frame goes on the root, the white on both.)
 DROP_CSS = """
-:host .filepond--panel-root { background-color: white; border: 1px dashed #a9b4c8; }
-:host .filepond--drop-label { color: #444; font-size: 13px; }
+:host .bk-input.filepond--root { background-color: white; border: 1px dashed #a9b4c8; border-radius: 4px;
+                               margin-bottom: 0; max-height: 100%; box-sizing: border-box; }
+:host .bk-input.filepond--root .filepond--drop-label { background-color: white; color: #444; font-size: 13px; }
+:host .filepond--panel-root { background-color: white; }
 """
 
 
