@@ -7,11 +7,12 @@
   "use strict";
   var pond = window.FilePond;
   if (!pond || typeof pond.create !== "function" || window.__latentInspectorFilePondGate) return;
-  window.__latentInspectorFilePondGate = {zones: 0, parked: false};
-  var gate = window.__latentInspectorFilePondGate;
+  var parked = null;  // the painter's callback, while it waits for a drop zone
+  var gate = {zones: 0};
+  Object.defineProperty(gate, "parked", {enumerable: true, get: function () { return parked !== null; }});
+  window.__latentInspectorFilePondGate = gate;
   var ask = window.requestAnimationFrame.bind(window);
   var seen = new WeakMap();  // callback -> whether it is FilePond's painter
-  var parked = null;
   function isPainter(callback) {
     if (typeof callback !== "function") return false;
     var known = seen.get(callback);
@@ -24,7 +25,6 @@
   window.requestAnimationFrame = function (callback) {
     if (gate.zones === 0 && isPainter(callback)) {
       parked = callback;
-      gate.parked = true;
       return 0;
     }
     return ask(callback);
@@ -37,7 +37,6 @@
     if (parked !== null) {
       var painter = parked;
       parked = null;
-      gate.parked = false;
       ask(painter);
     }
     var destroy = app.destroy, gone = false;
