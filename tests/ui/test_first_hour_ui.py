@@ -40,6 +40,26 @@ def _query(page) -> dict:
     return {k: v[0] for k, v in parse_qs(urlparse(page.url).query).items()}
 
 
+BOXES_JS = """() => {
+  const rect = (e) => { const r = e.getBoundingClientRect();
+                        return {x: r.x + scrollX, y: r.y + scrollY, width: r.width, height: r.height}; };
+  const find = (root, css) => {  // through Panel's shadow roots
+    const hit = root.querySelector(css);
+    if (hit) return hit;
+    for (const el of root.querySelectorAll('*')) {
+      const inner = el.shadowRoot && find(el.shadowRoot, css);
+      if (inner) return inner;
+    }
+    return null;
+  };
+  const plot = find(document, '.latent-plot'), status = find(document, '.picture-status');
+  const banner = status && ((status.shadowRoot && find(status.shadowRoot, '.banner')) || find(status, '.banner'));
+  if (!plot || !banner || !banner.textContent.includes('refining') || banner.getBoundingClientRect().height === 0)
+    return null;
+  return {plot: rect(plot), banner: rect(banner)};
+}"""
+
+
 def _shot(page, output_path, name):
     from pathlib import Path
 
@@ -144,15 +164,19 @@ def test_a_first_umap_picture_comes_before_the_refined_one(page, cold_server, ou
     banner = page.locator(".picture-status .banner")
     wait_until(lambda: banner.count() > 0 and banner.is_visible(), 30, "the progress banner on the plot")
     assert "showing PCA" in banner.inner_text() and "computing UMAP" in banner.inner_text()
-    assert page.locator(".picture.stale").count() == 1  # the older picture is dimmed
+    # the older picture is dimmed (its class may come in the message after the banner's)
+    wait_until(lambda: page.locator(".picture.stale").count() == 1, 10, "the PCA picture dimmed")
     _shot(page, output_path, "computing_umap.png")
     wait_until(lambda: (f := figure(page)) and "UMAP, first picture" in f["title"], 240, "the first UMAP picture")
     first_picture_s = time.perf_counter() - t0
     assert page.locator(".picture.stale").count() == 0
     wait_until(lambda: "refining" in banner.inner_text(), 10, "the banner saying the picture is being refined")
     _shot(page, output_path, "first_picture.png")
-    # the first picture is the one to look at: the banner sits at its foot, not over its top
-    plot, box = page.locator(".latent-plot").first.bounding_box(), banner.bounding_box()
+    # the first picture is the one to look at: the banner sits at its foot, not over its top. Both boxes are read in
+    # one evaluation: the banner's element is made anew at each progress update, and a locator's box of an element
+    # replaced meanwhile is None
+    boxes = wait_until(lambda: page.evaluate(BOXES_JS), 10, "the refining banner's box beside the plot's")
+    plot, box = boxes["plot"], boxes["banner"]
     assert box["y"] > plot["y"] + plot["height"] / 2, (box, plot)
     assert box["y"] + box["height"] <= plot["y"] + plot["height"], (box, plot)
     f = figure(page)
