@@ -234,9 +234,8 @@ def test_scikit_learn_estimator_checks(estimator, check):
     check(estimator)
 
 
-# Each check refits the network (a Keras model built and traced each time): a small network and a few epochs suffice
-# for what the checks look at (the estimator's contract, not the quality of its fit); they run with the slow tests.
-@pytest.mark.slow
+# Each check refits the network: a small network and a few epochs suffice for what the checks look at (the estimator's
+# contract, not the quality of its fit), a few milliseconds each.
 @parametrize_with_checks(
     [MLPInverse(hidden_layer_sizes=(32,), max_epochs=3, patience=4, epoch_samples=512, random_state=0)],
     expected_failed_checks=_expected_failed_checks,
@@ -253,7 +252,7 @@ def test_inverse_maps_keep_cupy_arrays_on_the_device(digits, umap_digits):
     A, Y = digits.activations, umap_digits.embedding_
     train, test = _split(len(A))
     # a short training: what is checked is where the map runs and that it computes what NumPy does, not how well it
-    # learned (a full one takes minutes on Keras' PyTorch backend, one step per call, where TensorFlow is missing)
+    # learned
     mlp = MLPInverse(random_state=0, max_epochs=3, epoch_samples=2_000).fit(Y[train], A[train])
     knn = KNNInverse().fit(Y[train], A[train])
     Y_test = Y[test]
@@ -261,6 +260,30 @@ def test_inverse_maps_keep_cupy_arrays_on_the_device(digits, umap_digits):
         out = inverse.transform(cupy.asarray(Y_test))
         assert isinstance(out, cupy.ndarray) and out.dtype == cupy.float32
         np.testing.assert_allclose(out.get(), inverse.transform(Y_test), rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not gpu_available(), reason="needs CuPy and a CUDA device")
+def test_the_mlp_trains_on_cupy_arrays_as_on_numpy_ones(digits, umap_digits):
+    """The training's array code is written against the array namespace: on CuPy arrays it takes the same steps."""
+    import cupy
+
+    from engine.reduce.inverse import _Network, _train
+
+    x = np.ascontiguousarray(umap_digits.embedding_, np.float32)
+    y = np.ascontiguousarray(digits.activations, np.float32)
+    fitted = []
+    for xp in (np, cupy):
+        net = _Network((2, 64, 64, y.shape[1]), np.random.default_rng(0), xp=xp)
+        epochs, reason, best = _train(net, xp.asarray(x[100:]), xp.asarray(y[100:]), xp.asarray(x[:100]),
+                                      xp.asarray(y[:100]), batch=128, epochs=3, repeat=1, learning_rate=1e-2,
+                                      patience=5, max_seconds=None, rng=np.random.default_rng(1),
+                                      on_epoch=lambda e: None)
+        assert (epochs, reason) == (3, "max_epochs")
+        fitted.append((best, cupy.asnumpy(net.flat) if xp is cupy else net.flat))
+    # (float32 sums in another order on the device: Adam's steps stay close, not bit-equal)
+    assert fitted[1][0] == pytest.approx(fitted[0][0], rel=1e-2)
+    np.testing.assert_allclose(fitted[1][1], fitted[0][1], rtol=1e-2, atol=1e-3)
 
 
 def test_quality_report_of_a_learned_inverse_uses_held_out_samples(digits, umap_digits):

@@ -8,9 +8,9 @@ that need it (exact PCA, native UMAP) look at it.
 
 * :class:`PCAInverse` ("exact"): the linear inverse ``Y @ components + mean`` of a PCA; exact for PCA, fitted
   by least squares for any other reducer.
-* :class:`MLPInverse` ("mlp"): NNInv (Espadoto et al., 2019): a small ReLU network 2 -> hidden -> d trained with
-  Keras on standardized pairs (MSE, held-out validation split, early stopping), then evaluated as plain
-  float32 array math on the extracted weights (NumPy or CuPy), ~50 us per point.
+* :class:`MLPInverse` ("mlp"): NNInv (Espadoto et al., 2019): a small ReLU network 2 -> hidden -> d trained on
+  standardized pairs (MSE, Adam, held-out validation split, early stopping) as plain float32 array math, no deep
+  learning framework, then evaluated the same way on its weights (NumPy or CuPy), ~50 us per point.
 * :class:`KNNInverse` ("knn"): inverse-distance-weighted average of the activations of the k nearest embedded
   points, the baseline every learned map must beat.
 * :class:`NativeInverse` ("native"): the reducer's own ``inverse_transform`` (umap-learn's). Slow (seconds per
@@ -163,59 +163,107 @@ class PCAInverse(BaseInverse):
         return self._shape_output(self._map(Y, get_namespace(Y)))
 
 
-def _keras_dense_weights(model):
-    import keras
+class _Network:
+    """A ReLU network ``sizes[0] -> ... -> sizes[-1]`` (linear output) whose weights and biases are views of one flat
+    float32 vector, so that Adam updates all of them in a few whole-vector operations. Weights start Glorot-uniform
+    and biases at zero (Keras' defaults for a Dense layer)."""
 
-    coefs, intercepts = [], []
-    for layer in model.layers:
-        if isinstance(layer, keras.layers.Dense):
-            W, b = layer.get_weights()
-            coefs.append(np.asarray(W, np.float64))
-            intercepts.append(np.asarray(b, np.float64))
-    return coefs, intercepts
+    def __init__(self, sizes, rng, xp=np):
+        shapes = [s for a, b in zip(sizes[:-1], sizes[1:]) for s in ((a, b), (b,))]
+        counts = [int(np.prod(s)) for s in shapes]
+        self.flat, self.grad = xp.zeros(sum(counts), np.float32), xp.zeros(sum(counts), np.float32)
+        self.params, self.grads, offset = [], [], 0
+        for shape, count in zip(shapes, counts):
+            self.params.append(self.flat[offset:offset + count].reshape(shape))
+            self.grads.append(self.grad[offset:offset + count].reshape(shape))
+            offset += count
+        for W in self.params[::2]:
+            limit = np.sqrt(6.0 / sum(W.shape))
+            W[...] = xp.asarray(rng.uniform(-limit, limit, W.shape).astype(np.float32))
+        self.xp = xp
+
+    def forward(self, x, keep=None):
+        """Outputs for rows ``x``; the hidden activations are appended to ``keep`` (for :meth:`backward`)."""
+        xp, h = self.xp, x
+        for W, b in zip(self.params[:-2:2], self.params[1:-2:2]):
+            h = h @ W
+            h += b
+            xp.maximum(h, 0, out=h)
+            if keep is not None:
+                keep.append(h)
+        out = h @ self.params[-2]
+        out += self.params[-1]
+        return out
+
+    def mse_gradient(self, x, y) -> None:
+        """``self.grad`` := the gradient of the mean squared error over the batch ``(x, y)`` (every output averaged,
+        as Keras' "mse")."""
+        hidden = []
+        d = self.forward(x, keep=hidden)
+        d -= y
+        d *= 2.0 / d.size
+        inputs = [x, *hidden]
+        for layer in range(len(inputs) - 1, -1, -1):
+            self.xp.matmul(inputs[layer].T, d, out=self.grads[2 * layer])
+            d.sum(axis=0, out=self.grads[2 * layer + 1])
+            if layer:
+                d = d @ self.params[2 * layer].T
+                d *= inputs[layer] > 0
 
 
-def _make_stopper(patience: int, max_seconds: float | None, on_epoch=None):
-    """Keras callback: early stopping on val_loss that also stops on a time limit and always restores the best;
-    ``on_epoch(epochs_done)`` after each epoch."""
-    import keras
-
-    class BestWeights(keras.callbacks.Callback):
-        def on_train_begin(self, logs=None):
-            self.best, self.best_weights, self.wait = np.inf, None, 0
-            self.start, self.epochs, self.reason = time.perf_counter(), 0, "max_epochs"
-
-        def on_epoch_end(self, epoch, logs=None):
-            self.epochs = epoch + 1
-            loss = float((logs or {}).get("val_loss", np.inf))
-            if loss < self.best:
-                self.best, self.wait = loss, 0
-                self.best_weights = self.model.get_weights()
-            else:
-                self.wait += 1
-                if self.wait >= patience:
-                    self.model.stop_training, self.reason = True, "early_stopping"
-            if max_seconds is not None and time.perf_counter() - self.start > max_seconds:
-                self.model.stop_training, self.reason = True, "max_seconds"
-            if on_epoch is not None:
-                on_epoch(self.epochs)
-
-        def on_train_end(self, logs=None):
-            if self.best_weights is not None:
-                self.model.set_weights(self.best_weights)
-
-    return BestWeights()
+def _train(net: _Network, x, y, x_val, y_val, *, batch, epochs, repeat, learning_rate, patience, max_seconds, rng,
+           on_epoch):
+    """Adam (Keras' defaults: beta 0.9 and 0.999, epsilon 1e-7) on the mean squared error, its step decayed along a
+    cosine to 1% over every step of ``epochs`` (Keras' ``CosineDecay(alpha=0.01)``). An epoch shows each of the
+    ``len(x)`` training rows ``repeat`` times, shuffled; after each, the validation loss picks the best weights, which
+    the network keeps at the end. Stops after ``patience`` epochs without a better loss, or once ``max_seconds`` have
+    passed. Returns ``(epochs run, stop reason, best validation loss)``."""
+    xp, flat, grad = net.xp, net.flat, net.grad
+    m, v = xp.zeros_like(flat), xp.zeros_like(flat)
+    beta1, beta2, eps = 0.9, 0.999, 1e-7
+    rows = repeat * len(x)
+    total = epochs * -(-rows // batch)
+    best, best_flat, wait, step, reason = np.inf, flat.copy(), 0, 0, "max_epochs"
+    start = time.perf_counter()
+    for epoch in range(1, epochs + 1):
+        order = xp.asarray(rng.permutation(rows) % len(x))
+        for lo in range(0, rows, batch):
+            idx = order[lo:lo + batch]
+            net.mse_gradient(x[idx], y[idx])
+            step += 1
+            rate = learning_rate * (0.01 + 0.99 * 0.5 * (1.0 + np.cos(np.pi * min(step - 1, total) / total)))
+            m *= beta1
+            m += (1.0 - beta1) * grad
+            v *= beta2
+            v += (1.0 - beta2) * grad * grad
+            flat -= (rate * np.sqrt(1.0 - beta2**step) / (1.0 - beta1**step)) * m / (xp.sqrt(v) + eps)
+        loss = float(xp.mean((net.forward(x_val) - y_val) ** 2))
+        if loss < best:
+            best, wait = loss, 0
+            best_flat[...] = flat
+        else:
+            wait += 1
+        on_epoch(epoch)
+        if wait >= patience:
+            reason = "early_stopping"
+            break
+        if max_seconds is not None and time.perf_counter() - start > max_seconds:
+            reason = "max_seconds"
+            break
+    flat[...] = best_flat
+    return epoch, reason, best
 
 
 class MLPInverse(BaseInverse):
     """NNInv: a ReLU network trained to map embedded points back to activations.
 
-    Training (Keras): inputs and outputs standardized per column; ``2 -> hidden_layer_sizes -> d`` with ReLU,
-    linear output, MSE, Adam with a cosine-decaying step; a held-out validation split (``validation_fraction``)
-    picks the best epoch's weights and stops early after ``patience`` epochs without improvement. The
-    standardization is then folded into the first and last layers and the weights are kept as float32 arrays
-    (``coefs_``, ``intercepts_``), so ``transform`` is a handful of matrix products on NumPy or CuPy arrays with
-    no TensorFlow call.
+    Training, in float32 NumPy (matrix products on the BLAS, no deep learning framework, nothing to trace or
+    compile): inputs and outputs standardized per column; ``2 -> hidden_layer_sizes -> d`` with ReLU, linear
+    output, Glorot-uniform initial weights, MSE, Adam with a cosine-decaying step (Keras' defaults, which the
+    first version trained with); a held-out validation split (``validation_fraction``) picks the best epoch's
+    weights and stops early after ``patience`` epochs without improvement. The standardization is then folded
+    into the first and last layers and the weights are kept as float32 arrays (``coefs_``, ``intercepts_``), so
+    ``transform`` is a handful of matrix products on NumPy or CuPy arrays.
 
     Parameters
     ----------
@@ -237,11 +285,10 @@ class MLPInverse(BaseInverse):
     max_seconds : float or None, default=600
         Stop training after this long (the best weights so far are kept).
     random_state : int, RandomState or None, default=None
-        Seeds the split and, via ``keras.utils.set_random_seed``, Keras' initializers and shuffling (this
-        seeds Python's, NumPy's and TensorFlow's global generators).
+        Seeds the split, the initial weights and the order of the batches (no global generator is touched).
     progress : callable(stage, done, total) or None, default=None
-        Stage ``"training the inverse map"``: epochs done of ``max_epochs`` (0 while Keras builds the network, all
-        of them at the end, also when it stopped early). A reducer passes its own for the fit of its inverse map.
+        Stage ``"training the inverse map"``: epochs done of ``max_epochs`` (0 before the first, all of them at
+        the end, also when it stopped early). A reducer passes its own for the fit of its inverse map.
 
     Attributes
     ----------
@@ -322,7 +369,6 @@ class MLPInverse(BaseInverse):
         Y, X = self._validate_pairs(X, y)
         stage = "training the inverse map"
         report(self.progress, stage, 0, self.max_epochs)
-        import keras
 
         rng = check_random_state(self.random_state)
         rows = _holdout_rows(len(Y), self.max_samples, rng)
@@ -338,34 +384,19 @@ class MLPInverse(BaseInverse):
         def standardize(A, mean, scale):
             return ((A - mean) / scale).astype(np.float32)
 
-        if self.random_state is not None:
-            keras.utils.set_random_seed(int(rng.randint(2**31 - 1)))
-        inputs = keras.Input((Y.shape[1],))
-        h = inputs
-        for units in hidden:
-            h = keras.layers.Dense(units, activation="relu")(h)
-        model = keras.Model(inputs, keras.layers.Dense(X.shape[1])(h))
-        batch = min(self.batch_size, len(train))
-        repeat = max(1, -(-self.epoch_samples // len(train)))
-        steps = self.max_epochs * -(-(repeat * len(train)) // batch)
-        schedule = keras.optimizers.schedules.CosineDecay(self.learning_rate, decay_steps=steps, alpha=0.01)
-        # many steps per call of the compiled function: small networks are otherwise dominated by Python overhead
-        # (Keras' PyTorch backend runs one step per call and refuses more)
-        model.compile(optimizer=keras.optimizers.Adam(schedule), loss="mse",
-                      steps_per_execution=1 if keras.backend.backend() == "torch" else 32)
-        stopper = _make_stopper(self.patience, self.max_seconds,
-                                lambda epochs: report(self.progress, stage, epochs, self.max_epochs))
-        model.fit(
-            np.tile(standardize(Y[train], x_mean, x_scale), (repeat, 1)),
-            np.tile(standardize(X[train], y_mean, y_scale), (repeat, 1)),
-            validation_data=(standardize(Y[val], x_mean, x_scale), standardize(X[val], y_mean, y_scale)),
-            batch_size=batch,
-            epochs=self.max_epochs,
-            shuffle=True,
-            callbacks=[stopper],
-            verbose=0,
+        # the network's own generator, seeded from the estimator's: initial weights and the order of the batches
+        gen = np.random.default_rng(rng.randint(2**31 - 1))
+        net = _Network((Y.shape[1], *hidden, X.shape[1]), gen)
+        self.n_epochs_, self.stop_reason_, self.best_val_loss_ = _train(
+            net, standardize(Y[train], x_mean, x_scale), standardize(X[train], y_mean, y_scale),
+            standardize(Y[val], x_mean, x_scale), standardize(X[val], y_mean, y_scale),
+            batch=min(self.batch_size, len(train)), epochs=self.max_epochs,
+            repeat=max(1, -(-self.epoch_samples // len(train))), learning_rate=self.learning_rate,
+            patience=self.patience, max_seconds=self.max_seconds, rng=gen,
+            on_epoch=lambda epochs: report(self.progress, stage, epochs, self.max_epochs),
         )
-        coefs, intercepts = _keras_dense_weights(model)
+        coefs = [np.asarray(W, np.float64) for W in net.params[::2]]
+        intercepts = [np.asarray(b, np.float64) for b in net.params[1::2]]
         # Fold the standardization in: ((y - m)/s) @ W + b == y @ (W / s[:, None]) + (b - (m / s) @ W),
         # and (h @ W + b) * s + m == h @ (W * s) + (b * s + m).
         intercepts[0] = intercepts[0] - (x_mean / x_scale) @ coefs[0]
@@ -373,8 +404,6 @@ class MLPInverse(BaseInverse):
         coefs[-1], intercepts[-1] = coefs[-1] * y_scale, intercepts[-1] * y_scale + y_mean
         self.coefs_ = [np.ascontiguousarray(W, dtype=np.float32) for W in coefs]
         self.intercepts_ = [np.ascontiguousarray(b, dtype=np.float32) for b in intercepts]
-        self.n_epochs_, self.stop_reason_ = stopper.epochs, stopper.reason
-        self.best_val_loss_ = float(stopper.best)
         self._device_weights = {}
         self._set_holdout(val, Y[val], self._forward(Y[val], np), X[val])
         report(self.progress, stage, self.max_epochs, self.max_epochs)
