@@ -46,7 +46,7 @@ from .widgets import ACCENT, PAGE_CSS, ErrorAlert, Fast, card
 # Panel runs a session's callbacks on several threads: Param's and HoloViews' constant toggles are not safe there
 threadsafe.install()
 
-__all__ = ["TITLE", "Dashboard", "extension"]
+__all__ = ["TITLE", "Dashboard", "bokeh_backend", "extension"]
 
 TITLE = "Latent Inspector"
 #: The main area's tabs, in order.
@@ -73,8 +73,7 @@ class Dashboard(pn.viewable.Viewer):
     store = param.ClassSelector(class_=Inspector, doc="The session's choices and inspection")
 
     def __init__(self, project=None, link=None, **params):
-        if "bokeh" not in hv.Store.renderers:  # plotting backend, without the notebook's JS (see extension())
-            hv.renderer("bokeh")
+        bokeh_backend()
         page_design()  # before any component exists: each takes its design and theme when made
         # In a served page, the project opens once every view following the store is made (see the end)
         opens_here = "store" not in params and in_server_session()
@@ -263,6 +262,16 @@ def page_design():
     if doc is not None and doc.session_context is not None:
         pn.config.theme = "default"  # this session's settings (Panel keeps them per document)
         pn.config.design = Fast
+
+
+def bokeh_backend():
+    """HoloViews' Bokeh backend loaded and current, with its option builders (``hv.opts.Bars`` and the rest), without
+    the notebook's JS (see :func:`extension`). Importing ``holoviews.plotting.bokeh`` alone registers the renderer
+    but builds no options: a process that did so first (a library, a test) then failed every view's styling with
+    "No entry for 'Bars' registered"."""
+    hv.renderer("bokeh")
+    if hv.Store.current_backend != "bokeh" or not hasattr(hv.opts, "Points"):
+        hv.Store.set_current_backend("bokeh")
 
 
 def extension():

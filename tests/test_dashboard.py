@@ -488,3 +488,23 @@ def test_a_new_projects_layer_menu_goes_straight_to_its_layer(app):
     assert store.error == "", store.error
     assert store.layer == "bottleneck" and menu.value == "bottleneck"
     assert seen == ["bottleneck"], seen
+
+
+def test_views_are_styled_after_another_import_made_the_bokeh_renderer_first():
+    """``import holoviews.plotting.bokeh`` alone registers Bokeh's renderer and builds none of ``hv.opts``: the
+    dashboard's views, made after it in one process, styled nothing and failed with "No entry for 'Bars'" (seen when
+    the suite ran a rendering test before the dashboard's in one worker). A fresh process, as such a user has."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = ("import holoviews as hv, holoviews.plotting.bokeh\n"
+              "from pathlib import Path\nfrom engine.data.manifest import view_spec\n"
+              "from dashboard import sample\nfrom dashboard.template import bokeh_backend\n"
+              "bokeh_backend()\n"
+              "spec = view_spec({'kind': 'probabilities'}, Path('.'), 'output_view', ['a', 'b'])\n"
+              "print(type(sample.options(spec, sample.blank(spec, (2,)))[0]).__name__)\n")
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300,
+                         cwd=Path(__file__).resolve().parent.parent)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert run.stdout.split()[-1] == "Options"
