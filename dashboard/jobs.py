@@ -45,7 +45,7 @@ from engine.settings import JOB_TIMEOUT_ENV, job_timeout
 
 from .widgets import weakly
 
-__all__ = ["DEFAULT_WORKERS", "PAGE_LOADED", "WORKERS_ENV", "JobState", "Jobs", "Progress", "error_message",
+__all__ = ["DEFAULT_WORKERS", "PAGE_LOADED", "WORKERS_ENV", "JobState", "Jobs", "Progress", "error_message", "guarded",
            "in_server_session", "retire", "subscribe", "worker_count", "workers"]
 
 log = logging.getLogger(__name__)
@@ -130,19 +130,26 @@ def subscribe(stream, callback, state: JobState | None = None) -> None:
     event of the kind is queued, never handled. One failed tap left every later tap of the session undecoded, with
     nothing on the page to say so.
     """
-    def guarded(**values):
+    stream.add_subscriber(guarded(callback, state, type(stream).__name__))
+
+
+def guarded(callback, state: JobState | None = None, what: str = "a plot event"):
+    """``callback`` such that an exception it raises is logged (unless the user's, an ``InspectorError``) and shown
+    as ``state``'s error, not raised to its caller: HoloViews' loop of a plot's events (:func:`subscribe`), or the
+    event loop's callback it was scheduled as."""
+    def call(*args, **values):
         try:
-            callback(**values)
+            callback(*args, **values)
         except Exception as exc:  # noqa: BLE001 (raised into HoloViews, it would stop this kind of event: see above)
             if not isinstance(exc, InspectorError):
-                log.exception("a plot event's callback failed (%s)", type(stream).__name__)
+                log.exception("a plot event's callback failed (%s)", what)
             if state is not None:
                 try:
                     state.error = error_message(exc)
                 except Exception:  # noqa: BLE001 (a view of the error failing: the event's loop goes on regardless)
                     log.exception("showing a plot event's error failed")
 
-    stream.add_subscriber(guarded)
+    return call
 
 
 class Progress:

@@ -169,7 +169,8 @@ class UrlState(param.Parameterized):
         self._query: dict[str, str] = {}
         self.address = Address(width=0, height=0, margin=0)  # the browser side: put it on the page
         self.store.param.watch(self._choices_changed, list(CHOICES.values()))
-        self.store.param.watch(self._decoded, "decode")
+        # after the decoded image is sent (the address is no part of what the user waits for)
+        self.store.param.watch(self._decoded, "decode", precedence=30)
         subscribe(self.plot.range, self._range_changed, self.store)
 
     def _write(self, **values):

@@ -33,7 +33,7 @@ from engine.render.samples import view_shape
 from .. import sample
 from ..datasets.state import Datasets
 from ..glyphs import draws_glyphs, embedding_glyphs, glyph_legend, glyph_size
-from ..jobs import subscribe
+from ..jobs import guarded, subscribe
 from ..landscape.views import MapLayerView
 from ..latent import blank_plot, category_colors, click_streams, embedding_raster, plot_options, plot_tools
 from ..push import Live, document_of, later, push
@@ -51,6 +51,12 @@ MARKER_DELAY_MS = 40
 #: How long after the decoded image its trust table follows: the image is what the user waits for, and the table's
 #: layout in the browser (a few ms to tens of ms) would otherwise come before the image's first painted frame.
 TRUST_DELAY_MS = 40
+#: The cursor's sample is looked up and drawn this much later than its pointer event is handled, on the event loop.
+#: A click sends the pointer's move just before its tap, and HoloViews handles each some 10-15 ms after it came; the
+#: move's two thumbnails and cards (about 10 ms here) then ran first and delayed the tap's decode by as much.
+#: Delayed, they come after a tap sent with them. (Scheduled at once, they still ran first about half the time:
+#: HoloViews hands a tap to its subscribers a few turns of the event loop after its wait.)
+HOVER_DELAY_MS = 20
 #: Set by the browser tests: the output view then also carries the decoded values (base64 float32) in a hidden
 #: element, so that a test can compare them with the engine's decode in its own process.
 PROBE_ENV = "LATENT_INSPECTOR_PROBE"
@@ -183,7 +189,7 @@ class LatentView(InspectorView):
 
     def _on_pointer(self, x=None, y=None):
         if x is not None and y is not None:
-            self.store.hover_at(x, y)
+            later(partial(guarded(self.store.hover_at, self.store, "PointerXY"), x, y), HOVER_DELAY_MS)
 
     def _on_box(self, bounds=None):
         if bounds is not None and self.selection is not None:
