@@ -262,6 +262,31 @@ def test_inverse_maps_keep_cupy_arrays_on_the_device(digits, umap_digits):
         np.testing.assert_allclose(out.get(), inverse.transform(Y_test), rtol=1e-4, atol=1e-4)
 
 
+def test_overlapping_fits_give_the_blas_its_threads_back_after_the_last():
+    """The MLP trains on one BLAS thread, a setting of the whole process: two fits overlapping on two threads (a
+    served dashboard's sessions) must not leave it at one thread, whichever ends first."""
+    from threadpoolctl import threadpool_info
+
+    from engine.reduce.inverse import _one_blas_thread
+
+    def blas():
+        return [pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"]
+
+    before = blas()
+    if not before or max(before) == 1:
+        pytest.skip("the BLAS runs on one thread here already")
+    first, second = _one_blas_thread(), _one_blas_thread()
+    first.__enter__()
+    assert set(blas()) == {1}
+    second.__enter__()
+    first.__exit__(None, None, None)
+    assert set(blas()) == {1}  # the second fit still runs
+    second.__exit__(None, None, None)
+    assert blas() == before
+    with _one_blas_thread(enabled=False):  # a large network keeps the BLAS' threads
+        assert blas() == before
+
+
 @pytest.mark.gpu
 @pytest.mark.skipif(not gpu_available(), reason="needs CuPy and a CUDA device")
 def test_the_mlp_trains_on_cupy_arrays_as_on_numpy_ones(digits, umap_digits):

@@ -22,6 +22,8 @@ mean squared error per layer feature of samples the map did not learn from. The 
 
 from __future__ import annotations
 
+import contextlib
+import threading
 import time
 
 import numpy as np
@@ -211,6 +213,41 @@ class _Network:
                 d *= inputs[layer] > 0
 
 
+#: A network whose largest weight matrix has at most this many entries trains with one BLAS thread: its products
+#: (256 x 256 for the default one) are too small to share, and the BLAS' threads then wait on each other. On this
+#: machine (2 cores) the digits bottleneck's 10 epochs took 2.9 s with 2 threads and 2.8 s with one, and 9.1 s
+#: against 5.1 s while two other processes kept both cores busy, as a browser and a server do.
+SINGLE_THREAD_MAX_WEIGHTS = 512 * 512
+
+_blas_lock = threading.Lock()
+_blas_users = 0
+_blas_limit = None
+
+
+@contextlib.contextmanager
+def _one_blas_thread(enabled: bool = True):
+    """The BLAS on one thread while the block runs, in every thread of the process (the BLAS' setting is global):
+    counted, so that overlapping fits on several threads (a served dashboard's) restore it once, after the last."""
+    global _blas_users, _blas_limit
+    if not enabled:
+        yield
+        return
+    from threadpoolctl import threadpool_limits
+
+    with _blas_lock:
+        if _blas_users == 0:
+            _blas_limit = threadpool_limits(limits=1, user_api="blas")
+        _blas_users += 1
+    try:
+        yield
+    finally:
+        with _blas_lock:
+            _blas_users -= 1
+            if _blas_users == 0:
+                _blas_limit.restore_original_limits()
+                _blas_limit = None
+
+
 def _train(net: _Network, x, y, x_val, y_val, *, batch, epochs, repeat, learning_rate, patience, max_seconds, rng,
            on_epoch):
     """Adam (Keras' defaults: beta 0.9 and 0.999, epsilon 1e-7) on the mean squared error, its step decayed along a
@@ -387,14 +424,16 @@ class MLPInverse(BaseInverse):
         # the network's own generator, seeded from the estimator's: initial weights and the order of the batches
         gen = np.random.default_rng(rng.randint(2**31 - 1))
         net = _Network((Y.shape[1], *hidden, X.shape[1]), gen)
-        self.n_epochs_, self.stop_reason_, self.best_val_loss_ = _train(
-            net, standardize(Y[train], x_mean, x_scale), standardize(X[train], y_mean, y_scale),
-            standardize(Y[val], x_mean, x_scale), standardize(X[val], y_mean, y_scale),
-            batch=min(self.batch_size, len(train)), epochs=self.max_epochs,
-            repeat=max(1, -(-self.epoch_samples // len(train))), learning_rate=self.learning_rate,
-            patience=self.patience, max_seconds=self.max_seconds, rng=gen,
-            on_epoch=lambda epochs: report(self.progress, stage, epochs, self.max_epochs),
-        )
+        small = max(W.size for W in net.params[::2]) <= SINGLE_THREAD_MAX_WEIGHTS
+        with _one_blas_thread(small):
+            self.n_epochs_, self.stop_reason_, self.best_val_loss_ = _train(
+                net, standardize(Y[train], x_mean, x_scale), standardize(X[train], y_mean, y_scale),
+                standardize(Y[val], x_mean, x_scale), standardize(X[val], y_mean, y_scale),
+                batch=min(self.batch_size, len(train)), epochs=self.max_epochs,
+                repeat=max(1, -(-self.epoch_samples // len(train))), learning_rate=self.learning_rate,
+                patience=self.patience, max_seconds=self.max_seconds, rng=gen,
+                on_epoch=lambda epochs: report(self.progress, stage, epochs, self.max_epochs),
+            )
         coefs = [np.asarray(W, np.float64) for W in net.params[::2]]
         intercepts = [np.asarray(b, np.float64) for b in net.params[1::2]]
         # Fold the standardization in: ((y - m)/s) @ W + b == y @ (W / s[:, None]) + (b - (m / s) @ W),
