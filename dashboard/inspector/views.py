@@ -55,7 +55,8 @@ TRUST_DELAY_MS = 40
 #: A click sends the pointer's move just before its tap, and HoloViews handles each some 10-15 ms after it came; the
 #: move's two thumbnails and cards (about 10 ms here) then ran first and delayed the tap's decode by as much.
 #: Delayed, they come after a tap sent with them. (Scheduled at once, they still ran first about half the time:
-#: HoloViews hands a tap to its subscribers a few turns of the event loop after its wait.)
+#: HoloViews hands a tap to its subscribers a few turns of the event loop after its wait.) Not in live mode, where
+#: the cursor's own decode is what the user waits for.
 HOVER_DELAY_MS = 20
 #: Set by the browser tests: the output view then also carries the decoded values (base64 float32) in a hidden
 #: element, so that a test can compare them with the engine's decode in its own process.
@@ -188,7 +189,11 @@ class LatentView(InspectorView):
             self.map_layer.store.view = view
 
     def _on_pointer(self, x=None, y=None):
-        if x is not None and y is not None:
+        if x is None or y is None:
+            return
+        if self.store.live:  # the decode under the cursor is what the user waits for: at once
+            self.store.hover_at(x, y)
+        else:
             later(partial(guarded(self.store.hover_at, self.store, "PointerXY"), x, y), HOVER_DELAY_MS)
 
     def _on_box(self, bounds=None):
