@@ -165,6 +165,21 @@ class PCAInverse(BaseInverse):
         return self._shape_output(self._map(Y, get_namespace(Y)))
 
 
+def _relu_forward(x, coefs, intercepts, xp, keep=None):
+    """``x`` through ReLU layers ``(coefs[i], intercepts[i])`` and a linear last one; each hidden activation is
+    appended to ``keep`` when given (the backward pass needs them)."""
+    h = x
+    for W, b in zip(coefs[:-1], intercepts[:-1]):
+        h = h @ W
+        h += b
+        xp.maximum(h, 0, out=h)
+        if keep is not None:
+            keep.append(h)
+    out = h @ coefs[-1]
+    out += intercepts[-1]
+    return out
+
+
 class _Network:
     """A ReLU network ``sizes[0] -> ... -> sizes[-1]`` (linear output) whose weights and biases are views of one flat
     float32 vector, so that Adam updates all of them in a few whole-vector operations. Weights start Glorot-uniform
@@ -185,17 +200,8 @@ class _Network:
         self.xp = xp
 
     def forward(self, x, keep=None):
-        """Outputs for rows ``x``; the hidden activations are appended to ``keep`` (for :meth:`backward`)."""
-        xp, h = self.xp, x
-        for W, b in zip(self.params[:-2:2], self.params[1:-2:2]):
-            h = h @ W
-            h += b
-            xp.maximum(h, 0, out=h)
-            if keep is not None:
-                keep.append(h)
-        out = h @ self.params[-2]
-        out += self.params[-1]
-        return out
+        """Outputs for rows ``x``; the hidden activations are appended to ``keep`` (for :meth:`mse_gradient`)."""
+        return _relu_forward(x, self.params[::2], self.params[1::2], self.xp, keep)
 
     def mse_gradient(self, x, y) -> None:
         """``self.grad`` := the gradient of the mean squared error over the batch ``(x, y)`` (every output averaged,
@@ -459,14 +465,7 @@ class MLPInverse(BaseInverse):
                     [xp.asarray(b) for b in self.intercepts_],
                 )
             coefs, intercepts = self._device_weights[key]
-        h = Y
-        for W, b in zip(coefs[:-1], intercepts[:-1]):
-            h = h @ W
-            h += b
-            xp.maximum(h, 0, out=h)
-        out = h @ coefs[-1]
-        out += intercepts[-1]
-        return out
+        return _relu_forward(Y, coefs, intercepts, xp)
 
     def transform(self, Y):
         """Map points of shape (k, 2) to activations of shape (k, d), float32, in Y's array namespace.
