@@ -21,6 +21,8 @@ import numpy as np
 import pytest
 from dashboard_page import beyond_the_page, click_and_decode, open_dashboard, open_tab, wait_until
 
+from benchmarks.browser import WaitTimeout
+
 pytestmark = pytest.mark.ui
 
 #: Where this module's records go: one saved by "another session" (the engine, here), and one of another layer.
@@ -77,10 +79,20 @@ def _labels(page) -> list[str]:
 
 
 def _choose_dataset(page, name: str, labels: list[str]):
+    """Type ``name`` into the dataset box and send it with Enter; wait for the table to show ``labels``.
+
+    Escape first: Enter in Bokeh's AutocompleteInput takes the highlighted completion when its menu is open, and
+    the menu reflects the box's text when it was last opened or typed into, not the text ``fill`` put there."""
     box = page.locator(".dataset-name input")
     box.fill(name)
+    box.press("Escape")
     box.press("Enter")
-    wait_until(lambda: _labels(page) == labels, 30, f"the records of {name!r}: {labels}")
+    try:
+        wait_until(lambda: _labels(page) == labels, 30, f"the records of {name!r}: {labels}")
+    except WaitTimeout as exc:
+        errors = page.locator(".records-error").all_inner_texts()
+        raise WaitTimeout(f"{exc}; the table shows {_labels(page)}, the box holds {box.input_value()!r}, "
+                          f"the records' error: {errors}") from None
 
 
 def _save(page, label: str):
