@@ -46,16 +46,18 @@ def cmd_info(args) -> int:
         from engine.data.project import HOOK_NAMES
 
         print(f"hooks     {hooks.name}: {', '.join(project.hooks_defined()) or 'none of ' + ', '.join(HOOK_NAMES)}")
+    # the data before the model: a bad inputs or labels file is said at once, not after the model's framework is
+    # imported (TensorFlow and Keras: 5-6 s of a `latent-inspector info` here, against 0.2 s)
+    x = None if project.inputs_path is None else project.inputs()
+    y = None if x is None else project.labels()
     model = project.model()
     for name, shape, dtype in input_specs(model):
         print(f"expects   samples of shape {shape} {dtype} (input {name!r})")
-    if project.inputs_path is None:
+    if x is None:
         print("inputs    none: add the data as x.npy, one sample per row in the shape above")
     else:
-        x = project.inputs()
         print(f"inputs    {project.inputs_path.name}{f' [{project.inputs_key}]' if project.inputs_key else ''}  "
               f"{x.shape} {x.dtype}")
-        y = project.labels()
         if y is None:
             print("labels    none")
         else:

@@ -143,6 +143,27 @@ def test_installed_command_exits_2_with_one_line(corpus):
         corpus.unchanged(name)
 
 
+#: Cases whose fault is in the data files alone: `info` reports them before it loads the model.
+DATA_FAULTS = ("npy_truncated_data", "npz_wrong_key", "csv_ragged", "inputs_nan", "zero_samples", "labels_too_few")
+
+
+def test_info_reports_a_bad_data_file_before_it_loads_the_model(corpus):
+    """A truncated or malformed inputs or labels file is said at once: `info` reads the data before it imports the
+    model's framework (TensorFlow and Keras took 5-6 s of each such run here)."""
+    probe = ("import sys; from engine.cli import main; rc = main(sys.argv[1:]); "
+             "print('imported:', sorted(m for m in ('keras', 'tensorflow', 'torch') if m in sys.modules), "
+             "file=sys.stderr); sys.exit(rc)")
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONWARNINGS="ignore")
+    for name in DATA_FAULTS:
+        case = bi.CASES_BY_NAME[name]
+        done = subprocess.run([sys.executable, "-c", probe, *bi.cli_args(case, corpus.root, corpus.cache, corpus.out)],
+                              capture_output=True, text=True, env=env, timeout=300)
+        assert done.returncode == 2, (name, done.stderr)
+        *error, imported = done.stderr.strip().splitlines()
+        assert imported == "imported: []", (name, imported)
+        _one_error_line("\n".join(error), case)
+
+
 def _decode_on_the_good_project(store):
     store.project = bi.GOOD
     assert store.error == "", store.error
