@@ -1,14 +1,15 @@
 """The pages of the in-browser render benchmark, served by ``python -m benchmarks.pages --port N`` on 127.0.0.1.
 
-``/scatter?n=N``: the original approach, every point sent to the browser as a glyph of a Bokeh WebGL scatter
-(float32 coordinates and uint8 class codes, binary-encoded; coloured by a linear colour mapper: the cheapest way
-Bokeh has to send them). ``/shaded?n=N``: the dashboard's latent plot, :class:`dashboard.latent.shade_categories`
-with the dashboard's options, one server-shaded image per view. ``/glyphs?n=N[&spread=S]``: the Inspect tab's plot of
-a small table, :func:`dashboard.glyphs.embedding_glyphs` with its legend (every point a glyph coloured by its category;
-the dashboard's point size 3 unless ``spread`` says), with the streams of the view's range and size that the
-dashboard's plot has. All show the same synthetic points (:mod:`benchmarks.synthetic`) in an 800 x 800 frame, with pan
-and wheel zoom active; their figure is named ``bench-figure`` and its data source ``bench-figure-source``. Data (and
-the shaded plot's index) are made once per size and process.
+``/scatter?n=N``: the original approach, every point sent to the browser as a glyph of a Bokeh WebGL scatter (float32
+coordinates and uint8 class codes, binary-encoded; coloured by a linear colour mapper: the cheapest way Bokeh has to
+send them). ``/shaded?n=N``: the dashboard's latent plot, :class:`dashboard.latent.shade_categories` with the
+dashboard's options, one server-shaded image per view, on the dashboard's canvas. ``/glyphs?n=N[&spread=S]``: the
+Inspect tab's plot of a small table, :func:`dashboard.glyphs.embedding_glyphs` with its legend (every point a glyph
+coloured by its category; the dashboard's point size 3 unless ``spread`` says; on its canvas, not WebGL), with the
+streams of the view's range and size that the dashboard's plot has. All show the same synthetic points
+(:mod:`benchmarks.synthetic`) in an 800 x 800 frame, with pan and wheel zoom active; their figure is named
+``bench-figure`` and its data source ``bench-figure-source``. Data (and the shaded plot's index) are made once per size
+and process.
 """
 
 from __future__ import annotations
@@ -77,7 +78,7 @@ def shaded_page():
     import holoviews as hv
     import panel as pn
 
-    from dashboard.latent import category_colors, shade_categories
+    from dashboard.latent import CANVAS_OPTS, category_colors, shade_categories
     from dashboard.widgets import name_models
 
     n = _n()
@@ -89,7 +90,8 @@ def shaded_page():
                               threshold=0.5, max_px=3)
     raster = raster.opts(frame_width=SIZE, frame_height=SIZE, tools=["pan", "wheel_zoom"],
                          active_tools=["pan", "wheel_zoom"], title=f"{n:,} points, datashaded",
-                         show_legend=True, legend_position="right", hooks=[name_models(NAME)])
+                         show_legend=True, legend_position="right", hooks=[name_models(NAME)],
+                         backend_opts=CANVAS_OPTS)
     return pn.pane.HoloViews(raster, linked_axes=False)
 
 
@@ -98,6 +100,7 @@ def glyphs_page():
     import panel as pn
 
     from dashboard.glyphs import embedding_glyphs, glyph_legend
+    from dashboard.latent import CANVAS_OPTS
     from dashboard.widgets import name_models
 
     n = _n()
@@ -108,7 +111,8 @@ def glyphs_page():
     hv.streams.PlotSize(source=element)
     element = element.opts(frame_width=SIZE, frame_height=SIZE, tools=["pan", "wheel_zoom"],
                            active_tools=["pan", "wheel_zoom"], title=f"{n:,} points, glyphs",
-                           hooks=[name_models(NAME), glyph_legend])
+                           hooks=[name_models(NAME), glyph_legend],
+                           backend_opts=CANVAS_OPTS)
     return pn.pane.HoloViews(element, linked_axes=False)
 
 

@@ -26,8 +26,8 @@ from dashboard.urlstate import read_query
 extension()
 # HoloViews draws its figures with WebGL by default. The page's images, bars and lines draw no faster so, and Bokeh
 # copies each WebGL figure onto the page at every repaint of it (on a machine without a GPU, the copies took 3.0 of
-# the 6.9 s the browser spent after a first paint at MNIST, 2.6 s of it the latent plot's own). Only the latent
-# plot's glyphs keep WebGL (plot_options).
+# the 6.9 s the browser spent after a first paint at MNIST, 2.6 s of it the latent plot's own). The latent plot is
+# drawn on a canvas too, glyphs or image (dashboard.latent.OUTPUT_BACKEND).
 hv.renderer("bokeh").webgl = False
 if pn.config.nthreads is None:
     # Widget events (a new project, layer or reducer: they start work and update many views) run on a thread pool,

@@ -24,13 +24,15 @@ from .latent import category_colors
 
 __all__ = ["GLYPH_LIMIT", "draws_glyphs", "embedding_glyphs", "glyph_legend", "glyph_size"]
 
-#: Tables of fewer points than this are drawn as glyphs by the browser, larger ones datashaded on the server: where
-#: a pan of the glyph plot (its full redraw, growing with the points) costs as much as a pan of the datashaded plot
-#: (a server image, ~250-300 ms whatever the points). From one run of benchmarks/cases/browser.py (pages of
-#: benchmarks/pages.py; 2 cores, load average 2.8, headless Chromium with software WebGL), pan to painted, median /
-#: p95, glyphs vs datashaded: 10k points 236 / 259 vs 260 / 455 ms, 15k 330 / 383 vs 282 / 415 ms, 20k 444 / 485 vs
-#: 295 / 426 ms (an earlier, less loaded probe: 10k 129 vs 222 ms, 20k 230-260 vs 266 ms): the glyphs' cost crosses
-#: the image's at 11-13k points on this machine (a browser drawing WebGL on a GPU was not measured).
+#: Tables of fewer points than this are drawn as glyphs by the browser, larger ones datashaded on the server. Set where
+#: a pan of the glyph plot (its full redraw, growing with the points) cost as much as a pan of the datashaded plot (a
+#: server image, ~200-300 ms whatever the points), when the glyphs were drawn with WebGL: 11-13k points on 2 cores
+#: with headless Chromium's software WebGL (pan to painted, median / p95, glyphs vs datashaded: 10k points 236 / 259
+#: vs 260 / 455 ms, 20k 444 / 485 vs 295 / 426 ms). Drawn on a canvas (dashboard.latent.OUTPUT_BACKEND, 2026-12-07,
+#: benchmarks/cases/browser.py's pages, the same machine, 5 loads and 10 pans each): pans took 59 / 92 ms against
+#: 214 / 227 at 10k, 83 / 92 against 188 / 209 at 20k, 121 / 134 against 193 / 207 at 30k, 179 / 187 against
+#: 205 / 217 at 50k; the first paint 1.1 s against 1.06 at 10k, 1.35 s against 0.93 at 50k. So the limit could rise to
+#: some 30k; it has not been moved yet (a browser drawing on a GPU was not measured).
 GLYPH_LIMIT = 12_000
 #: Opacity of a glyph: overlapping points of a dense cluster darken, as the raster's alpha grows with the count.
 GLYPH_ALPHA = 0.7

@@ -39,8 +39,8 @@ from .jobs import subscribe
 from .shared import AGREES, DISAGREES
 from .widgets import name_models
 
-__all__ = ["FIXED_COLORS", "blank_plot", "category_colors", "embedding_raster", "plot_options",
-           "plot_tools", "shade_categories"]
+__all__ = ["CANVAS_OPTS", "FIXED_COLORS", "OUTPUT_BACKEND", "blank_plot", "category_colors", "embedding_raster",
+           "plot_options", "plot_tools", "shade_categories"]
 
 #: Colours of categories that mean something in themselves: the probe's disagreements stand out in red.
 FIXED_COLORS = {AGREES: "#c3c8d1", DISAGREES: "#d62728"}
@@ -180,17 +180,30 @@ def _activate_ctrl_wheel(plot, element):
         figure.toolbar.active_scroll = wheel
 
 
-def plot_options(title: str, method: str, name: str, *hooks, webgl: bool = False) -> dict:
+#: Bokeh's output backend of the latent plot, shaded or glyphs. MNIST's 10,000 points as glyphs, 2 cores, headless
+#: Chromium (software GL), 4 pages each, two runs alternated: a pan step (the view moved, two animation frames) took
+#: 141 / 148 ms median on WebGL, 46 / 52 ms on canvas; a page load cost Chromium 4.7-5.3 CPU-s against 3.5-4.4, and
+#: showed its cards 4.0-4.5 s after the navigation against 3.2-4.0 s. The datashaded plot at 1M points (656c5ef):
+#: the page busy 3.0-4.5 s after its plot showed on WebGL, 1.7-2.7 s on canvas.
+OUTPUT_BACKEND = "canvas"
+#: The figure options that draw a latent plot as the dashboard does: on :data:`OUTPUT_BACKEND`, with Bokeh's level of
+#: detail off. With it on (Bokeh's default, over 2,000 glyphs), a canvas draws a drag of the glyph plot as every tenth
+#: point in grey and repaints them all in colour 500 ms after: 10,000 glyphs drawn whole take ~50 ms a pan step here.
+CANVAS_OPTS = {"plot.output_backend": OUTPUT_BACKEND, "plot.lod_threshold": None}
+
+
+def plot_options(title: str, method: str, name: str, *hooks) -> dict:
     """The options of a latent plot: ``title``, the axes named after the reducer ``method``, the toolbar above
     (hidden until the pointer comes), and the Bokeh figure named ``name`` (plus further plot ``hooks``).
 
-    ``webgl``: draw the figure with WebGL, for points drawn as glyphs in the browser. A plot shaded on the server is
-    an image with a few markers over it, which WebGL draws no faster, but a WebGL figure is copied onto its canvas on
-    every repaint of the page's layout: at 1M points (2 cores, Chromium without a GPU) that copying made the page
-    busy for 3.0-4.5 s after its plot showed (the cards drawn after the load), against 1.7-2.7 s on a plain canvas."""
+    The figure is drawn on a plain canvas (:data:`OUTPUT_BACKEND`), never WebGL. A plot shaded on the server is an
+    image with a few markers over it, which WebGL draws no faster; the glyph plot has at most
+    :data:`dashboard.glyphs.GLYPH_LIMIT` points, which a canvas draws as fast. And Bokeh copies a WebGL figure onto
+    its canvas on every repaint: the page repaints its whole layout as each card below the first screen arrives, and
+    a browser without a GPU (headless, a remote desktop) reads the pixels back from software GL each time."""
     from engine.reduce.names import method_label
 
     name_of = method_label(method)  # "t-SNE 1", as the reducer's button says, not "tsne 1"
     return dict(responsive=True, title=title, xlabel=f"{name_of} 1", ylabel=f"{name_of} 2", toolbar="above",
-                backend_opts={"plot.toolbar.autohide": True, "plot.output_backend": "webgl" if webgl else "canvas"},
+                backend_opts={"plot.toolbar.autohide": True, **CANVAS_OPTS},
                 hooks=[name_models(name), _activate_ctrl_wheel, *hooks])

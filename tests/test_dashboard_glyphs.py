@@ -85,7 +85,8 @@ def test_a_small_table_is_drawn_as_glyphs_in_the_rasters_colours_with_a_legend(s
     points = _points(figure)
     table = small.store.points
     assert isinstance(points.glyph, Scatter)
-    assert figure.output_backend == "webgl"  # the browser draws the points
+    assert figure.output_backend == "canvas"  # the browser draws the points, on a canvas (latent.OUTPUT_BACKEND)
+    assert figure.lod_threshold is None  # all of them, in colour, during a drag too (latent.CANVAS_OPTS)
     assert len(points.data_source.data["x"]) == len(table) == 300
     np.testing.assert_array_equal(points.data_source.data["x"], table["x"].to_numpy(np.float32))
     np.testing.assert_array_equal(points.data_source.data["y"], table["y"].to_numpy(np.float32))
@@ -164,7 +165,7 @@ def test_colouring_by_density_stays_datashaded(small):
         store.color_by = "none"
         figure = _figure(small.latent)
         assert isinstance(_points(figure).glyph, ImageRGBA)
-        assert figure.output_backend == "canvas"  # an image: nothing for WebGL to draw, its copies saved
+        assert figure.output_backend == "canvas"  # an image
     finally:
         store.color_by = "label"
 

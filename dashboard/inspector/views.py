@@ -253,8 +253,7 @@ class LatentView(InspectorView):
         kept = [glyph_legend, weakly(self._keep_glyphs)] if glyphs else []
         more = [weakly(hook) for hook in self.overlays]
         return plot.opts(padding=0.08, **plot_options(title, method, "latent-figure", *under, *kept,
-                                                      weakly(self._add_highlights), *more, weakly(self._add_markers),
-                                                      webgl=glyphs))
+                                                      weakly(self._add_highlights), *more, weakly(self._add_markers)))
 
     def _keep_glyphs(self, plot, element):
         """Plot hook of the glyph plot: its points' renderer, resized in place when the point size changes."""

@@ -161,17 +161,29 @@ def latency_samples(page) -> list[float]:
     return page.evaluate("() => window.__latency ? window.__latency.samples.slice() : []")
 
 
-# Counts the paints of the points' renderer from now on (window.__pointsPainted); repaints them once to check that
-# the count sees a paint (the count after a frame is 1).
+# Counts the paints of the points' renderer from now on (window.__pointsPainted). First it waits for the plot to be
+# still: a pan or zoom leaves repaints behind it, as Bokeh's level of detail repaints the whole plot 500 ms after each
+# paint made during the interaction (lod_timeout in BokehJS's PlotView._actual_paint), and a loaded machine delays
+# them further: the document out of its interaction and no paint of the points for a second, or an error after 15 s.
+# Then it repaints the points once to check that the count sees a paint (the count after two frames is 1).
 _COUNT_PAINTS_JS = """
 async () => {
   const view = [...Bokeh.index.all_views()].find(v => v.model && v.model.name === 'latent-figure' && v.frame != null
                                                    && v.canvas_view.el.isConnected);
   const r = view.model.renderers.find(r => r.data_source && r.data_source.name === 'latent-figure-source');
   const rv = view.renderer_views.get(r);
+  const doc = view.model.document;
+  let last = performance.now();
   window.__pointsPainted = 0;
   const paint = rv.paint.bind(rv);
-  rv.paint = (...args) => { window.__pointsPainted += 1; return paint(...args); };
+  rv.paint = (...args) => { window.__pointsPainted += 1; last = performance.now(); return paint(...args); };
+  const start = performance.now();
+  while (doc.interactive_duration() >= 0 || performance.now() - last < 1000) {
+    if (performance.now() - start > 15000)
+      throw new Error(`the latent plot still repainting after 15 s: ${window.__pointsPainted} paints of its points`);
+    await new Promise((done) => setTimeout(done, 100));
+  }
+  window.__pointsPainted = 0;
   view.request_paint(rv);
   await new Promise((done) => requestAnimationFrame(() => requestAnimationFrame(done)));
   const seen = window.__pointsPainted;
@@ -182,8 +194,8 @@ async () => {
 
 
 def count_point_paints(page) -> int:
-    """Count the paints of the latent plot's points from now on (read with :func:`point_paints`); the count one
-    forced repaint made, which is 1 when the count works."""
+    """Wait for the latent plot to be still, then count the paints of its points from now on (read with
+    :func:`point_paints`); the count one forced repaint made, which is 1 when the count works."""
     return page.evaluate(_COUNT_PAINTS_JS)
 
 
