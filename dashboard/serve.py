@@ -231,7 +231,8 @@ def serve(project: str | None = None, port: int = 5006, address: str = "127.0.0.
     origins = [f"{host}:{port}" for host in own_hosts(address)]
     pn.config.nthreads = threads
     page = url(address, port, project)
-    _freeze_libraries(project)
+    warm_up = warm and os.environ.get(WARMUP_ENV, "1") != "0"
+    _freeze_libraries(project, reducers=("umap", "tsne") if warm_up else ())
     if warm:
         _prepare(project)
     server = pn.serve(
@@ -242,7 +243,7 @@ def serve(project: str | None = None, port: int = 5006, address: str = "127.0.0.
     if show:
         server.io_loop.add_callback(webbrowser.open, page)
     server.start()
-    if warm and os.environ.get(WARMUP_ENV, "1") != "0":
+    if warm_up:
         _warm_reducers_in_background()
     try:
         server.io_loop.start()
@@ -321,15 +322,20 @@ def _warm_reducers_in_background(methods=("umap", "tsne"), page=None, after_s: f
     return thread
 
 
-def _freeze_libraries(project: str | None) -> None:
-    """Import the dashboard's libraries and the framework of ``project``'s model (or of the default project), and
-    leave every object they made out of Python's full garbage collections from now on (``gc.freeze``).
+def _freeze_libraries(project: str | None, reducers=()) -> None:
+    """Import the dashboard's libraries, the framework of ``project``'s model (or of the default project) and the
+    libraries of the ``reducers`` the server warms up, and leave every object they made out of Python's full garbage
+    collections from now on (``gc.freeze``).
 
     They are most of what the process holds (some 600,000 objects with Keras, of 630,000 once the project's
     inspection is built), and they live until the process ends. Each full collection walked them all: 0.4-0.5 s with
     the interpreter's lock held, about once in every two or three sessions opened (1M points, 2 cores), and as long
     a pause for every page's taps and pans meanwhile. Frozen before the project opens: a frozen object's cycles are
-    never collected, and a project's inspection may be dropped from the cache later."""
+    never collected, and a project's inspection may be dropped from the cache later.
+
+    UMAP's and t-SNE's libraries are imported here too when the server warms them up: imported by the warm-up, after
+    the freeze, their 225,000 objects doubled what each full collection walked (MNIST: 110-250 ms pauses in the
+    seconds after the first page, each one a tap answered that much later)."""
     import importlib
 
     import dashboard.template  # noqa: F401 (Panel, HoloViews, Bokeh, Datashader)
@@ -342,6 +348,12 @@ def _freeze_libraries(project: str | None) -> None:
             importlib.import_module(module)
     except Exception:  # noqa: BLE001 (the page says what is wrong with the project)
         pass
+    try:
+        from engine.reduce import import_libraries
+
+        import_libraries(reducers)
+    except Exception as exc:  # noqa: BLE001 (a warm-up is a courtesy: a fit imports what it needs)
+        print(f"import of the reducers' libraries failed: {exc}", file=sys.stderr, flush=True)
     gc.collect()
     gc.freeze()
 

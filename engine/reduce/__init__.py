@@ -12,7 +12,8 @@ Estimators in the scikit-learn style, on float32 arrays of shape (n, d) (one fla
 * :class:`PrincipalDirections`: PCA, once, for every backend (the 2-D PCA reducer, the editor's directions);
 * :func:`make_reducer`, :func:`make_inverse` and the name tables :data:`METHODS`, :data:`INVERSES`;
 * :func:`embed`: every row of a dataset (a Zarr store: into another store, on the Dask workers);
-* :func:`warm_up`: a reducer's libraries imported and its compiled code ready, for a server to call at start.
+* :func:`warm_up`: a reducer's libraries imported and its compiled code ready, for a server to call at start
+  (:func:`import_libraries`: the imports alone).
 
 The activations may be a NumPy array, a memory map, or a Dask array or Zarr store (:mod:`engine.backends`).
 Names are imported on first use: ``import engine.reduce`` loads neither scikit-learn nor UMAP.
@@ -52,6 +53,7 @@ _EXPORTS = {
     "UMAPReducer": "engine.reduce.umap_",
     "embed": "engine.reduce.factory",
     "make_reducer": "engine.reduce.factory",
+    "import_libraries": "engine.reduce.warmup",
     "warm_up": "engine.reduce.warmup",
 }
 __all__ = ["INVERSES", "METHODS", "METHOD_PARAMS", *sorted(_EXPORTS)]

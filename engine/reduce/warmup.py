@@ -20,7 +20,7 @@ from engine.errors import ReducerValueError
 from engine.progress import ProgressFn, report
 from engine.reduce.names import METHODS
 
-__all__ = ["warm_up"]
+__all__ = ["import_libraries", "warm_up"]
 
 
 def _clusters(n: int, d: int = 8, seed: int = 0) -> np.ndarray:
@@ -43,20 +43,31 @@ def _steps(method: str) -> list:
             large.transform(_clusters(5, seed=1))
             make_reducer("umap", n_neighbors=15, n_epochs=10, inverse=None, random_state=0).fit(_clusters(300))
 
-        def import_umap():
-            from engine.reduce.umap_ import import_umap as load
-
-            load()
-
-        return [("importing umap-learn", import_umap), ("compiling UMAP", umap_fits)]
+        return [("importing umap-learn", lambda: import_libraries(["umap"])), ("compiling UMAP", umap_fits)]
     if method == "tsne":
         def tsne_fit():
             reducer = make_reducer("tsne", perplexity=30, n_iter=10, early_exaggeration_iter=10, inverse=None,
                                    random_state=0).fit(_clusters(1_200))
             reducer.transform(_clusters(5, seed=1))
 
-        return [("importing openTSNE", lambda: __import__("openTSNE")), ("running t-SNE", tsne_fit)]
+        return [("importing openTSNE", lambda: import_libraries(["tsne"])), ("running t-SNE", tsne_fit)]
     return [("running PCA", lambda: make_reducer("pca", inverse=None, random_state=0).fit(_clusters(200)))]
+
+
+def import_libraries(methods=("umap", "tsne")) -> None:
+    """Import the libraries of the fits of ``methods`` ("umap", "tsne", "pca"), compiling nothing: about 2 s and
+    225,000 objects for UMAP's and t-SNE's (umap-learn, pynndescent, numba, openTSNE). A server imports them before it
+    freezes what its libraries made (``dashboard.serve``), so that its full garbage collections never walk them."""
+    for method in methods:
+        key = str(method).lower().replace("-", "")
+        if key not in METHODS:
+            raise ReducerValueError(f"import_libraries: method must be one of {sorted(METHODS)}, got {method!r}.")
+        if key == "umap":
+            from engine.reduce.umap_ import import_umap
+
+            import_umap()
+        elif key == "tsne":
+            import openTSNE  # noqa: F401
 
 
 def warm_up(method: str, progress: ProgressFn | None = None) -> dict:
