@@ -232,7 +232,7 @@ def serve(project: str | None = None, port: int = 5006, address: str = "127.0.0.
     pn.config.nthreads = threads
     page = url(address, port, project)
     warm_up = warm and os.environ.get(WARMUP_ENV, "1") != "0"
-    _freeze_libraries(project, reducers=("umap", "tsne") if warm_up else ())
+    _freeze_libraries(project, reducers=WARMED_UP if warm_up else ())
     if warm:
         _prepare(project)
     server = pn.serve(
@@ -278,6 +278,8 @@ def _panel_files_here() -> dict[str, str]:
 
 #: Set to 0 to keep the server from warming the reducers up in the background at start.
 WARMUP_ENV = "LATENT_INSPECTOR_WARMUP"
+#: The reducers a server warms up: their libraries imported before the freeze, their code compiled after the first page.
+WARMED_UP = ("umap", "tsne")
 
 
 #: The warm-up starts this many seconds after the first page has loaded (its picture is then being drawn)...
@@ -286,7 +288,7 @@ WARMUP_AFTER_PAGE_S = 3.0
 WARMUP_WITHOUT_PAGE_S = 60.0
 
 
-def _warm_reducers_in_background(methods=("umap", "tsne"), page=None, after_s: float = WARMUP_AFTER_PAGE_S,
+def _warm_reducers_in_background(methods=WARMED_UP, page=None, after_s: float = WARMUP_AFTER_PAGE_S,
                                  without_page_s: float = WARMUP_WITHOUT_PAGE_S):
     """Import UMAP's and t-SNE's libraries and compile their code (:func:`engine.reduce.warm_up`) on a thread of
     lowest priority, while the first page shows PCA: a user's first UMAP then does not pay for it. A failure is
@@ -334,7 +336,7 @@ def _freeze_libraries(project: str | None, reducers=()) -> None:
     never collected, and a project's inspection may be dropped from the cache later.
 
     UMAP's and t-SNE's libraries are imported here too when the server warms them up: imported by the warm-up, after
-    the freeze, their 225,000 objects doubled what each full collection walked (MNIST: 110-250 ms pauses in the
+    the freeze, their 225,000 objects doubled what each full collection walked (MNIST: 139-277 ms pauses in the
     seconds after the first page, each one a tap answered that much later)."""
     import importlib
 

@@ -461,7 +461,7 @@ def test_the_server_leaves_its_libraries_out_of_full_collections_and_collects_wh
 
 def test_the_server_imports_the_reducers_it_warms_up_before_it_freezes_its_libraries():
     """UMAP's and t-SNE's libraries, imported for the warm-up after the freeze, doubled what a full collection walked
-    (110-250 ms pauses of the taps after the first page): they are imported before it. In a fresh process, where
+    (139-277 ms pauses of the taps after the first page): they are imported before it. In a fresh process, where
     neither has been imported yet; no project's framework is imported for a project that does not exist."""
     code = """if True:
         import gc, sys

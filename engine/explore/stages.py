@@ -21,7 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from engine.errors import ReducerValueError
-from engine.reduce.names import INVERSES, METHODS, method_label
+from engine.reduce.names import INVERSES, method_key, method_label
 
 __all__ = ["QUICK_INVERSES", "TUNED", "Stage", "stages"]
 
@@ -102,9 +102,7 @@ def stages(method: str, inverse: str = "auto", params: dict | None = None) -> tu
     >>> [s.name for s in stages("tsne", "knn", {"perplexity": 50})]
     ['final']
     """
-    method = str(method).lower().replace("-", "")
-    if method not in METHODS:
-        raise ReducerValueError(f"method must be one of {sorted(METHODS)}, got {method!r}.")
+    method = method_key(method)
     if inverse not in INVERSES:
         raise ReducerValueError(f"inverse must be one of {tuple(INVERSES)}, got {inverse!r}.")
     if method == "tsne" and inverse == "native":

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from engine.errors import ReducerValueError
 from engine.reduce.base import BaseReducer
+from engine.reduce.names import method_key
 from engine.reduce.pca import PCAReducer
 from engine.reduce.tsne import TSNEReducer
 from engine.reduce.umap_ import UMAPReducer
@@ -36,10 +37,7 @@ def make_reducer(method: str, **params) -> BaseReducer:
     >>> make_reducer("pca", random_state=0)
     PCAReducer(random_state=0)
     """
-    key = str(method).lower().replace("-", "")
-    if key not in _CLASSES:
-        raise ReducerValueError(f"method must be one of {sorted(_CLASSES)}, got {method!r}.")
-    cls = _CLASSES[key]
+    cls = _CLASSES[method_key(method)]
     try:
         return cls(**params)
     except TypeError as exc:

@@ -16,9 +16,8 @@ import time
 
 import numpy as np
 
-from engine.errors import ReducerValueError
 from engine.progress import ProgressFn, report
-from engine.reduce.names import METHODS
+from engine.reduce.names import METHODS, method_key
 
 __all__ = ["import_libraries", "warm_up"]
 
@@ -59,9 +58,7 @@ def import_libraries(methods=("umap", "tsne")) -> None:
     225,000 objects for UMAP's and t-SNE's (umap-learn, pynndescent, numba, openTSNE). A server imports them before it
     freezes what its libraries made (``dashboard.serve``), so that its full garbage collections never walk them."""
     for method in methods:
-        key = str(method).lower().replace("-", "")
-        if key not in METHODS:
-            raise ReducerValueError(f"import_libraries: method must be one of {sorted(METHODS)}, got {method!r}.")
+        key = method_key(method, "import_libraries")
         if key == "umap":
             from engine.reduce.umap_ import import_umap
 
@@ -96,9 +93,7 @@ def warm_up(method: str, progress: ProgressFn | None = None) -> dict:
     >>> import threading
     >>> threading.Thread(target=warm_up, args=("umap",), daemon=True).start()   # doctest: +SKIP
     """
-    key = str(method).lower().replace("-", "")
-    if key not in METHODS:
-        raise ReducerValueError(f"warm_up: method must be one of {sorted(METHODS)}, got {method!r}.")
+    key = method_key(method, "warm_up")
     steps = _steps(key)
     if key != "pca":  # the learned inverse map (the default for UMAP and t-SNE) trains with Keras
         steps.append(("importing Keras", lambda: __import__("keras")))
