@@ -173,6 +173,9 @@ class Dashboard(pn.viewable.Viewer):
             # No dark-mode toggle: Panel's toggle reloads the page as a new session (the choices and the history
             # are lost), and the cards, the plots' labels and markers are drawn for a light page.
             theme_toggle=False, theme="default",
+            # No busy spinner in the header: Panel turned it on before each tap's decoded image and off some 0.6 s
+            # later, each time restyling the page in the browser; the page's work shows its own bar and status.
+            busy_indicator=None,
         )
 
     def __panel__(self):
