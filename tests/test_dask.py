@@ -161,32 +161,34 @@ def torch_client(client):
     assert default_client() is client
 
 
-@pytest.mark.parametrize("kind", ["pytorch", "onnx"])
-def test_torch_and_onnx_models_propagate_on_the_cluster_loaded_once_per_worker(torch_client, tmp_path, kind):
+def test_torch_and_onnx_models_propagate_on_the_cluster_loaded_once_per_worker(torch_client, tmp_path):
+    """A PyTorch program (.pt2) and an ONNX file of the same network, on one cluster of their own (starting one took
+    seconds of the suite's time for each)."""
     torch = pytest.importorskip("torch")
+    pytest.importorskip("onnxruntime")
     import torch_models as tm
 
     client = torch_client
-
     module, example = tm.build("residual")
-    if kind == "pytorch":
-        path = tm.export(module, example, tmp_path / "model.pt2")
-    else:
-        pytest.importorskip("onnxruntime")
-        path = tmp_path / "model.onnx"
-        torch.onnx.export(module, (example,), str(path), dynamo=False, input_names=["x"], output_names=["y"],
-                          dynamic_axes={"x": {0: "batch"}, "y": {0: "batch"}})
-    layer = "block1" if kind == "pytorch" else next(
-        i.name for i in list_layers(load_model(path)) if i.valid_cut and i.name.startswith("/block1/"))
     x = np.random.default_rng(3).random((1200, 1, 14, 14)).astype("float32")
     np.save(tmp_path / "x.npy", x)
-    ref = ModelRef.from_file(path, layer)
-    stored = propagate(ref, open_chunked(tmp_path / "x.npy", chunk_rows=200), out=tmp_path / "acts.zarr",
-                       key=f"{kind}-x")
-    np.testing.assert_allclose(stored.read(), split(load_model(path), layer).encode(x), rtol=1e-5, atol=1e-5)
-    key = f"{ref.model_path}@{ref.model_hash}:{layer}"
-    loads = [counts.get(key, 0) for counts in client.run(loaded_models).values()]
-    assert sorted(loads) == [1, 1]  # six chunks, one load per worker process
+    for kind in ("pytorch", "onnx"):
+        if kind == "pytorch":
+            path = tm.export(module, example, tmp_path / "model.pt2")
+        else:
+            path = tmp_path / "model.onnx"
+            torch.onnx.export(module, (example,), str(path), dynamo=False, input_names=["x"], output_names=["y"],
+                              dynamic_axes={"x": {0: "batch"}, "y": {0: "batch"}})
+        layer = "block1" if kind == "pytorch" else next(
+            i.name for i in list_layers(load_model(path)) if i.valid_cut and i.name.startswith("/block1/"))
+        ref = ModelRef.from_file(path, layer)
+        stored = propagate(ref, open_chunked(tmp_path / "x.npy", chunk_rows=200), out=tmp_path / f"{kind}.zarr",
+                           key=f"{kind}-x")
+        np.testing.assert_allclose(stored.read(), split(load_model(path), layer).encode(x), rtol=1e-5, atol=1e-5,
+                                   err_msg=kind)
+        key = f"{ref.model_path}@{ref.model_hash}:{layer}"
+        loads = [counts.get(key, 0) for counts in client.run(loaded_models).values()]
+        assert sorted(loads) == [1, 1], (kind, loads)  # six chunks, one load per worker process
 
 
 def test_a_complete_store_with_the_same_key_is_reused(client, data, acts):
