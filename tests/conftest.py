@@ -13,36 +13,15 @@ import pytest  # noqa: E402
 from builders import build_models, write_project  # noqa: E402
 
 
-@pytest.hookimpl(trylast=True)  # after tests/ui's conftest has marked its tests
 def pytest_collection_modifyitems(config, items):
     from engine.backends.cupy import gpu_available
 
-    _long_files_first(items)
     if gpu_available():
         return
     skip = pytest.mark.skip(reason="no GPU: needs a CUDA device with CuPy and cuML")
     for item in items:
         if "gpu" in item.keywords:
             item.add_marker(skip)
-
-
-def _long_files_first(items):
-    """Order the files so that those holding a ``slow`` test come first, then those holding a browser test, each
-    file's tests kept together and in their order; within each group, by their number of tests, most first
-    (pytest-xdist's own order).
-
-    ``make test`` hands one file at a time to each of its workers in this order (``--dist loadfile
-    --no-loadscope-reorder``). In xdist's own order the one-test browser files, of 30-100 s each, came last, and a
-    worker could sit idle while another ran the last of them."""
-    files: dict[str, list] = {}
-    for item in items:
-        files.setdefault(item.nodeid.split("::", 1)[0], []).append(item)
-
-    def holds(tests, mark):
-        return any(t.get_closest_marker(mark) for t in tests)
-
-    order = sorted(files.values(), key=lambda tests: (not holds(tests, "slow"), not holds(tests, "ui"), -len(tests)))
-    items[:] = [item for tests in order for item in tests]
 
 
 @pytest.fixture(scope="session")
