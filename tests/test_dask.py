@@ -172,15 +172,12 @@ def test_torch_and_onnx_models_propagate_on_the_cluster_loaded_once_per_worker(t
     module, example = tm.build("residual")
     x = np.random.default_rng(3).random((1200, 1, 14, 14)).astype("float32")
     np.save(tmp_path / "x.npy", x)
-    for kind in ("pytorch", "onnx"):
-        if kind == "pytorch":
-            path = tm.export(module, example, tmp_path / "model.pt2")
-        else:
-            path = tmp_path / "model.onnx"
-            torch.onnx.export(module, (example,), str(path), dynamo=False, input_names=["x"], output_names=["y"],
-                              dynamic_axes={"x": {0: "batch"}, "y": {0: "batch"}})
-        layer = "block1" if kind == "pytorch" else next(
-            i.name for i in list_layers(load_model(path)) if i.valid_cut and i.name.startswith("/block1/"))
+    onnx = tmp_path / "model.onnx"
+    torch.onnx.export(module, (example,), str(onnx), dynamo=False, input_names=["x"], output_names=["y"],
+                      dynamic_axes={"x": {0: "batch"}, "y": {0: "batch"}})
+    onnx_layer = next(i.name for i in list_layers(load_model(onnx)) if i.valid_cut and i.name.startswith("/block1/"))
+    for kind, path, layer in (("pytorch", tm.export(module, example, tmp_path / "model.pt2"), "block1"),
+                              ("onnx", onnx, onnx_layer)):
         ref = ModelRef.from_file(path, layer)
         stored = propagate(ref, open_chunked(tmp_path / "x.npy", chunk_rows=200), out=tmp_path / f"{kind}.zarr",
                            key=f"{kind}-x")
